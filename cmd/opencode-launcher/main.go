@@ -1,14 +1,8 @@
+// Command opencode-launcher runs one sandboxed opencode server from an ocnix instance spec.
 package main
 
-import (
-	_ "github.com/alecthomas/kong"
-	_ "github.com/google/go-cmp/cmp"
-	_ "github.com/google/nftables"
-	_ "github.com/landlock-lsm/go-landlock/landlock"
-	_ "github.com/seccomp/libseccomp-golang"
-	_ "github.com/vishvananda/netlink"
-	_ "github.com/vishvananda/netns"
-	_ "golang.org/x/sys/unix"
-)
+import "github.com/ocnix/ocnix/launcher"
 
-func main() {}
+func main() {
+	launcher.MainOS()
+}

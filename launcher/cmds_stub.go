@@ -1,0 +1,26 @@
+package launcher
+
+// SetupCmd converges an instance (setup.go).
+type SetupCmd struct {
+	ConfigFlag
+	RerunInit bool `name:"rerun-init" help:"Run pre/post init scripts even if their content did not change."`
+}
+
+func (c *SetupCmd) Run(g *Globals) error { return errorf(ExitBug, "setup: not implemented yet") }
+
+// RunCmd runs the server or a debug command in the sandbox.
+type RunCmd struct {
+	ConfigFlag
+	DryRun bool     `name:"dry-run" help:"Print the plan that run would apply (same as explain) and exit."`
+	JSON   bool     `name:"json" help:"With --dry-run: print the plan as JSON."`
+	Cmd    []string `arg:"" optional:"" passthrough:"" help:"Command to run instead of the server, after --."`
+}
+
+func (c *RunCmd) Run(g *Globals) error { return errorf(ExitBug, "run: not implemented yet") }
+
+// TeardownCmd removes the instance's network.
+type TeardownCmd struct {
+	ConfigFlag
+}
+
+func (c *TeardownCmd) Run(g *Globals) error { return errorf(ExitBug, "teardown: not implemented yet") }

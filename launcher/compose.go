@@ -1,0 +1,201 @@
+package launcher
+
+import (
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Layout is where an instance keeps its state. Everything opencode writes lives
+// under stateDir, so that one Landlock rule covers it and instances never share
+// a data dir (opencode crashes when two servers create one DB at once).
+type Layout struct {
+	StateDir   string `json:"stateDir"`
+	Data       string `json:"data"`
+	Config     string `json:"config"`
+	State      string `json:"state"`
+	Cache      string `json:"cache"`
+	Tmp        string `json:"tmp"`
+	ConfigFile string `json:"configFile"`
+	Meta       string `json:"meta"` // launcher bookkeeping: stamps, last setup result
+}
+
+// LayoutFor derives the state layout from the spec.
+func LayoutFor(s *Spec) Layout {
+	d := s.StateDir
+	return Layout{
+		StateDir:   d,
+		Data:       filepath.Join(d, "data"),
+		Config:     filepath.Join(d, "config"),
+		State:      filepath.Join(d, "state"),
+		Cache:      filepath.Join(d, "cache"),
+		Tmp:        filepath.Join(d, "tmp"),
+		ConfigFile: filepath.Join(d, "config", "opencode", "opencode.json"),
+		Meta:       filepath.Join(d, ".ocnix"),
+	}
+}
+
+// Dirs lists the directories setup creates, parents first.
+func (l Layout) Dirs() []string {
+	return []string{l.StateDir, l.Data, l.Config, filepath.Dir(l.ConfigFile), l.State, l.Cache, l.Tmp, l.Meta}
+}
+
+// Host is what the plan needs to know about the machine, detected once and
+// passed in so that the plan stays a pure function that tests can drive.
+type Host struct {
+	NixOS bool `json:"nixos"` // /nix/store and /run/current-system exist
+}
+
+// lockdownEnv are opencode's switches for network features an isolated agent
+// server should not use by default: they phone home or download code. Each can
+// be turned back on through `environment`.
+var lockdownEnv = []EnvEntry{
+	{Name: "OPENCODE_DISABLE_AUTOUPDATE", Value: "1", Source: "default"},
+	{Name: "OPENCODE_DISABLE_SHARE", Value: "1", Source: "default"},
+	{Name: "OPENCODE_DISABLE_MODELS_FETCH", Value: "1", Source: "default"},
+	{Name: "OPENCODE_DISABLE_LSP_DOWNLOAD", Value: "1", Source: "default"},
+}
+
+// configDefaults sit under opencodeConfig: the package is immutable, so
+// autoupdate can only fail, and sharing uploads sessions to a third party.
+func configDefaults() map[string]any {
+	return map[string]any{
+		"$schema":    "https://opencode.ai/config.json",
+		"autoupdate": false,
+		"share":      "disabled",
+	}
+}
+
+// EnvEntry is one variable of the composed environment. Secret entries (from
+// environmentFile) never carry their value in a Plan.
+type EnvEntry struct {
+	Name   string `json:"name"`
+	Value  string `json:"value,omitempty"`
+	Source string `json:"source"` // launcher, default, environment, environmentFile
+	Secret bool   `json:"secret,omitempty"`
+}
+
+// BaseEnv is the environment the instance starts from, before environmentFile:
+// nothing of the caller's environment leaks in.
+func BaseEnv(s *Spec, h Host) []EnvEntry {
+	l := LayoutFor(s)
+	env := []EnvEntry{
+		{Name: "HOME", Value: s.StateDir, Source: "launcher"},
+		{Name: "USER", Value: s.User, Source: "launcher"},
+		{Name: "LOGNAME", Value: s.User, Source: "launcher"},
+		{Name: "PATH", Value: strings.Join(SearchPath(s, h), ":"), Source: "launcher"},
+		{Name: "LANG", Value: "C.UTF-8", Source: "default"},
+		{Name: "TMPDIR", Value: l.Tmp, Source: "launcher"},
+		{Name: "XDG_CONFIG_HOME", Value: l.Config, Source: "launcher"},
+		{Name: "XDG_DATA_HOME", Value: l.Data, Source: "launcher"},
+		{Name: "XDG_STATE_HOME", Value: l.State, Source: "launcher"},
+		{Name: "XDG_CACHE_HOME", Value: l.Cache, Source: "launcher"},
+		{Name: "OPENCODE_CONFIG", Value: l.ConfigFile, Source: "launcher"},
+	}
+	env = append(env, lockdownEnv...)
+	keys := make([]string, 0, len(s.Environment))
+	for k := range s.Environment {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = setEnv(env, EnvEntry{Name: k, Value: s.Environment[k], Source: "environment"})
+	}
+	return env
+}
+
+// WithEnvFile layers environmentFile assignments over env. Reserved names are
+// refused: a secrets file must not be able to move HOME out of the sandbox.
+func WithEnvFile(env []EnvEntry, vars []EnvVar, path string) ([]EnvEntry, error) {
+	for _, v := range vars {
+		if owner, ok := reservedEnv[v.Name]; ok {
+			return nil, &envFileReservedError{path: path, line: v.Line, name: v.Name, owner: owner}
+		}
+		env = setEnv(env, EnvEntry{Name: v.Name, Value: v.Value, Source: "environmentFile", Secret: true})
+	}
+	return env, nil
+}
+
+type envFileReservedError struct {
+	path, name, owner string
+	line              int
+}
+
+func (e *envFileReservedError) Error() string {
+	return "environmentFile " + e.path + ": line " + itoa(e.line) + ": " + e.name + " is set by the launcher from " + e.owner + " and cannot be overridden"
+}
+
+func (e *envFileReservedError) Unwrap() error { return ErrEnvFile }
+
+func setEnv(env []EnvEntry, e EnvEntry) []EnvEntry {
+	for i := range env {
+		if env[i].Name == e.Name {
+			env[i] = e
+			return env
+		}
+	}
+	return append(env, e)
+}
+
+// Environ renders entries as KEY=VALUE for exec.
+func Environ(env []EnvEntry) []string {
+	out := make([]string, 0, len(env))
+	for _, e := range env {
+		out = append(out, e.Name+"="+e.Value)
+	}
+	return out
+}
+
+// SearchPath is `path` first, then the system baseline of this kind of host.
+func SearchPath(s *Spec, h Host) []string {
+	out := append([]string(nil), s.Path...)
+	if h.NixOS {
+		return append(out, "/run/wrappers/bin", "/run/current-system/sw/bin")
+	}
+	return append(out, "/usr/local/bin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/sbin", "/sbin")
+}
+
+// ComposeConfig is the opencode.json content: ocnix's locked-down defaults,
+// then opencodeConfig over them (objects merge, other values replace), then
+// model and provider folded in as opencode expects ("provider/model").
+func ComposeConfig(s *Spec) map[string]any {
+	cfg := mergeJSON(configDefaults(), s.OpencodeConfig)
+	if s.Model != "" {
+		m := s.Model
+		if s.Provider != "" {
+			m = s.Provider + "/" + s.Model
+		}
+		cfg["model"] = m
+	}
+	return cfg
+}
+
+func mergeJSON(base, over map[string]any) map[string]any {
+	out := make(map[string]any, len(base)+len(over))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		if bm, ok := out[k].(map[string]any); ok {
+			if om, ok := v.(map[string]any); ok {
+				out[k] = mergeJSON(bm, om)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// ServerArgv is command + serve flags + log level + extraArgs (DESIGN.md).
+func ServerArgv(s *Spec) []string {
+	argv := append([]string(nil), s.Command...)
+	argv = append(argv, "serve", "--hostname", s.Listen.Address, "--port", itoa(s.Listen.Port))
+	if lvl := s.ServerLogLevel(); lvl != "" {
+		argv = append(argv, "--log-level", lvl)
+	}
+	return append(argv, s.ExtraArgs...)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,123 @@
+package launcher
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Plan is everything run would do, as plain data: built by BuildPlan from a
+// spec and host facts with no side effects, printed by explain and run
+// --dry-run, and compared in unit tests without root.
+type Plan struct {
+	Instance        string         `json:"instance"`
+	User            string         `json:"user"`
+	Group           string         `json:"group"`
+	Directory       string         `json:"directory"`
+	Argv            []string       `json:"argv"`
+	Env             []EnvEntry     `json:"env"`
+	EnvironmentFile string         `json:"environmentFile,omitempty"`
+	Layout          Layout         `json:"layout"`
+	OpencodeConfig  map[string]any `json:"opencodeConfig"`
+	InitScripts     []InitScript   `json:"initScripts,omitempty"`
+	Sandbox         SandboxSection `json:"sandbox"`
+	Network         NetworkSection `json:"network"`
+	Warnings        []string       `json:"warnings,omitempty"`
+}
+
+// InitScript is one of preInitScript/postInitScript as setup runs it.
+type InitScript struct {
+	Phase   string `json:"phase"` // pre or post
+	Path    string `json:"path"`
+	Timeout int    `json:"timeoutSeconds"`
+}
+
+// BuildPlan is pure: the same spec and host always give the same plan.
+func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
+	argv := ServerArgv(s)
+	if len(cmd) > 0 {
+		argv = append([]string(nil), cmd...)
+	}
+	p := &Plan{
+		Instance:        s.Name,
+		User:            s.User,
+		Group:           s.Group,
+		Directory:       s.Directory,
+		Argv:            argv,
+		Env:             BaseEnv(s, h),
+		EnvironmentFile: s.EnvironmentFile,
+		Layout:          LayoutFor(s),
+		OpencodeConfig:  ComposeConfig(s),
+	}
+	if s.EnvironmentFile != "" {
+		p.Env = append(p.Env, EnvEntry{Name: "(variables of " + s.EnvironmentFile + ")", Source: "environmentFile", Secret: true})
+	}
+	for _, sc := range []struct{ phase, path string }{{"pre", s.PreInitScript}, {"post", s.PostInitScript}} {
+		if sc.path != "" {
+			p.InitScripts = append(p.InitScripts, InitScript{Phase: sc.phase, Path: sc.path, Timeout: s.InitScriptTimeout})
+		}
+	}
+	sb, err := buildSandbox(s, h)
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: %w", s.Name, err)
+	}
+	p.Sandbox = sb
+	nw, err := buildNetwork(s)
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: %w", s.Name, err)
+	}
+	p.Network = nw
+	if !s.NetworkIsolation.Enable && len(s.NetworkIsolation.OutboundAllowCidrs) > 0 {
+		p.Warnings = append(p.Warnings, "networkIsolation.outboundAllowCidrs is set but networkIsolation.enable is false: no egress filter is in force")
+	}
+	return p, nil
+}
+
+// JSON renders the plan for explain --json. Secret values are never in a Plan.
+func (p *Plan) JSON() ([]byte, error) {
+	return json.MarshalIndent(p, "", "  ")
+}
+
+// String renders the plan for humans.
+func (p *Plan) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "instance %s (user %s, group %s)\n", p.Instance, p.User, p.Group)
+	fmt.Fprintf(&b, "\n# argv (cwd %s)\n", p.Directory)
+	for _, a := range p.Argv {
+		fmt.Fprintf(&b, "  %s\n", a)
+	}
+	b.WriteString("\n# environment (values from environmentFile are never shown)\n")
+	for _, e := range p.Env {
+		switch {
+		case e.Secret:
+			fmt.Fprintf(&b, "  %s  [%s, value hidden]\n", e.Name, e.Source)
+		default:
+			fmt.Fprintf(&b, "  %s=%s  [%s]\n", e.Name, e.Value, e.Source)
+		}
+	}
+	fmt.Fprintf(&b, "\n# state layout\n  stateDir %s (0700)\n  opencode.json %s (0600)\n", p.Layout.StateDir, p.Layout.ConfigFile)
+	if len(p.InitScripts) > 0 {
+		b.WriteString("\n# init scripts (run by setup, as the instance user, in this sandbox)\n")
+		for _, s := range p.InitScripts {
+			fmt.Fprintf(&b, "  %s: %s (timeout %ds)\n", s.Phase, s.Path, s.Timeout)
+		}
+	}
+	cfg, _ := json.MarshalIndent(p.OpencodeConfig, "  ", "  ")
+	fmt.Fprintf(&b, "\n# opencode.json\n  %s\n", cfg)
+	fmt.Fprintf(&b, "\n# sandbox\n%s\n", indent(p.Sandbox.String()))
+	fmt.Fprintf(&b, "\n# network\n%s\n", indent(p.Network.String()))
+	for _, w := range p.Warnings {
+		fmt.Fprintf(&b, "\nWARNING: %s\n", w)
+	}
+	return b.String()
+}
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = "  " + l
+		}
+	}
+	return strings.Join(lines, "\n")
+}

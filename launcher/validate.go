@@ -1,0 +1,276 @@
+package launcher
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+var (
+	// instanceNameRe keeps names usable as a systemd unit fragment, a unix user
+	// name fragment, a netns name and an nft table name at once.
+	instanceNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	// userNameRe is the portable user name shape (useradd's default NAME_REGEX).
+	userNameRe = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
+	envNameRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// reservedEnv are set by the launcher so that the instance's view of HOME, the
+// XDG dirs and TMPDIR always lies inside its own stateDir. Letting a spec move
+// them would point opencode at paths the sandbox does not grant.
+var reservedEnv = map[string]string{
+	"HOME":            "stateDir",
+	"PATH":            "path",
+	"TMPDIR":          "stateDir",
+	"XDG_CONFIG_HOME": "stateDir",
+	"XDG_DATA_HOME":   "stateDir",
+	"XDG_STATE_HOME":  "stateDir",
+	"XDG_CACHE_HOME":  "stateDir",
+	"XDG_RUNTIME_DIR": "stateDir",
+	"OPENCODE_CONFIG": "opencodeConfig",
+	"USER":            "user",
+	"LOGNAME":         "user",
+}
+
+// flagsOwnedByLauncher may not appear in extraArgs: the launcher sets them
+// from listen and logLevel, and a second copy would silently win or lose.
+var flagsOwnedByLauncher = map[string]string{
+	"--port":      "listen.port",
+	"--hostname":  "listen.address",
+	"--log-level": "logLevel",
+	"--mdns":      "listen.address (mDNS would advertise the server on the LAN)",
+}
+
+var logLevels = map[string]string{"debug": "DEBUG", "info": "INFO", "warn": "WARN", "error": "ERROR"}
+
+func (s *Spec) applyDefaults() {
+	if s.User == "" {
+		s.User = UserPrefix + s.Name
+	}
+	if s.Group == "" {
+		s.Group = s.User
+	}
+	if s.StateDir == "" {
+		s.StateDir = DefaultStateDirBase + "/" + s.Name
+	}
+	if s.Listen.Address == "" {
+		s.Listen.Address = DefaultListenAddress
+	}
+	if s.Listen.Port == -1 {
+		s.Listen.Port = DefaultListenPort
+	}
+	if s.InitScriptTimeout == -1 {
+		s.InitScriptTimeout = DefaultInitScriptTimeout
+	}
+	if s.Environment == nil {
+		s.Environment = map[string]string{}
+	}
+	if s.OpencodeConfig == nil {
+		s.OpencodeConfig = map[string]any{}
+	}
+}
+
+func (s *Spec) validate(ps *Problems) {
+	switch {
+	case !instanceNameRe.MatchString(s.Name):
+		ps.add("name", "%q is not a valid instance name; use lower-case letters, digits, '-' and '_', starting with a letter or digit", s.Name)
+	case len(UserPrefix)+len(s.Name) > maxUserNameLen:
+		ps.add("name", "%q is too long: the user %q must fit %d characters, so the name may have at most %d", s.Name, UserPrefix+s.Name, maxUserNameLen, maxUserNameLen-len(UserPrefix))
+	}
+	checkAccount(ps, "user", s.User)
+	checkAccount(ps, "group", s.Group)
+
+	dirOK := checkPath(ps, "directory", s.Directory)
+	stateOK := checkPath(ps, "stateDir", s.StateDir)
+	if dirOK && stateOK {
+		switch {
+		case s.Directory == s.StateDir:
+			ps.add("stateDir", "is the same as directory (%s); give the instance a separate state directory", s.Directory)
+		case within(s.StateDir, s.Directory):
+			ps.add("stateDir", "%s lies inside directory %s; the project tree would expose opencode's state and secrets to the project, so move it out", s.StateDir, s.Directory)
+		case within(s.Directory, s.StateDir):
+			ps.add("directory", "%s lies inside stateDir %s; move the project out of the state directory", s.Directory, s.StateDir)
+		}
+	}
+	if s.Directory == "/" {
+		ps.add("directory", "is /, which would make the whole host writable to the instance; use the project's own directory")
+	}
+	if s.StateDir == "/" {
+		ps.add("stateDir", "is /; use a directory of its own such as %s/%s", DefaultStateDirBase, s.Name)
+	}
+
+	if _, err := netip.ParseAddr(s.Listen.Address); err != nil {
+		ps.add("listen.address", "%q is not an IP address; use a literal such as 127.0.0.1 or ::1 (the launcher never resolves names)", s.Listen.Address)
+	}
+	checkPort(ps, "listen.port", s.Listen.Port)
+
+	for k, v := range s.Environment {
+		key := "environment." + k
+		if !envNameRe.MatchString(k) {
+			ps.add(key, "is not a valid variable name; use letters, digits and '_', not starting with a digit")
+		} else if owner, ok := reservedEnv[k]; ok {
+			ps.add(key, "is set by the launcher from %s and cannot be overridden", owner)
+		}
+		if strings.ContainsRune(v, 0) {
+			ps.add(key, "contains a NUL byte, which no environment can hold")
+		}
+	}
+	if s.EnvironmentFile != "" {
+		checkPath(ps, "environmentFile", s.EnvironmentFile)
+	}
+	for i, p := range s.Path {
+		checkPath(ps, fmt.Sprintf("path[%d]", i), p)
+	}
+	if s.LogLevel != "" {
+		if _, ok := logLevels[s.LogLevel]; !ok {
+			ps.add("logLevel", "%q is not one of debug, info, warn, error (or null for opencode's default)", s.LogLevel)
+		}
+	}
+	for i, a := range s.ExtraArgs {
+		flag, _, _ := strings.Cut(a, "=")
+		if owner, ok := flagsOwnedByLauncher[flag]; ok {
+			ps.add(fmt.Sprintf("extraArgs[%d]", i), "%q is set by the launcher; use %s instead", a, owner)
+		}
+		if strings.ContainsRune(a, 0) {
+			ps.add(fmt.Sprintf("extraArgs[%d]", i), "contains a NUL byte")
+		}
+	}
+	if s.Model != "" || s.Provider != "" {
+		if _, ok := s.OpencodeConfig["model"]; ok {
+			ps.add("model", "is set both here and in opencodeConfig.model; set it in one place")
+		}
+		if s.Provider != "" && s.Model == "" {
+			ps.add("provider", "is set without model; opencode selects a model as \"provider/model\", so set model too")
+		}
+		if s.Provider == "" && s.Model != "" && !strings.Contains(s.Model, "/") {
+			ps.add("model", "%q has no provider; write it as \"provider/model\" (e.g. \"anthropic/claude-sonnet-4-5\") or set provider", s.Model)
+		}
+		if strings.Contains(s.Provider, "/") {
+			ps.add("provider", "%q contains '/'; give the provider id alone, e.g. \"anthropic\"", s.Provider)
+		}
+	}
+
+	for i, p := range s.Sandbox.ReadWritePaths {
+		key := fmt.Sprintf("sandbox.readWritePaths[%d]", i)
+		if checkPath(ps, key, p) && p == "/" {
+			ps.add(key, "is /, which would make the whole host writable to the instance")
+		}
+	}
+	for i, p := range s.Sandbox.ReadOnlyPaths {
+		checkPath(ps, fmt.Sprintf("sandbox.readOnlyPaths[%d]", i), p)
+	}
+	for i, p := range s.Sandbox.UnixSockets.Allow {
+		key := fmt.Sprintf("sandbox.unixSockets.allow[%d]", i)
+		if checkPath(ps, key, p) && p == "/" {
+			ps.add(key, "is /, which would allow every socket on the host; list the sockets or their directories")
+		}
+	}
+	for i, p := range s.Sandbox.AllowBindPorts {
+		checkPort(ps, fmt.Sprintf("sandbox.allowBindPorts[%d]", i), p)
+	}
+
+	for i, c := range s.NetworkIsolation.OutboundAllowCidrs {
+		checkCIDR(ps, fmt.Sprintf("networkIsolation.outboundAllowCidrs[%d]", i), c)
+	}
+	if s.NetworkIsolation.Subnet != "" {
+		key := "networkIsolation.subnet"
+		p, err := netip.ParsePrefix(s.NetworkIsolation.Subnet)
+		switch {
+		case err != nil:
+			ps.add(key, "%q is not a CIDR such as 100.100.3.0/30", s.NetworkIsolation.Subnet)
+		case !p.Addr().Is4() || p.Bits() != 30:
+			ps.add(key, "%q must be an IPv4 /30 (one address for each end of the veth pair)", s.NetworkIsolation.Subnet)
+		case p.Masked() != p:
+			ps.add(key, "%q has host bits set; did you mean %s?", s.NetworkIsolation.Subnet, p.Masked())
+		}
+	}
+	for i, n := range s.NetworkIsolation.Nameservers {
+		if _, err := netip.ParseAddr(n); err != nil {
+			ps.add(fmt.Sprintf("networkIsolation.nameservers[%d]", i), "%q is not an IP address", n)
+		}
+	}
+	if s.PreInitScript != "" {
+		checkPath(ps, "preInitScript", s.PreInitScript)
+	}
+	if s.PostInitScript != "" {
+		checkPath(ps, "postInitScript", s.PostInitScript)
+	}
+	if s.InitScriptTimeout < 1 || s.InitScriptTimeout > 86400 {
+		ps.add("initScriptTimeout", "is %d seconds; use 1 to 86400", s.InitScriptTimeout)
+	}
+	switch {
+	case len(s.Command) == 0:
+		ps.add("command", "is empty; set it to the opencode executable, e.g. [\"/nix/store/…-opencode/bin/opencode\"]")
+	default:
+		checkPath(ps, "command[0]", s.Command[0])
+	}
+}
+
+func checkAccount(ps *Problems, key, name string) {
+	if !userNameRe.MatchString(name) || len(name) > maxUserNameLen {
+		ps.add(key, "%q is not a valid user or group name (lower-case letters, digits, '-' and '_', at most %d characters)", name, maxUserNameLen)
+	}
+	if name == "root" {
+		ps.add(key, "is root; an instance must run as its own unprivileged account such as opencode-<name>")
+	}
+}
+
+// checkPath requires an absolute, clean path: a relative or "..".-bearing path
+// means something else depending on the cwd, which a sandbox rule must never do.
+func checkPath(ps *Problems, key, p string) bool {
+	switch {
+	case p == "":
+		ps.add(key, "is empty; give an absolute path")
+	case strings.ContainsAny(p, "\x00\n"):
+		ps.add(key, "%q contains a NUL or newline", p)
+	case !filepath.IsAbs(p):
+		ps.add(key, "%q is relative; give an absolute path such as %q", p, "/"+strings.TrimPrefix(p, "./"))
+	case hasDotDot(p):
+		ps.add(key, "%q contains '..'; give the path without it", p)
+	case filepath.Clean(p) != p:
+		ps.add(key, "%q is not clean; write it as %q", p, filepath.Clean(p))
+	default:
+		return true
+	}
+	return false
+}
+
+func hasDotDot(p string) bool {
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+func checkPort(ps *Problems, key string, port int) {
+	if port < 1 || port > 65535 {
+		ps.add(key, "is %d; use a port from 1 to 65535", port)
+	}
+}
+
+func checkCIDR(ps *Problems, key, c string) {
+	p, err := netip.ParsePrefix(c)
+	switch {
+	case err != nil:
+		ps.add(key, "%q is not a CIDR; write it as address/prefix, e.g. 10.10.0.0/16 or fd00::/8", c)
+	case p.Addr().Zone() != "":
+		ps.add(key, "%q has a zone; zones cannot be filtered", c)
+	case p.Masked() != p:
+		ps.add(key, "%q has host bits set; did you mean %s?", c, p.Masked())
+	}
+}
+
+// within reports whether p lies strictly inside dir.
+func within(p, dir string) bool {
+	if dir == "/" {
+		return p != "/"
+	}
+	return strings.HasPrefix(p, dir+"/")
+}
+
+// ServerLogLevel is the value for opencode's --log-level, which wants upper case.
+func (s *Spec) ServerLogLevel() string { return logLevels[s.LogLevel] }
