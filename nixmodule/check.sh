@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# CI checks for the Nix side of ocnix. Needs only `nix-instantiate` (Debian: nix-bin) and,
+# for the contract test, a built launcher. No nixpkgs, no network.
+#
+#   nixmodule/check.sh               # all checks (LAUNCHER defaults to ./bin/opencode-launcher)
+#   nixmodule/check.sh --nix-only    # skip the launcher half of the contract test
+#   LAUNCHER=/path/to/opencode-launcher nixmodule/check.sh
+#
+# 1. `nix-instantiate --parse` on every .nix file of the repository.
+# 2. The builtins-only validators (nixmodule/lib.nix) against their table tests.
+# 3. Contract test: nixmodule/spec.nix on each fixture (nixmodule/fixtures/*.nix) gives the
+#    instance spec JSON; `opencode-launcher check` must accept it and `explain --json` must
+#    print JSON. Fixtures named bad-*.nix must be REJECTED by `check`, naming the key that
+#    their first line's comment promises (see the EXPECT table below).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+nix_only=0
+for a in "$@"; do
+  case "$a" in
+  --nix-only) nix_only=1 ;;
+  -h | --help)
+    sed -n '2,14p' "$0"
+    exit 0
+    ;;
+  *)
+    echo "check.sh: unknown argument $a" >&2
+    exit 2
+    ;;
+  esac
+done
+
+if ! command -v nix-instantiate >/dev/null; then
+  echo "check.sh: nix-instantiate not found; install it (Debian: apt-get install -y nix-bin)" >&2
+  exit 2
+fi
+
+LAUNCHER=${LAUNCHER:-$root/bin/opencode-launcher}
+if [ "$nix_only" = 0 ] && [ ! -x "$LAUNCHER" ]; then
+  echo "check.sh: launcher $LAUNCHER not found; build it with" >&2
+  echo "  go build -o bin/opencode-launcher ./cmd/opencode-launcher" >&2
+  echo "or run with --nix-only to skip the launcher half" >&2
+  exit 2
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+ok() { printf 'ok    %s\n' "$*"; }
+bad() {
+  printf 'FAIL  %s\n' "$*"
+  fail=1
+}
+
+# Keys a bad fixture must be rejected for (a substring of the launcher's message).
+declare -A EXPECT=(
+  [bad-cidr]="networkIsolation.outboundAllowCidrs"
+  [bad-paths]="directory"
+)
+
+echo "== nix-instantiate --parse"
+n=0
+while IFS= read -r -d '' f; do
+  n=$((n + 1))
+  if out=$(nix-instantiate --parse "$f" 2>&1 >/dev/null); then :; else
+    bad "parse $f"
+    printf '%s\n' "$out" | sed 's/^/      /'
+  fi
+done < <(find . \( -path ./.git -o -path ./node_modules -o -path ./testdata-tmp \) -prune -o -name '*.nix' -type f -print0)
+ok "parsed $n .nix files"
+
+echo "== nixmodule/lib.nix table tests"
+if out=$(nix-instantiate --eval --strict --json nixmodule/tests/lib-test.nix 2>&1) && [ "$out" = "[]" ]; then
+  ok "lib-test.nix"
+else
+  bad "lib-test.nix: failing cases: $out"
+fi
+
+echo "== contract: spec.nix fixtures -> opencode-launcher check/explain"
+for fx in nixmodule/fixtures/*.nix; do
+  base=$(basename "$fx" .nix)
+  case "$base" in _*) continue ;; esac
+  json="$tmp/$base.json"
+  if ! nix-instantiate --eval --strict --json \
+    --arg fixture "$root/$fx" \
+    -E "{ fixture }: import $root/nixmodule/spec.nix (import fixture)" >"$json" 2>"$tmp/$base.err"; then
+    bad "$base: spec.nix does not evaluate"
+    sed 's/^/      /' "$tmp/$base.err"
+    continue
+  fi
+  if [ "$nix_only" = 1 ]; then
+    ok "$base: evaluates ($(wc -c <"$json") bytes of JSON)"
+    continue
+  fi
+  case "$base" in
+  bad-*)
+    if "$LAUNCHER" check --config "$json" >"$tmp/$base.out" 2>&1; then
+      bad "$base: opencode-launcher check accepted a spec it must reject"
+    elif [ -n "${EXPECT[$base]:-}" ] && ! grep -qF "${EXPECT[$base]}" "$tmp/$base.out"; then
+      bad "$base: rejected, but the message does not name ${EXPECT[$base]}:"
+      sed 's/^/      /' "$tmp/$base.out"
+    else
+      ok "$base: rejected as expected: $(head -n 3 "$tmp/$base.out" | tr '\n' ' ')"
+    fi
+    ;;
+  *)
+    if ! "$LAUNCHER" check --config "$json" >"$tmp/$base.out" 2>&1; then
+      bad "$base: opencode-launcher check rejected it:"
+      sed 's/^/      /' "$tmp/$base.out"
+      continue
+    fi
+    if ! "$LAUNCHER" explain --json --config "$json" >"$tmp/$base.explain" 2>"$tmp/$base.explain.err"; then
+      bad "$base: opencode-launcher explain --json failed:"
+      sed 's/^/      /' "$tmp/$base.explain.err"
+      continue
+    fi
+    # explain --json must print one JSON document (checked with nix's own JSON parser).
+    if ! nix-instantiate --eval --strict -E "builtins.isAttrs (builtins.fromJSON (builtins.readFile $tmp/$base.explain))" >/dev/null 2>"$tmp/$base.explain.err"; then
+      bad "$base: explain --json output is not a JSON object:"
+      head -c 400 "$tmp/$base.explain" | sed 's/^/      /'
+      continue
+    fi
+    ok "$base: check and explain --json"
+    ;;
+  esac
+done
+
+if [ "$fail" != 0 ]; then
+  echo "nixmodule/check.sh: FAILED" >&2
+  exit 1
+fi
+echo "nixmodule/check.sh: all passed"

@@ -1,0 +1,84 @@
+# Table tests for ../lib.nix (builtins only). Evaluates to the list of failing cases;
+# ../check.sh requires it to be empty:
+#   nix-instantiate --eval --strict --json nixmodule/tests/lib-test.nix
+let
+  l = import ../lib.nix;
+  cases = fn: expected: inputs: map (x: { inherit fn x expected; got = l.${fn} x; }) inputs;
+  all = builtins.concatLists [
+    (cases "isCidr" true [
+      "10.10.0.0/16"
+      "0.0.0.0/0"
+      "255.255.255.255/32"
+      "::/0"
+      "fd00::/8"
+      "2001:db8::1/128"
+      "::ffff:10.0.0.1/128"
+      "1:2:3:4:5:6:7:8/64"
+      "1:2:3:4:5:6:7::/64"
+      "FD00::/8"
+    ])
+    (cases "isCidr" false [
+      "10.0.0.0/33"
+      "256.0.0.0/8"
+      "10.0.0/8"
+      "10.0.0.0"
+      "01.0.0.0/8"
+      "10.0.0.0/08"
+      "10.0.0.0/"
+      "/8"
+      "1:2:3:4:5:6:7:8:9/64"
+      "1::2::3/64"
+      "fd00:::1/64"
+      "fd00::/129"
+      "gggg::/16"
+      "1:2:3:4:5:6::1.2.3.4/96"
+      "example.com/24"
+      ""
+    ])
+    (cases "isIP" true [
+      "127.0.0.1"
+      "0.0.0.0"
+      "::"
+      "::1"
+      "fe80::1"
+    ])
+    (cases "isIP" false [
+      "localhost"
+      "10.0.0.0/8"
+      "1.2.3"
+      ":::"
+    ])
+    (cases "isIPv4Subnet30" true [ "100.100.3.0/30" ])
+    (cases "isIPv4Subnet30" false [
+      "100.100.3.0/29"
+      "fd00::/30"
+    ])
+    (cases "isValidName" true [
+      "my-project"
+      "db_project"
+      "a"
+      "0day"
+      "abcdefghijklmnopqrstuvw" # 23 characters: opencode-<name> is 32
+    ])
+    (cases "isValidName" false [
+      "-x"
+      "_x"
+      "Upper"
+      "a.b"
+      "a b"
+      "with/slash"
+      ""
+      "abcdefghijklmnopqrstuvwx" # 24 characters
+    ])
+    (cases "isAbsolute" true [
+      "/srv/x"
+      "/"
+    ])
+    (cases "isAbsolute" false [
+      "srv/x"
+      "./x"
+      ""
+    ])
+  ];
+in
+builtins.filter (c: c.got != c.expected) all
