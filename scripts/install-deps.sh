@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need on a fresh Debian 12 machine
+# (as root): Debian packages, the pinned opencode server from npm, Go modules.
+# Idempotent and quick when everything is present: a stamp keyed by this
+# script's and the npm lock's content skips the slow part.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+prefix=${OCNIX_DEPS_PREFIX:-/opt/ocnix}
+stamp="$prefix/.deps-$(cat "$0" "$here/deps/opencode/package-lock.json" | sha256sum | cut -c1-16)"
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: run as root (it installs Debian packages and /opt/ocnix); e.g. sudo $0" >&2
+  exit 77
+fi
+
+if [ ! -e "$stamp" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # nftables: looking at rulesets in tests; libseccomp-dev + pkg-config: cgo build;
+  # nix-bin: nix-instantiate for the Nix checks; postgresql: a real unix socket;
+  # iproute2: test namespaces; systemd: systemd-socket-activate/-proxyd for the
+  # published port; bubblewrap: the startup benchmark's peer; strace, psmisc: debugging.
+  apt-get install -y -qq --no-install-recommends \
+    nftables libseccomp-dev pkg-config gcc libc6-dev nix-bin postgresql postgresql-client \
+    iproute2 systemd bubblewrap strace psmisc curl ca-certificates git make nodejs npm >/dev/null
+  mkdir -p "$prefix/opencode"
+  cp "$here/deps/opencode/package.json" "$here/deps/opencode/package-lock.json" "$prefix/opencode/"
+  # The binary ships in the optional dependency opencode-linux-x64; opencode-ai's
+  # postinstall only links it, so scripts are not needed.
+  (cd "$prefix/opencode" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  rm -f "$prefix"/.deps-*
+  touch "$stamp"
+fi
+
+bin="$prefix/opencode/node_modules/opencode-linux-x64/bin/opencode"
+if ! grep -qw avx2 /proc/cpuinfo; then
+  bin="$prefix/opencode/node_modules/opencode-linux-x64-baseline/bin/opencode"
+fi
+ln -sfn "$bin" "$prefix/opencode-bin"
+"$prefix/opencode-bin" --version >/dev/null
+
+(cd "$here" && go mod download)
+echo "install-deps: ok (opencode $("$prefix/opencode-bin" --version), $(go version | cut -d' ' -f3))"
