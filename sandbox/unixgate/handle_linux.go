@@ -1,0 +1,99 @@
+package unixgate
+
+import (
+	"errors"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// handle answers one notification, inline or through a worker. It returns an error only
+// when the loop must stop (errRestore).
+//
+// Order matters: the tid in the notification may be recycled at any moment, so every
+// lookup by tid is followed by an ID_VALID check before its result is trusted, and the
+// address is read exactly once; every decision uses that copy.
+func (s *server) handle(req *notifReq) error {
+	id := req.ID
+	if req.Data.Arch != s.arch || req.Data.Nr != unix.SYS_CONNECT {
+		// The filter should only send native connect; anything else has another ABI.
+		s.respond(id, unix.ENOSYS)
+		return nil
+	}
+	tid := int(req.Pid)
+	pidfd, err := unix.PidfdOpen(tid, unix.PIDFD_THREAD)
+	if err != nil {
+		s.respond(id, supervisorErrno(err))
+		return nil
+	}
+	defer unix.Close(pidfd)
+	if !idValid(s.fd, id) {
+		return nil
+	}
+	// Copy the socket before reading the address, so a bad fd gives EBADF as in the kernel.
+	cfd, err := unix.PidfdGetfd(pidfd, int(int32(req.Data.Args[0])), 0)
+	if err != nil {
+		s.respond(id, supervisorErrno(err))
+		return nil
+	}
+	owned := true
+	defer func() {
+		if owned {
+			unix.Close(cfd)
+		}
+	}()
+	alen := int32(req.Data.Args[2])
+	if alen < 0 || alen > maxAddrLen {
+		s.respond(id, unix.EINVAL)
+		return nil
+	}
+	addr := s.buf[:alen]
+	if alen > 0 {
+		local := []unix.Iovec{{Base: &s.buf[0], Len: uint64(alen)}}
+		remote := []unix.RemoteIovec{{Base: uintptr(req.Data.Args[1]), Len: int(alen)}}
+		if n, err := unix.ProcessVMReadv(tid, local, remote, 0); err != nil || n != int(alen) {
+			s.respond(id, unix.EFAULT)
+			return nil
+		}
+	}
+	c := call{id: id, tid: tid, pidfd: pidfd, cfd: cfd, addr: addr, owned: &owned}
+	switch addrFamily(addr) {
+	case unix.AF_UNIX:
+		return s.connectUnix(c)
+	case unix.AF_INET, unix.AF_INET6, unix.AF_UNSPEC:
+		s.connectInet(c)
+		return nil
+	default:
+		return s.connectOther(c)
+	}
+}
+
+// call is one notification in progress.
+type call struct {
+	id    uint64
+	tid   int
+	pidfd int
+	cfd   int    // our copy of the caller's socket
+	addr  []byte // our copy of the caller's address; valid until handle returns
+	owned *bool  // cleared when a worker takes cfd over
+}
+
+// supervisorErrno maps a failure of the supervisor's own syscalls to the caller's errno.
+// EBADF (bad fd), EFAULT and ESRCH (the caller is gone) pass through; running out of
+// supervisor resources is reported as EAGAIN, a retryable condition.
+func supervisorErrno(err error) unix.Errno {
+	var e unix.Errno
+	if !errors.As(err, &e) {
+		return unix.EAGAIN
+	}
+	switch e {
+	case unix.EMFILE, unix.ENFILE, unix.ENOMEM:
+		return unix.EAGAIN
+	}
+	return e
+}
+
+// procPath is /proc/<tid>/<leaf>; cwd and root are per thread.
+func procPath(tid int, leaf string) string {
+	return "/proc/" + strconv.Itoa(tid) + "/" + leaf
+}

@@ -1,0 +1,180 @@
+package unixgate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Serve handles notifications on notifFD (a seccomp listener fd received from the child)
+// until ctx is done or the listener reports the filter is gone. It never answers CONTINUE.
+//
+// It returns nil when every task using the filter has gone, ctx.Err() when ctx ends, and
+// an error if the listener fails or a thread could not restore the supervisor's
+// credentials. Before it returns, every worker it started has answered or abandoned its
+// connect, so the caller may close notifFD afterwards (Serve does not close it).
+func Serve(ctx context.Context, notifFD int, pol Policy, log *slog.Logger) error {
+	if err := pol.Validate(); err != nil {
+		return err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	self, err := readSelfCreds()
+	if err != nil {
+		return fmt.Errorf("unixgate: %w", err)
+	}
+	arch := nativeAuditArch()
+	if arch == 0 {
+		return fmt.Errorf("unixgate: architecture %s: %w", runtime.GOARCH, errors.ErrUnsupported)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("unixgate: create eventfd: %w", err)
+	}
+	defer unix.Close(wake)
+
+	if err := setSyncWakeUp(notifFD); err != nil {
+		// Linux < 6.6: correct, only slower.
+		log.Debug("unixgate: synchronous wake-up unavailable", "instance", pol.Instance, "err", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &server{
+		fd:    notifFD,
+		pol:   pol.Canonical(),
+		log:   log,
+		self:  self,
+		arch:  arch,
+		ctx:   ctx,
+		wake:  wake,
+		slots: make(chan struct{}, pol.maxPending()),
+		fatal: make(chan error, 1),
+	}
+	stop := context.AfterFunc(ctx, s.kick)
+	defer stop()
+
+	// The loop switches credentials on its thread; if it ever cannot switch back, the
+	// thread must die with this goroutine instead of serving other goroutines.
+	runtime.LockOSThread()
+	err = s.loop()
+	cancel()
+	s.workers.Wait()
+	if errors.Is(err, errRestore) {
+		return fmt.Errorf("unixgate: %w", err)
+	}
+	runtime.UnlockOSThread()
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("unixgate: %w", err)
+	}
+	return err
+}
+
+// server is the state of one Serve call.
+type server struct {
+	fd      int
+	pol     Policy
+	log     *slog.Logger
+	self    selfCreds
+	arch    uint32
+	ctx     context.Context
+	wake    int // eventfd: ctx ended or a worker failed fatally
+	slots   chan struct{}
+	fatal   chan error
+	workers sync.WaitGroup
+	cache   credCache // loop goroutine only
+	buf     [maxAddrLen]byte
+}
+
+// kick wakes the loop out of poll.
+func (s *server) kick() {
+	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	_, _ = unix.Write(s.wake, one)
+}
+
+// loop polls rather than blocking in SECCOMP_IOCTL_NOTIF_RECV: the ioctl restarts after
+// signals, so nothing but the filter's death could end a blocking receive.
+func (s *server) loop() error {
+	fds := []unix.PollFd{
+		{Fd: int32(s.fd), Events: unix.POLLIN},
+		{Fd: int32(s.wake), Events: unix.POLLIN},
+	}
+	req := new(notifReq)
+	for {
+		fds[0].Revents, fds[1].Revents = 0, 0
+		if _, err := unix.Poll(fds, -1); err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return fmt.Errorf("poll seccomp listener: %w", err)
+		}
+		if fds[1].Revents != 0 {
+			select {
+			case err := <-s.fatal:
+				return err
+			default:
+			}
+			if err := s.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		ev := fds[0].Revents
+		switch {
+		case ev&unix.POLLIN != 0:
+			err := recvNotif(s.fd, req)
+			switch err {
+			case nil:
+				if err := s.handle(req); err != nil {
+					return err
+				}
+			case unix.ENOENT, unix.EINTR:
+				// The caller was killed or interrupted before we got the notification.
+			default:
+				return fmt.Errorf("receive seccomp notification: %w", err)
+			}
+		case ev&unix.POLLNVAL != 0:
+			return fmt.Errorf("poll seccomp listener: fd %d is not open", s.fd)
+		case ev&(unix.POLLHUP|unix.POLLERR) != 0:
+			// No task uses the filter any more.
+			return nil
+		}
+	}
+}
+
+// respond answers a notification. ENOENT means the caller was killed or interrupted
+// meanwhile; then nobody waits for the answer.
+func (s *server) respond(id uint64, errno unix.Errno) {
+	if err := sendResp(s.fd, id, errno); err != nil && err != unix.ENOENT {
+		s.log.Debug("unixgate: answer notification", "instance", s.pol.Instance, "err", err)
+	}
+}
+
+// spawn runs fn in a worker if a pending slot is free.
+func (s *server) spawn(fn func()) bool {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		return false
+	}
+	s.workers.Add(1)
+	go func() {
+		defer s.workers.Done()
+		defer func() { <-s.slots }()
+		fn()
+	}()
+	return true
+}
+
+// die reports a worker thread that could not restore the supervisor's credentials. The
+// worker then returns while still locked to its thread, which the runtime terminates.
+func (s *server) die(err error) {
+	select {
+	case s.fatal <- err:
+	default:
+	}
+	s.kick()
+}

@@ -1,0 +1,201 @@
+package unixgate
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// connectUnix decides an AF_UNIX connect and performs it when allowed.
+func (s *server) connectUnix(c call) error {
+	path, abstract, errno := unixTarget(c.addr)
+	switch {
+	case errno != 0:
+		s.respond(c.id, errno)
+		return nil
+	case abstract:
+		s.deny(c, "@abstract", "", "abstract socket")
+		return nil
+	}
+	// A non-socket fd is ENOTSOCK in the kernel before any path is looked at.
+	if _, err := unix.GetsockoptInt(c.cfd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil {
+		s.respond(c.id, supervisorErrno(err))
+		return nil
+	}
+	leaf := "root"
+	if path[0] != '/' {
+		leaf = "cwd" // per thread, so by tid
+	}
+	// Opened as the supervisor: a caller that made itself non-dumpable (ssh-agent,
+	// gpg-agent) could not open its own /proc/<tid>/root with its own credentials.
+	dirfd, err := unix.Open(procPath(c.tid, leaf), unix.O_PATH|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
+	if err != nil {
+		s.respond(c.id, supervisorErrno(err))
+		return nil
+	}
+	defer unix.Close(dirfd)
+	cr, err := s.cache.lookup(c.tid, c.pidfd)
+	if err != nil {
+		s.respond(c.id, supervisorErrno(err))
+		return nil
+	}
+	// The tid lookups above (root, cwd, status) are trusted only if the caller still waits.
+	if !idValid(s.fd, c.id) {
+		return nil
+	}
+	blocking := isBlocking(c.cfd)
+	var (
+		ofd          = -1
+		real, reason string
+		slow         bool
+		old          *unix.Timeval
+	)
+	err = asCaller(&s.self, cr, func() {
+		ofd, real, reason = s.pin(dirfd, path)
+		if reason == "" {
+			errno, slow, old = unixConnectOnce(c.cfd, ofd, blocking)
+		}
+	})
+	if err != nil {
+		if ofd >= 0 {
+			unix.Close(ofd)
+		}
+		if errors.Is(err, errRestore) {
+			return err
+		}
+		s.deny(c, path, real, err.Error())
+		return nil
+	}
+	if reason != "" {
+		if ofd >= 0 {
+			unix.Close(ofd)
+		}
+		s.deny(c, path, real, reason)
+		return nil
+	}
+	if !slow {
+		unix.Close(ofd)
+		s.respond(c.id, errno)
+		return nil
+	}
+	// The server's backlog is full and the caller blocks: wait in a worker.
+	limit := UnixConnectTimeout
+	if old != nil && (old.Sec != 0 || old.Usec != 0) {
+		limit = min(limit, time.Duration(old.Nano()))
+	}
+	deadline := time.Now().Add(limit)
+	cfd, id := c.cfd, c.id
+	*c.owned = false
+	if !s.spawn(func() { s.unixWorker(id, cfd, ofd, cr, old, deadline) }) {
+		*c.owned = true
+		unix.Close(ofd)
+		s.respond(c.id, unix.EAGAIN)
+	}
+	return nil
+}
+
+// pin resolves path as the caller would (relative to dirfd, which is the caller's cwd,
+// or inside its root for absolute paths) and checks the pinned object. It runs with the
+// caller's credentials. A non-empty reason means deny; ofd is then closed by the caller.
+func (s *server) pin(dirfd int, path string) (ofd int, real, reason string) {
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS}
+	if path[0] == '/' {
+		how.Resolve |= unix.RESOLVE_IN_ROOT
+	}
+	ofd, err := unix.Openat2(dirfd, path, &how)
+	if err != nil {
+		// ENOENT too: see the package doc on why missing paths are EACCES.
+		return -1, "", "resolve: " + err.Error()
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(ofd, &st); err != nil {
+		return ofd, "", "stat: " + err.Error()
+	}
+	var buf [unix.PathMax]byte
+	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(ofd), buf[:])
+	if err != nil {
+		return ofd, "", "read real path: " + err.Error()
+	}
+	real = string(buf[:n])
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return ofd, real, "not a socket"
+	}
+	if !s.pol.Allowed(real) {
+		return ofd, real, "not allowed"
+	}
+	return ofd, real, ""
+}
+
+// unixConnectOnce connects cfd to the pinned socket without letting a full backlog block
+// the notification loop: a blocking socket gets a one-tick SO_SNDTIMEO for this attempt
+// (the kernel rounds up to one jiffy) and slow reports that it must continue in a worker.
+// old is the caller's own SO_SNDTIMEO, restored before returning.
+func unixConnectOnce(cfd, ofd int, blocking bool) (errno unix.Errno, slow bool, old *unix.Timeval) {
+	target := procFdAddr(ofd)
+	if !blocking {
+		return rawConnect(cfd, target), false, nil
+	}
+	old, err := unix.GetsockoptTimeval(cfd, unix.SOL_SOCKET, unix.SO_SNDTIMEO)
+	if err != nil {
+		return supervisorErrno(err), false, nil
+	}
+	setSndTimeo(cfd, time.Microsecond)
+	errno = rawConnect(cfd, target)
+	restoreSndTimeo(cfd, old)
+	return errno, errno == unix.EAGAIN || errno == unix.EINTR, old
+}
+
+// unixWorker keeps connecting in slices until the backlog has room, the caller gives up,
+// or the deadline passes (then EAGAIN, the kernel's errno for an expired SO_SNDTIMEO).
+func (s *server) unixWorker(id uint64, cfd, ofd int, cr creds, old *unix.Timeval, deadline time.Time) {
+	defer unix.Close(cfd)
+	defer unix.Close(ofd)
+	lockThread()
+	target := procFdAddr(ofd)
+	errno := unix.EAGAIN
+	for {
+		slice := min(waitSlice, time.Until(deadline))
+		if slice <= 0 {
+			errno = unix.EAGAIN
+			break
+		}
+		err := asCaller(&s.self, cr, func() {
+			setSndTimeo(cfd, slice)
+			errno = rawConnect(cfd, target)
+			restoreSndTimeo(cfd, old)
+		})
+		if err != nil {
+			if errors.Is(err, errRestore) {
+				s.die(err)
+				return // still locked: the runtime retires this thread
+			}
+			errno = unix.EACCES
+			break
+		}
+		if errno != unix.EAGAIN && errno != unix.EINTR {
+			break
+		}
+		if !idValid(s.fd, id) {
+			unlockThread()
+			return
+		}
+		if s.ctx.Err() != nil {
+			errno = unix.EINTR
+			break
+		}
+	}
+	unlockThread()
+	s.respond(id, errno)
+}
+
+// deny answers EACCES and writes the one log line for a denied connect.
+func (s *server) deny(c call, path, real, reason string) {
+	s.respond(c.id, unix.EACCES)
+	attrs := []any{"instance", s.pol.Instance, "path", path, "tid", c.tid, "reason", reason}
+	if real != "" && real != path {
+		attrs = append(attrs, "real", real)
+	}
+	s.log.Warn("unixgate: connect denied", attrs...)
+}
