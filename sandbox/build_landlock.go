@@ -1,0 +1,188 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+
+	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
+)
+
+// Rights granted by kind, before they are cut down to what the kernel
+// handles. Missing from all of them, on purpose: ioctl_dev except on
+// terminals, and resolve_unix except on read-write paths and allowed
+// sockets.
+const (
+	rightsRX FSRights = ll.AccessFSExecute | ll.AccessFSReadFile | ll.AccessFSReadDir
+	rightsRO FSRights = ll.AccessFSReadFile | ll.AccessFSReadDir
+	rightsRW FSRights = rightsRX | ll.AccessFSWriteFile | ll.AccessFSRemoveDir |
+		ll.AccessFSRemoveFile | ll.AccessFSMakeChar | ll.AccessFSMakeDir |
+		ll.AccessFSMakeReg | ll.AccessFSMakeSock | ll.AccessFSMakeFifo |
+		ll.AccessFSMakeBlock | ll.AccessFSMakeSym | ll.AccessFSTruncate |
+		// refer: git and package managers rename across directories;
+		// it only works between trees with equal rights, so nothing
+		// can be moved in from outside (EXDEV).
+		ll.AccessFSRefer |
+		// resolve_unix: the instance's own sockets (ABI ≥ 9).
+		ll.AccessFSResolveUnix
+	rightsDev FSRights = ll.AccessFSReadFile | ll.AccessFSWriteFile | ll.AccessFSTruncate
+	rightsTTY FSRights = rightsDev | ll.AccessFSReadDir | ll.AccessFSIoctlDev
+	// rightsFile are the only rights the kernel accepts on a rule for
+	// a non-directory (EINVAL otherwise).
+	rightsFile FSRights = ll.AccessFSExecute | ll.AccessFSWriteFile | ll.AccessFSReadFile |
+		ll.AccessFSTruncate | ll.AccessFSIoctlDev | ll.AccessFSResolveUnix
+)
+
+// handledFS is every filesystem right the kernel knows at abi: deny by
+// default as much as this kernel can.
+func handledFS(abi int) FSRights {
+	switch {
+	case abi >= 9:
+		return 1<<17 - 1
+	case abi >= 5:
+		return 1<<16 - 1
+	case abi >= 3:
+		return 1<<15 - 1
+	case abi == 2:
+		return 1<<14 - 1
+	case abi == 1:
+		return 1<<13 - 1
+	}
+	return 0
+}
+
+// systemPaths is the read-and-execute baseline per layout. All of it
+// is optional: a minimal container may lack /lib64 or /etc/pki.
+func systemPaths(layout string) []string {
+	if layout == LayoutNixOS {
+		return []string{
+			"/nix/store",
+			"/run/current-system/sw",
+			// /etc on NixOS is mostly symlinks into /etc/static and the
+			// store; only what programs read at run time is listed.
+			"/etc/static",
+			"/etc/resolv.conf", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf",
+			"/etc/nsswitch.conf", "/etc/passwd", "/etc/group",
+			"/etc/ssl", "/etc/pki",
+			"/etc/localtime", "/etc/zoneinfo",
+			"/etc/protocols", "/etc/services", "/etc/os-release",
+			"/etc/mime.types", "/etc/gitconfig", "/etc/inputrc", "/etc/terminfo",
+		}
+	}
+	return []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"}
+}
+
+type devicePath struct {
+	path   string
+	rights FSRights
+}
+
+var devicePaths = []devicePath{
+	{path: "/dev/null", rights: rightsDev},
+	{path: "/dev/zero", rights: rightsDev},
+	{path: "/dev/full", rights: rightsDev},
+	{path: "/dev/random", rights: rightsDev},
+	{path: "/dev/urandom", rights: rightsDev},
+	// Terminals need ioctl (TCGETS, TIOCGWINSZ) for shells and PTYs.
+	// TIOCSTI and TIOCLINUX are denied by seccomp.
+	{path: "/dev/tty", rights: rightsTTY},
+	{path: "/dev/ptmx", rights: rightsTTY},
+	{path: "/dev/pts", rights: rightsTTY},
+}
+
+// Read-only kernel views that Bun/Node and common tools read: /proc for
+// /proc/self/*, CPU and memory counts; cgroup and CPU topology for
+// available parallelism.
+var procPaths = []string{"/proc", "/sys/fs/cgroup", "/sys/devices/system/cpu"}
+
+func buildLandlock(in Input, caps Caps, layout string) LandlockPlan {
+	abi := caps.LandlockABI
+	handled := handledFS(abi)
+	fsys := caps.fsys()
+	l := LandlockPlan{ABI: abi, MinABI: MinLandlockABI, HandledFS: handled, Paths: []PathRule{}, Ports: []PortRule{}}
+
+	add := func(path, kind string, rights FSRights, required bool, why string) {
+		r := PathRule{Path: path, Kind: kind, Required: required, Why: why}
+		fi, err := fsys.Stat(strings.TrimPrefix(path, "/"))
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && !required:
+			return // Optional and absent on this host: nothing to explain.
+		case errors.Is(err, fs.ErrNotExist):
+			r.Missing = true
+		case err == nil && !fi.IsDir():
+			r.File = true
+			rights &= rightsFile
+		}
+		r.Rights = rights & handled
+		if r.Rights == 0 {
+			return // Nothing this kernel can grant: the rule would be EINVAL.
+		}
+		l.Paths = append(l.Paths, r)
+	}
+
+	add(in.Directory, KindReadWrite, rightsRW, true, "directory (project)")
+	add(in.StateDir, KindReadWrite, rightsRW, true, "stateDir (holds TMPDIR "+in.TmpDir+")")
+	for _, p := range in.ReadWritePaths {
+		add(p, KindReadWrite, rightsRW, true, "sandbox.readWritePaths")
+	}
+	for _, p := range in.ReadOnlyPaths {
+		add(p, KindReadOnly, rightsRX, true, "sandbox.readOnlyPaths")
+	}
+	for _, p := range in.ExecPaths {
+		add(p, KindExec, rightsRX, true, "path entry or server command")
+	}
+	if abi >= 9 {
+		for _, p := range in.UnixSockets {
+			// A socket that does not exist yet cannot carry a rule;
+			// allow its directory to cover a server that starts later.
+			add(p, KindSocket, ll.AccessFSResolveUnix, false, "sandbox.unixSockets.allow")
+		}
+	}
+	for _, p := range systemPaths(layout) {
+		add(p, KindSystem, rightsRX, false, "system baseline ("+layout+")")
+	}
+	for _, d := range devicePaths {
+		add(d.path, KindDevice, d.rights, false, "device node")
+	}
+	for _, p := range procPaths {
+		add(p, KindProc, rightsRO, false, "kernel view read by Bun/Node")
+	}
+
+	if abi >= 4 {
+		l.HandledNet = ll.AccessNetBindTCP
+		ports := []int{0, in.ListenPort}
+		ports = append(ports, in.BindPorts...)
+		slices.Sort(ports)
+		for _, port := range slices.Compact(ports) {
+			why := "sandbox.allowBindPorts"
+			switch port {
+			case 0:
+				why = "ephemeral ports (bind to port 0), for test servers"
+			case in.ListenPort:
+				why = "listen.port"
+			}
+			l.Ports = append(l.Ports, PortRule{Port: uint16(port), Rights: ll.AccessNetBindTCP, Why: why})
+		}
+	}
+	if abi >= 6 {
+		l.Scoped = ll.ScopeAbstractUnixSocket | ll.ScopeSignal
+	}
+	return l
+}
+
+// checkOverlap rejects a read-only path beneath a read-write one:
+// Landlock rights only add up, so it would silently stay writable.
+func checkOverlap(in Input) error {
+	var errs []error
+	rw := ownDirs(in)
+	for _, ro := range in.ReadOnlyPaths {
+		for _, w := range rw {
+			if under(ro, w) {
+				errs = append(errs, fmt.Errorf("sandbox: readOnlyPaths: path %q: is beneath read-write path %q, and Landlock rights only add up, so it would stay writable", ro, w))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,65 @@
+package sandbox
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+func protection(ok bool, name, enforced, degraded string) Protection {
+	if ok {
+		return Protection{Name: name, Status: StatusEnforced, Detail: enforced}
+	}
+	return Protection{Name: name, Status: StatusDegraded, Detail: degraded}
+}
+
+func buildProtections(in Input, abi int) []Protection {
+	ports := []string{strconv.Itoa(in.ListenPort), "0 (ephemeral)"}
+	bind := slices.Clone(in.BindPorts)
+	slices.Sort(bind)
+	for _, p := range slices.Compact(bind) {
+		ports = append(ports, strconv.Itoa(p))
+	}
+	return []Protection{
+		protection(abi >= MinLandlockABI, "filesystem allow-list",
+			fmt.Sprintf("Landlock ABI %d: read-write, read-only and exec paths only; /tmp is not granted", abi),
+			fmt.Sprintf("Landlock ABI %d is below the minimum %d: Run refuses to start", abi, MinLandlockABI)),
+		protection(abi >= 3, "truncate outside read-write paths",
+			"Landlock handles truncate (ABI ≥ 3)",
+			"not restricted below Landlock ABI 3"),
+		protection(abi >= 4, "TCP bind",
+			"only ports "+strings.Join(ports, ", ")+" (Landlock ABI ≥ 4)",
+			fmt.Sprintf("any port can be bound: Landlock ABI %d < 4", abi)),
+		protection(abi >= 5, "device ioctl",
+			"ioctl on device files only on terminals (Landlock ABI ≥ 5)",
+			fmt.Sprintf("ioctl on opened device files is not restricted: Landlock ABI %d < 5", abi)),
+		protection(abi >= 6, "abstract unix sockets",
+			"cannot connect to abstract sockets outside the sandbox (Landlock scope, ABI ≥ 6)",
+			fmt.Sprintf("abstract unix sockets of the whole network namespace are reachable: Landlock ABI %d < 6", abi)),
+		protection(abi >= 6, "signals",
+			"cannot signal processes outside the sandbox (Landlock scope, ABI ≥ 6)",
+			fmt.Sprintf("can signal any process of the same user: Landlock ABI %d < 6", abi)),
+		unixProtection(abi),
+		protection(abi >= 9, "unix datagram sockets",
+			"allowed; sends are checked by Landlock resolve_unix",
+			fmt.Sprintf("socket() and socketpair() of AF_UNIX SOCK_DGRAM are denied (EACCES): their sends cannot be gated on Landlock ABI %d < 9", abi)),
+		{Name: "seccomp deny-list", Status: StatusEnforced,
+			Detail: "mounts, namespaces, kernel changes, ptrace and friends, bpf, keyring, io_uring, raw/packet sockets and foreign socket families; 32-bit syscalls kill the process"},
+		{Name: "privileges", Status: StatusEnforced,
+			Detail: "runs as the instance user with its own groups only, no capabilities, no_new_privs"},
+		{Name: "/proc", Status: StatusDegraded,
+			Detail: "read-only /proc is granted (Bun/Node need it), which shows other processes' command lines; run under systemd with ProtectProc=invisible to hide them"},
+		{Name: "TCP connect", Status: StatusDelegated,
+			Detail: "not restricted by the sandbox on purpose: outbound traffic is the network policy's job"},
+	}
+}
+
+func unixProtection(abi int) Protection {
+	if abi >= 9 {
+		return Protection{Name: "unix socket allow-list", Status: StatusEnforced,
+			Detail: fmt.Sprintf("enforced by Landlock resolve_unix (ABI %d ≥ 9); the launcher execs the server", abi)}
+	}
+	return Protection{Name: "unix socket allow-list", Status: StatusEnforced,
+		Detail: fmt.Sprintf("enforced by seccomp supervisor (Landlock ABI %d < 9): the launcher stays resident and connects on the caller's behalf, so servers see the supervisor's pid in SO_PEERCRED", abi)}
+}

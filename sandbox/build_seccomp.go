@@ -1,0 +1,131 @@
+package sandbox
+
+import "fmt"
+
+// syscallGroup denies a list of syscalls with one errno for one reason.
+type syscallGroup struct {
+	errno    string
+	why      string
+	syscalls []string
+}
+
+// denyGroups is the unconditional part of the deny-list (DESIGN.md
+// "Seccomp"). ENOSYS is used where callers have a fallback that they
+// only take on ENOSYS (glibc for clone3, libuv and Bun for io_uring).
+var denyGroups = []syscallGroup{
+	{errno: "EPERM", why: "mounts and namespaces", syscalls: []string{
+		"mount", "umount2", "fsopen", "fsconfig", "fsmount", "fspick",
+		"move_mount", "open_tree", "open_tree_attr", "mount_setattr",
+		"unshare", "setns", "pivot_root", "chroot",
+	}},
+	{errno: "ENOSYS", why: "clone3 flags live in memory seccomp cannot read; glibc falls back to clone", syscalls: []string{"clone3"}},
+	{errno: "EPERM", why: "kernel and host changes", syscalls: []string{
+		"init_module", "finit_module", "delete_module",
+		"kexec_load", "kexec_file_load", "reboot",
+		"swapon", "swapoff",
+		"settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+		"acct", "iopl", "ioperm", "syslog", "vhangup", "quotactl", "quotactl_fd",
+	}},
+	{errno: "EPERM", why: "reaching into other processes", syscalls: []string{
+		"ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd",
+		"kcmp", "perf_event_open", "bpf", "userfaultfd",
+		"keyctl", "add_key", "request_key", "open_by_handle_at",
+	}},
+	{errno: "ENOSYS", why: "io_uring bypasses seccomp and the unix-socket gate", syscalls: []string{
+		"io_uring_setup", "io_uring_enter", "io_uring_register",
+	}},
+}
+
+func errnoRule(name, errno, why string, args ...ArgCond) SyscallRule {
+	return SyscallRule{Syscall: name, Action: ActionErrno, Errno: errno, Args: args, Why: why}
+}
+
+func eq32(arg uint, v uint64) ArgCond {
+	return ArgCond{Arg: arg, Op: OpMaskedEqual, Mask: lower32, Value: v}
+}
+
+func buildSeccomp(abi, api int) SeccompPlan {
+	s := SeccompPlan{
+		DefaultAction: ActionAllow,
+		BadArchAction: ActionKillProcess,
+		Log:           api >= 3,
+		Rules:         []SyscallRule{},
+	}
+	for _, g := range denyGroups {
+		for _, name := range g.syscalls {
+			s.Rules = append(s.Rules, errnoRule(name, g.errno, g.why))
+		}
+	}
+	for _, f := range cloneNewFlags {
+		s.Rules = append(s.Rules, errnoRule("clone", "EPERM", "new namespace ("+f.name+")",
+			ArgCond{Arg: 0, Op: OpMaskedEqual, Mask: f.flag, Value: f.flag}))
+	}
+	// Terminal injection: TIOCSTI pushes input into a terminal that an
+	// operator's shell reads; TIOCLINUX can do the same on a console.
+	s.Rules = append(s.Rules,
+		errnoRule("ioctl", "EPERM", "TIOCSTI injects input into a terminal", eq32(1, tiocsti)),
+		errnoRule("ioctl", "EPERM", "TIOCLINUX injects input into a console", eq32(1, tioclinux)),
+	)
+	// Personality flags that would weaken the target's own memory
+	// protections for the programs it execs.
+	s.Rules = append(s.Rules,
+		errnoRule("personality", "EPERM", "READ_IMPLIES_EXEC makes all mappings executable",
+			ArgCond{Arg: 0, Op: OpMaskedEqual, Mask: personalityReadImpliesExec, Value: personalityReadImpliesExec}),
+		errnoRule("personality", "EPERM", "ADDR_NO_RANDOMIZE turns off ASLR",
+			ArgCond{Arg: 0, Op: OpMaskedEqual, Mask: personalityAddrNoRandomize, Value: personalityAddrNoRandomize}),
+	)
+	s.Rules = append(s.Rules, socketRules(abi)...)
+	if abi < 9 {
+		s.Rules = append(s.Rules, SyscallRule{
+			Syscall: "connect", Action: ActionNotify,
+			Why: "unix-socket allow-list: the supervisor checks and connects on the caller's behalf (Landlock ABI < 9)",
+		})
+	}
+	return s
+}
+
+func socketRules(abi int) []SyscallRule {
+	var rules []SyscallRule
+	for fam := 0; fam < afMax; fam++ {
+		switch fam {
+		case afUnix, afInet, afInet6, afNetlink:
+			continue
+		}
+		name, ok := familyNames[fam]
+		if !ok {
+			name = fmt.Sprintf("family %d", fam)
+		}
+		rules = append(rules, errnoRule("socket", "EAFNOSUPPORT", "socket family "+name+" is not unix, inet, inet6 or netlink", eq32(0, uint64(fam))))
+	}
+	rules = append(rules, errnoRule("socket", "EAFNOSUPPORT", "socket families unknown to this policy",
+		ArgCond{Arg: 0, Op: OpGreaterEq, Value: afMax}))
+	for _, fam := range []int{afInet, afInet6} {
+		for _, typ := range []struct {
+			v    uint64
+			name string
+		}{{v: sockRaw, name: "SOCK_RAW"}, {v: sockPacket, name: "SOCK_PACKET"}} {
+			rules = append(rules, errnoRule("socket", "EPERM", typ.name+" sockets forge packets and bypass the network policy",
+				eq32(0, uint64(fam)), ArgCond{Arg: 1, Op: OpMaskedEqual, Mask: sockTypeMask, Value: typ.v}))
+		}
+	}
+	// Netlink protocols other than NETLINK_ROUTE (interfaces and
+	// addresses, read by os.networkInterfaces and net.Interfaces) list
+	// or change host state: sock_diag shows other instances' sockets,
+	// audit, netfilter and uevent are host-wide.
+	for proto := 1; proto < 32; proto++ {
+		rules = append(rules, errnoRule("socket", "EPROTONOSUPPORT", "netlink protocols other than NETLINK_ROUTE",
+			eq32(0, afNetlink), eq32(2, uint64(proto))))
+	}
+	if abi < 9 {
+		// Unconnected datagram sends carry their address inside
+		// sendmsg's msghdr, which seccomp cannot read, so they cannot
+		// go through the gate. A socketpair datagram end can also
+		// sendto(2) any unconnected datagram socket on the host, so it
+		// is denied too; stream and seqpacket socketpairs stay.
+		for _, sc := range []string{"socket", "socketpair"} {
+			rules = append(rules, errnoRule(sc, "EACCES", "unix datagram sockets cannot be gated (Landlock ABI < 9)",
+				eq32(0, afUnix), ArgCond{Arg: 1, Op: OpMaskedEqual, Mask: sockTypeMask, Value: sockDgram}))
+		}
+	}
+	return rules
+}

@@ -1,0 +1,50 @@
+package sandbox
+
+import (
+	"io/fs"
+	"os"
+)
+
+// Host layouts decide the read-and-execute system baseline.
+const (
+	LayoutNixOS = "nixos" // /nix/store, /run/current-system/sw, selected /etc entries
+	LayoutFHS   = "fhs"   // /usr, /bin, /sbin, /lib*, /etc
+)
+
+// Caps are the facts about this host that change the plan. DetectCaps
+// fills them; tests construct them by hand, so every kernel can be
+// covered by a table test on any machine.
+type Caps struct {
+	// LandlockABI is the kernel's Landlock ABI version, 0 when
+	// Landlock is missing or disabled at boot.
+	LandlockABI int `json:"landlockABI"`
+	// SeccompAPI is libseccomp's API level (0 when unknown). Level 3
+	// brings the log bit, level 6 user notification.
+	SeccompAPI int `json:"seccompAPI"`
+	// Layout is LayoutNixOS or LayoutFHS.
+	Layout string `json:"layout"`
+	// FS is used to find out whether paths exist and whether they are
+	// directories; it is read, never written. Nil means the real root
+	// filesystem. Paths are looked up without the leading slash, as
+	// io/fs requires.
+	FS fs.StatFS `json:"-"`
+}
+
+func (c Caps) fsys() fs.StatFS {
+	if c.FS != nil {
+		return c.FS
+	}
+	return os.DirFS("/").(fs.StatFS)
+}
+
+// detectLayout tells NixOS from an FHS host. /etc/NIXOS is the marker
+// NixOS itself writes; /run/current-system covers containers built
+// without it.
+func detectLayout(fsys fs.StatFS) string {
+	for _, p := range []string{"etc/NIXOS", "run/current-system"} {
+		if _, err := fsys.Stat(p); err == nil {
+			return LayoutNixOS
+		}
+	}
+	return LayoutFHS
+}

@@ -1,0 +1,153 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os/user"
+	"slices"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// identity is the instance user as numbers. It is resolved in the
+// launcher, before any fork and long before seccomp is loaded: NSS may
+// connect to nscd or sssd, which must not happen once connect(2) goes
+// to a supervisor that is not listening yet.
+type identity struct {
+	UID    int   `json:"uid"`
+	GID    int   `json:"gid"`
+	Groups []int `json:"groups"` // the user's own supplementary groups, sorted
+	// Drop is true when the launcher runs as root and must switch.
+	Drop bool `json:"drop"`
+}
+
+// ErrWrongUser means Run was started as neither root nor the instance
+// user.
+var ErrWrongUser = errors.New("wrong user")
+
+func resolveIdentity(p Plan) (identity, error) {
+	u, err := user.Lookup(p.User)
+	if err != nil {
+		return identity{}, fmt.Errorf("sandbox: instance %q: look up user %q: %w", p.Instance, p.User, err)
+	}
+	g, err := user.LookupGroup(p.Group)
+	if err != nil {
+		return identity{}, fmt.Errorf("sandbox: instance %q: look up group %q: %w", p.Instance, p.Group, err)
+	}
+	id := identity{}
+	if id.UID, err = strconv.Atoi(u.Uid); err != nil {
+		return identity{}, bug(fmt.Errorf("user %q: uid %q: %w", p.User, u.Uid, err))
+	}
+	if id.GID, err = strconv.Atoi(g.Gid); err != nil {
+		return identity{}, bug(fmt.Errorf("group %q: gid %q: %w", p.Group, g.Gid, err))
+	}
+	if id.UID == 0 || id.GID == 0 {
+		return identity{}, fmt.Errorf("sandbox: instance %q: user %q (uid %d) / group %q (gid %d): the instance must not run as root", p.Instance, p.User, id.UID, p.Group, id.GID)
+	}
+	gids, err := u.GroupIds()
+	if err != nil {
+		return identity{}, fmt.Errorf("sandbox: instance %q: list groups of user %q: %w", p.Instance, p.User, err)
+	}
+	for _, s := range gids {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return identity{}, bug(fmt.Errorf("user %q: group id %q: %w", p.User, s, err))
+		}
+		if n == 0 {
+			// Membership in root's group would hand out root-group
+			// files; refuse rather than keep it quietly.
+			return identity{}, fmt.Errorf("sandbox: instance %q: user %q is a member of group 0: remove it", p.Instance, p.User)
+		}
+		id.Groups = append(id.Groups, n)
+	}
+	slices.Sort(id.Groups)
+	id.Groups = slices.Compact(id.Groups)
+
+	ruid, euid, suid := unix.Getresuid()
+	switch {
+	case ruid == 0 && euid == 0 && suid == 0:
+		id.Drop = true
+	case ruid == id.UID && euid == id.UID && suid == id.UID:
+		rgid, egid, sgid := unix.Getresgid()
+		if rgid != id.GID || egid != id.GID || sgid != id.GID {
+			return identity{}, fmt.Errorf("sandbox: instance %q: running as user %q but with gid %d/%d/%d, want group %q (gid %d): %w", p.Instance, p.User, rgid, egid, sgid, p.Group, id.GID, ErrWrongUser)
+		}
+	default:
+		return identity{}, fmt.Errorf("sandbox: instance %q: running as uid %d (euid %d), want root or the instance user %q (uid %d): start it as root or with User=%s: %w", p.Instance, ruid, euid, p.User, id.UID, p.User, ErrWrongUser)
+	}
+	return id, nil
+}
+
+// dropPrivileges switches to id for good. It runs in the sandbox child
+// after seccomp is loaded (setgroups, setresgid and setresuid are
+// allowed). With cgo, Go's wrappers go through glibc, which applies
+// the change to every thread.
+func dropPrivileges(id identity) error {
+	if !id.Drop {
+		return dropCapabilities(id)
+	}
+	if err := syscall.Setgroups(id.Groups); err != nil { // all threads, unlike unix.Setgroups
+		return fmt.Errorf("sandbox: setgroups %v: %w", id.Groups, err)
+	}
+	if err := unix.Setresgid(id.GID, id.GID, id.GID); err != nil {
+		return fmt.Errorf("sandbox: setresgid %d: %w", id.GID, err)
+	}
+	// Leaving uid 0 clears the permitted, effective and ambient
+	// capability sets (no SECBIT_KEEP_CAPS is set).
+	if err := unix.Setresuid(id.UID, id.UID, id.UID); err != nil {
+		return fmt.Errorf("sandbox: setresuid %d: %w", id.UID, err)
+	}
+	return dropCapabilities(id)
+}
+
+// dropCapabilities clears whatever capabilities are left. Ambient
+// capabilities (systemd AmbientCapabilities=) would survive execve even
+// with no_new_privs, so they are cleared too; then the result is
+// verified.
+func dropCapabilities(id identity) error {
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("sandbox: clear ambient capabilities: %w", err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var none [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &none[0]); err != nil {
+		return fmt.Errorf("sandbox: clear capabilities: %w", err)
+	}
+	return verifyIdentity(id)
+}
+
+// verifyIdentity checks the result instead of trusting the calls: a
+// half-done drop must never reach execve.
+func verifyIdentity(id identity) error {
+	r, e, s := unix.Getresuid()
+	if r != id.UID || e != id.UID || s != id.UID {
+		return bug(fmt.Errorf("after drop: uids %d/%d/%d, want %d", r, e, s, id.UID))
+	}
+	rg, eg, sg := unix.Getresgid()
+	if rg != id.GID || eg != id.GID || sg != id.GID {
+		return bug(fmt.Errorf("after drop: gids %d/%d/%d, want %d", rg, eg, sg, id.GID))
+	}
+	if id.Drop {
+		gs, err := unix.Getgroups()
+		if err != nil {
+			return fmt.Errorf("sandbox: getgroups: %w", err)
+		}
+		slices.Sort(gs)
+		if !slices.Equal(gs, id.Groups) {
+			return bug(fmt.Errorf("after drop: groups %v, want %v", gs, id.Groups))
+		}
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("sandbox: capget: %w", err)
+	}
+	for _, d := range data {
+		if d.Effective != 0 || d.Permitted != 0 || d.Inheritable != 0 {
+			return fmt.Errorf("sandbox: capabilities left after drop (effective %#x, permitted %#x): refusing to run", d.Effective, d.Permitted)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,28 @@
+package sandbox
+
+// Input is everything the sandbox needs from an instance spec. The
+// launcher fills it; sandbox never reads the spec itself, so the two
+// can be tested alone.
+type Input struct {
+	Instance       string
+	User, Group    string   // names; resolved at Run time, before any fork
+	Directory      string   // read-write
+	StateDir       string   // read-write; contains TmpDir
+	TmpDir         string   // private TMPDIR; empty means StateDir/tmp
+	ReadWritePaths []string // read-write; must exist at run time
+	ReadOnlyPaths  []string // read and execute; must exist at run time
+	ExecPaths      []string // `path` entries and the command's own file: read+execute
+	UnixSockets    []string // allow-list: socket files or directories
+	ListenPort     int
+	BindPorts      []int // sandbox.allowBindPorts
+}
+
+// Command is the program Run starts inside the sandbox. Env is the
+// complete environment of the target: nothing from the launcher's own
+// environment leaks in, except TMPDIR, which Run sets to Plan.TmpDir.
+type Command struct {
+	Path string   `json:"path"`
+	Args []string `json:"args"` // argv, including argv[0]
+	Env  []string `json:"env"`
+	Dir  string   `json:"dir"`
+}

@@ -1,0 +1,61 @@
+package sandbox
+
+// Linux ABI numbers used in the seccomp plan. They are spelled out here
+// instead of taken from x/sys/unix so that Build stays pure and gives
+// the same plan when explain runs on another OS.
+const (
+	afUnix    = 1
+	afInet    = 2
+	afInet6   = 10
+	afNetlink = 16
+	afPacket  = 17
+	// afMax is one past the highest family Linux knows (46 in 6.x).
+	// Families at or above it are denied too, so a family added by a
+	// later kernel is not silently allowed.
+	afMax = 46
+
+	sockDgram    = 2
+	sockRaw      = 3
+	sockPacket   = 10
+	sockTypeMask = 0xf // strips SOCK_NONBLOCK and SOCK_CLOEXEC
+
+	netlinkRoute = 0
+
+	tiocsti   = 0x5412
+	tioclinux = 0x541c
+
+	personalityReadImpliesExec = 0x0400000
+	personalityAddrNoRandomize = 0x0040000
+
+	// int arguments are compared on their low 32 bits, as the kernel
+	// reads them; otherwise setting high bits would dodge the rule.
+	lower32 = 0xffffffff
+)
+
+// cloneNewFlags are the CLONE_NEW* flags that clone(2) accepts in its
+// flags argument (CLONE_NEWTIME only works with clone3 and unshare).
+var cloneNewFlags = []struct {
+	name string
+	flag uint64
+}{
+	{name: "CLONE_NEWNS", flag: 0x00020000},
+	{name: "CLONE_NEWCGROUP", flag: 0x02000000},
+	{name: "CLONE_NEWUTS", flag: 0x04000000},
+	{name: "CLONE_NEWIPC", flag: 0x08000000},
+	{name: "CLONE_NEWUSER", flag: 0x10000000},
+	{name: "CLONE_NEWPID", flag: 0x20000000},
+	{name: "CLONE_NEWNET", flag: 0x40000000},
+}
+
+// familyNames names the families in explain output.
+var familyNames = map[int]string{
+	0: "AF_UNSPEC", 3: "AF_AX25", 4: "AF_IPX", 5: "AF_APPLETALK", 6: "AF_NETROM",
+	7: "AF_BRIDGE", 8: "AF_ATMPVC", 9: "AF_X25", 11: "AF_ROSE", 12: "AF_DECnet",
+	13: "AF_NETBEUI", 14: "AF_SECURITY", 15: "AF_KEY", 17: "AF_PACKET", 18: "AF_ASH",
+	19: "AF_ECONET", 20: "AF_ATMSVC", 21: "AF_RDS", 22: "AF_SNA", 23: "AF_IRDA",
+	24: "AF_PPPOX", 25: "AF_WANPIPE", 26: "AF_LLC", 27: "AF_IB", 28: "AF_MPLS",
+	29: "AF_CAN", 30: "AF_TIPC", 31: "AF_BLUETOOTH", 32: "AF_IUCV", 33: "AF_RXRPC",
+	34: "AF_ISDN", 35: "AF_PHONET", 36: "AF_IEEE802154", 37: "AF_CAIF", 38: "AF_ALG",
+	39: "AF_NFC", 40: "AF_VSOCK", 41: "AF_KCM", 42: "AF_QIPCRTR", 43: "AF_SMC",
+	44: "AF_XDP", 45: "AF_MCTP",
+}

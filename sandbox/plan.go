@@ -1,0 +1,233 @@
+package sandbox
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Plan is the complete, effective sandbox for one instance on one
+// kernel, as plain data. Build computes it without side effects; Run
+// applies exactly this value (it travels to the re-exec'd child as
+// JSON), so what explain prints is what gets enforced.
+type Plan struct {
+	Instance    string       `json:"instance"`
+	User        string       `json:"user"`
+	Group       string       `json:"group"`
+	TmpDir      string       `json:"tmpDir"`
+	Layout      string       `json:"layout"`
+	Landlock    LandlockPlan `json:"landlock"`
+	Seccomp     SeccompPlan  `json:"seccomp"`
+	Gate        GatePlan     `json:"gate"`
+	Protections []Protection `json:"protections"`
+}
+
+// LandlockPlan is the ruleset: what is handled (denied unless a rule
+// allows it) and the rules that allow.
+type LandlockPlan struct {
+	// ABI is the kernel's Landlock ABI the plan was built for.
+	ABI int `json:"abi"`
+	// MinABI is the lowest ABI ocnix runs on (MinLandlockABI).
+	MinABI     int        `json:"minABI"`
+	HandledFS  FSRights   `json:"handledFS"`
+	HandledNet NetRights  `json:"handledNet"`
+	Scoped     Scopes     `json:"scoped"`
+	Paths      []PathRule `json:"paths"`
+	Ports      []PortRule `json:"ports"`
+}
+
+// Path rule kinds. The kind decides the missing-path policy (see the
+// package documentation).
+const (
+	KindReadWrite = "read-write"
+	KindReadOnly  = "read-only"
+	KindExec      = "exec"
+	KindSystem    = "system"
+	KindDevice    = "device"
+	KindProc      = "proc"
+	KindSocket    = "unix-socket"
+)
+
+// PathRule allows Rights beneath Path.
+type PathRule struct {
+	Path   string   `json:"path"`
+	Kind   string   `json:"kind"`
+	Rights FSRights `json:"rights"`
+	// Required rules make Run fail when Path does not exist; others
+	// are skipped.
+	Required bool `json:"required"`
+	// File is true when Path was not a directory at build time. Only
+	// file rights may be granted on files; Run re-checks, since the
+	// path may change between explain and run.
+	File bool `json:"file,omitempty"`
+	// Missing is true when Path did not exist at build time.
+	Missing bool   `json:"missing,omitempty"`
+	Why     string `json:"why"`
+}
+
+func (r PathRule) String() string {
+	var flags []string
+	if r.Required {
+		flags = append(flags, "required")
+	} else {
+		flags = append(flags, "optional")
+	}
+	if r.Missing {
+		flags = append(flags, "MISSING")
+	}
+	return fmt.Sprintf("%-10s %s %v [%s] — %s", r.Kind, r.Path, r.Rights, strings.Join(flags, ","), r.Why)
+}
+
+// PortRule allows Rights on a TCP port. Port 0 stands for "let the
+// kernel pick an ephemeral port".
+type PortRule struct {
+	Port   uint16    `json:"port"`
+	Rights NetRights `json:"rights"`
+	Why    string    `json:"why"`
+}
+
+func (r PortRule) String() string {
+	return fmt.Sprintf("port %d %v — %s", r.Port, r.Rights, r.Why)
+}
+
+// SeccompPlan is a deny-list filter: the default action allows, each
+// rule denies one syscall (optionally only for some arguments) or
+// hands it to the supervisor.
+type SeccompPlan struct {
+	DefaultAction string `json:"defaultAction"`
+	// BadArchAction applies to syscalls of other ABIs (on x86-64: the
+	// 32-bit int 0x80 entry and x32), which would otherwise bypass
+	// every rule below, e.g. through socketcall.
+	BadArchAction string        `json:"badArchAction"`
+	Log           bool          `json:"log"`
+	Rules         []SyscallRule `json:"rules"`
+}
+
+// Seccomp actions used in plans.
+const (
+	ActionAllow       = "allow"
+	ActionErrno       = "errno"
+	ActionNotify      = "notify"
+	ActionKillProcess = "kill-process"
+)
+
+// SyscallRule matches one syscall, and, when Args is not empty, only
+// calls where every condition holds.
+type SyscallRule struct {
+	Syscall string    `json:"syscall"`
+	Action  string    `json:"action"`
+	Errno   string    `json:"errno,omitempty"` // errno name for ActionErrno, e.g. "EPERM"
+	Args    []ArgCond `json:"args,omitempty"`
+	Why     string    `json:"why"`
+}
+
+func (r SyscallRule) String() string {
+	var conds []string
+	for _, c := range r.Args {
+		conds = append(conds, c.String())
+	}
+	act := r.Action
+	if r.Action == ActionErrno {
+		act = r.Errno
+	}
+	return fmt.Sprintf("%s(%s) -> %s — %s", r.Syscall, strings.Join(conds, " && "), act, r.Why)
+}
+
+// Comparison operators for ArgCond.
+const (
+	OpEqual       = "=="
+	OpGreaterEq   = ">="
+	OpMaskedEqual = "&=="
+)
+
+// ArgCond compares syscall argument Arg (0-based). For OpMaskedEqual
+// it holds when arg&Mask == Value.
+type ArgCond struct {
+	Arg   uint   `json:"arg"`
+	Op    string `json:"op"`
+	Value uint64 `json:"value"`
+	Mask  uint64 `json:"mask,omitempty"`
+}
+
+func (c ArgCond) String() string {
+	if c.Op == OpMaskedEqual {
+		return fmt.Sprintf("a%d & %#x == %#x", c.Arg, c.Mask, c.Value)
+	}
+	return fmt.Sprintf("a%d %s %#x", c.Arg, c.Op, c.Value)
+}
+
+// Gate modes: how the unix-socket allow-list is enforced.
+const (
+	// GateLandlock: Landlock ABI ≥ 9 checks connect(2) and sendmsg(2)
+	// on pathname sockets itself (LANDLOCK_ACCESS_FS_RESOLVE_UNIX);
+	// Run execs the target directly.
+	GateLandlock = "landlock"
+	// GateSupervisor: seccomp user notification hands every connect(2)
+	// to the resident supervisor (package unixgate).
+	GateSupervisor = "supervisor"
+)
+
+// GatePlan is the unix-socket allow-list and how it is enforced.
+type GatePlan struct {
+	Mode string `json:"mode"`
+	// Allow lists socket files and directories that may be connected to.
+	Allow []string `json:"allow"`
+	// OwnDirs are the instance's read-write paths; sockets beneath
+	// them are allowed.
+	OwnDirs []string `json:"ownDirs"`
+	// MaxPending bounds the connects the supervisor handles at once.
+	MaxPending int `json:"maxPending,omitempty"`
+}
+
+// Protection statuses.
+const (
+	StatusEnforced = "enforced"
+	StatusDegraded = "DEGRADED"
+	// StatusDelegated: another layer (the network policy) owns it.
+	StatusDelegated = "delegated"
+)
+
+// Protection is one promise of the sandbox and whether this kernel
+// keeps it.
+type Protection struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Detail string `json:"detail"`
+}
+
+func (p Protection) String() string {
+	return fmt.Sprintf("%-9s %s: %s", p.Status, p.Name, p.Detail)
+}
+
+// String renders the plan for `opencode-launcher explain`.
+func (p Plan) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "sandbox for instance %q (user %s, group %s), host layout %s\n", p.Instance, p.User, p.Group, p.Layout)
+	fmt.Fprintf(&b, "TMPDIR=%s\n", p.TmpDir)
+	fmt.Fprintf(&b, "\nprotections on this kernel:\n")
+	for _, pr := range p.Protections {
+		fmt.Fprintf(&b, "  %s\n", pr)
+	}
+	l := p.Landlock
+	fmt.Fprintf(&b, "\nlandlock: kernel ABI %d (minimum %d)\n", l.ABI, l.MinABI)
+	fmt.Fprintf(&b, "  handled fs:  %v\n  handled net: %v\n  scoped:      %v\n", l.HandledFS, l.HandledNet, l.Scoped)
+	for _, r := range l.Paths {
+		fmt.Fprintf(&b, "  allow %s\n", r)
+	}
+	for _, r := range l.Ports {
+		fmt.Fprintf(&b, "  allow %s\n", r)
+	}
+	s := p.Seccomp
+	fmt.Fprintf(&b, "\nseccomp: default %s, other architectures %s, log bit %v\n", s.DefaultAction, s.BadArchAction, s.Log)
+	for _, r := range s.Rules {
+		fmt.Fprintf(&b, "  %s\n", r)
+	}
+	g := p.Gate
+	fmt.Fprintf(&b, "\nunix socket gate: %s (max pending %d)\n", g.Mode, g.MaxPending)
+	for _, a := range g.Allow {
+		fmt.Fprintf(&b, "  allow %s\n", a)
+	}
+	for _, d := range g.OwnDirs {
+		fmt.Fprintf(&b, "  own   %s\n", d)
+	}
+	return b.String()
+}

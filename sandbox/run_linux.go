@@ -1,0 +1,294 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ocnix/ocnix/sandbox/unixgate"
+	"golang.org/x/sys/unix"
+)
+
+// stopGrace is how long Run waits after SIGTERM (on ctx cancel) before
+// it kills the server.
+const stopGrace = 10 * time.Second
+
+// Run confines cmd with plan and runs it. As root it drops to the
+// instance user first.
+//
+// In gate mode GateSupervisor (Landlock ABI < 9) Run re-executes the
+// launcher as the sandbox child (see ChildMain), stays resident as the
+// unix-socket supervisor, forwards SIGTERM, SIGINT and SIGHUP, and
+// returns the child's exit code (128+signal when it was killed). When
+// ctx is cancelled the child gets SIGTERM, then SIGKILL after 10 s.
+// When the child exits, the rest of its process group is killed.
+//
+// In gate mode GateLandlock Run confines the calling process and execs
+// cmd: it never returns on success. On error the calling process may
+// already be confined and should exit.
+//
+// Run forks from the calling goroutine's OS thread, so a network
+// namespace joined on that (locked) thread is inherited.
+func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkRunnable(plan, cmd); err != nil {
+		return -1, err
+	}
+	id, err := resolveIdentity(plan)
+	if err != nil {
+		return -1, err
+	}
+	cmd.Env = withEnv(cmd.Env, "TMPDIR", plan.TmpDir)
+	if plan.Gate.Mode == GateLandlock {
+		return -1, runDirect(plan, cmd, id)
+	}
+	return supervise(ctx, plan, cmd, id, log)
+}
+
+func checkRunnable(plan Plan, cmd Command) error {
+	if !filepath.IsAbs(cmd.Path) {
+		return fmt.Errorf("sandbox: instance %q: command %q: must be an absolute path", plan.Instance, cmd.Path)
+	}
+	if len(cmd.Args) == 0 {
+		return fmt.Errorf("sandbox: instance %q: command %q: argv is empty", plan.Instance, cmd.Path)
+	}
+	if plan.Landlock.ABI < MinLandlockABI {
+		return fmt.Errorf("sandbox: instance %q: plan is for Landlock ABI %d, below the minimum %d: %w", plan.Instance, plan.Landlock.ABI, MinLandlockABI, ErrLandlockTooOld)
+	}
+	if k := DetectCaps().LandlockABI; k < plan.Landlock.ABI {
+		return fmt.Errorf("sandbox: instance %q: plan is for Landlock ABI %d but this kernel has %d: rebuild the plan here", plan.Instance, plan.Landlock.ABI, k)
+	}
+	switch plan.Gate.Mode {
+	case GateLandlock, GateSupervisor:
+	default:
+		return bug(fmt.Errorf("gate mode %q: unknown", plan.Gate.Mode))
+	}
+	return nil
+}
+
+// withEnv returns env with key set to value (replacing earlier values).
+func withEnv(env []string, key, value string) []string {
+	if value == "" {
+		return env
+	}
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, key+"="+value)
+}
+
+// runDirect is the Landlock ABI ≥ 9 path: no supervisor, the calling
+// process confines itself and becomes the target.
+func runDirect(plan Plan, cmd Command, id identity) error {
+	if _, err := applyLandlock(plan.Landlock); err != nil {
+		return err
+	}
+	if _, err := loadSeccomp(plan.Seccomp); err != nil {
+		return err
+	}
+	if err := dropPrivileges(id); err != nil {
+		return err
+	}
+	return execTarget(cmd)
+}
+
+// supervise starts the sandbox child and serves its connects until it
+// exits.
+func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *slog.Logger) (int, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("sandbox: socketpair: %w", err)
+	}
+	sock := os.NewFile(uintptr(fds[0]), "sandbox-supervisor")
+	defer sock.Close()
+	childSock := os.NewFile(uintptr(fds[1]), "sandbox-child")
+	planR, planW, err := os.Pipe()
+	if err != nil {
+		childSock.Close()
+		return -1, fmt.Errorf("sandbox: pipe: %w", err)
+	}
+	payload, err := json.Marshal(childPayload{Plan: plan, Cmd: cmd, ID: id, Parent: os.Getpid()})
+	if err != nil {
+		return -1, bug(fmt.Errorf("marshal plan: %w", err))
+	}
+
+	// Catch the signals before the child exists, so none is lost.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	defer signal.Stop(sigs)
+
+	c := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{os.Args[0]},
+		Env:        []string{childEnv + "=1"},
+		Stdin:      os.Stdin,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		ExtraFiles: []*os.File{planR, childSock}, // fds 3 and 4
+		SysProcAttr: &syscall.SysProcAttr{
+			// Own session: own process group to kill at the end, and
+			// no controlling terminal, so the terminal's SIGINT reaches
+			// only the supervisor (which forwards it once).
+			Setsid:    true,
+			Pdeathsig: unix.SIGKILL, // until the child re-arms it after setresuid
+		},
+	}
+	// Start forks on this goroutine's thread: netns and PDEATHSIG
+	// follow the thread.
+	err = c.Start()
+	planR.Close()
+	childSock.Close()
+	if err != nil {
+		planW.Close()
+		return -1, fmt.Errorf("sandbox: instance %q: start sandbox child: %w", plan.Instance, err)
+	}
+	pid := c.Process.Pid
+	_, werr := planW.Write(payload)
+	planW.Close()
+	if werr != nil {
+		log.Warn("sandbox: write plan to child", "instance", plan.Instance, "err", werr)
+	}
+
+	nfd, err := recvNotifyFD(sock)
+	if err != nil {
+		code := waitChild(c)
+		return code, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
+	}
+
+	gateCtx, stopGate := context.WithCancel(context.Background())
+	defer stopGate()
+	gateDone := make(chan error, 1)
+	pol := unixgate.Policy{Instance: plan.Instance, Allow: plan.Gate.Allow, OwnDirs: plan.Gate.OwnDirs, MaxPending: plan.Gate.MaxPending}
+	go func() {
+		defer unix.Close(nfd)
+		gateDone <- unixgate.Serve(gateCtx, nfd, pol, log)
+	}()
+
+	// The second message tells whether execve happened (EOF) or the
+	// child failed after the fd was sent.
+	if msg, err := recvStatus(sock); err != nil {
+		unix.Kill(-pid, unix.SIGKILL)
+		code := waitChild(c)
+		return code, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
+	} else if msg != "" {
+		code := waitChild(c)
+		return code, fmt.Errorf("sandbox: instance %q: sandbox child: %s", plan.Instance, msg)
+	}
+
+	exited := make(chan struct{})
+	go forward(ctx, pid, sigs, gateDone, exited, plan.Instance, log)
+	code := waitChild(c)
+	close(exited)
+	// Grandchildren do not get PDEATHSIG; end the whole group. (Under
+	// systemd, KillMode=control-group also ends what left the group.)
+	unix.Kill(-pid, unix.SIGKILL)
+	stopGate()
+	return code, nil
+}
+
+// forward relays signals to the child, turns ctx cancellation into
+// SIGTERM then SIGKILL, and kills the child if the gate stops serving
+// (connects would hang forever otherwise: fail closed).
+func forward(ctx context.Context, pid int, sigs <-chan os.Signal, gateDone <-chan error, exited <-chan struct{}, instance string, log *slog.Logger) {
+	var kill <-chan time.Time
+	for {
+		select {
+		case <-exited:
+			return
+		case s := <-sigs:
+			unix.Kill(pid, s.(syscall.Signal))
+		case <-ctx.Done():
+			unix.Kill(pid, unix.SIGTERM)
+			kill = time.After(stopGrace)
+			ctx = context.Background()
+		case <-kill:
+			unix.Kill(-pid, unix.SIGKILL)
+		case err := <-gateDone:
+			select {
+			case <-exited:
+				return
+			default:
+			}
+			log.Error("sandbox: unix-socket gate stopped; killing the server", "instance", instance, "err", err)
+			unix.Kill(-pid, unix.SIGKILL)
+			gateDone = nil
+		}
+	}
+}
+
+// recvNotifyFD reads the child's first message: the notify fd, or the
+// reason it could not set up the sandbox.
+func recvNotifyFD(sock *os.File) (int, error) {
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("receive notify fd from sandbox child: %w", err)
+	}
+	if n == 0 {
+		return -1, errors.New("sandbox child exited before confining itself")
+	}
+	if buf[0] == msgError {
+		return -1, fmt.Errorf("sandbox child: %s", buf[1:n])
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return -1, bug(fmt.Errorf("notify fd message: %d control messages: %v", len(msgs), err))
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 || buf[0] != msgNotifyFD {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return -1, bug(fmt.Errorf("notify fd message: %d fds, tag %q: %v", len(fds), buf[0], err))
+	}
+	return fds[0], nil
+}
+
+// recvStatus waits for execve: EOF means the target runs; a message
+// is the child's error.
+func recvStatus(sock *os.File) (string, error) {
+	buf := make([]byte, 4096)
+	n, _, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, nil, 0)
+	if err != nil {
+		return "", fmt.Errorf("wait for sandbox child to exec: %w", err)
+	}
+	if n == 0 {
+		return "", nil
+	}
+	if buf[0] != msgError {
+		return "", bug(fmt.Errorf("unexpected message %q from sandbox child", buf[0]))
+	}
+	return string(buf[1:n]), nil
+}
+
+// waitChild reaps the child and maps its status like a shell does:
+// the exit code, or 128+signal.
+func waitChild(c *exec.Cmd) int {
+	err := c.Wait()
+	ws, ok := c.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok {
+		return -1
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	if err != nil && !ws.Exited() {
+		return -1
+	}
+	return ws.ExitStatus()
+}

@@ -1,0 +1,20 @@
+//go:build !linux
+
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+)
+
+// ErrUnsupported is returned by Run outside Linux.
+var ErrUnsupported = errors.New("sandbox: Landlock and seccomp need Linux")
+
+// Run is Linux only; elsewhere it returns ErrUnsupported.
+func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, error) {
+	return -1, ErrUnsupported
+}
+
+// ChildMain does nothing outside Linux.
+func ChildMain() {}
