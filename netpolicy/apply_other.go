@@ -1,0 +1,36 @@
+//go:build !linux
+
+package netpolicy
+
+import "errors"
+
+// Counter is the packet and byte count of one rule.
+type Counter struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// ErrNotInNetns means the process is not in the instance's network namespace.
+var ErrNotInNetns = errors.New("not in the instance network namespace")
+
+// Ensure is only implemented on Linux.
+func Ensure(p Plan) error { return unsupported(p) }
+
+// Teardown is only implemented on Linux.
+func Teardown(p Plan) error { return unsupported(p) }
+
+// Enter is only implemented on Linux.
+func Enter(p Plan) error { return unsupported(p) }
+
+// Verify is only implemented on Linux; it fails closed elsewhere.
+func Verify(p Plan) error { return unsupported(p) }
+
+// Counters is only implemented on Linux.
+func Counters(p Plan) (map[string]Counter, error) { return nil, unsupported(p) }
+
+func unsupported(p Plan) error {
+	if !p.Enable {
+		return nil
+	}
+	return ErrUnsupported
+}

@@ -1,0 +1,447 @@
+package netpolicy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/google/nftables"
+	mnl "github.com/mdlayher/netlink"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Ensure makes the host match p: named netns, veth pair, addresses,
+// routes, sysctls, the filter inside the netns, the host masquerade table
+// and the netns resolv.conf. It needs root, must be called from the host
+// network namespace, and is idempotent: every step compares or replaces,
+// so running it again after a crash at any point converges.
+//
+// Each nft table is replaced atomically in one batch (one Flush per
+// namespace), which also resets its counters.
+func Ensure(p Plan) error {
+	if !p.Enable {
+		return nil
+	}
+	if err := ensure(p); err != nil {
+		return fmt.Errorf("netpolicy: ensure %s: %w", p.Netns, err)
+	}
+	return nil
+}
+
+func ensure(p Plan) error {
+	if p.Netns == "" || p.HostVeth == "" || !p.Subnet.IsValid() {
+		return bug(errors.New("plan was not made by Build"))
+	}
+	for _, s := range p.HostSysctls[:1] { // nf_log_all_netns: host-wide, before anything logs
+		if err := writeSysctl(s); err != nil {
+			return err
+		}
+	}
+	if err := ensureRunDir(); err != nil {
+		return err
+	}
+	if err := ensureNetns(p.NetnsPath); err != nil {
+		return err
+	}
+	ns, err := netns.GetFromPath(p.NetnsPath)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", p.NetnsPath, err)
+	}
+	defer ns.Close()
+
+	// Interfaces created in the netns start without IPv6, so the peer
+	// never gets even a link-local address.
+	if err := inNetns(int(ns), func() error { return writeSysctl(p.NetnsSysctls[0]) }); err != nil {
+		return fmt.Errorf("in netns: %w", err)
+	}
+
+	host, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("open host netlink: %w", err)
+	}
+	defer host.Close()
+	inner, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("open netns netlink: %w", err)
+	}
+	defer inner.Close()
+
+	hostLink, err := ensureVeth(host, inner, p, ns)
+	if err != nil {
+		return err
+	}
+	if err := checkSubnetFree(host, p, hostLink.Attrs().Index); err != nil {
+		return err
+	}
+	if err := ensureHostSide(host, hostLink, p); err != nil {
+		return err
+	}
+	if err := ensureNetnsSide(inner, p); err != nil {
+		return err
+	}
+	if err := inNetns(int(ns), func() error { return writeSysctl(p.NetnsSysctls[1]) }); err != nil {
+		return fmt.Errorf("in netns: %w", err)
+	}
+	if err := applyTable(p.Filter, int(ns)); err != nil {
+		return fmt.Errorf("in netns: %w", err)
+	}
+	if err := applyTable(p.Host, -1); err != nil {
+		return fmt.Errorf("host: %w", err)
+	}
+	return writeResolvConf(p)
+}
+
+func aliasOf(p Plan) string { return aliasPrefix + p.Instance }
+
+// ensureVeth returns the host end of the instance's veth pair, creating
+// the pair (host end in the host netns, peer directly in the instance
+// netns, in one netlink request so no half-pair can exist) when missing.
+// A host link with our name that belongs to someone else is an error,
+// never adopted or deleted.
+func ensureVeth(host, inner *netlink.Handle, p Plan, ns netns.NsHandle) (netlink.Link, error) {
+	link, err := host.LinkByName(p.HostVeth)
+	var nf netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &nf):
+		link = nil
+	case err != nil:
+		return nil, fmt.Errorf("link %s: %w", p.HostVeth, err)
+	}
+	if link != nil {
+		peerOK := false
+		if peer, err := inner.LinkByName(p.PeerVeth); err == nil {
+			peerOK = peer.Type() == "veth" && peer.Attrs().ParentIndex == link.Attrs().Index
+		}
+		alias := link.Attrs().Alias
+		switch {
+		case peerOK && link.Type() == "veth":
+			if alias != aliasOf(p) {
+				if err := host.LinkSetAlias(link, aliasOf(p)); err != nil {
+					return nil, fmt.Errorf("link %s: set alias: %w", p.HostVeth, err)
+				}
+			}
+			return link, nil
+		case alias == aliasOf(p):
+			// Ours but broken (peer missing or elsewhere): rebuild.
+			if err := host.LinkDel(link); err != nil {
+				return nil, fmt.Errorf("link %s: delete stale: %w", p.HostVeth, err)
+			}
+		default:
+			return nil, fmt.Errorf("link %s exists and is not this instance's (alias %q, type %s): a name clash; remove it by hand", p.HostVeth, alias, link.Type())
+		}
+	}
+	// A leftover non-veth host0 in our own netns would block creation.
+	if old, err := inner.LinkByName(p.PeerVeth); err == nil {
+		if err := inner.LinkDel(old); err != nil {
+			return nil, fmt.Errorf("netns link %s: delete stale: %w", p.PeerVeth, err)
+		}
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: p.HostVeth, Alias: aliasOf(p)},
+		PeerName:      p.PeerVeth,
+		PeerNamespace: netlink.NsFd(int(ns)),
+	}
+	if err := host.LinkAdd(veth); err != nil {
+		return nil, fmt.Errorf("link %s: create veth pair: %w", p.HostVeth, err)
+	}
+	link, err = host.LinkByName(p.HostVeth)
+	if err != nil {
+		return nil, fmt.Errorf("link %s: %w", p.HostVeth, err)
+	}
+	return link, nil
+}
+
+// checkSubnetFree refuses a subnet that any route on the host (any table)
+// already covers, other than routes of our own veth. This catches two
+// instances hashed into the same pool slot and a pool range already used by
+// the host (a Tailscale 100.64.0.0/10 route, for example). Default routes
+// overlap everything and are ignored.
+func checkSubnetFree(host *netlink.Handle, p Plan, ourIndex int) error {
+	routes, err := host.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("list host routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.LinkIndex == ourIndex {
+			continue
+		}
+		ones, _ := r.Dst.Mask.Size()
+		if ones == 0 {
+			continue
+		}
+		a, _ := netip.AddrFromSlice(r.Dst.IP.To4())
+		dst := netip.PrefixFrom(a, ones)
+		if !dst.Overlaps(p.Subnet) {
+			continue
+		}
+		dev := fmt.Sprint(r.LinkIndex)
+		if l, err := host.LinkByIndex(r.LinkIndex); err == nil {
+			dev = l.Attrs().Name
+			if al := l.Attrs().Alias; al != "" {
+				dev += " (" + al + ")"
+			}
+		}
+		return fmt.Errorf("subnet %s (%s): overlaps host route %s dev %s; set networkIsolation.subnet to a free /30", p.Subnet, p.SubnetSource, dst, dev)
+	}
+	return nil
+}
+
+// ensureAddr makes want the only IPv4 address of link.
+func ensureAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix) error {
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: want.Addr().AsSlice(), Mask: net.CIDRMask(want.Bits(), 32)}}
+	if err := h.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("link %s: address %s: %w", link.Attrs().Name, want, err)
+	}
+	have, err := h.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("link %s: list addresses: %w", link.Attrs().Name, err)
+	}
+	for _, a := range have {
+		if a.IPNet.String() == addr.IPNet.String() {
+			continue
+		}
+		if err := h.AddrDel(link, &a); err != nil {
+			return fmt.Errorf("link %s: delete stale address %s: %w", link.Attrs().Name, a.IPNet, err)
+		}
+	}
+	return nil
+}
+
+func ensureHostSide(host *netlink.Handle, link netlink.Link, p Plan) error {
+	for _, s := range p.HostSysctls[1:] { // forwarding, disable_ipv6: before the link is up
+		if err := writeSysctl(s); err != nil {
+			return err
+		}
+	}
+	if err := ensureAddr(host, link, p.HostAddr); err != nil {
+		return err
+	}
+	if err := host.LinkSetUp(link); err != nil {
+		return fmt.Errorf("link %s: set up: %w", p.HostVeth, err)
+	}
+	return nil
+}
+
+func ensureNetnsSide(inner *netlink.Handle, p Plan) error {
+	lo, err := inner.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("netns link lo: %w", err)
+	}
+	if err := inner.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("netns link lo: set up: %w", err)
+	}
+	peer, err := inner.LinkByName(p.PeerVeth)
+	if err != nil {
+		return fmt.Errorf("netns link %s: %w", p.PeerVeth, err)
+	}
+	if err := ensureAddr(inner, peer, p.PeerAddr); err != nil {
+		return fmt.Errorf("netns: %w", err)
+	}
+	if err := inner.LinkSetUp(peer); err != nil {
+		return fmt.Errorf("netns link %s: set up: %w", p.PeerVeth, err)
+	}
+	def := &netlink.Route{LinkIndex: peer.Attrs().Index, Gw: p.HostAddr.Addr().AsSlice(), Dst: nil}
+	if err := inner.RouteReplace(def); err != nil {
+		return fmt.Errorf("netns: default route via %s: %w", p.HostAddr.Addr(), err)
+	}
+	return nil
+}
+
+// sndBuf is large enough for one batch holding 10 000+ interval elements;
+// nft itself raises its socket buffer the same way. SO_SNDBUFFORCE needs
+// CAP_NET_ADMIN, which Ensure has anyway.
+const sndBuf = 16 << 20
+
+// applyTable replaces t atomically in the netns nsfd (-1: the caller's).
+func applyTable(t Table, nsfd int) error {
+	l, err := lower(t)
+	if err != nil {
+		return err
+	}
+	opts := []nftables.ConnOption{nftables.WithSockOptions(forceSndBuf)}
+	if nsfd >= 0 {
+		opts = append(opts, nftables.WithNetNSFd(nsfd))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return fmt.Errorf("table %s %s: open nftables: %w", t.Family, t.Name, err)
+	}
+	if err := l.queue(c); err != nil {
+		return fmt.Errorf("table %s %s: %w", t.Family, t.Name, err)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("table %s %s: commit: %w", t.Family, t.Name, err)
+	}
+	return nil
+}
+
+func forceSndBuf(c *mnl.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndBuf)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("setsockopt SO_SNDBUFFORCE: %w", serr)
+	}
+	return nil
+}
+
+// deleteTable removes t if present, in one batch (add is a no-op when it
+// exists, so the delete never fails with ENOENT).
+func deleteTable(t Table, nsfd int) error {
+	fam, err := tableFamily(t.Family)
+	if err != nil {
+		return err
+	}
+	var opts []nftables.ConnOption
+	if nsfd >= 0 {
+		opts = append(opts, nftables.WithNetNSFd(nsfd))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return fmt.Errorf("table %s %s: open nftables: %w", t.Family, t.Name, err)
+	}
+	nt := &nftables.Table{Name: t.Name, Family: fam}
+	c.AddTable(nt)
+	c.DelTable(nt)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("table %s %s: delete: %w", t.Family, t.Name, err)
+	}
+	return nil
+}
+
+// writeResolvConf writes the netns resolv.conf atomically (temp + rename)
+// so a reader never sees half a file.
+func writeResolvConf(p Plan) error {
+	servers, skipped := p.Nameservers, []SkippedNameserver(nil)
+	if p.NameserversDerived {
+		host, err := os.ReadFile("/etc/resolv.conf")
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("read host /etc/resolv.conf: %w", err)
+		}
+		servers, skipped = DeriveNameservers(host, p.Allow4)
+	}
+	dir := filepath.Dir(p.ResolvConf)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	tmp, err := os.CreateTemp(dir, ".resolv.conf.*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p.ResolvConf, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(renderResolvConf(p.Instance, servers, skipped))
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), p.ResolvConf)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p.ResolvConf, err)
+	}
+	return nil
+}
+
+// writeSysctl sets one sysctl in the calling thread's network namespace,
+// skipping the write when the value is already right.
+func writeSysctl(s Sysctl) error {
+	if cur, err := os.ReadFile(s.path()); err == nil && string(trimNL(cur)) == s.Value {
+		return nil
+	}
+	if err := os.WriteFile(s.path(), []byte(s.Value), 0o644); err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", s.Key, s.Value, err)
+	}
+	return nil
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// Teardown removes everything Ensure created for this instance and
+// nothing else: the host table, the veth pair (only if it carries this
+// instance's alias or its peer is in this instance's netns), the named
+// netns and the netns resolv.conf. It is idempotent and keeps going after
+// an error, returning all of them. It works on plans with isolation
+// disabled too, so disabling isolation and tearing down cleans up.
+func Teardown(p Plan) error {
+	if p.Netns == "" {
+		return fmt.Errorf("netpolicy: teardown: %w", bug(errors.New("plan was not made by Build")))
+	}
+	var errs []error
+	if err := deleteTable(Table{Family: "ip", Name: HostTableName(p.Instance)}, -1); err != nil {
+		errs = append(errs, fmt.Errorf("host: %w", err))
+	}
+	if err := deleteVeth(p); err != nil {
+		errs = append(errs, err)
+	}
+	if err := deleteNetns(p.NetnsPath); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.Remove(p.ResolvConf); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove %s: %w", p.ResolvConf, err))
+	}
+	// Only if empty: an operator may keep other files there.
+	if err := os.Remove(filepath.Dir(p.ResolvConf)); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
+		errs = append(errs, fmt.Errorf("remove %s: %w", filepath.Dir(p.ResolvConf), err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("netpolicy: teardown %s: %w", p.Netns, err)
+	}
+	return nil
+}
+
+// deleteVeth deletes the host end (which removes the peer too) when it is
+// ours. Deleting it explicitly, rather than relying on the namespace's
+// destruction, makes the removal synchronous and also works while a
+// process still holds the netns open.
+func deleteVeth(p Plan) error {
+	link, err := netlink.LinkByName(p.HostVeth)
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("link %s: %w", p.HostVeth, err)
+	}
+	if link.Attrs().Alias != aliasOf(p) && !peerInNetns(p, link) {
+		return nil // not ours: leave it alone
+	}
+	if err := netlink.LinkDel(link); err != nil {
+		return fmt.Errorf("link %s: delete: %w", p.HostVeth, err)
+	}
+	return nil
+}
+
+func peerInNetns(p Plan, link netlink.Link) bool {
+	ns, err := netns.GetFromPath(p.NetnsPath)
+	if err != nil {
+		return false
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	peer, err := h.LinkByName(p.PeerVeth)
+	return err == nil && peer.Attrs().ParentIndex == link.Attrs().Index
+}

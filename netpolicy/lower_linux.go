@@ -1,0 +1,268 @@
+package netpolicy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"strconv"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// lowered is a Table translated into google/nftables objects. Lowering is
+// pure (no netlink), so it is unit-tested; apply only queues these objects.
+type lowered struct {
+	table  *nftables.Table
+	sets   []loweredSet
+	chains []*nftables.Chain
+	rules  []*nftables.Rule
+}
+
+type loweredSet struct {
+	set   *nftables.Set
+	elems []nftables.SetElement
+}
+
+// lower translates t. Set IDs are assigned here (1, 2, …, unique within the
+// table) so that rules can refer to sets created in the same batch.
+func lower(t Table) (lowered, error) {
+	var l lowered
+	fam, err := tableFamily(t.Family)
+	if err != nil {
+		return l, fmt.Errorf("table %s: %w", t.Name, err)
+	}
+	l.table = &nftables.Table{Name: t.Name, Family: fam}
+	sets := map[string]*nftables.Set{}
+	for i, s := range t.Sets {
+		ls, err := lowerSet(l.table, s, uint32(i+1))
+		if err != nil {
+			return l, fmt.Errorf("table %s: set %s: %w", t.Name, s.Name, err)
+		}
+		sets[s.Name] = ls.set
+		l.sets = append(l.sets, ls)
+	}
+	for _, c := range t.Chains {
+		nc, err := lowerChain(l.table, c)
+		if err != nil {
+			return l, fmt.Errorf("table %s: chain %s: %w", t.Name, c.Name, err)
+		}
+		l.chains = append(l.chains, nc)
+		for _, r := range c.Rules {
+			exprs, err := lowerRule(fam, r, sets)
+			if err != nil {
+				return l, fmt.Errorf("table %s: chain %s: rule %s: %w", t.Name, c.Name, r.Key, err)
+			}
+			l.rules = append(l.rules, &nftables.Rule{
+				Table:    l.table,
+				Chain:    nc,
+				Exprs:    exprs,
+				UserData: userdata.AppendString(nil, userdata.TypeComment, r.Comment),
+			})
+		}
+	}
+	return l, nil
+}
+
+func tableFamily(f string) (nftables.TableFamily, error) {
+	switch f {
+	case "inet":
+		return nftables.TableFamilyINet, nil
+	case "ip":
+		return nftables.TableFamilyIPv4, nil
+	}
+	return 0, bug(fmt.Errorf("unknown family %q", f))
+}
+
+func lowerSet(t *nftables.Table, s Set, id uint32) (loweredSet, error) {
+	ns := &nftables.Set{Table: t, Name: s.Name, ID: id, Interval: true}
+	switch s.Type {
+	case "ipv4_addr":
+		ns.KeyType = nftables.TypeIPAddr
+	case "ipv6_addr":
+		ns.KeyType = nftables.TypeIP6Addr
+	default:
+		return loweredSet{}, bug(fmt.Errorf("unknown set type %q", s.Type))
+	}
+	return loweredSet{set: ns, elems: intervalElements(s.Elements)}, nil
+}
+
+// intervalElements encodes intervals the way nft does for interval sets: a
+// start element at First and an end element (flag INTERVAL_END) at the
+// first address after Last. An interval reaching the top of the address
+// space has no end element; the kernel treats it as open-ended.
+func intervalElements(ivs []Interval) []nftables.SetElement {
+	var out []nftables.SetElement
+	for _, iv := range ivs {
+		out = append(out, nftables.SetElement{Key: iv.First.AsSlice()})
+		if next := iv.Last.Next(); next.IsValid() {
+			out = append(out, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
+		}
+	}
+	return out
+}
+
+func lowerChain(t *nftables.Table, c Chain) (*nftables.Chain, error) {
+	nc := &nftables.Chain{Name: c.Name, Table: t, Priority: nftables.ChainPriorityRef(nftables.ChainPriority(c.Priority))}
+	switch c.Hook {
+	case "input":
+		nc.Hooknum = nftables.ChainHookInput
+	case "output":
+		nc.Hooknum = nftables.ChainHookOutput
+	case "postrouting":
+		nc.Hooknum = nftables.ChainHookPostrouting
+	default:
+		return nil, bug(fmt.Errorf("unknown hook %q", c.Hook))
+	}
+	switch c.Type {
+	case "filter":
+		nc.Type = nftables.ChainTypeFilter
+	case "nat":
+		nc.Type = nftables.ChainTypeNAT
+	default:
+		return nil, bug(fmt.Errorf("unknown chain type %q", c.Type))
+	}
+	pol := nftables.ChainPolicyAccept
+	if c.Policy == "drop" {
+		pol = nftables.ChainPolicyDrop
+	}
+	nc.Policy = &pol
+	return nc, nil
+}
+
+// lowerRule emits the expressions in the order Rule.String prints them, so
+// `nft list` of the result reads back as the plan's rendering.
+func lowerRule(fam nftables.TableFamily, r Rule, sets map[string]*nftables.Set) ([]expr.Any, error) {
+	var out []expr.Any
+	for _, m := range r.Matches {
+		e, err := lowerMatch(fam, m, sets)
+		if err != nil {
+			return nil, fmt.Errorf("match %s: %w", m.Kind, err)
+		}
+		out = append(out, e...)
+	}
+	if r.Limit != nil {
+		out = append(out, &expr.Limit{Type: expr.LimitTypePkts, Rate: r.Limit.Rate, Unit: expr.LimitTimeSecond, Burst: r.Limit.Burst})
+	}
+	if r.Counter {
+		out = append(out, &expr.Counter{})
+	}
+	if r.Log != nil {
+		out = append(out, &expr.Log{Key: 1 << unix.NFTA_LOG_PREFIX, Data: []byte(r.Log.Prefix)})
+	}
+	switch r.Verdict {
+	case VerdictNone:
+	case VerdictAccept:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictAccept})
+	case VerdictDrop:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictDrop})
+	case VerdictReject:
+		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED})
+	case VerdictMasquerade:
+		out = append(out, &expr.Masq{})
+	default:
+		return nil, bug(fmt.Errorf("unknown verdict %q", r.Verdict))
+	}
+	return out, nil
+}
+
+func lowerMatch(fam nftables.TableFamily, m Match, sets map[string]*nftables.Set) ([]expr.Any, error) {
+	switch m.Kind {
+	case MatchIIFName, MatchOIFName:
+		key := expr.MetaKeyIIFNAME
+		if m.Kind == MatchOIFName {
+			key = expr.MetaKeyOIFNAME
+		}
+		return []expr.Any{
+			&expr.Meta{Key: key, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(m.Value)},
+		}, nil
+	case MatchCtState:
+		return []expr.Any{
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{
+				SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binary.NativeEndian.AppendUint32(nil, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED),
+				Xor:  make([]byte, 4),
+			},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		}, nil
+	case MatchDaddr4Set, MatchDaddr6Set:
+		s, ok := sets[m.Value]
+		if !ok {
+			return nil, bug(fmt.Errorf("set %q not in table", m.Value))
+		}
+		proto, off, n := byte(unix.NFPROTO_IPV4), uint32(16), uint32(4)
+		if m.Kind == MatchDaddr6Set {
+			proto, off, n = unix.NFPROTO_IPV6, 24, 16
+		}
+		var out []expr.Any
+		if fam == nftables.TableFamilyINet {
+			// In an inet table "ip daddr" implies "meta nfproto ipv4".
+			out = append(out, &expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}})
+		}
+		return append(out,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+		), nil
+	case MatchSaddr4:
+		a, err := netip.ParseAddr(m.Value)
+		if err != nil || !a.Is4() {
+			return nil, bug(fmt.Errorf("saddr %q is not an IPv4 address", m.Value))
+		}
+		var out []expr.Any
+		if fam == nftables.TableFamilyINet {
+			out = append(out, &expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}})
+		}
+		return append(out,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a.AsSlice()},
+		), nil
+	case MatchTCPDport:
+		port, err := strconv.ParseUint(m.Value, 10, 16)
+		if err != nil {
+			return nil, bug(fmt.Errorf("port %q: %w", m.Value, err))
+		}
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, uint16(port))},
+		}, nil
+	}
+	return nil, bug(fmt.Errorf("unknown match kind %q", m.Kind))
+}
+
+// ifname pads an interface name to IFNAMSIZ with NULs, as nft does for an
+// exact (non-wildcard) name match.
+func ifname(n string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, n)
+	return b
+}
+
+// queue adds l to c as one atomic replacement of the table: add (a no-op
+// if it exists), delete, add again with everything in it. The caller
+// flushes once; the kernel commits all of it or nothing, so a crash or an
+// error never leaves a half-built filter.
+func (l lowered) queue(c *nftables.Conn) error {
+	c.AddTable(l.table)
+	c.DelTable(l.table)
+	c.AddTable(l.table)
+	for _, s := range l.sets {
+		if err := c.AddSet(s.set, s.elems); err != nil {
+			return fmt.Errorf("set %s: %w", s.set.Name, err)
+		}
+	}
+	for _, ch := range l.chains {
+		c.AddChain(ch)
+	}
+	for _, r := range l.rules {
+		c.AddRule(r)
+	}
+	return nil
+}

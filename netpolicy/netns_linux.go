@@ -1,0 +1,212 @@
+package netpolicy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotInNetns means the process is not in the instance's network
+// namespace. Callers refuse to start the server: running it in the host
+// namespace would bypass the egress filter entirely.
+var ErrNotInNetns = errors.New("not in the instance network namespace")
+
+// ensureRunDir makes /run/netns exist and be a shared mount point, exactly
+// as `ip netns add` does, so that namespaces bound there later propagate
+// into mount namespaces copied from the host (systemd units with private
+// mounts, other `ip netns exec` sessions).
+func ensureRunDir() error {
+	if err := os.MkdirAll(NetnsRunDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", NetnsRunDir, err)
+	}
+	err := unix.Mount("", NetnsRunDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("make %s a shared mount: %w", NetnsRunDir, err)
+	}
+	// EINVAL: not a mount point yet. Bind it onto itself, then retry.
+	if err := unix.Mount(NetnsRunDir, NetnsRunDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mount %s onto itself: %w", NetnsRunDir, err)
+	}
+	if err := unix.Mount("", NetnsRunDir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make %s a shared mount: %w", NetnsRunDir, err)
+	}
+	return nil
+}
+
+// isNetnsMount reports whether path is a bind mount of a network namespace.
+// A plain file at the path (left by a crash between create and mount) is
+// not.
+func isNetnsMount(path string) (bool, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	if st.Type != unix.NSFS_MAGIC {
+		return false, nil
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if err != nil {
+		return false, fmt.Errorf("ioctl NS_GET_NSTYPE %s: %w", path, err)
+	}
+	if typ != unix.CLONE_NEWNET {
+		return false, fmt.Errorf("%s is a namespace but not a network namespace", path)
+	}
+	return true, nil
+}
+
+// ensureNetns creates the named netns at path if it is not there. Every
+// step is safe to repeat: a crash before the bind mount leaves an empty
+// file that the next run reuses; a crash before that leaves nothing,
+// because an unshared but unmounted namespace dies with its thread.
+func ensureNetns(path string) error {
+	ok, err := isNetnsMount(path)
+	if err != nil || ok {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o444)
+	if err != nil {
+		return fmt.Errorf("create mount point %s: %w", path, err)
+	}
+	f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		// This thread is never unlocked: it ends up in the new netns, and
+		// Go destroys a locked thread when its goroutine exits, so no other
+		// goroutine can ever run in that namespace by accident.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("unshare CLONE_NEWNET: %w", err)
+			return
+		}
+		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+			errc <- fmt.Errorf("bind-mount %s onto %s: %w", src, path, err)
+			return
+		}
+		errc <- nil
+	}()
+	return <-errc
+}
+
+// deleteNetns unmounts and removes the named netns, like `ip netns del`.
+// The namespace itself lives on while a process is still in it.
+func deleteNetns(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	return nil
+}
+
+// inNetns runs fn on a thread that has joined the namespace nsfd. The
+// thread stays locked and is destroyed afterwards rather than restored, so
+// a failed switch back can never leak a thread in the wrong namespace into
+// the Go scheduler.
+func inNetns(nsfd int, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns: %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// Enter moves the calling OS thread into the instance netns and into a
+// private mount namespace in which the instance resolv.conf is bind-mounted
+// over /etc/resolv.conf, as `ip netns exec` does. The caller must hold
+// runtime.LockOSThread and start the server from this goroutine, and never
+// unlock the thread: it is no longer in the host namespaces.
+//
+// For a plan with isolation disabled it does nothing.
+func Enter(p Plan) error {
+	if !p.Enable {
+		return nil
+	}
+	ok, err := isNetnsMount(p.NetnsPath)
+	if err != nil {
+		return fmt.Errorf("netpolicy: enter netns %s: %w", p.Netns, err)
+	}
+	if !ok {
+		return fmt.Errorf("netpolicy: enter netns %s: %s is not a mounted network namespace; run setup first", p.Netns, p.NetnsPath)
+	}
+	if _, err := os.Stat(p.ResolvConf); err != nil {
+		return fmt.Errorf("netpolicy: enter netns %s: resolv.conf: %w; run setup first", p.Netns, err)
+	}
+	fd, err := unix.Open(p.NetnsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("netpolicy: enter netns %s: open %s: %w", p.Netns, p.NetnsPath, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("netpolicy: enter netns %s: setns: %w", p.Netns, err)
+	}
+	// A private mount namespace for this thread only (CLONE_NEWNS implies
+	// CLONE_FS, which a single thread may unshare), made a slave so that
+	// nothing mounted here propagates back to the host.
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("netpolicy: enter netns %s: unshare CLONE_NEWNS: %w", p.Netns, err)
+	}
+	if err := unix.Mount("", "/", "none", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("netpolicy: enter netns %s: make / a slave mount: %w", p.Netns, err)
+	}
+	// Like ip netns exec: a fresh sysfs so /sys/class/net shows the netns's
+	// own links. Cosmetic (nothing depends on it), so failures are ignored:
+	// under systemd /sys may be read-only or locked.
+	if err := unix.Unmount("/sys", unix.MNT_DETACH); err == nil {
+		_ = unix.Mount(p.Netns, "/sys", "sysfs", 0, "")
+	}
+	if err := unix.Mount(p.ResolvConf, "/etc/resolv.conf", "none", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("netpolicy: enter netns %s: bind-mount %s over /etc/resolv.conf: %w", p.Netns, p.ResolvConf, err)
+	}
+	return nil
+}
+
+// Verify checks, without privileges, that the calling thread is in the
+// instance netns, by comparing the device and inode of
+// /proc/thread-self/ns/net with the bind mount at /run/netns/<netns>. It
+// fails closed: a missing or unmounted namespace is an error, not a pass.
+// Under systemd (NetworkNamespacePath=) every thread is in the namespace.
+func Verify(p Plan) error {
+	if !p.Enable {
+		return nil
+	}
+	ok, err := isNetnsMount(p.NetnsPath)
+	if err != nil {
+		return fmt.Errorf("netpolicy: verify netns %s: %w", p.Netns, err)
+	}
+	if !ok {
+		return fmt.Errorf("netpolicy: verify netns %s: %s is not a mounted network namespace (run setup first): %w", p.Netns, p.NetnsPath, ErrNotInNetns)
+	}
+	var want, have unix.Stat_t
+	if err := unix.Stat(p.NetnsPath, &want); err != nil {
+		return fmt.Errorf("netpolicy: verify netns %s: stat %s: %w", p.Netns, p.NetnsPath, err)
+	}
+	if err := unix.Stat("/proc/thread-self/ns/net", &have); err != nil {
+		return fmt.Errorf("netpolicy: verify netns %s: stat /proc/thread-self/ns/net: %w", p.Netns, err)
+	}
+	if want.Dev != have.Dev || want.Ino != have.Ino {
+		return fmt.Errorf("netpolicy: verify netns %s: this process is in net:[%d], the instance netns is net:[%d]; refusing to run without isolation: %w",
+			p.Netns, have.Ino, want.Ino, ErrNotInNetns)
+	}
+	return nil
+}

@@ -1,0 +1,320 @@
+package netpolicy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// ErrUnsupported is returned by the apply functions on systems other than
+// Linux; Build and String work everywhere.
+var ErrUnsupported = errors.New("netpolicy: network isolation needs Linux")
+
+// Input is what netpolicy needs from the instance spec.
+type Input struct {
+	Instance      string
+	Enable        bool
+	ListenAddress string
+	ListenPort    int
+	AllowCIDRs    []string
+	Subnet        string   // optional IPv4 /30 overriding the pool
+	Nameservers   []string // optional; empty = derive from the host at Ensure
+}
+
+// Plan is the complete network setup of one instance as plain data. Build
+// computes it without privileges or side effects; Ensure, Teardown, Enter
+// and Verify only execute it.
+//
+// Invariants (Build guarantees them):
+//   - every name is a pure function of Instance, so Teardown of the same
+//     plan finds exactly what Ensure created and nothing else;
+//   - Filter is the complete egress/ingress policy and lives inside the
+//     netns, so nothing in the host ruleset can widen it;
+//   - Host holds only masquerade, so losing it can only cut egress.
+type Plan struct {
+	Instance string `json:"instance"`
+	Enable   bool   `json:"enable"`
+
+	Netns     string `json:"netns"`     // opencode-<name>
+	NetnsPath string `json:"netnsPath"` // /run/netns/opencode-<name>
+	HostVeth  string `json:"hostVeth"`  // oc-<hash>, in the host netns
+	PeerVeth  string `json:"peerVeth"`  // host0, in the instance netns
+
+	Subnet       netip.Prefix `json:"subnet"`       // the /30 of the veth pair
+	SubnetSource string       `json:"subnetSource"` // "pool" or "override"
+	HostAddr     netip.Prefix `json:"hostAddr"`     // .1, on HostVeth; the netns's gateway
+	PeerAddr     netip.Prefix `json:"peerAddr"`     // .2, on PeerVeth
+
+	ListenAddress string `json:"listenAddress"`
+	ListenPort    int    `json:"listenPort"`
+	// ProxyTarget is where systemd-socket-proxyd, started inside the netns,
+	// connects: the server's port on the netns loopback.
+	ProxyTarget string `json:"proxyTarget"`
+
+	Allow4 []Interval `json:"allow4"` // merged AllowCIDRs, IPv4
+	Allow6 []Interval `json:"allow6"` // merged AllowCIDRs, IPv6
+
+	// Nameservers are written to ResolvConf. When NameserversDerived is
+	// set they are chosen at Ensure time from the host's /etc/resolv.conf
+	// (see DeriveNameservers) and this list is empty.
+	Nameservers        []netip.Addr `json:"nameservers"`
+	NameserversDerived bool         `json:"nameserversDerived"`
+	ResolvConf         string       `json:"resolvConf"`
+
+	Filter Table `json:"filter"` // inside the netns
+	Host   Table `json:"host"`   // in the host netns
+
+	HostSysctls  []Sysctl `json:"hostSysctls"`
+	NetnsSysctls []Sysctl `json:"netnsSysctls"`
+
+	// Notes are plain-language consequences of the policy worth showing in
+	// explain (for example, IPv6 CIDRs that cannot be reached).
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Sysctl is one /proc/sys setting; Key uses dots (net.ipv4.conf.X.forwarding).
+type Sysctl struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+	Why   string `json:"why"`
+}
+
+func (s Sysctl) path() string {
+	return filepath.Join("/proc/sys", strings.ReplaceAll(s.Key, ".", "/"))
+}
+
+// Policy constants; doc.go explains the choices.
+const (
+	// logRate and logBurst bound blocked-attempt log lines per instance.
+	logRate  = 5
+	logBurst = 10
+	// Set names inside the filter table.
+	set4 = "allow4"
+	set6 = "allow6"
+)
+
+// Build computes the plan for in. It is pure: no files, no syscalls.
+func Build(in Input) (Plan, error) {
+	if err := validateName(in.Instance); err != nil {
+		return Plan{}, fmt.Errorf("netpolicy: %w", err)
+	}
+	// Names are filled in even when isolation is off, so that Teardown of
+	// a disabled instance still finds what an earlier setup left.
+	p := Plan{
+		Instance:  in.Instance,
+		Enable:    in.Enable,
+		Netns:     NetnsName(in.Instance),
+		NetnsPath: filepath.Join(NetnsRunDir, NetnsName(in.Instance)),
+		HostVeth:  HostVethName(in.Instance),
+		PeerVeth:  PeerVeth,
+	}
+	p.ResolvConf = filepath.Join(NetnsEtcDir, p.Netns, "resolv.conf")
+	if !in.Enable {
+		return p, nil
+	}
+	if in.ListenPort < 0 || in.ListenPort > 65535 {
+		return Plan{}, fmt.Errorf("netpolicy: listen port %d: out of range 0-65535", in.ListenPort)
+	}
+	allow4, allow6, err := MergeCIDRs(in.AllowCIDRs)
+	if err != nil {
+		return Plan{}, fmt.Errorf("netpolicy: outboundAllowCidrs: %w", err)
+	}
+
+	p.SubnetSource = "pool"
+	p.Subnet = PoolSubnet(in.Instance)
+	if in.Subnet != "" {
+		s, err := parseSubnet(in.Subnet)
+		if err != nil {
+			return Plan{}, fmt.Errorf("netpolicy: networkIsolation.subnet: %w", err)
+		}
+		p.Subnet, p.SubnetSource = s, "override"
+	}
+	p.HostAddr, p.PeerAddr = pairAddrs(p.Subnet)
+	p.ListenAddress = in.ListenAddress
+	p.ListenPort = in.ListenPort
+	if in.ListenPort > 0 {
+		p.ProxyTarget = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(in.ListenPort)).String()
+	}
+	p.Allow4, p.Allow6 = allow4, allow6
+	if len(in.Nameservers) == 0 {
+		p.NameserversDerived = true
+	}
+	for _, s := range in.Nameservers {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return Plan{}, fmt.Errorf("netpolicy: nameserver %q: %w", s, err)
+		}
+		if reason := nameserverProblem(a, allow4); reason != "" {
+			return Plan{}, fmt.Errorf("netpolicy: nameserver %s: %s", a, reason)
+		}
+		p.Nameservers = append(p.Nameservers, a)
+	}
+
+	if len(allow6) > 0 {
+		p.Notes = append(p.Notes, "IPv6 is disabled inside the netns by design: the allow6 set is enforced but no IPv6 route exists, so IPv6 destinations fail fast with 'network unreachable'")
+	}
+	if containsAddr(allow4, p.HostAddr.Addr()) {
+		p.Notes = append(p.Notes, fmt.Sprintf("outboundAllowCidrs include the host side of the veth (%s): the instance can reach services listening on the host", p.HostAddr.Addr()))
+	}
+
+	p.Filter = filterTable(p)
+	p.Host = hostTable(p)
+	p.HostSysctls = []Sysctl{
+		{Key: "net.netfilter.nf_log_all_netns", Value: "1", Why: "blocked-attempt log lines from the instance netns reach the host kernel log (host-wide)"},
+		{Key: "net.ipv4.conf." + p.HostVeth + ".forwarding", Value: "1", Why: "forward the instance's traffic arriving on its veth"},
+		{Key: "net.ipv6.conf." + p.HostVeth + ".disable_ipv6", Value: "1", Why: "no IPv6 (not even link-local) between host and instance"},
+	}
+	p.NetnsSysctls = []Sysctl{
+		{Key: "net.ipv6.conf.default.disable_ipv6", Value: "1", Why: "interfaces created in the netns start without IPv6"},
+		{Key: "net.ipv6.conf." + PeerVeth + ".disable_ipv6", Value: "1", Why: "IPv6 disabled on the veth by design; ::1 on lo stays for local servers"},
+	}
+	return p, nil
+}
+
+// nameserverProblem says why a resolver cannot work from inside the netns,
+// or "" if it can.
+func nameserverProblem(a netip.Addr, allow4 []Interval) string {
+	a = a.Unmap()
+	switch {
+	case a.IsLoopback():
+		return "is a loopback address: inside the netns loopback is the netns's own, so a host resolver such as systemd-resolved's 127.0.0.53 is not reachable"
+	case a.Is6():
+		return "is IPv6, which is disabled inside the netns by design"
+	case !containsAddr(allow4, a):
+		return "is not inside outboundAllowCidrs, so the filter would block it"
+	}
+	return ""
+}
+
+func ruleComment(instance, key string) string { return "ocnix:" + instance + ":" + key }
+
+// filterTable builds the egress/ingress filter that lives in the netns.
+func filterTable(p Plan) Table {
+	r := func(key string, v Verdict, counter bool, m ...Match) Rule {
+		return Rule{Key: key, Matches: m, Counter: counter, Verdict: v, Comment: ruleComment(p.Instance, key)}
+	}
+	lo := func(k MatchKind) Match { return Match{Kind: k, Value: "lo"} }
+	est := Match{Kind: MatchCtState}
+
+	input := []Rule{
+		r("in-lo", VerdictAccept, false, lo(MatchIIFName)),
+		r("in-established", VerdictAccept, true, est),
+	}
+	if p.ListenPort > 0 {
+		input = append(input, r("in-listen", VerdictAccept, true, Match{Kind: MatchTCPDport, Value: strconv.Itoa(p.ListenPort)}))
+	}
+	input = append(input, r("in-drop", VerdictDrop, true))
+
+	logRule := r("blocked-log", VerdictNone, false)
+	logRule.Limit = &Limit{Rate: logRate, Burst: logBurst}
+	logRule.Log = &Log{Prefix: LogPrefix(p.Instance)}
+	output := []Rule{
+		r("out-lo", VerdictAccept, false, lo(MatchOIFName)),
+		r("out-established", VerdictAccept, true, est),
+		r("allow4", VerdictAccept, true, Match{Kind: MatchDaddr4Set, Value: set4}),
+		r("allow6", VerdictAccept, true, Match{Kind: MatchDaddr6Set, Value: set6}),
+		logRule,
+		r("blocked", VerdictReject, true),
+	}
+	return Table{
+		Family: "inet",
+		Name:   FilterTable,
+		Sets: []Set{
+			{Name: set4, Type: "ipv4_addr", Elements: p.Allow4},
+			{Name: set6, Type: "ipv6_addr", Elements: p.Allow6},
+		},
+		Chains: []Chain{
+			{Name: "input", Type: "filter", Hook: "input", Priority: 0, Policy: "drop", Rules: input},
+			{Name: "output", Type: "filter", Hook: "output", Priority: 0, Policy: "drop", Rules: output},
+		},
+	}
+}
+
+// hostTable builds the host-side table: masquerade of this instance's
+// netns address, nothing else. Matching the source address rather than the
+// input interface works in postrouting, where the input interface is gone.
+func hostTable(p Plan) Table {
+	return Table{
+		Family: "ip",
+		Name:   HostTableName(p.Instance),
+		Chains: []Chain{{
+			Name: "postrouting", Type: "nat", Hook: "postrouting", Priority: 100, Policy: "accept",
+			Rules: []Rule{{
+				Key:     "masquerade",
+				Matches: []Match{{Kind: MatchSaddr4, Value: p.PeerAddr.Addr().String()}},
+				Counter: true,
+				Verdict: VerdictMasquerade,
+				Comment: ruleComment(p.Instance, "masquerade"),
+			}},
+		}},
+	}
+}
+
+// PublishCommands returns the two commands that expose the server on the
+// host at ListenAddress:ListenPort (what the NixOS socket and proxy units
+// do). They are informational; netpolicy never runs them.
+func (p Plan) PublishCommands() []string {
+	if !p.Enable || p.ListenPort == 0 {
+		return nil
+	}
+	listen := net0(p.ListenAddress, p.ListenPort)
+	return []string{
+		fmt.Sprintf("systemd-socket-activate -l %s -- ip netns exec %s /lib/systemd/systemd-socket-proxyd %s", listen, p.Netns, p.ProxyTarget),
+		fmt.Sprintf("(the server, inside %s, listens on %s)", p.Netns, p.ProxyTarget),
+	}
+}
+
+func net0(addr string, port int) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return fmt.Sprintf("%s:%d", addr, port)
+	}
+	return netip.AddrPortFrom(a, uint16(port)).String()
+}
+
+// String renders the plan for explain: the wiring, then both tables in nft
+// syntax.
+func (p Plan) String() string {
+	var b strings.Builder
+	if !p.Enable {
+		fmt.Fprintf(&b, "network isolation: disabled (instance %q shares the host network namespace)\n", p.Instance)
+		return b.String()
+	}
+	fmt.Fprintf(&b, "network isolation: enabled (instance %q)\n", p.Instance)
+	fmt.Fprintf(&b, "  netns        %s (%s)\n", p.Netns, p.NetnsPath)
+	fmt.Fprintf(&b, "  veth         %s %s (host) <-> %s %s (netns)\n", p.HostVeth, p.HostAddr, p.PeerVeth, p.PeerAddr)
+	src := "derived from the pool " + PoolPrefix.String()
+	if p.SubnetSource == "override" {
+		src = "set by networkIsolation.subnet"
+	}
+	fmt.Fprintf(&b, "  subnet       %s (%s)\n", p.Subnet, src)
+	fmt.Fprintf(&b, "  route        default via %s dev %s (in netns)\n", p.HostAddr.Addr(), p.PeerVeth)
+	fmt.Fprintf(&b, "  ipv6         disabled on %s and %s by design; ::1 on lo stays\n", p.HostVeth, p.PeerVeth)
+	if p.NameserversDerived {
+		fmt.Fprintf(&b, "  dns          %s: host /etc/resolv.conf nameservers inside outboundAllowCidrs, chosen at setup\n", p.ResolvConf)
+	} else {
+		ns := make([]string, len(p.Nameservers))
+		for i, a := range p.Nameservers {
+			ns[i] = a.String()
+		}
+		fmt.Fprintf(&b, "  dns          %s: %s\n", p.ResolvConf, strings.Join(ns, ", "))
+	}
+	for _, s := range p.HostSysctls {
+		fmt.Fprintf(&b, "  sysctl host  %s=%s\n", s.Key, s.Value)
+	}
+	for _, s := range p.NetnsSysctls {
+		fmt.Fprintf(&b, "  sysctl netns %s=%s\n", s.Key, s.Value)
+	}
+	for _, c := range p.PublishCommands() {
+		fmt.Fprintf(&b, "  publish      %s\n", c)
+	}
+	for _, n := range p.Notes {
+		fmt.Fprintf(&b, "  note         %s\n", n)
+	}
+	fmt.Fprintf(&b, "# inside netns %s\n%s", p.Netns, p.Filter)
+	fmt.Fprintf(&b, "# host\n%s", p.Host)
+	return b.String()
+}
