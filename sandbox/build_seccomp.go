@@ -69,10 +69,12 @@ func buildSeccomp(abi, api int) SeccompPlan {
 	// Personality flags that would weaken the target's own memory
 	// protections for the programs it execs.
 	s.Rules = append(s.Rules,
+		// Bit 31 is in no personality, only in the query 0xffffffff,
+		// which must keep working.
 		errnoRule("personality", "EPERM", "READ_IMPLIES_EXEC makes all mappings executable",
-			ArgCond{Arg: 0, Op: OpMaskedEqual, Mask: personalityReadImpliesExec, Value: personalityReadImpliesExec}),
+			ArgCond{Arg: 0, Op: OpMaskedEqual, Mask: personalityReadImpliesExec | personalityQueryBit, Value: personalityReadImpliesExec}),
 		errnoRule("personality", "EPERM", "ADDR_NO_RANDOMIZE turns off ASLR",
-			ArgCond{Arg: 0, Op: OpMaskedEqual, Mask: personalityAddrNoRandomize, Value: personalityAddrNoRandomize}),
+			ArgCond{Arg: 0, Op: OpMaskedEqual, Mask: personalityAddrNoRandomize | personalityQueryBit, Value: personalityAddrNoRandomize}),
 	)
 	s.Rules = append(s.Rules, socketRules(abi)...)
 	if abi < 9 {
@@ -107,6 +109,14 @@ func socketRules(abi int) []SyscallRule {
 			rules = append(rules, errnoRule("socket", "EPERM", typ.name+" sockets forge packets and bypass the network policy",
 				eq32(0, uint64(fam)), ArgCond{Arg: 1, Op: OpMaskedEqual, Mask: sockTypeMask, Value: typ.v}))
 		}
+	}
+	// Landlock's TCP bind rule does not cover Multipath TCP, and Go
+	// (since 1.24) listens with MPTCP by default. EPROTONOSUPPORT is
+	// what a kernel without MPTCP says, so Go, curl and others fall
+	// back to plain TCP.
+	for _, fam := range []int{afInet, afInet6} {
+		rules = append(rules, errnoRule("socket", "EPROTONOSUPPORT", "Multipath TCP would bypass Landlock's TCP bind rule",
+			eq32(0, uint64(fam)), eq32(2, ipprotoMPTCP)))
 	}
 	// Netlink protocols other than NETLINK_ROUTE (interfaces and
 	// addresses, read by os.networkInterfaces and net.Interfaces) list

@@ -19,13 +19,14 @@ const (
 	sockPacket   = 10
 	sockTypeMask = 0xf // strips SOCK_NONBLOCK and SOCK_CLOEXEC
 
-	netlinkRoute = 0
+	ipprotoMPTCP = 262
 
 	tiocsti   = 0x5412
 	tioclinux = 0x541c
 
 	personalityReadImpliesExec = 0x0400000
 	personalityAddrNoRandomize = 0x0040000
+	personalityQueryBit        = 0x80000000
 
 	// int arguments are compared on their low 32 bits, as the kernel
 	// reads them; otherwise setting high bits would dodge the rule.

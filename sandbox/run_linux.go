@@ -218,6 +218,12 @@ func forward(ctx context.Context, pid int, sigs <-chan os.Signal, gateDone <-cha
 		case <-kill:
 			unix.Kill(-pid, unix.SIGKILL)
 		case err := <-gateDone:
+			gateDone = nil
+			if err == nil {
+				// Every task using the filter is gone: the child is
+				// exiting and Wait will see it.
+				continue
+			}
 			select {
 			case <-exited:
 				return
@@ -225,7 +231,6 @@ func forward(ctx context.Context, pid int, sigs <-chan os.Signal, gateDone <-cha
 			}
 			log.Error("sandbox: unix-socket gate stopped; killing the server", "instance", instance, "err", err)
 			unix.Kill(-pid, unix.SIGKILL)
-			gateDone = nil
 		}
 	}
 }

@@ -1,0 +1,231 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("%s needs root (it creates users and applies Landlock and seccomp in a child); run: sudo go test ./sandbox/...", t.Name())
+	}
+}
+
+func requireLandlockABI(t *testing.T, n int) {
+	t.Helper()
+	if got := DetectCaps().LandlockABI; got < n {
+		t.Skipf("%s needs Landlock ABI >= %d, this kernel has %d", t.Name(), n, got)
+	}
+}
+
+// fixture is a throwaway instance: a system user, its directories, and
+// the test binary copied where that user can execute it.
+type fixture struct {
+	user      *user.User
+	uid, gid  int
+	base      string
+	probe     string // the test binary, as the target program
+	project   string // Directory
+	state     string // StateDir
+	rw2       string // ReadWritePaths
+	ro        string // ReadOnlyPaths
+	roFile    string
+	outside   string // world-readable file in no allowed path
+	sockDir   string
+	allowed   string // allowed socket (listening)
+	denied    string // denied socket (listening)
+	in        Input
+	listeners []net.Listener
+}
+
+func randName(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newUser creates a system user named ocnix-t-<random> with its own
+// group and removes it when the test ends.
+func newUser(t *testing.T) *user.User {
+	t.Helper()
+	name := "ocnix-t-" + randName(4)
+	out, err := exec.Command("useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("useradd %s: %v: %s", name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+			t.Errorf("userdel %s: %v: %s", name, err, out)
+		}
+	})
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatalf("look up %s: %v", name, err)
+	}
+	return u
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	requireRoot(t)
+	f := &fixture{user: newUser(t)}
+	f.uid, _ = strconv.Atoi(f.user.Uid)
+	f.gid, _ = strconv.Atoi(f.user.Gid)
+
+	base, err := os.MkdirTemp("", "ocnix-sandbox-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	f.base = base
+	must(t, os.Chmod(base, 0o755))
+
+	mkdir := func(name string, owned bool) string {
+		p := filepath.Join(base, name)
+		must(t, os.MkdirAll(p, 0o755))
+		if owned {
+			must(t, os.Chown(p, f.uid, f.gid))
+			must(t, os.Chmod(p, 0o700))
+		}
+		return p
+	}
+	f.project = mkdir("project", true)
+	f.state = mkdir("state", true)
+	must(t, os.Mkdir(filepath.Join(f.state, "tmp"), 0o700))
+	must(t, os.Chown(filepath.Join(f.state, "tmp"), f.uid, f.gid))
+	f.rw2 = mkdir("rw2", true)
+	f.ro = mkdir("ro", false)
+	f.roFile = filepath.Join(f.ro, "ro.txt")
+	must(t, os.WriteFile(f.roFile, []byte("read me"), 0o666)) // world-writable: only Landlock stops writes
+	outside := mkdir("outside", false)
+	f.outside = filepath.Join(outside, "secret.txt")
+	must(t, os.WriteFile(f.outside, []byte("secret"), 0o644))
+	f.sockDir = mkdir("sock", false)
+	f.allowed = f.listen(t, "allowed.sock")
+	f.denied = f.listen(t, "denied.sock")
+
+	bin := mkdir("bin", false)
+	f.probe = filepath.Join(bin, "probe")
+	copyFile(t, "/proc/self/exe", f.probe, 0o755)
+
+	f.in = Input{
+		Instance:       "t-" + randName(3),
+		User:           f.user.Username,
+		Group:          f.user.Username,
+		Directory:      f.project,
+		StateDir:       f.state,
+		ReadWritePaths: []string{f.rw2},
+		ReadOnlyPaths:  []string{f.ro},
+		ExecPaths:      []string{f.probe},
+		UnixSockets:    []string{f.allowed},
+		ListenPort:     freePort(t),
+	}
+	return f
+}
+
+// listen starts a unix server that accepts and closes connections.
+func (f *fixture) listen(t *testing.T, name string) string {
+	t.Helper()
+	p := filepath.Join(f.sockDir, name)
+	l, err := net.Listen("unix", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.Chmod(p, 0o777))
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return p
+}
+
+// run runs the probe binary in the sandbox built from in and returns
+// its exit code (0, an errno number, or 128+signal).
+func (f *fixture) run(t *testing.T, in Input, args ...string) int {
+	t.Helper()
+	plan, err := Build(in, DetectCaps())
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := Command{
+		Path: f.probe,
+		Args: append([]string{f.probe}, args...),
+		Env:  []string{probeEnv + "=1", "PATH=/usr/bin:/bin"},
+		Dir:  in.Directory,
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	code, err := Run(ctx, plan, cmd, log)
+	if err != nil {
+		t.Fatalf("Run %v: %v", args, err)
+	}
+	return code
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	src, err := os.Open(from)
+	must(t, err)
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_EXCL, mode)
+	must(t, err)
+	_, err = io.Copy(dst, src)
+	must(t, err)
+	must(t, dst.Close())
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// errnoName names an exit code for failure messages.
+func errnoName(code int) string {
+	switch {
+	case code == 0:
+		return "success"
+	case code == probeOther:
+		return "other error (see stderr)"
+	case code > 128 && code < 128+65:
+		return "killed by " + unix.SignalName(unix.Signal(code-128))
+	case code < probeOther:
+		return unix.ErrnoName(unix.Errno(code))
+	}
+	return strconv.Itoa(code)
+}
