@@ -24,15 +24,15 @@ func addrFamily(addr []byte) uint16 {
 }
 
 // unixTarget classifies an AF_UNIX address the way unix_validate_addr and unix_mkname_bsd
-// do: too short or too long is EINVAL, a leading NUL is abstract, and a pathname ends at
-// the first NUL or at the address length.
+// do: too short or too long is EINVAL, a leading NUL is abstract (path is then "@" and
+// the name, for the log), and a pathname ends at the first NUL or at the address length.
 func unixTarget(addr []byte) (path string, abstract bool, errno unix.Errno) {
 	if len(addr) <= sunPathOffset || len(addr) > unix.SizeofSockaddrUnix {
 		return "", false, unix.EINVAL
 	}
 	sun := addr[sunPathOffset:]
 	if sun[0] == 0 {
-		return "", true, 0
+		return "@" + string(sun[1:]), true, 0
 	}
 	if i := bytes.IndexByte(sun, 0); i >= 0 {
 		sun = sun[:i]

@@ -27,7 +27,7 @@ func TestUnixTarget(t *testing.T) {
 		{name: "PathnameWithoutNUL", addr: sunAddr("/run/a.sock", 0), want: result{Path: "/run/a.sock"}},
 		{name: "PathnameEndsAtFirstNUL", addr: sunAddr("/run/a.sock\x00junk", 3), want: result{Path: "/run/a.sock"}},
 		{name: "RelativePathname", addr: sunAddr("a.sock", 1), want: result{Path: "a.sock"}},
-		{name: "AbstractName", addr: sunAddr("\x00hidden", 0), want: result{Abstract: true}},
+		{name: "AbstractName", addr: sunAddr("\x00hidden", 0), want: result{Path: "@hidden", Abstract: true}},
 		{name: "FamilyOnlyIsEINVAL", addr: sunAddr("", 0), want: result{Errno: unix.EINVAL}},
 		{name: "TooLongIsEINVAL", addr: sunAddr(string(make([]byte, 109)), 0), want: result{Errno: unix.EINVAL}},
 		{name: "MaximumLengthIsFine", addr: sunAddr("/"+string(make([]byte, 107)), 0), want: result{Path: "/"}},

@@ -16,7 +16,7 @@ func (s *server) connectUnix(c call) error {
 		s.respond(c.id, errno)
 		return nil
 	case abstract:
-		s.deny(c, "@abstract", "", "abstract socket")
+		s.deny(c, path, "", "abstract socket")
 		return nil
 	}
 	// A non-socket fd is ENOTSOCK in the kernel before any path is looked at.

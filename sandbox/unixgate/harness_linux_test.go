@@ -1,0 +1,297 @@
+package unixgate
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) {
+	if plan := os.Getenv(childEnv); plan != "" {
+		childMain(plan)
+	}
+	os.Exit(m.Run())
+}
+
+func parseHostPort(s string) ([]byte, int) {
+	ap := netip.MustParseAddrPort(s)
+	if ap.Addr().Is4() {
+		sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: ap.Addr().As4()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], ap.Port())
+		return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet4)...), unix.AF_INET
+	}
+	sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ap.Addr().As16()}
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], ap.Port())
+	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet6)...), unix.AF_INET6
+}
+
+// requireRoot skips privileged tests loudly.
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("%s needs root (pidfd_getfd of a child, credential switching, a test user); run: sudo -E go test ./sandbox/unixgate/", t.Name())
+	}
+}
+
+// requireUserNotif skips when the kernel lacks what Serve needs: seccomp user notification
+// and PIDFD_THREAD (Linux 6.9).
+func requireUserNotif(t testing.TB) {
+	t.Helper()
+	fd, err := unix.PidfdOpen(unix.Gettid(), unix.PIDFD_THREAD)
+	if err != nil {
+		t.Skipf("%s needs pidfd_open(PIDFD_THREAD) (Linux 6.9+): %v", t.Name(), err)
+	}
+	unix.Close(fd)
+}
+
+// testUser is a throw-away system user, removed when the test ends.
+type testUser struct{ uid, gid int }
+
+var userSeq int
+
+func newTestUser(t testing.TB) testUser {
+	t.Helper()
+	userSeq++
+	name := fmt.Sprintf("ocnix-t-gate%d-%d", os.Getpid()%100000, userSeq)
+	out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("useradd %s: %v: %s", name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+			t.Errorf("userdel %s: %v: %s", name, err, out)
+		}
+	})
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatalf("look up %s: %v", name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return testUser{uid: uid, gid: gid}
+}
+
+// openTempDir is t.TempDir made traversable for the test user: testing creates both it
+// and its parent 0700.
+func openTempDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// peer is a unix or tcp listener in the test process that accepts and closes at once,
+// counting accepts and recording the peer uid of each.
+type peer struct {
+	l     net.Listener
+	mu    sync.Mutex
+	count int
+	uids  []uint32
+}
+
+func listenUnix(t testing.TB, path string, mode os.FileMode) *peer {
+	t.Helper()
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	return serveListener(t, l)
+}
+
+func listenTCP(t testing.TB, network, addr string) *peer {
+	t.Helper()
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveListener(t, l)
+}
+
+func serveListener(t testing.TB, l net.Listener) *peer {
+	s := &peer{l: l}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			var uid uint32 = 1<<32 - 1
+			if uc, ok := c.(*net.UnixConn); ok {
+				if rc, err := uc.SyscallConn(); err == nil {
+					_ = rc.Control(func(fd uintptr) {
+						if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+							uid = cred.Uid
+						}
+					})
+				}
+			}
+			s.mu.Lock()
+			s.count++
+			s.uids = append(s.uids, uid)
+			s.mu.Unlock()
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	return s
+}
+
+func (s *peer) accepted() (int, []uint32) {
+	// Accepts race the child's exit by a hair; the child only reports after connect
+	// returned, so the connection is queued and the accept loop will see it.
+	time.Sleep(20 * time.Millisecond)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count, append([]uint32(nil), s.uids...)
+}
+
+// syncBuffer is a log sink that tests read while Serve may still write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// gateRun is the outcome of one child run under Serve.
+type gateRun struct {
+	res      childResult
+	serveErr error
+	log      string
+}
+
+// runChild starts the child with plan, serves its listener with pol (unless the plan has
+// no filter) and returns what it reported. during, if set, runs while the child runs.
+func runChild(t testing.TB, plan childPlan, pol Policy, during func(pid int)) gateRun {
+	t.Helper()
+	planJSON, err := json.Marshal(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	childEnd := os.NewFile(uintptr(pair[1]), "listener-pair")
+	defer unix.Close(pair[0])
+
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(planJSON))
+	cmd.ExtraFiles = []*os.File{childEnd}
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	childEnd.Close()
+	pid := cmd.Process.Pid
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		// By PID, even if the test failed half-way; harmless once it was reaped.
+		_ = cmd.Process.Kill()
+	})
+
+	var run gateRun
+	logs := &syncBuffer{}
+	serveDone := make(chan error, 1)
+	if !plan.NoFilter {
+		nfd, err := recvListener(pair[0], 10*time.Second)
+		if err != nil {
+			_ = cmd.Process.Kill()
+			<-waited
+			t.Fatalf("receive listener: %v; child stderr: %s", err, stderr.String())
+		}
+		defer unix.Close(nfd)
+		logger := slog.New(slog.NewTextHandler(logs, nil))
+		go func() { serveDone <- Serve(context.Background(), nfd, pol, logger) }()
+	} else {
+		serveDone <- nil
+	}
+	if during != nil {
+		during(pid)
+	}
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("child: %v; stderr: %s", err, stderr.String())
+		}
+	case <-time.After(90 * time.Second):
+		_ = cmd.Process.Kill()
+		<-waited
+		t.Fatalf("child hung; killed pid %d; stderr: %s", pid, stderr.String())
+	}
+	select {
+	case run.serveErr = <-serveDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return within 5s after the child exited")
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &run.res); err != nil {
+		t.Fatalf("parse child output %q: %v; stderr: %s", stdout.String(), err, stderr.String())
+	}
+	run.log = logs.String()
+	return run
+}
+
+func recvListener(fd int, timeout time.Duration) (int, error) {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(pfd, int(timeout.Milliseconds()))
+	if err != nil {
+		return -1, err
+	}
+	if n == 0 {
+		return -1, fmt.Errorf("no listener within %v", timeout)
+	}
+	buf := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return -1, fmt.Errorf("parse control message: %v (%d messages)", err, len(msgs))
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return -1, fmt.Errorf("parse rights: %v", err)
+	}
+	return fds[0], nil
+}

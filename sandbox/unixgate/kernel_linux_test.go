@@ -1,0 +1,172 @@
+package unixgate
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// gateFixture is a directory tree of sockets, links and servers shared by the scenarios.
+type gateFixture struct {
+	dir                      string
+	good, evil, secret, open *peer
+	inner                    *peer
+	pol                      Policy
+	tcp4, tcp6, closedPort   string
+}
+
+func newGateFixture(t *testing.T, owner testUser) *gateFixture {
+	t.Helper()
+	dir := openTempDir(t)
+	mk := func(p string) string {
+		p = filepath.Join(dir, p)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	srv, allow, other, own := mk("srv"), mk("allowdir"), mk("otherdir"), mk("own")
+	mk("otherdir/sub")
+	if err := os.Chown(own, owner.uid, owner.gid); err != nil {
+		t.Fatal(err)
+	}
+	f := &gateFixture{dir: dir}
+	f.good = listenUnix(t, filepath.Join(srv, "good.sock"), 0o666)
+	f.evil = listenUnix(t, filepath.Join(srv, "evil.sock"), 0o666)
+	f.secret = listenUnix(t, filepath.Join(srv, "secret.sock"), 0o600)
+	f.open = listenUnix(t, filepath.Join(srv, "open.sock"), 0o666)
+	f.inner = listenUnix(t, filepath.Join(allow, "inner.sock"), 0o666)
+	listenUnix(t, filepath.Join(other, "x.sock"), 0o666)
+	if err := os.WriteFile(filepath.Join(allow, "plain.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{
+		filepath.Join(dir, "link-evil"):  "srv/evil.sock",
+		filepath.Join(own, "link-evil"):  "../srv/evil.sock",
+		filepath.Join(dir, "link-good"):  "srv/good.sock",
+		filepath.Join(dir, "link-allow"): "allowdir",
+	} {
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.pol = Policy{
+		Instance: "web",
+		Allow: []string{
+			filepath.Join(srv, "good.sock"), filepath.Join(srv, "secret.sock"),
+			filepath.Join(srv, "open.sock"), allow, filepath.Join(other, "sub"),
+		},
+		OwnDirs: []string{own},
+	}
+	f.tcp4 = listenTCP(t, "tcp4", "127.0.0.1:0").l.Addr().String()
+	if l, err := net.Listen("tcp6", "[::1]:0"); err == nil {
+		f.tcp6 = serveListener(t, l).l.Addr().String()
+	}
+	closed, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.closedPort = closed.Addr().String()
+	closed.Close()
+	return f
+}
+
+func (f *gateFixture) path(p string) string { return filepath.Join(f.dir, p) }
+
+// TestServeDecisions runs every scenario as root and as an unprivileged user, each with
+// its exact errno, and each denial with an allowed twin so that deny-all fails the test.
+func TestServeDecisions(t *testing.T) {
+	requireRoot(t)
+	requireUserNotif(t)
+	u := newTestUser(t)
+	for _, asUser := range []bool{false, true} {
+		name, plan := "AsRoot", childPlan{}
+		if asUser {
+			name, plan = "AsUser", childPlan{UID: u.uid, GID: u.gid}
+		}
+		t.Run(name, func(t *testing.T) {
+			f := newGateFixture(t, u)
+			secretWant := "ok"
+			if asUser {
+				secretWant = "EACCES" // 0600 root socket: the caller's credentials decide
+			}
+			type pr struct {
+				p    probe
+				want string
+			}
+			probes := []pr{
+				{probe{Name: "AllowedSocketFile", Kind: "unix", Path: f.path("srv/good.sock")}, "ok"},
+				{probe{Name: "DeniedSocket", Kind: "unix", Path: f.path("srv/evil.sock")}, "EACCES"},
+				{probe{Name: "SymlinkToDeniedOutsideOwnDir", Kind: "unix", Path: f.path("link-evil")}, "EACCES"},
+				{probe{Name: "SymlinkToDeniedInsideOwnDir", Kind: "unix", Path: f.path("own/link-evil")}, "EACCES"},
+				{probe{Name: "SymlinkToAllowed", Kind: "unix", Path: f.path("link-good")}, "ok"},
+				{probe{Name: "SymlinkedDirToAllowedDir", Kind: "unix", Path: f.path("link-allow/inner.sock")}, "ok"},
+				{probe{Name: "RelativeDenied", Kind: "unix", Chdir: f.path("srv"), Path: "evil.sock"}, "EACCES"},
+				{probe{Name: "RelativeAllowed", Kind: "unix", Path: "good.sock"}, "ok"},
+				{probe{Name: "RelativeDotDotDenied", Kind: "unix", Chdir: f.path("own"), Path: "../srv/evil.sock"}, "EACCES"},
+				{probe{Name: "RelativeDotDotAllowed", Kind: "unix", Path: "../allowdir/inner.sock"}, "ok"},
+				{probe{Name: "DirEntryCoversSocket", Kind: "unix", Chdir: "/", Path: f.path("allowdir/inner.sock")}, "ok"},
+				{probe{Name: "DirEntryNotCovering", Kind: "unix", Path: f.path("otherdir/x.sock")}, "EACCES"},
+				{probe{Name: "OwnDirSocket", Kind: "own", Path: f.path("own/mine.sock")}, "ok"},
+				{probe{Name: "OwnDirDatagramSocket", Kind: "own", Type: 2, Path: f.path("own/mine.dgram")}, "ok"},
+				{probe{Name: "NonexistentIsEACCES", Kind: "unix", Path: f.path("srv/missing.sock")}, "EACCES"},
+				{probe{Name: "NonexistentInOwnDirIsEACCES", Kind: "unix", Path: f.path("own/missing.sock")}, "EACCES"},
+				{probe{Name: "NotASocketIsEACCES", Kind: "unix", Path: f.path("allowdir/plain.txt")}, "EACCES"},
+				{probe{Name: "AbstractIsEACCES", Kind: "abstract", Path: "ocnix-unixgate-test"}, "EACCES"},
+				{probe{Name: "RootOnlySocket", Kind: "unix", Path: f.path("srv/secret.sock")}, secretWant},
+				{probe{Name: "WorldWritableSocket", Kind: "unix", Path: f.path("srv/open.sock")}, "ok"},
+				{probe{Name: "TCP4Blocking", Kind: "tcp", Path: f.tcp4}, "ok"},
+				{probe{Name: "TCP4NonBlocking", Kind: "tcpNonblock", Path: f.tcp4}, "EINPROGRESS/ok"},
+				{probe{Name: "TCPClosedPortBlocking", Kind: "tcp", Path: f.closedPort}, "ECONNREFUSED"},
+				{probe{Name: "TCPClosedPortNonBlocking", Kind: "tcpNonblock", Path: f.closedPort}, "EINPROGRESS/ECONNREFUSED"},
+				{probe{Name: "BadFDIsEBADF", Kind: "badfd", Path: f.path("srv/good.sock")}, "EBADF"},
+				{probe{Name: "BadPointerIsEFAULT", Kind: "badptr"}, "EFAULT"},
+				{probe{Name: "IoUringIsDenied", Kind: "iouring"}, "EPERM"},
+			}
+			if f.tcp6 != "" {
+				probes = append(probes, pr{probe{Name: "TCP6Blocking", Kind: "tcp", Path: f.tcp6}, "ok"})
+			} else {
+				t.Log("no IPv6 loopback here: TCP6Blocking not run")
+			}
+			want := map[string]string{}
+			for _, p := range probes {
+				plan.Probes = append(plan.Probes, p.p)
+				want[p.p.Name] = p.want
+			}
+			run := runChild(t, plan, f.pol, nil)
+			if run.serveErr != nil {
+				t.Errorf("Serve returned %v after the child exited, want nil", run.serveErr)
+			}
+			if diff := cmp.Diff(want, run.res.Results); diff != "" {
+				t.Errorf("errno per scenario (-want +got):\n%s", diff)
+			}
+			if n, _ := f.evil.accepted(); n != 0 {
+				t.Errorf("denied server accepted %d connections, want 0", n)
+			}
+			if n, _ := f.good.accepted(); n != 3 {
+				t.Errorf("allowed server accepted %d connections, want 3", n)
+			}
+			wantUID := uint32(0)
+			if asUser {
+				wantUID = uint32(u.uid)
+			}
+			if _, uids := f.open.accepted(); !cmp.Equal(uids, []uint32{wantUID}) {
+				t.Errorf("server saw SO_PEERCRED uids %v, want [%d] (the caller's, not the supervisor's)", uids, wantUID)
+			}
+			// One log line per denial by the gate, naming the instance and the path.
+			lines := strings.Count(run.log, "connect denied")
+			if lines != 10 {
+				t.Errorf("got %d denial log lines, want 10:\n%s", lines, run.log)
+			}
+			for _, p := range []string{f.path("srv/evil.sock"), f.path("link-evil"), "evil.sock", f.path("srv/missing.sock"), "@ocnix-unixgate-test"} {
+				if !strings.Contains(run.log, "instance=web path="+p+" ") {
+					t.Errorf("log lacks a line with instance=web path=%s:\n%s", p, run.log)
+				}
+			}
+		})
+	}
+}
