@@ -1,13 +1,5 @@
 package launcher
 
-// SetupCmd converges an instance (setup.go).
-type SetupCmd struct {
-	ConfigFlag
-	RerunInit bool `name:"rerun-init" help:"Run pre/post init scripts even if their content did not change."`
-}
-
-func (c *SetupCmd) Run(g *Globals) error { return errorf(ExitBug, "setup: not implemented yet") }
-
 // RunCmd runs the server or a debug command in the sandbox.
 type RunCmd struct {
 	ConfigFlag

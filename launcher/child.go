@@ -1,0 +1,113 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"time"
+)
+
+// childResult is how an init script's process ended.
+type childResult struct {
+	status   int  // exit status; 128+n when killed by signal n
+	signaled bool // killed by a signal
+	timedOut bool // killed by us after the timeout
+}
+
+func (r childResult) String() string {
+	switch {
+	case r.timedOut:
+		return "was killed after its timeout"
+	case r.signaled:
+		return fmt.Sprintf("was killed by signal %d", r.status-128)
+	}
+	return fmt.Sprintf("exited with status %d", r.status)
+}
+
+// drainWait bounds how long we wait for output after the child exited: a
+// grandchild that escaped the process group may hold the pipe open forever.
+const drainWait = 2 * time.Second
+
+// runChild runs cmd in its own process group with combined stdout and stderr
+// copied to out, and kills the whole group when the timeout or ctx expires.
+// It also kills the group after the child exits, so that a script cannot leave
+// a daemon running as the instance user (systemd does the same to a oneshot
+// unit's cgroup). PR_SET_PDEATHSIG takes the child down if setup itself is
+// killed, so kill -9 of setup never leaves a script running on its own.
+func runChild(ctx context.Context, cmd *exec.Cmd, timeout time.Duration, out io.Writer) (childResult, error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return childResult{}, fmt.Errorf("create output pipe: %w", err)
+	}
+	defer pr.Close()
+	cmd.Stdin = nil // /dev/null
+	cmd.Stdout, cmd.Stderr = pw, pw
+
+	// The parent-death signal fires when the forking *thread* exits, so the
+	// goroutine that starts the child keeps its thread until the child is gone.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		return childResult{}, fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	pgid := cmd.Process.Pid
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(out, pr)
+		close(copied)
+	}()
+
+	timedOut := make(chan struct{})
+	timer := time.AfterFunc(timeout, func() {
+		close(timedOut)
+		syscall.Kill(-pgid, syscall.SIGKILL)
+	})
+	stop := context.AfterFunc(ctx, func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+	werr := cmd.Wait()
+	timer.Stop()
+	stop()
+	syscall.Kill(-pgid, syscall.SIGKILL)
+	select {
+	case <-copied:
+	case <-time.After(drainWait):
+		pr.Close()
+		<-copied
+	}
+
+	res := childResult{}
+	select {
+	case <-timedOut:
+		res.timedOut = true
+	default:
+	}
+	var ee *exec.ExitError
+	switch {
+	case werr == nil:
+	case errors.As(werr, &ee):
+		ws, ok := ee.Sys().(syscall.WaitStatus)
+		switch {
+		case ok && ws.Signaled():
+			res.signaled, res.status = true, 128+int(ws.Signal())
+		default:
+			res.status = ee.ExitCode()
+		}
+	default:
+		return res, fmt.Errorf("wait for %s: %w", cmd.Path, werr)
+	}
+	if ctx.Err() != nil && !res.timedOut {
+		return res, fmt.Errorf("run %s: %w", cmd.Path, ctx.Err())
+	}
+	return res, nil
+}

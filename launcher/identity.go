@@ -1,0 +1,138 @@
+package launcher
+
+import (
+	"errors"
+	"fmt"
+	"os/user"
+	"runtime"
+	"strconv"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// identity is the instance's account, resolved once before setup does
+// anything so that a missing user fails before any side effect.
+type identity struct {
+	user, group string
+	uid, gid    int
+	groups      []int // supplementary groups of user, including gid
+}
+
+func (id identity) owner() *owner { return &owner{uid: id.uid, gid: id.gid} }
+
+// lookupIdentity resolves the spec's user and group with os/user.
+func lookupIdentity(s *Spec) (identity, error) {
+	u, err := user.Lookup(s.User)
+	if err != nil {
+		return identity{}, errorf(ExitNoInput, "user %q: look it up: %w; the Nix module creates it, or create it with useradd --system", s.User, err)
+	}
+	g, err := user.LookupGroup(s.Group)
+	if err != nil {
+		return identity{}, errorf(ExitNoInput, "group %q: look it up: %w; the Nix module creates it, or create it with groupadd --system", s.Group, err)
+	}
+	id := identity{user: s.User, group: s.Group}
+	if id.uid, err = strconv.Atoi(u.Uid); err != nil {
+		return identity{}, fmt.Errorf("user %q: uid %q: %w", s.User, u.Uid, err)
+	}
+	if id.gid, err = strconv.Atoi(g.Gid); err != nil {
+		return identity{}, fmt.Errorf("group %q: gid %q: %w", s.Group, g.Gid, err)
+	}
+	if id.uid == 0 {
+		return identity{}, errorf(ExitPermission, "user %q has uid 0; an instance must run as its own unprivileged account", s.User)
+	}
+	gids, err := u.GroupIds()
+	if err != nil {
+		return identity{}, fmt.Errorf("user %q: list its groups: %w", s.User, err)
+	}
+	id.groups = []int{id.gid}
+	for _, s := range gids {
+		n, err := strconv.Atoi(s)
+		if err == nil && n != id.gid {
+			id.groups = append(id.groups, n)
+		}
+	}
+	return id, nil
+}
+
+// errAccessDenied means the kernel said no to the instance's credentials.
+var errAccessDenied = errors.New("access denied")
+
+// accessAs asks the kernel whether id may access path with mode (unix.R_OK,
+// W_OK, X_OK), so that ACLs, search permission on every parent and read-only
+// mounts all count, exactly as they will for the server. It switches the
+// credentials of one locked OS thread only (raw syscalls, not Go's
+// all-threads setresuid); if switching back fails, that thread is discarded.
+// Needs root.
+func accessAs(path string, mode uint32, id identity) error {
+	type result struct{ err error }
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		err, poisoned := accessOnThread(path, mode, id)
+		if !poisoned {
+			runtime.UnlockOSThread()
+		}
+		// A poisoned thread stays locked: the runtime terminates it when this
+		// goroutine exits, so no other goroutine ever runs with these creds.
+		done <- result{err: err}
+	}()
+	return (<-done).err
+}
+
+func accessOnThread(path string, mode uint32, id identity) (err error, poisoned bool) {
+	saved, err := unix.Getgroups()
+	if err != nil {
+		return fmt.Errorf("getgroups: %w", err), false
+	}
+	restore := func() error {
+		// The saved uid stays 0 throughout, which lets us regain euid 0.
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 0, 0, ^uintptr(0)); e != 0 {
+			return fmt.Errorf("restore uid: %w", e)
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, 0, 0, ^uintptr(0)); e != 0 {
+			return fmt.Errorf("restore gid: %w", e)
+		}
+		return setgroupsThread(saved)
+	}
+	if err := setgroupsThread(id.groups); err != nil {
+		return err, restore() != nil
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(id.gid), uintptr(id.gid), ^uintptr(0)); e != 0 {
+		err := fmt.Errorf("setresgid %d: %w", id.gid, e)
+		return err, restore() != nil
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(id.uid), uintptr(id.uid), ^uintptr(0)); e != 0 {
+		err := fmt.Errorf("setresuid %d: %w", id.uid, e)
+		return err, restore() != nil
+	}
+	// faccessat without AT_EACCESS checks the real ids, which are now the
+	// instance's; with a non-zero real uid the kernel also ignores our caps.
+	aerr := unix.Faccessat(unix.AT_FDCWD, path, mode, 0)
+	if rerr := restore(); rerr != nil {
+		return setupBug(rerr), true
+	}
+	switch {
+	case aerr == nil:
+		return nil, false
+	case errors.Is(aerr, unix.EACCES), errors.Is(aerr, unix.EPERM), errors.Is(aerr, unix.EROFS):
+		return fmt.Errorf("%w: %w", errAccessDenied, aerr), false
+	}
+	return aerr, false
+}
+
+func setgroupsThread(gids []int) error {
+	g := make([]uint32, len(gids))
+	for i, v := range gids {
+		g[i] = uint32(v)
+	}
+	var p unsafe.Pointer
+	if len(g) > 0 {
+		p = unsafe.Pointer(&g[0])
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(g)), uintptr(p), 0); e != 0 {
+		return fmt.Errorf("setgroups: %w", e)
+	}
+	runtime.KeepAlive(g)
+	return nil
+}

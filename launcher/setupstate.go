@@ -1,0 +1,103 @@
+package launcher
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// lastSetupFile records how the last setup ended, in the meta dir, so that
+// run can refuse to start a server whose setup failed or never finished.
+const lastSetupFile = "last-setup.json"
+
+// Results stored in lastSetupFile. Setup writes setupRunning first and
+// setupOK or setupFailed at the end, so a setup killed half-way reads as
+// not finished.
+const (
+	setupRunning = "running"
+	setupOK      = "ok"
+	setupFailed  = "failed"
+)
+
+// setupRecord is lastSetupFile's content. Reason never holds script output
+// or anything from environmentFile: the instance can read this file.
+type setupRecord struct {
+	Result string    `json:"result"`
+	Time   time.Time `json:"time"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// recordSetup writes the last-setup record atomically.
+func (st *setup) recordSetup(result, reason string) error {
+	meta, err := st.root.openDir(st.layout.Meta)
+	if err != nil {
+		return err
+	}
+	defer meta.Close()
+	b, err := json.Marshal(setupRecord{Result: result, Time: st.now().UTC().Truncate(time.Second), Reason: reason})
+	if err != nil {
+		return setupBug(fmt.Errorf("marshal setup record: %w", err))
+	}
+	if err := writeFileAt(meta, lastSetupFile, append(b, '\n'), 0o600, st.id.owner()); err != nil {
+		return fmt.Errorf("record setup result: %w", err)
+	}
+	return nil
+}
+
+// failureReason is the short, output-free form of a setup error.
+func failureReason(err error) string {
+	var se *scriptError
+	if errors.As(err, &se) {
+		return se.reason()
+	}
+	return err.Error()
+}
+
+// lastSetupFailed reports whether the last setup of the instance with layout
+// l failed or did not finish, with a one-line reason for the error message.
+// run calls it before starting the server, as root or as the instance user.
+//
+// When there is no record at all (stateDir or the record missing: setup never
+// ran here) it returns false with an empty reason; run decides what that
+// means. A record that is unreadable or malformed counts as failed.
+func lastSetupFailed(l Layout) (bool, string, error) {
+	root, err := openStateRoot(l.StateDir, nil)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false, "", nil
+		}
+		return false, "", err
+	}
+	defer root.Close()
+	meta, err := root.openDir(l.Meta)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false, "", nil
+		}
+		return false, "", err
+	}
+	defer meta.Close()
+	data, _, err := readFileAt(meta, lastSetupFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, "", nil
+	case err != nil:
+		return true, fmt.Sprintf("the last setup record %s/%s cannot be read (%v); run setup again", l.Meta, lastSetupFile, err), nil
+	}
+	var rec setupRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return true, fmt.Sprintf("the last setup record %s/%s is malformed; run setup again", l.Meta, lastSetupFile), nil
+	}
+	when := rec.Time.Format(time.RFC3339)
+	switch rec.Result {
+	case setupOK:
+		return false, "", nil
+	case setupRunning:
+		return true, "the setup started at " + when + " did not finish (it was killed, crashed or is still running); run setup again", nil
+	case setupFailed:
+		return true, "the setup at " + when + " failed: " + rec.Reason + "; fix it and run setup again", nil
+	}
+	return true, fmt.Sprintf("the last setup record has the unknown result %q; run setup again", rec.Result), nil
+}

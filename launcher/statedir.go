@@ -1,0 +1,234 @@
+package launcher
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The instance owns everything below stateDir and may have planted symlinks,
+// FIFOs or renamed directories there while it ran. Root therefore never
+// resolves a path below stateDir by name: it opens stateDir once, from a
+// parent that only root can change, and walks down with openat(O_NOFOLLOW),
+// changing owners and modes through the opened fds (fchown, fchmod).
+
+// stateRoot is an open stateDir.
+type stateRoot struct {
+	dir  *os.File
+	path string
+}
+
+func (r *stateRoot) Close() error { return r.dir.Close() }
+
+// openStateRoot opens stateDir. With own set (root, during setup) it creates
+// it if missing and makes it owned by own with mode 0700; otherwise it must
+// exist. Either way the ancestors of stateDir must be safe (see
+// checkSafeAncestors) and stateDir itself must not be a symlink.
+func openStateRoot(path string, own *owner) (*stateRoot, error) {
+	parent, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("stateDir %s: resolve its parent: %w", path, err)
+	}
+	if err := checkSafeAncestors(parent); err != nil {
+		return nil, fmt.Errorf("stateDir %s: %w", path, err)
+	}
+	pfd, err := unix.Open(parent, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("stateDir %s: open its parent %s: %w", path, parent, err)
+	}
+	p := os.NewFile(uintptr(pfd), parent)
+	defer p.Close()
+	var d *os.File
+	if own != nil {
+		d, err = ensureDirAt(p, filepath.Base(path), own)
+	} else {
+		d, err = openDirAt(p, filepath.Base(path))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stateDir %s: %w", path, err)
+	}
+	return &stateRoot{dir: d, path: path}, nil
+}
+
+// checkSafeAncestors requires that only root can change dir and the path to
+// it: each component is owned by root and not writable by group or others,
+// unless sticky (like /tmp, where others cannot rename what root made).
+// Otherwise whoever can write an ancestor could swap stateDir for a symlink
+// between the check and the use. dir must already be free of symlinks.
+func checkSafeAncestors(dir string) error {
+	p := dir
+	for {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return fmt.Errorf("stat ancestor %s: %w", p, err)
+		}
+		switch {
+		case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+			return fmt.Errorf("ancestor %s is not a directory", p)
+		case st.Uid != 0:
+			return fmt.Errorf("ancestor %s is owned by uid %d, not root, so that user could swap stateDir for a symlink; put stateDir under a root-owned directory such as %s", p, st.Uid, DefaultStateDirBase)
+		case st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0:
+			return fmt.Errorf("ancestor %s is writable by group or others (mode %04o) and not sticky; make it 0755", p, st.Mode&0o7777)
+		}
+		if p == "/" {
+			return nil
+		}
+		p = filepath.Dir(p)
+	}
+}
+
+// openDirAt opens parent/name as a directory, refusing a symlink.
+func openDirAt(parent *os.File, name string) (*os.File, error) {
+	fd, err := unix.Openat(int(parent.Fd()), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		switch {
+		case errors.Is(err, unix.ELOOP):
+			return nil, fmt.Errorf("open %s: is a symlink; setup replaces it, or remove it by hand", name)
+		case errors.Is(err, unix.ENOTDIR):
+			return nil, fmt.Errorf("open %s: is not a directory", name)
+		}
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(parent.Name(), name)), nil
+}
+
+// ensureDirAt makes parent/name a directory owned by own with mode 0700 and
+// returns it open. A symlink at name is removed and replaced (unlinkat never
+// follows it); any other non-directory is an error, because it may hold the
+// instance's data.
+func ensureDirAt(parent *os.File, name string, own *owner) (*os.File, error) {
+	pfd := int(parent.Fd())
+	// A racing instance can swap the entry between mkdir and open; a few
+	// rounds are enough for an honest filesystem and bound a hostile one.
+	for range 3 {
+		if err := unix.Mkdirat(pfd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("create %s: %w", name, err)
+		}
+		fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			d := os.NewFile(uintptr(fd), filepath.Join(parent.Name(), name))
+			if err := fixDir(d, own); err != nil {
+				d.Close()
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			return d, nil
+		}
+		if !errors.Is(err, unix.ELOOP) && !errors.Is(err, unix.ENOTDIR) {
+			return nil, fmt.Errorf("open %s: %w", name, err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return nil, fmt.Errorf("stat %s: %w", name, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+			return nil, fmt.Errorf("%s exists and is not a directory; move it away so that setup can create the directory", filepath.Join(parent.Name(), name))
+		}
+		if err := unix.Unlinkat(pfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("remove the symlink at %s: %w", name, err)
+		}
+	}
+	return nil, fmt.Errorf("create %s: it keeps being replaced while setup runs", name)
+}
+
+// fixDir sets owner and mode 0700 on an open directory, touching only what
+// differs so that a second setup leaves ctime alone.
+func fixDir(d *os.File, own *owner) error {
+	var st unix.Stat_t
+	fd := int(d.Fd())
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat: %w", err)
+	}
+	if int(st.Uid) != own.uid || int(st.Gid) != own.gid {
+		if err := unix.Fchown(fd, own.uid, own.gid); err != nil {
+			return fmt.Errorf("chown to %d:%d: %w", own.uid, own.gid, err)
+		}
+	}
+	if st.Mode&0o7777 != 0o700 {
+		if err := unix.Fchmod(fd, 0o700); err != nil {
+			return fmt.Errorf("chmod 0700: %w", err)
+		}
+	}
+	return nil
+}
+
+// components splits an absolute path below root into its names.
+func (r *stateRoot) components(abs string) ([]string, error) {
+	rel, err := filepath.Rel(r.path, abs)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || filepath.IsAbs(rel) {
+		return nil, setupBug(fmt.Errorf("%s is not below stateDir %s", abs, r.path))
+	}
+	if rel == "." {
+		return nil, nil
+	}
+	return strings.Split(rel, "/"), nil
+}
+
+// walk opens the directory abs below the root, one component at a time, never
+// following a symlink. With own set it creates and fixes each component.
+func (r *stateRoot) walk(abs string, own *owner) (*os.File, error) {
+	names, err := r.components(abs)
+	if err != nil {
+		return nil, err
+	}
+	// Dup the root so that the caller may close what walk returns.
+	fd, err := unix.Openat(int(r.dir.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopen stateDir %s: %w", r.path, err)
+	}
+	cur := os.NewFile(uintptr(fd), r.path)
+	for _, n := range names {
+		var next *os.File
+		if own != nil {
+			next, err = ensureDirAt(cur, n, own)
+		} else {
+			next, err = openDirAt(cur, n)
+		}
+		cur.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", abs, err)
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// openDir opens an existing directory below the root without following links.
+func (r *stateRoot) openDir(abs string) (*os.File, error) { return r.walk(abs, nil) }
+
+// ensureDir creates abs and its missing parents below the root, owned by own, 0700.
+func (r *stateRoot) ensureDir(abs string, own *owner) (*os.File, error) {
+	if own == nil {
+		return nil, setupBug(errors.New("ensureDir needs an owner"))
+	}
+	return r.walk(abs, own)
+}
+
+// ensureLayout creates every directory of l (stateDir, the XDG dirs, the
+// private TMPDIR, the meta dir), owned by own with mode 0700.
+func ensureLayout(l Layout, own *owner) (*stateRoot, error) {
+	root, err := openStateRoot(l.StateDir, own)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range l.Dirs()[1:] {
+		f, err := root.ensureDir(d, own)
+		if err != nil {
+			root.Close()
+			return nil, err
+		}
+		f.Close()
+	}
+	return root, nil
+}
+
+// setupBug marks an invariant violation: a bug in ocnix, not the operator's fault.
+func setupBug(err error) error {
+	return withCode(ExitBug, fmt.Errorf("bug in ocnix, please report it: %w", err))
+}
