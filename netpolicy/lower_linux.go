@@ -160,6 +160,8 @@ func lowerRule(fam nftables.TableFamily, r Rule, sets map[string]*nftables.Set) 
 		out = append(out, &expr.Verdict{Kind: expr.VerdictDrop})
 	case VerdictReject:
 		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED})
+	case VerdictRejectRST:
+		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
 	case VerdictMasquerade:
 		out = append(out, &expr.Masq{})
 	default:
@@ -222,6 +224,11 @@ func lowerMatch(fam nftables.TableFamily, m Match, sets map[string]*nftables.Set
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a.AsSlice()},
 		), nil
+	case MatchL4TCP:
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		}, nil
 	case MatchTCPDport:
 		port, err := strconv.ParseUint(m.Value, 10, 16)
 		if err != nil {

@@ -217,6 +217,11 @@ func filterTable(p Plan) Table {
 		r("allow4", VerdictAccept, true, Match{Kind: MatchDaddr4Set, Value: set4}),
 		r("allow6", VerdictAccept, true, Match{Kind: MatchDaddr6Set, Value: set6}),
 		logRule,
+		// TCP gets a reset: connect() fails at once with ECONNREFUSED.
+		// An ICMP error would be subject to the kernel's ICMP rate limit,
+		// and under a burst some connects would then hang for a SYN
+		// retransmit (1 s and more) instead of failing.
+		r("blocked-tcp", VerdictRejectRST, true, Match{Kind: MatchL4TCP}),
 		r("blocked", VerdictReject, true),
 	}
 	return Table{

@@ -63,6 +63,7 @@ const (
 	MatchDaddr6Set MatchKind = "daddr6set" // ip6 daddr @Value
 	MatchSaddr4    MatchKind = "saddr4"    // ip saddr == Value
 	MatchTCPDport  MatchKind = "tcp-dport" // tcp dport == Value
+	MatchL4TCP     MatchKind = "l4-tcp"    // meta l4proto tcp
 )
 
 // Match is one condition of a rule.
@@ -89,7 +90,8 @@ const (
 	VerdictNone       Verdict = ""
 	VerdictAccept     Verdict = "accept"
 	VerdictDrop       Verdict = "drop"
-	VerdictReject     Verdict = "reject" // icmpx admin-prohibited
+	VerdictReject     Verdict = "reject"     // icmpx admin-prohibited
+	VerdictRejectRST  Verdict = "reject-rst" // tcp reset
 	VerdictMasquerade Verdict = "masquerade"
 )
 
@@ -151,6 +153,8 @@ func (r Rule) String() string {
 	case VerdictNone:
 	case VerdictReject:
 		parts = append(parts, "reject with icmpx admin-prohibited")
+	case VerdictRejectRST:
+		parts = append(parts, "reject with tcp reset")
 	default:
 		parts = append(parts, string(r.Verdict))
 	}
@@ -177,6 +181,8 @@ func (m Match) String() string {
 		return "ip saddr " + m.Value
 	case MatchTCPDport:
 		return "tcp dport " + m.Value
+	case MatchL4TCP:
+		return "meta l4proto tcp"
 	}
 	return fmt.Sprintf("<unknown match %q>", m.Kind)
 }
