@@ -1,0 +1,361 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/google/go-cmp/cmp"
+	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
+)
+
+// testFS is a small FHS host: only what is listed exists.
+func testFS() fstest.MapFS {
+	dir := &fstest.MapFile{Mode: fs.ModeDir | 0o755}
+	file := &fstest.MapFile{Mode: 0o755}
+	return fstest.MapFS{
+		"usr":          dir,
+		"etc":          dir,
+		"dev/null":     &fstest.MapFile{Mode: fs.ModeDevice | fs.ModeCharDevice | 0o666},
+		"dev/pts":      dir,
+		"proc":         dir,
+		"srv/p":        dir,
+		"var/lib/p":    dir,
+		"opt/tool/bin": dir,
+		"opt/srv/bin":  file,
+		"run/pg":       dir,
+		"data/ro":      dir,
+		"data/rw":      dir,
+	}
+}
+
+func testInput() Input {
+	return Input{
+		Instance:       "p",
+		User:           "opencode-p",
+		Group:          "opencode-p",
+		Directory:      "/srv/p",
+		StateDir:       "/var/lib/p",
+		ReadWritePaths: []string{"/data/rw"},
+		ReadOnlyPaths:  []string{"/data/ro"},
+		ExecPaths:      []string{"/opt/tool/bin", "/opt/srv/bin"},
+		UnixSockets:    []string{"/run/pg"},
+		ListenPort:     8787,
+		BindPorts:      []int{9000, 8787},
+	}
+}
+
+func caps(abi int) Caps {
+	return Caps{LandlockABI: abi, SeccompAPI: 6, Layout: LayoutFHS, FS: testFS()}
+}
+
+// wantPaths is the rule list of testInput on testFS at abi.
+func wantPaths(abi int) []PathRule {
+	h := handledFS(abi)
+	rw := rightsRW & h
+	rule := func(path, kind string, rights FSRights, required bool, why string) PathRule {
+		return PathRule{Path: path, Kind: kind, Rights: rights & h, Required: required, Why: why}
+	}
+	rules := []PathRule{
+		rule("/srv/p", KindReadWrite, rw, true, "directory (project)"),
+		rule("/var/lib/p", KindReadWrite, rw, true, "stateDir (holds TMPDIR /var/lib/p/tmp)"),
+		rule("/data/rw", KindReadWrite, rw, true, "sandbox.readWritePaths"),
+		rule("/data/ro", KindReadOnly, rightsRX, true, "sandbox.readOnlyPaths"),
+		rule("/opt/tool/bin", KindExec, rightsRX, true, "path entry or server command"),
+		{Path: "/opt/srv/bin", Kind: KindExec, Rights: (rightsRX & rightsFile) & h, Required: true, File: true, Why: "path entry or server command"},
+	}
+	if abi >= 9 {
+		rules = append(rules, rule("/run/pg", KindSocket, ll.AccessFSResolveUnix, false, "sandbox.unixSockets.allow"))
+	}
+	rules = append(rules,
+		rule("/usr", KindSystem, rightsRX, false, "system baseline (fhs)"),
+		rule("/etc", KindSystem, rightsRX, false, "system baseline (fhs)"),
+		PathRule{Path: "/dev/null", Kind: KindDevice, Rights: rightsDev & h, File: true, Why: "device node"},
+		rule("/dev/pts", KindDevice, rightsTTY, false, "device node"),
+		rule("/proc", KindProc, rightsRO, false, "kernel view read by Bun/Node"),
+	)
+	return rules
+}
+
+func wantPorts() []PortRule {
+	return []PortRule{
+		{Port: 0, Rights: ll.AccessNetBindTCP, Why: "ephemeral ports (bind to port 0), for test servers"},
+		{Port: 8787, Rights: ll.AccessNetBindTCP, Why: "listen.port"},
+		{Port: 9000, Rights: ll.AccessNetBindTCP, Why: "sandbox.allowBindPorts"},
+	}
+}
+
+func TestBuildLandlockPerABI(t *testing.T) {
+	tests := []struct {
+		name    string
+		abi     int
+		want    LandlockPlan
+		wantErr error
+	}{
+		{
+			name: "ABI9ResolveUnixCoversAllowListAndOwnDirs",
+			abi:  9,
+			want: LandlockPlan{ABI: 9, MinABI: 3, HandledFS: 1<<17 - 1, HandledNet: ll.AccessNetBindTCP,
+				Scoped: ll.ScopeAbstractUnixSocket | ll.ScopeSignal, Paths: wantPaths(9), Ports: wantPorts()},
+		},
+		{
+			name: "ABI7HasScopesButNoResolveUnix",
+			abi:  7,
+			want: LandlockPlan{ABI: 7, MinABI: 3, HandledFS: 1<<16 - 1, HandledNet: ll.AccessNetBindTCP,
+				Scoped: ll.ScopeAbstractUnixSocket | ll.ScopeSignal, Paths: wantPaths(7), Ports: wantPorts()},
+		},
+		{
+			name: "ABI5HasNoScopes",
+			abi:  5,
+			want: LandlockPlan{ABI: 5, MinABI: 3, HandledFS: 1<<16 - 1, HandledNet: ll.AccessNetBindTCP,
+				Paths: wantPaths(5), Ports: wantPorts()},
+		},
+		{
+			name: "ABI4HasNoIoctlDev",
+			abi:  4,
+			want: LandlockPlan{ABI: 4, MinABI: 3, HandledFS: 1<<15 - 1, HandledNet: ll.AccessNetBindTCP,
+				Paths: wantPaths(4), Ports: wantPorts()},
+		},
+		{
+			name: "ABI3HasNoNetwork",
+			abi:  3,
+			want: LandlockPlan{ABI: 3, MinABI: 3, HandledFS: 1<<15 - 1, Paths: wantPaths(3), Ports: []PortRule{}},
+		},
+		{
+			name: "ABI2IsRefusedButExplained",
+			abi:  2,
+			want: LandlockPlan{ABI: 2, MinABI: 3, HandledFS: 1<<14 - 1, Paths: wantPaths(2), Ports: []PortRule{}},
+			wantErr: ErrLandlockTooOld,
+		},
+		{
+			name:    "ABI1IsRefusedNeverSilentlyEmpty",
+			abi:     1,
+			want:    LandlockPlan{ABI: 1, MinABI: 3, HandledFS: 1<<13 - 1, Paths: wantPaths(1), Ports: []PortRule{}},
+			wantErr: ErrLandlockTooOld,
+		},
+		{
+			name:    "NoLandlockIsRefused",
+			abi:     0,
+			want:    LandlockPlan{ABI: 0, MinABI: 3, Paths: []PathRule{}, Ports: []PortRule{}},
+			wantErr: ErrLandlockTooOld,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Build(testInput(), caps(tc.abi))
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Build error = %v, want %v", err, tc.wantErr)
+			}
+			if diff := cmp.Diff(tc.want, p.Landlock); diff != "" {
+				t.Errorf("Landlock plan mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBuildGateAndSeccompPerABI(t *testing.T) {
+	tests := []struct {
+		name       string
+		abi        int
+		wantMode   string
+		wantNotify bool
+		wantDgram  bool // AF_UNIX SOCK_DGRAM denied
+	}{
+		{name: "ABI7UsesSupervisorAndDeniesUnixDgram", abi: 7, wantMode: GateSupervisor, wantNotify: true, wantDgram: true},
+		{name: "ABI8UsesSupervisorAndDeniesUnixDgram", abi: 8, wantMode: GateSupervisor, wantNotify: true, wantDgram: true},
+		{name: "ABI9UsesLandlockAndAllowsUnixDgram", abi: 9, wantMode: GateLandlock, wantNotify: false, wantDgram: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Build(testInput(), caps(tc.abi))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Gate.Mode != tc.wantMode {
+				t.Errorf("gate mode %q, want %q", p.Gate.Mode, tc.wantMode)
+			}
+			wantGate := GatePlan{Mode: tc.wantMode, Allow: []string{"/run/pg"}, OwnDirs: []string{"/srv/p", "/var/lib/p", "/data/rw"}}
+			if tc.wantMode == GateSupervisor {
+				wantGate.MaxPending = DefaultMaxPending
+			}
+			if diff := cmp.Diff(wantGate, p.Gate); diff != "" {
+				t.Errorf("gate mismatch (-want +got):\n%s", diff)
+			}
+			var notify, dgram int
+			for _, r := range p.Seccomp.Rules {
+				if r.Action == ActionNotify {
+					notify++
+				}
+				if strings.Contains(r.Why, "unix datagram") {
+					dgram++
+				}
+			}
+			if (notify == 1) != tc.wantNotify || (notify > 1) {
+				t.Errorf("notify rules: %d, want notify=%v", notify, tc.wantNotify)
+			}
+			if (dgram == 2) != tc.wantDgram {
+				t.Errorf("unix datagram rules: %d, want denied=%v", dgram, tc.wantDgram)
+			}
+		})
+	}
+}
+
+func TestBuildSeccompDenyList(t *testing.T) {
+	p, err := Build(testInput(), caps(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"mount": "EPERM", "umount2": "EPERM", "fsopen": "EPERM", "move_mount": "EPERM", "open_tree": "EPERM",
+		"unshare": "EPERM", "setns": "EPERM", "pivot_root": "EPERM", "chroot": "EPERM",
+		"clone3":      "ENOSYS",
+		"init_module": "EPERM", "finit_module": "EPERM", "kexec_load": "EPERM", "reboot": "EPERM",
+		"swapon": "EPERM", "settimeofday": "EPERM", "clock_settime": "EPERM",
+		"ptrace": "EPERM", "process_vm_readv": "EPERM", "process_vm_writev": "EPERM", "pidfd_getfd": "EPERM",
+		"perf_event_open": "EPERM", "bpf": "EPERM", "userfaultfd": "EPERM",
+		"keyctl": "EPERM", "add_key": "EPERM", "request_key": "EPERM", "open_by_handle_at": "EPERM",
+		"io_uring_setup": "ENOSYS", "io_uring_enter": "ENOSYS", "io_uring_register": "ENOSYS",
+	}
+	got := map[string]string{}
+	for _, r := range p.Seccomp.Rules {
+		if len(r.Args) == 0 && r.Action == ActionErrno {
+			got[r.Syscall] = r.Errno
+		}
+	}
+	for sc, errno := range want {
+		if got[sc] != errno {
+			t.Errorf("%s: got %q, want unconditional %s", sc, got[sc], errno)
+		}
+	}
+	if p.Seccomp.DefaultAction != ActionAllow || p.Seccomp.BadArchAction != ActionKillProcess || !p.Seccomp.Log {
+		t.Errorf("filter attributes: %+v", p.Seccomp)
+	}
+	clone := 0
+	for _, r := range p.Seccomp.Rules {
+		if r.Syscall == "clone" {
+			clone++
+		}
+	}
+	if clone != len(cloneNewFlags) {
+		t.Errorf("clone rules: %d, want one per CLONE_NEW* flag (%d)", clone, len(cloneNewFlags))
+	}
+}
+
+func TestBuildMissingPaths(t *testing.T) {
+	in := testInput()
+	in.ReadOnlyPaths = append(in.ReadOnlyPaths, "/does/not/exist")
+	p, err := Build(in, caps(7))
+	if err != nil {
+		t.Fatalf("a missing path is an error at run time, not at build time: %v", err)
+	}
+	var found bool
+	for _, r := range p.Landlock.Paths {
+		if r.Path == "/does/not/exist" {
+			found = true
+			if !r.Missing || !r.Required {
+				t.Errorf("missing read-only path: %+v, want Missing and Required", r)
+			}
+		}
+		if r.Path == "/lib64" {
+			t.Errorf("optional baseline path absent on this host is listed: %+v", r)
+		}
+	}
+	if !found {
+		t.Error("missing read-only path is not in the plan")
+	}
+	if !strings.Contains(p.String(), "/does/not/exist") || !strings.Contains(p.String(), "MISSING") {
+		t.Error("explain output does not flag the missing path")
+	}
+}
+
+func TestBuildNixOSBaseline(t *testing.T) {
+	fsys := testFS()
+	fsys["nix/store"] = &fstest.MapFile{Mode: fs.ModeDir | 0o555}
+	fsys["run/current-system/sw"] = &fstest.MapFile{Mode: fs.ModeDir | 0o555}
+	fsys["etc/resolv.conf"] = &fstest.MapFile{Mode: 0o644}
+	fsys["etc/NIXOS"] = &fstest.MapFile{Mode: 0o644}
+	c := Caps{LandlockABI: 7, Layout: detectLayout(fsys), FS: fsys}
+	if c.Layout != LayoutNixOS {
+		t.Fatalf("layout %q, want nixos", c.Layout)
+	}
+	p, err := Build(testInput(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sys []string
+	for _, r := range p.Landlock.Paths {
+		if r.Kind == KindSystem {
+			sys = append(sys, r.Path)
+		}
+	}
+	if diff := cmp.Diff([]string{"/nix/store", "/run/current-system/sw", "/etc/resolv.conf"}, sys); diff != "" {
+		t.Errorf("nixos baseline (-want +got):\n%s", diff)
+	}
+}
+
+func TestBuildRejectsBadInput(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Input)
+		wantErr string
+	}{
+		{name: "RelativePath", mutate: func(in *Input) { in.ReadOnlyPaths = []string{"data"} }, wantErr: `path "data": must be absolute`},
+		{name: "WholeFilesystem", mutate: func(in *Input) { in.ReadWritePaths = []string{"/"} }, wantErr: `granting the whole filesystem`},
+		{name: "TmpDirOutsideStateDir", mutate: func(in *Input) { in.TmpDir = "/tmp" }, wantErr: `tmpDir must be beneath stateDir`},
+		{name: "ReadOnlyBeneathReadWrite", mutate: func(in *Input) { in.ReadOnlyPaths = []string{"/srv/p/secret"} }, wantErr: `would stay writable`},
+		{name: "ListenPortZero", mutate: func(in *Input) { in.ListenPort = 0 }, wantErr: `listen port 0`},
+		{name: "BindPortTooLarge", mutate: func(in *Input) { in.BindPorts = []int{70000} }, wantErr: `port 70000`},
+		{name: "NoUser", mutate: func(in *Input) { in.User = "" }, wantErr: `user is empty`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := testInput()
+			tc.mutate(&in)
+			_, err := Build(in, caps(7))
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Build error = %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestPlanJSONRoundTrip(t *testing.T) {
+	for _, abi := range []int{3, 7, 9} {
+		p, err := Build(testInput(), caps(abi))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Plan
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(p, back); diff != "" {
+			t.Errorf("ABI %d: plan changed through JSON (-before +after):\n%s", abi, diff)
+		}
+	}
+}
+
+func TestExplainNamesEnforcementOfUnixAllowList(t *testing.T) {
+	tests := []struct {
+		abi  int
+		want string
+	}{
+		{abi: 7, want: "unix socket allow-list: enforced by seccomp supervisor (Landlock ABI 7 < 9)"},
+		{abi: 9, want: "unix socket allow-list: enforced by Landlock resolve_unix (ABI 9 ≥ 9)"},
+		{abi: 5, want: "DEGRADED  signals: can signal any process of the same user: Landlock ABI 5 < 6"},
+		{abi: 3, want: "DEGRADED  TCP bind: any port can be bound: Landlock ABI 3 < 4"},
+	}
+	for _, tc := range tests {
+		p, _ := Build(testInput(), caps(tc.abi))
+		if s := p.String(); !strings.Contains(s, tc.want) {
+			t.Errorf("ABI %d: explain output lacks %q:\n%s", tc.abi, tc.want, s)
+		}
+	}
+}
