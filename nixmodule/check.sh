@@ -7,7 +7,8 @@
 #   LAUNCHER=/path/to/opencode-launcher nixmodule/check.sh
 #
 # 1. `nix-instantiate --parse` on every .nix file of the repository.
-# 2. The builtins-only validators (nixmodule/lib.nix) against their table tests.
+# 2. The builtins-only validators (nixmodule/lib.nix) against their table tests, and the
+#    VM tests' Python scripts rendered with a stand-in pkgs and compiled (they cannot run here).
 # 3. Contract test: nixmodule/spec.nix on each fixture (nixmodule/fixtures/*.nix) gives the
 #    instance spec JSON; `opencode-launcher check` must accept it and `explain --json` must
 #    print JSON. Fixtures named bad-*.nix must be REJECTED by `check`, naming the key that
@@ -76,6 +77,39 @@ if out=$(nix-instantiate --eval --strict --json nixmodule/tests/lib-test.nix 2>&
   ok "lib-test.nix"
 else
   bad "lib-test.nix: failing cases: $out"
+fi
+
+echo "== vmtests: test scripts render and compile (python3 -m py_compile)"
+if nix-instantiate --eval --strict --json nixmodule/tests/vmtest-scripts.nix >"$tmp/scripts.json" 2>"$tmp/scripts.err"; then
+  if command -v python3 >/dev/null; then
+    if out=$(python3 - "$tmp/scripts.json" "$tmp" <<'PY' 2>&1
+import json, py_compile, sys
+scripts, tmp = json.load(open(sys.argv[1])), sys.argv[2]
+bad = 0
+for name, text in sorted(scripts.items()):
+    path = f"{tmp}/vmtest-{name}.py"
+    with open(path, "w") as f:
+        f.write(text)
+    try:
+        py_compile.compile(path, doraise=True)
+    except py_compile.PyCompileError as e:
+        print(f"{name}: {e}")
+        bad = 1
+print(f"{len(scripts)} scripts")
+sys.exit(bad)
+PY
+    ); then
+      ok "vmtests scripts compile ($out)"
+    else
+      bad "vmtests scripts:"
+      printf '%s\n' "$out" | sed 's/^/      /'
+    fi
+  else
+    ok "vmtests scripts render (python3 not found: compile step skipped)"
+  fi
+else
+  bad "vmtests scripts do not render:"
+  sed 's/^/      /' "$tmp/scripts.err"
 fi
 
 echo "== contract: spec.nix fixtures -> opencode-launcher check/explain"

@@ -322,6 +322,17 @@ in
       '';
     };
 
+    specFiles = mkOption {
+      type = types.attrsOf types.package;
+      default = { };
+      internal = true;
+      description = ''
+        The checked instance spec file (a derivation that runs `opencode-launcher check`) of
+        each enabled instance. Set by the module; used by the units, `/etc/ocnix/instances`
+        and the tests.
+      '';
+    };
+
     instances = mkOption {
       type = types.attrsOf (types.submodule instanceModule);
       default = { };

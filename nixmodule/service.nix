@@ -158,7 +158,7 @@ let
   mainService =
     name: inst:
     let
-      spec = checkedSpecOf name inst;
+      spec = cfg.specFiles.${name};
       rwPaths = [
         inst.directory
         inst.stateDir
@@ -243,7 +243,7 @@ let
   setupService =
     name: inst:
     let
-      spec = checkedSpecOf name inst;
+      spec = cfg.specFiles.${name};
       netIso = inst.networkIsolation.enable;
     in
     {
@@ -397,6 +397,7 @@ in
     warnings = lib.concatLists (lib.mapAttrsToList instanceWarnings enabled);
 
     services.opencode.specs = lib.mapAttrs specOf enabled;
+    services.opencode.specFiles = lib.mapAttrs checkedSpecOf enabled;
 
     environment.systemPackages = [ cfg.launcherPackage ];
 
@@ -404,7 +405,7 @@ in
     #   opencode-launcher explain --config /etc/ocnix/instances/<name>.json
     #   opencode-launcher run --config /etc/ocnix/instances/<name>.json -- CMD  (as root)
     environment.etc = lib.mapAttrs' (
-      name: inst: lib.nameValuePair (specEtcPath name) { source = checkedSpecOf name inst; }
+      name: _: lib.nameValuePair (specEtcPath name) { source = cfg.specFiles.${name}; }
     ) enabled;
 
     users.users = lib.mapAttrs' (

@@ -1,0 +1,123 @@
+{
+  description = "ocnix: many isolated opencode servers on one NixOS host, like virtual hosts";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      inherit (nixpkgs) lib;
+
+      # Linux only: Landlock, seccomp and network namespaces.
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+
+      # The launcher's Go sources: the repository minus what does not affect the binary, so
+      # that editing the module, the VM tests or the docs does not rebuild it.
+      launcherSrc = lib.fileset.toSource {
+        root = ./.;
+        fileset = lib.fileset.difference ./. (
+          lib.fileset.unions (
+            map lib.fileset.maybeMissing [
+              ./flake.nix
+              ./flake.lock
+              ./nixmodule
+              ./vmtests
+              ./docs
+              ./examples
+              ./README.md
+              ./node_modules
+              ./bin
+            ]
+          )
+        );
+      };
+
+      mkLauncher =
+        pkgs:
+        # go.mod asks for Go 1.26; older toolchains would try to download it in the sandbox.
+        (pkgs.buildGo126Module or pkgs.buildGoModule) {
+          pname = "opencode-launcher";
+          version = "0.1.0-${self.shortRev or self.dirtyShortRev or "unknown"}";
+          src = launcherSrc;
+          subPackages = [ "cmd/opencode-launcher" ];
+
+          # The ONLY value to fill in: build once, and copy the hash from the "got:" line of
+          # the mismatch error (see docs/nixos.md). It changes whenever go.sum changes.
+          vendorHash = lib.fakeHash;
+
+          # libseccomp-golang is cgo.
+          env.CGO_ENABLED = 1;
+          nativeBuildInputs = [ pkgs.pkg-config ];
+          buildInputs = [ pkgs.libseccomp ];
+          ldflags = [
+            "-s"
+            "-w"
+          ];
+
+          meta = {
+            description = "Runs one sandboxed opencode server (Landlock, seccomp, netns) from an ocnix instance spec";
+            mainProgram = "opencode-launcher";
+            platforms = lib.platforms.linux;
+          };
+        };
+    in
+    {
+      packages = forAllSystems (pkgs: rec {
+        opencode-launcher = mkLauncher pkgs;
+        default = opencode-launcher;
+      });
+
+      overlays.default = final: _prev: { opencode-launcher = mkLauncher final; };
+
+      nixosModules = {
+        # The module, with `services.opencode.launcherPackage` defaulting to this flake's
+        # launcher (built with this flake's nixpkgs on the listed systems, else with the
+        # host's pkgs).
+        opencode =
+          { lib, pkgs, ... }:
+          {
+            _file = "${self}/flake.nix#nixosModules.opencode";
+            imports = [ ./nixmodule ];
+            services.opencode.launcherPackage = lib.mkDefault (
+              self.packages.${pkgs.stdenv.hostPlatform.system}.opencode-launcher or (mkLauncher pkgs)
+            );
+          };
+        default = self.nixosModules.opencode;
+      };
+
+      # `nix build .#nixosTests.postgres-socket` (the NixOS VM tests need KVM).
+      legacyPackages = forAllSystems (pkgs: {
+        nixosTests = import ./vmtests {
+          inherit pkgs;
+          ocnixModule = self.nixosModules.opencode;
+        };
+      });
+
+      checks = forAllSystems (
+        pkgs:
+        self.legacyPackages.${pkgs.stdenv.hostPlatform.system}.nixosTests
+        // {
+          opencode-launcher = self.packages.${pkgs.stdenv.hostPlatform.system}.opencode-launcher;
+        }
+      );
+
+      devShells = forAllSystems (pkgs: {
+        default = pkgs.mkShell {
+          packages = [
+            (pkgs.go_1_26 or pkgs.go)
+            pkgs.gopls
+            pkgs.pkg-config
+            pkgs.libseccomp
+            pkgs.nftables
+            pkgs.iproute2
+          ];
+        };
+      });
+
+      formatter = forAllSystems (pkgs: pkgs.nixfmt-tree or pkgs.nixfmt-rfc-style);
+    };
+}
