@@ -125,10 +125,10 @@ func TestNoReachIntoHost(t *testing.T) {
 	}
 
 	targets := []string{
-		netip.AddrPortFrom(p.HostAddr.Addr(), uint16(allPort)).String(),  // the veth peer
-		netip.AddrPortFrom(ti.hostLinkIP, uint16(allPort)).String(),      // another host address
-		netip.AddrPortFrom(p.HostAddr.Addr(), uint16(loPort)).String(),   // loopback-only service via the veth
-		fmt.Sprintf("127.0.0.1:%d", loPort),                              // the netns's own loopback
+		netip.AddrPortFrom(p.HostAddr.Addr(), uint16(allPort)).String(), // the veth peer
+		netip.AddrPortFrom(ti.hostLinkIP, uint16(allPort)).String(),     // another host address
+		netip.AddrPortFrom(p.HostAddr.Addr(), uint16(loPort)).String(),  // loopback-only service via the veth
+		fmt.Sprintf("127.0.0.1:%d", loPort),                             // the netns's own loopback
 	}
 	for _, a := range hostAddrs(t) {
 		if !a.IsLoopback() {

@@ -142,7 +142,7 @@ func ensureVeth(host, inner *netlink.Handle, p Plan, ns netns.NsHandle) (netlink
 		}
 	}
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: p.HostVeth, Alias: aliasOf(p)},
+		LinkAttrs:     netlink.LinkAttrs{Name: p.HostVeth},
 		PeerName:      p.PeerVeth,
 		PeerNamespace: netlink.NsFd(int(ns)),
 	}
@@ -152,6 +152,11 @@ func ensureVeth(host, inner *netlink.Handle, p Plan, ns netns.NsHandle) (netlink
 	link, err = host.LinkByName(p.HostVeth)
 	if err != nil {
 		return nil, fmt.Errorf("link %s: %w", p.HostVeth, err)
+	}
+	// The kernel ignores IFLA_IFALIAS on creation; set it now. A crash in
+	// between is repaired by the peerOK branch above on the next run.
+	if err := host.LinkSetAlias(link, aliasOf(p)); err != nil {
+		return nil, fmt.Errorf("link %s: set alias: %w", p.HostVeth, err)
 	}
 	return link, nil
 }

@@ -152,3 +152,9 @@ func udpEchoIn(t testing.TB, path, addr string) net.PacketConn {
 	}()
 	return pc
 }
+
+// runErr runs a command and returns its output and error.
+func runErr(args ...string) (string, error) {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	return string(out), err
+}
