@@ -124,23 +124,9 @@ let
 
   isIPv6Literal = a: lib.hasInfix ":" a;
   hostPort = address: port: if isIPv6Literal address then "[${address}]:${toString port}" else "${address}:${toString port}";
-  # Where the proxy connects inside the namespace: the wildcard means "any local address".
-  innerAddress =
-    address:
-    if address == "0.0.0.0" then
-      "127.0.0.1"
-    else if address == "::" then
-      "::1"
-    else
-      address;
-  isLoopbackOrWildcard =
-    a:
-    lib.elem a [
-      "0.0.0.0"
-      "::"
-      "::1"
-    ]
-    || lib.hasPrefix "127." a;
+  # Where the proxy connects inside the namespace: the server's port on the namespace's
+  # loopback, whatever listen.address is on the host (netpolicy's ProxyTarget).
+  proxyTarget = port: "127.0.0.1:${toString port}";
 
   # ProtectHome= hides /home, /root and /run/user. Paths there are bound back in on a tmpfs.
   homeRoots = [
@@ -255,6 +241,8 @@ let
       # closed). Re-running the idempotent setup on that reload repairs it without restarting
       # the server.
       unitConfig = mkIf (netIso && nftables) { ReloadPropagatedFrom = [ "nftables.service" ]; };
+      # Deliberately no mount or namespace hardening here: setup creates the network
+      # namespace under /run/netns and /etc/netns, which must be visible on the host.
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
@@ -286,7 +274,7 @@ let
       "${unitOf name}-proxy.socket"
     ];
     serviceConfig = {
-      ExecStart = "${pkgs.systemd}/lib/systemd/systemd-socket-proxyd ${hostPort (innerAddress inst.listen.address) inst.listen.port}";
+      ExecStart = "${pkgs.systemd}/lib/systemd/systemd-socket-proxyd ${proxyTarget inst.listen.port}";
       NetworkNamespacePath = "/run/netns/${netnsOf name}";
       DynamicUser = true;
       NoNewPrivileges = mkDefault true;
@@ -385,9 +373,6 @@ let
       tmpSockets = lib.filter underTmp inst.sandbox.unixSockets.allow;
     in
     lib.optional (inst.networkIsolation.enable && !nftables) "${opt "networkIsolation.enable"}: `networking.nftables.enable` is off. The launcher programs nftables itself (inside the namespace and for the host-side masquerade), which works beside the iptables firewall, but the nftables firewall is what this module is tested with."
-    ++
-      lib.optional (inst.networkIsolation.enable && !isLoopbackOrWildcard inst.listen.address)
-        "${opt "listen.address"}: \"${inst.listen.address}\" is neither loopback nor a wildcard. With `networkIsolation.enable` the server listens inside its namespace, where this address may not exist; prefer 127.0.0.1 or 0.0.0.0 (the proxy publishes it on the host at the same address)."
     ++ lib.optional (tmpSockets != [ ] && (inst.serviceOverrides.PrivateTmp or true) != false)
       "${opt "sandbox.unixSockets.allow"}: ${lib.concatStringsSep ", " tmpSockets} is under /tmp or /var/tmp, which the unit's PrivateTmp= hides. Move the socket, or set `serviceOverrides.PrivateTmp = false`.";
 in
