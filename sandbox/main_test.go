@@ -9,9 +9,17 @@ import (
 // sandbox (see probe_linux_test.go).
 const probeEnv = "OCNIX_TEST_PROBE"
 
+// superviseEnv makes the test binary call Run with the plan and
+// command in the named JSON file, like the launcher does, so a test
+// can signal or kill the supervisor (see supervisor_linux_test.go).
+const superviseEnv = "OCNIX_TEST_SUPERVISE"
+
 func TestMain(m *testing.M) {
 	// The sandbox child is this test binary re-executed by Run.
 	ChildMain()
+	if f := os.Getenv(superviseEnv); f != "" {
+		os.Exit(runSupervisor(f))
+	}
 	if os.Getenv(probeEnv) != "" {
 		os.Exit(runProbe(os.Args[1:]))
 	}

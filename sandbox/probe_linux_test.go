@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -152,6 +153,37 @@ var probes = map[string]func(args []string) error{
 	},
 	"x32-getpid": func([]string) error {
 		return rawErr(unix.Syscall(0x40000000|unix.SYS_GETPID, 0, 0, 0))
+	},
+	"exit": func(a []string) error { os.Exit(atoi(a[0])); return nil },
+	"selfkill": func(a []string) error {
+		return unix.Kill(os.Getpid(), unix.SignalNum(a[0]))
+	},
+	// trap-term writes a[0] when ready, then exits 42 on SIGTERM.
+	"trap-term": func(a []string) error {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, unix.SIGTERM)
+		if err := os.WriteFile(a[0], []byte("ready"), 0o644); err != nil {
+			return err
+		}
+		<-c
+		os.Exit(42)
+		return nil
+	},
+	// pause writes its pid to a[0] and waits to be killed.
+	"pause": func(a []string) error {
+		if err := os.WriteFile(a[0], []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return err
+		}
+		select {}
+	},
+	// grandchild starts a[1] 60 in its process group, writes its pid
+	// to a[0] and exits without waiting for it.
+	"grandchild": func(a []string) error {
+		c := exec.Command(a[1], "60")
+		if err := c.Start(); err != nil {
+			return err
+		}
+		return os.WriteFile(a[0], []byte(strconv.Itoa(c.Process.Pid)), 0o644)
 	},
 	"identity": func(a []string) error { return checkIdentity(atoi(a[0]), atoi(a[1]), a[2]) },
 	"env":      func(a []string) error { return checkEnv(a) },
