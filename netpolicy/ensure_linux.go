@@ -42,6 +42,20 @@ func ensure(p Plan) error {
 			return err
 		}
 	}
+	host, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("open host netlink: %w", err)
+	}
+	defer host.Close()
+	// Check for a subnet clash before creating anything, so a clashing
+	// instance leaves nothing behind.
+	ourIndex := 0
+	if l, err := host.LinkByName(p.HostVeth); err == nil {
+		ourIndex = l.Attrs().Index
+	}
+	if err := checkSubnetFree(host, p, ourIndex); err != nil {
+		return err
+	}
 	if err := ensureRunDir(); err != nil {
 		return err
 	}
@@ -60,11 +74,6 @@ func ensure(p Plan) error {
 		return fmt.Errorf("in netns: %w", err)
 	}
 
-	host, err := netlink.NewHandle()
-	if err != nil {
-		return fmt.Errorf("open host netlink: %w", err)
-	}
-	defer host.Close()
 	inner, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("open netns netlink: %w", err)
@@ -73,9 +82,6 @@ func ensure(p Plan) error {
 
 	hostLink, err := ensureVeth(host, inner, p, ns)
 	if err != nil {
-		return err
-	}
-	if err := checkSubnetFree(host, p, hostLink.Attrs().Index); err != nil {
 		return err
 	}
 	if err := ensureHostSide(host, hostLink, p); err != nil {

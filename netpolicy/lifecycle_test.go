@@ -101,7 +101,7 @@ func TestEnsureConvergesAfterKill9(t *testing.T) {
 	}
 	// Kill a subprocess running Ensure at different points of its run,
 	// from "before it started" to "after it finished", then converge.
-	for _, d := range []time.Duration{0, 2, 5, 10, 15, 20, 30, 40, 60, 100} {
+	for _, d := range []time.Duration{0, 2, 5, 6, 7, 8, 9, 10, 12, 15, 20, 30, 40, 60, 100} {
 		cmd := helperCmd(t, "ensure", p)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -329,5 +329,25 @@ func TestEnterAndVerify(t *testing.T) {
 	host, _ := os.ReadFile("/etc/resolv.conf")
 	if string(host) == string(want) {
 		t.Errorf("host /etc/resolv.conf was replaced by the netns one")
+	}
+}
+
+func TestSubnetClashIsRefused(t *testing.T) {
+	requireRoot(t)
+	a := setupInstance(t, Input{Instance: testName(), Enable: true})
+	aBefore := dumps(t, a)
+	b, err := Build(Input{Instance: testName(), Enable: true, Subnet: a.Subnet.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanupPlan(t, b) })
+	err = Ensure(b)
+	if err == nil || !strings.Contains(err.Error(), "overlaps host route") || !strings.Contains(err.Error(), a.HostVeth) {
+		t.Fatalf("Ensure of a clashing subnet: got %v, want an overlap error naming %s", err, a.HostVeth)
+	}
+	t.Logf("refused: %v", err)
+	assertGone(t, b)
+	if diff := cmp.Diff(aBefore, dumps(t, a)); diff != "" {
+		t.Errorf("the refused instance changed the existing one:\n%s", diff)
 	}
 }
