@@ -1,0 +1,88 @@
+package launcher
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func shCmd(script string) *exec.Cmd { return exec.Command("/bin/sh", "-c", script) }
+
+func TestRunChildReportsStatusAndOutput(t *testing.T) {
+	tb := newTailBuffer(5)
+	res, err := runChild(context.Background(), shCmd("echo out; echo err >&2; exit 7"), 10*time.Second, tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.status != 7 || res.timedOut || res.signaled {
+		t.Errorf("result = %+v, want status 7", res)
+	}
+	if got := strings.Join(tb.Lines(), ","); got != "out,err" {
+		t.Errorf("output = %q, want out,err", got)
+	}
+}
+
+// alive reports whether pid still runs (a zombie counts as gone).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("pid %d survived", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRunChildTimeoutKillsTheProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	start := time.Now()
+	res, err := runChild(context.Background(), shCmd("sleep 60 & echo $! > "+pidFile+"; wait"), 500*time.Millisecond, newTailBuffer(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.timedOut {
+		t.Errorf("result = %+v, want timedOut", res)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v to enforce a 500ms timeout", d)
+	}
+	b, _ := os.ReadFile(pidFile)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("background pid: %q", b)
+	}
+	waitGone(t, pid)
+}
+
+func TestRunChildKillsLeftoversAfterExit(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	// The leftover keeps the output pipe open; runChild must not wait for it.
+	start := time.Now()
+	res, err := runChild(context.Background(), shCmd("sleep 60 & echo $! > "+pidFile+"; exit 0"), 30*time.Second, newTailBuffer(5))
+	if err != nil || res.status != 0 {
+		t.Fatalf("runChild = %+v, %v", res, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v; a leftover holding the pipe stalled runChild", d)
+	}
+	b, _ := os.ReadFile(pidFile)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	waitGone(t, pid)
+}

@@ -1,0 +1,280 @@
+package launcher
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("SKIPPED %s: needs root to create a test user, chown the state dir and run scripts as that user; run: sudo -E go test ./launcher/ -run Setup", t.Name())
+	}
+}
+
+// testSetup is a setup whose init scripts run directly as the instance user
+// (plainScriptCmd), without the sandbox, so that setup's own logic is tested
+// whether or not `run` is available. The sandboxed path is tested through the
+// binary in setup_bin_test.go.
+func testSetup(s *Spec, specPath, lockDir string, out io.Writer) *setup {
+	return &setup{
+		spec:       s,
+		configPath: specPath,
+		layout:     LayoutFor(s),
+		log:        NewLogger(out, s.Name, slog.LevelDebug),
+		stderr:     out,
+		lockDir:    lockDir,
+		scriptCmd:  plainScriptCmd,
+		now:        time.Now,
+	}
+}
+
+// plainScriptCmd runs script as the instance user with the instance's
+// environment (environmentFile included), HOME=stateDir and cwd=directory:
+// what run -- SCRIPT does minus netns, Landlock and seccomp.
+func plainScriptCmd(s *Spec, _ string, script string) (*exec.Cmd, error) {
+	id, err := lookupIdentity(s)
+	if err != nil {
+		return nil, err
+	}
+	env := BaseEnv(s, DetectHost())
+	if s.EnvironmentFile != "" {
+		vars, err := ReadEnvFile(s.EnvironmentFile)
+		if err != nil {
+			return nil, err
+		}
+		if env, err = WithEnvFile(env, vars, s.EnvironmentFile); err != nil {
+			return nil, err
+		}
+	}
+	groups := make([]uint32, len(id.groups))
+	for i, g := range id.groups {
+		groups[i] = uint32(g)
+	}
+	cmd := exec.Command(script)
+	cmd.Env = Environ(env)
+	cmd.Dir = s.Directory
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(id.uid), Gid: uint32(id.gid), Groups: groups}}
+	return cmd, nil
+}
+
+// testInstance is a throwaway instance: its own user, project dir, state
+// dir, scripts and spec, all removed when the test ends.
+type testInstance struct {
+	t        *testing.T
+	name     string
+	user     string
+	base     string
+	dir      string
+	stateDir string
+	specPath string
+	lockDir  string
+	spec     map[string]any
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func newTestInstance(t *testing.T) *testInstance {
+	t.Helper()
+	requireRoot(t)
+	short := randHex(3)
+	in := &testInstance{t: t, name: "t" + short, user: "ocnix-t-" + short}
+	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", in.user).CombinedOutput(); err != nil {
+		t.Fatalf("useradd %s: %v: %s", in.user, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("userdel", in.user).CombinedOutput(); err != nil {
+			t.Errorf("userdel %s: %v: %s", in.user, err, out)
+		}
+		exec.Command("groupdel", in.user).Run() // gone with the user on most systems
+	})
+	in.base = t.TempDir()
+	// The instance user must traverse to its dirs; t.TempDir makes them 0700.
+	for _, d := range []string{filepath.Dir(in.base), in.base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in.dir = filepath.Join(in.base, "project")
+	in.mkdir(in.dir, true)
+	in.mkdir(filepath.Join(in.base, "state"), false)
+	in.mkdir(filepath.Join(in.base, "scripts"), false)
+	in.stateDir = filepath.Join(in.base, "state", in.name)
+	in.lockDir = t.TempDir()
+	in.specPath = filepath.Join(in.base, "spec.json")
+	in.spec = map[string]any{
+		"name":      in.name,
+		"user":      in.user,
+		"group":     in.user,
+		"directory": in.dir,
+		"stateDir":  in.stateDir,
+		"command":   []string{"/bin/true"},
+	}
+	in.writeSpec()
+	return in
+}
+
+func (in *testInstance) mkdir(p string, userOwned bool) {
+	in.t.Helper()
+	if err := os.Mkdir(p, 0o755); err != nil {
+		in.t.Fatal(err)
+	}
+	if userOwned {
+		if out, err := exec.Command("chown", in.user+":"+in.user, p).CombinedOutput(); err != nil {
+			in.t.Fatalf("chown %s: %v: %s", p, err, out)
+		}
+	}
+}
+
+func (in *testInstance) set(key string, v any) {
+	in.spec[key] = v
+	in.writeSpec()
+}
+
+func (in *testInstance) writeSpec() {
+	in.t.Helper()
+	b, err := json.MarshalIndent(in.spec, "", "  ")
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	if err := os.WriteFile(in.specPath, b, 0o644); err != nil {
+		in.t.Fatal(err)
+	}
+}
+
+// script writes an executable shell script (root-owned, 0755) and returns its path.
+func (in *testInstance) script(name, body string) string {
+	in.t.Helper()
+	p := filepath.Join(in.base, "scripts", name)
+	// Replace, not rewrite: a script that is running keeps its old inode.
+	tmp := p + ".new"
+	if err := os.WriteFile(tmp, []byte("#!/bin/sh\nset -e\n"+body+"\n"), 0o755); err != nil {
+		in.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		in.t.Fatal(err)
+	}
+	return p
+}
+
+// setup runs setup in-process and returns its error and everything it logged.
+func (in *testInstance) setup(rerun bool) (string, error) {
+	in.t.Helper()
+	s, err := LoadFile(in.specPath)
+	if err != nil {
+		in.t.Fatalf("load spec: %v", err)
+	}
+	var out syncBuffer
+	st := testSetup(s, in.specPath, in.lockDir, &out)
+	st.rerunInit = rerun
+	err = st.run(context.Background())
+	return out.String(), err
+}
+
+func (in *testInstance) mustSetup(rerun bool) string {
+	in.t.Helper()
+	out, err := in.setup(rerun)
+	if err != nil {
+		in.t.Fatalf("setup: %v\nlog:\n%s", err, out)
+	}
+	return out
+}
+
+func (in *testInstance) read(p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil && !os.IsNotExist(err) {
+		in.t.Fatal(err)
+	}
+	return string(b)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// treeEntry is what "identical tree" means: names, types, modes, owners and
+// file content (except the last-setup record, which holds a time).
+type treeEntry struct {
+	Path     string
+	Mode     fs.FileMode
+	UID, GID uint32
+	SHA256   string
+}
+
+func walkTree(t *testing.T, root string) []treeEntry {
+	t.Helper()
+	var out []treeEntry
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		rel, _ := filepath.Rel(root, p)
+		e := treeEntry{Path: rel, Mode: fi.Mode(), UID: st.Uid, GID: st.Gid}
+		if fi.Mode().IsRegular() && d.Name() != lastSetupFile {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			e.SHA256 = hex.EncodeToString(sum[:])
+		}
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// grepTree lists files below root that contain needle.
+func grepTree(t *testing.T, root, needle string) []string {
+	t.Helper()
+	var hits []string
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), needle) {
+				hits = append(hits, p)
+			}
+		}
+		return nil
+	})
+	return hits
+}
