@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 
 	"github.com/alecthomas/kong"
+	"github.com/ocnix/ocnix/sandbox"
 )
 
 // Version is set at build time with -ldflags "-X github.com/ocnix/ocnix/launcher.Version=…".
@@ -90,7 +91,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (code in
 		return ExitUsage
 	}
 	err = kctx.Run(&cli.Globals)
-	if err != nil {
+	var ce *childExit
+	if err != nil && !errors.As(err, &ce) {
 		var ps *Problems
 		if errors.As(err, &ps) {
 			fmt.Fprintln(stderr, err.Error())
@@ -159,7 +161,6 @@ func printPlan(w io.Writer, p *Plan, asJSON bool) error {
 
 // DetectHost reads the few host facts the plan depends on.
 func DetectHost() Host {
-	_, errStore := os.Stat("/nix/store")
-	_, errSys := os.Stat("/run/current-system")
-	return Host{NixOS: errStore == nil && errSys == nil}
+	caps := sandbox.DetectCaps()
+	return Host{NixOS: caps.Layout == sandbox.LayoutNixOS, Sandbox: caps}
 }

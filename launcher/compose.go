@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"github.com/ocnix/ocnix/sandbox"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -44,7 +45,8 @@ func (l Layout) Dirs() []string {
 // Host is what the plan needs to know about the machine, detected once and
 // passed in so that the plan stays a pure function that tests can drive.
 type Host struct {
-	NixOS bool `json:"nixos"` // /nix/store and /run/current-system exist
+	NixOS   bool         `json:"nixos"`
+	Sandbox sandbox.Caps `json:"sandbox"`
 }
 
 // lockdownEnv are opencode's switches for network features an isolated agent

@@ -50,6 +50,10 @@ func ExitCode(err error) int {
 	if err == nil {
 		return ExitOK
 	}
+	var ce *childExit
+	if errors.As(err, &ce) {
+		return ce.code
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

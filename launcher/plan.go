@@ -57,7 +57,7 @@ func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 			p.InitScripts = append(p.InitScripts, InitScript{Phase: sc.phase, Path: sc.path, Timeout: s.InitScriptTimeout})
 		}
 	}
-	sb, err := buildSandbox(s, h)
+	sb, err := buildSandbox(s, h, argv[0])
 	if err != nil {
 		return nil, fmt.Errorf("instance %q: %w", s.Name, err)
 	}

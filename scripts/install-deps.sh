@@ -22,12 +22,16 @@ if [ ! -e "$stamp" ]; then
   # published port; bubblewrap: the startup benchmark's peer; strace, psmisc: debugging.
   apt-get install -y -qq --no-install-recommends \
     nftables libseccomp-dev pkg-config gcc libc6-dev nix-bin postgresql postgresql-client \
-    iproute2 systemd bubblewrap strace psmisc curl ca-certificates git make nodejs npm >/dev/null
+    iproute2 systemd bubblewrap strace psmisc curl ca-certificates git make >/dev/null
+  # The image's Node.js (nodesource) bundles npm; Debian's npm conflicts with it.
+  command -v npm >/dev/null || apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
   mkdir -p "$prefix/opencode"
   cp "$here/deps/opencode/package.json" "$here/deps/opencode/package-lock.json" "$prefix/opencode/"
   # The binary ships in the optional dependency opencode-linux-x64; opencode-ai's
-  # postinstall only links it, so scripts are not needed.
-  (cd "$prefix/opencode" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  # postinstall only links it, so scripts are not needed. `npm ci` refuses this
+  # lock because npm leaves other platforms' optional packages out of it; `npm
+  # install --no-save` still installs exactly the locked versions and integrity.
+  (cd "$prefix/opencode" && npm install --no-save --ignore-scripts --no-audit --no-fund --loglevel=error)
   rm -f "$prefix"/.deps-*
   touch "$stamp"
 fi

@@ -1,0 +1,303 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// launcherBin is the opencode-launcher built once for the whole package.
+var launcherBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if os.Geteuid() == 0 {
+		dir, err := os.MkdirTemp("", "ocnix-e2e-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		// The sandboxed child must be able to exec the launcher's probes: keep
+		// the directory traversable for the instance users.
+		os.Chmod(dir, 0o755)
+		launcherBin = filepath.Join(dir, "opencode-launcher")
+		cmd := exec.Command("go", "build", "-o", launcherBin, "github.com/ocnix/ocnix/cmd/opencode-launcher")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: build opencode-launcher:", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("SKIPPED %s: needs root to create users, drop privileges and apply Landlock/seccomp as the launcher does; run: sudo make test", t.Name())
+	}
+}
+
+// opencodeBin is the pinned opencode server installed by scripts/install-deps.sh.
+func opencodeBin(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("OCNIX_OPENCODE_BIN")
+	if p == "" {
+		p = "/opt/ocnix/opencode-bin"
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		t.Skipf("SKIPPED %s: opencode binary %s missing (%v); run: sudo make deps", t.Name(), p, err)
+	}
+	return real
+}
+
+// instance is one throwaway instance: its own user, project dir, state dir
+// and spec file, all removed when the test ends.
+type instance struct {
+	t        *testing.T
+	name     string
+	user     string
+	base     string
+	dir      string
+	stateDir string
+	specPath string
+	spec     map[string]any
+}
+
+func newInstance(t *testing.T, name string, mutate func(in *instance)) *instance {
+	t.Helper()
+	requireRoot(t)
+	base, err := os.MkdirTemp("", "ocnix-e2e-"+name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in := &instance{
+		t:        t,
+		name:     name,
+		user:     "ocnix-t-" + name,
+		base:     base,
+		dir:      filepath.Join(base, "project"),
+		stateDir: filepath.Join(base, "state"),
+		specPath: filepath.Join(base, "spec.json"),
+	}
+	addUser(t, in.user)
+	mustRun(t, "install", "-d", "-o", in.user, "-g", in.user, "-m", "0750", in.dir)
+	in.spec = map[string]any{
+		"name":      name,
+		"user":      in.user,
+		"group":     in.user,
+		"directory": in.dir,
+		"stateDir":  in.stateDir,
+		"listen":    map[string]any{"address": "127.0.0.1", "port": freePort(t)},
+		"command":   []any{"/bin/false"},
+		"sandbox":   map[string]any{},
+	}
+	if mutate != nil {
+		mutate(in)
+	}
+	in.writeSpec()
+	return in
+}
+
+func (in *instance) writeSpec() {
+	b, err := json.MarshalIndent(in.spec, "", "  ")
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	if err := os.WriteFile(in.specPath, b, 0o644); err != nil {
+		in.t.Fatal(err)
+	}
+}
+
+func (in *instance) port() int { return in.spec["listen"].(map[string]any)["port"].(int) }
+
+// launcher runs opencode-launcher with args and --config appended to the
+// subcommand; it returns stdout, stderr and the exit code.
+func (in *instance) launcher(ctx context.Context, sub string, args ...string) (string, string, int) {
+	in.t.Helper()
+	full := append([]string{sub, "--config", in.specPath}, args...)
+	cmd := exec.CommandContext(ctx, launcherBin, full...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		in.t.Fatalf("run launcher %v: %v", full, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// sandboxed runs argv inside the instance's sandbox via `run -- argv`.
+func (in *instance) sandboxed(argv ...string) (string, string, int) {
+	in.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return in.launcher(ctx, "run", append([]string{"--"}, argv...)...)
+}
+
+func (in *instance) setup() {
+	in.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, errs, code := in.launcher(ctx, "setup")
+	if code != 0 {
+		in.t.Fatalf("setup exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}
+
+// server is a background `run` of the instance.
+type server struct {
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan struct{}
+	err  error
+}
+
+func (in *instance) start() *server {
+	in.t.Helper()
+	cmd := exec.Command(launcherBin, "run", "--config", in.specPath)
+	buf := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, buf
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if err := cmd.Start(); err != nil {
+		in.t.Fatal(err)
+	}
+	s := &server{cmd: cmd, out: buf, done: make(chan struct{})}
+	go func() { s.err = cmd.Wait(); close(s.done) }()
+	in.t.Cleanup(func() {
+		s.stop(10 * time.Second)
+		if in.t.Failed() {
+			in.t.Logf("server output:\n%s", buf.String())
+		}
+	})
+	return s
+}
+
+// stop sends SIGTERM to the launcher we started (by PID), then SIGKILL.
+func (s *server) stop(grace time.Duration) int {
+	select {
+	case <-s.done:
+	default:
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(grace):
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+	}
+	return s.cmd.ProcessState.ExitCode()
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func addUser(t *testing.T, name string) {
+	t.Helper()
+	exec.Command("userdel", name).Run() // left over from a killed run
+	mustRun(t, "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+			t.Errorf("userdel %s: %v: %s", name, err, out)
+		}
+	})
+}
+
+func mustRun(t *testing.T, argv ...string) string {
+	t.Helper()
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	return string(out)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// httpGet does one request with a per-request timeout: opencode can accept a
+// connection before it serves and then never answer it (opencode-facts.md, A).
+func httpGet(url string, timeout time.Duration) (int, []byte, error) {
+	c := &http.Client{Timeout: timeout}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	return resp.StatusCode, b, err
+}
+
+// waitHealthy polls /global/health until it reports healthy.
+func waitHealthy(t *testing.T, base string, s *server, timeout time.Duration) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			t.Fatalf("server exited early (%v); output:\n%s", s.err, s.out.String())
+		default:
+		}
+		code, body, err := httpGet(base+"/global/health", 2*time.Second)
+		if err == nil && code == 200 {
+			var h map[string]any
+			if json.Unmarshal(body, &h) == nil && h["healthy"] == true {
+				return h
+			}
+			last = fmt.Errorf("health answered %s", body)
+		} else if err != nil {
+			last = err
+		} else {
+			last = fmt.Errorf("health status %d: %s", code, body)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("%s/global/health not healthy after %v: %v; output:\n%s", base, timeout, last, s.out.String())
+	return nil
+}

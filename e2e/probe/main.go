@@ -1,0 +1,279 @@
+// Command probe tries one thing from inside the sandbox and prints the result
+// as a single line: "ok" (with an optional detail) or the errno's name, so the
+// e2e tests can assert the exact errno of every denial and of its positive twin.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: probe WHAT [ARGS]")
+		os.Exit(2)
+	}
+	f, ok := probes[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "probe: unknown probe %q\n", os.Args[1])
+		os.Exit(2)
+	}
+	detail, err := f(os.Args[2:])
+	report(detail, err)
+}
+
+func report(detail string, err error) {
+	if err != nil {
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			fmt.Println(unix.ErrnoName(errno))
+			return
+		}
+		fmt.Println("error:", err)
+		return
+	}
+	if detail != "" {
+		fmt.Println("ok", detail)
+		return
+	}
+	fmt.Println("ok")
+}
+
+var probes = map[string]func(args []string) (string, error){
+	"write": func(a []string) (string, error) {
+		fd, err := unix.Open(a[0], unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return "", err
+		}
+		defer unix.Close(fd)
+		_, err = unix.Write(fd, []byte("probe\n"))
+		return "", err
+	},
+	"read": func(a []string) (string, error) {
+		fd, err := unix.Open(a[0], unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return "", err
+		}
+		defer unix.Close(fd)
+		buf := make([]byte, 64)
+		_, err = unix.Read(fd, buf)
+		return "", err
+	},
+	"exec": func(a []string) (string, error) {
+		out, err := exec.Command(a[0], a[1:]...).Output()
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				return "", pe.Err
+			}
+			return "", err
+		}
+		return string(trim(out)), nil
+	},
+	"connect-unix": func(a []string) (string, error) {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return "", err
+		}
+		defer unix.Close(fd)
+		return "", unix.Connect(fd, &unix.SockaddrUnix{Name: a[0]})
+	},
+	"serve-unix-and-connect": func(a []string) (string, error) {
+		// A socket the instance creates in its own read-write path.
+		os.Remove(a[0])
+		l, err := net.Listen("unix", a[0])
+		if err != nil {
+			return "", unwrap(err)
+		}
+		defer l.Close()
+		go func() {
+			if c, err := l.Accept(); err == nil {
+				c.Close()
+			}
+		}()
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return "", err
+		}
+		defer unix.Close(fd)
+		return "", unix.Connect(fd, &unix.SockaddrUnix{Name: a[0]})
+	},
+	"connect-tcp": func(a []string) (string, error) {
+		c, err := net.DialTimeout("tcp", a[0], 3*time.Second)
+		if err != nil {
+			return "", unwrap(err)
+		}
+		c.Close()
+		return "", nil
+	},
+	"udp-send": func(a []string) (string, error) {
+		c, err := net.Dial("udp", a[0])
+		if err != nil {
+			return "", unwrap(err)
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("probe"))
+		return "", unwrap(err)
+	},
+	"bind-tcp": func(a []string) (string, error) {
+		l, err := net.Listen("tcp", "127.0.0.1:"+a[0])
+		if err != nil {
+			return "", unwrap(err)
+		}
+		defer l.Close()
+		return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
+	},
+	"socket-dgram-unix": func(a []string) (string, error) {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return "", err
+	},
+	"socketpair-stream": func(a []string) (string, error) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fds[0])
+			unix.Close(fds[1])
+		}
+		return "", err
+	},
+	"socket-packet": func(a []string) (string, error) {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return "", err
+	},
+	"socket-raw": func(a []string) (string, error) {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return "", err
+	},
+	"mount": func(a []string) (string, error) {
+		return "", unix.Mount("tmpfs", a[0], "tmpfs", 0, "")
+	},
+	"unshare-user": func(a []string) (string, error) {
+		runtime.LockOSThread()
+		return "", unix.Unshare(unix.CLONE_NEWUSER)
+	},
+	"ptrace": func(a []string) (string, error) {
+		pid, _ := strconv.Atoi(a[0])
+		runtime.LockOSThread()
+		err := unix.PtraceAttach(pid)
+		if err == nil {
+			unix.PtraceDetach(pid)
+		}
+		return "", err
+	},
+	"kill": func(a []string) (string, error) {
+		pid, _ := strconv.Atoi(a[0])
+		return "", unix.Kill(pid, syscall.Signal(0))
+	},
+	"io-uring-setup": func(a []string) (string, error) {
+		var params [120]byte
+		r, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params[0])), 0)
+		if e != 0 {
+			return "", e
+		}
+		unix.Close(int(r))
+		return "", nil
+	},
+	"bpf": func(a []string) (string, error) {
+		var attr [128]byte
+		_, _, e := unix.Syscall(unix.SYS_BPF, 0 /* BPF_MAP_CREATE */, uintptr(unsafe.Pointer(&attr[0])), uintptr(len(attr)))
+		if e != 0 {
+			return "", e
+		}
+		return "", nil
+	},
+	"keyctl": func(a []string) (string, error) {
+		_, err := unix.KeyctlJoinSessionKeyring("ocnix-probe")
+		return "", err
+	},
+	"whoami": func(a []string) (string, error) {
+		groups, _ := unix.Getgroups()
+		return fmt.Sprintf("uid=%d gid=%d groups=%v", unix.Getuid(), unix.Getgid(), groups), nil
+	},
+	"race": race,
+}
+
+// race connects to good from one thread while another flips the same sockaddr
+// buffer to evil: a check-then-continue gate lets some connects reach evil.
+// It prints "ok good=N evil=M denied=K".
+func race(a []string) (string, error) {
+	good, evil := a[0], a[1]
+	n, _ := strconv.Atoi(a[2])
+	if len(good) != len(evil) {
+		return "", fmt.Errorf("paths must have equal length")
+	}
+	var sa unix.RawSockaddrUnix
+	sa.Family = unix.AF_UNIX
+	setPath := func(p string) {
+		for i := 0; i < len(p); i++ {
+			*(*byte)(unsafe.Pointer(&sa.Path[i])) = p[i]
+		}
+	}
+	setPath(good)
+	var stop atomic.Bool
+	go func() {
+		runtime.LockOSThread()
+		for !stop.Load() {
+			setPath(evil)
+			setPath(good)
+		}
+	}()
+	var okGood, okEvil, denied int
+	for i := 0; i < n; i++ {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return "", err
+		}
+		_, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(2+len(good)+1))
+		if e == 0 {
+			// Each server writes its name on accept.
+			buf := make([]byte, 4)
+			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+			k, _ := unix.Read(fd, buf)
+			switch string(buf[:max(k, 0)]) {
+			case "good":
+				okGood++
+			case "evil":
+				okEvil++
+			}
+		} else {
+			denied++
+		}
+		unix.Close(fd)
+	}
+	stop.Store(true)
+	return fmt.Sprintf("good=%d evil=%d denied=%d", okGood, okEvil, denied), nil
+}
+
+func unwrap(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return err
+}
+
+func trim(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

@@ -1,0 +1,54 @@
+package launcher
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+// FuzzParse: any input either parses into a spec that re-validates, or fails
+// with a syntax error or a Problems list that names keys; it never panics.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimalSpec))
+	f.Add([]byte(`{"name":"x","directory":"/a","command":["/b"],"sandbox":{"unixSockets":{"allow":["/run/x"]}},"networkIsolation":{"enable":true,"outboundAllowCidrs":["10.0.0.0/8","fd00::/8"]}}`))
+	f.Add([]byte(`{"name":"x","listen":{"port":1e99}}`))
+	f.Add([]byte(`[1,2]`))
+	f.Add([]byte(`{"environment":{"A":null}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Parse(data)
+		if err != nil {
+			var ps *Problems
+			if !errors.Is(err, ErrSpecSyntax) && !errors.As(err, &ps) {
+				t.Fatalf("unexpected error type %T: %v", err, err)
+			}
+			if ps != nil && len(ps.List) == 0 {
+				t.Fatal("Problems with no problem")
+			}
+			return
+		}
+		// A spec that passed must survive a round trip unchanged in meaning.
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(b); err != nil {
+			t.Fatalf("valid spec does not re-parse: %v\n%s", err, b)
+		}
+	})
+}
+
+func FuzzParseEnvFile(f *testing.F) {
+	f.Add("A=1\nB='x'\"y\"\n# c\n")
+	f.Add("A=\"unterminated\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		vars, err := ParseEnvFile(in)
+		if err != nil {
+			return
+		}
+		for _, v := range vars {
+			if !envNameRe.MatchString(v.Name) {
+				t.Fatalf("invalid name accepted: %q", v.Name)
+			}
+		}
+	})
+}

@@ -1,0 +1,60 @@
+package launcher
+
+import (
+	"github.com/ocnix/ocnix/netpolicy"
+	"github.com/ocnix/ocnix/sandbox"
+)
+
+// SandboxSection and NetworkSection are the sandbox and network plans as the
+// packages that enforce them build them; explain prints them verbatim.
+type (
+	SandboxSection = sandbox.Plan
+	NetworkSection = netpolicy.Plan
+)
+
+// SandboxInput maps the spec onto the sandbox package's input. The server's
+// own executable is granted read+execute on its file alone, so that a command
+// outside the system baseline (say /opt/…/opencode) runs without opening its
+// whole directory.
+func SandboxInput(s *Spec, argv0 string) sandbox.Input {
+	exec := append([]string(nil), s.Path...)
+	exec = append(exec, s.Command[0])
+	if argv0 != "" && argv0 != s.Command[0] {
+		exec = append(exec, argv0)
+	}
+	return sandbox.Input{
+		Instance:       s.Name,
+		User:           s.User,
+		Group:          s.Group,
+		Directory:      s.Directory,
+		StateDir:       s.StateDir,
+		TmpDir:         LayoutFor(s).Tmp,
+		ReadWritePaths: s.Sandbox.ReadWritePaths,
+		ReadOnlyPaths:  s.Sandbox.ReadOnlyPaths,
+		ExecPaths:      exec,
+		UnixSockets:    s.Sandbox.UnixSockets.Allow,
+		ListenPort:     s.Listen.Port,
+		BindPorts:      s.Sandbox.AllowBindPorts,
+	}
+}
+
+// NetInput maps the spec onto the netpolicy package's input.
+func NetInput(s *Spec) netpolicy.Input {
+	return netpolicy.Input{
+		Instance:      s.Name,
+		Enable:        s.NetworkIsolation.Enable,
+		ListenAddress: s.Listen.Address,
+		ListenPort:    s.Listen.Port,
+		AllowCIDRs:    s.NetworkIsolation.OutboundAllowCidrs,
+		Subnet:        s.NetworkIsolation.Subnet,
+		Nameservers:   s.NetworkIsolation.Nameservers,
+	}
+}
+
+func buildSandbox(s *Spec, h Host, argv0 string) (sandbox.Plan, error) {
+	return sandbox.Build(SandboxInput(s, argv0), h.Sandbox)
+}
+
+func buildNetwork(s *Spec) (netpolicy.Plan, error) {
+	return netpolicy.Build(NetInput(s))
+}

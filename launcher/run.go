@@ -1,0 +1,178 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/ocnix/ocnix/netpolicy"
+	"github.com/ocnix/ocnix/sandbox"
+)
+
+// RunCmd runs the server or a debug command in the sandbox.
+type RunCmd struct {
+	ConfigFlag
+	DryRun bool     `name:"dry-run" help:"Print the plan that run would apply (same as explain) and exit."`
+	JSON   bool     `name:"json" help:"With --dry-run: print the plan as JSON."`
+	Cmd    []string `arg:"" optional:"" passthrough:"" help:"Command to run instead of the server, after --, in exactly the server's sandbox."`
+}
+
+// childExit carries the confined program's exit status through kong; it is
+// not an error of the launcher and prints nothing.
+type childExit struct{ code int }
+
+func (c *childExit) Error() string { return fmt.Sprintf("exit status %d", c.code) }
+
+func (c *RunCmd) Run(g *Globals) error {
+	s, err := LoadFile(c.Config)
+	if err != nil {
+		return err
+	}
+	cmd := c.Cmd
+	if len(cmd) > 0 && cmd[0] == "--" {
+		cmd = cmd[1:]
+	}
+	host := DetectHost()
+	if len(cmd) > 0 {
+		resolved, err := lookPath(cmd[0], SearchPath(s, host))
+		if err != nil {
+			return withCode(ExitNoInput, fmt.Errorf("instance %q: %w", s.Name, err))
+		}
+		cmd = append([]string{resolved}, cmd[1:]...)
+	}
+	p, err := BuildPlan(s, host, cmd)
+	if err != nil {
+		return withCode(ExitSpecInvalid, err)
+	}
+	if c.DryRun {
+		return printPlan(g.stdout, p, c.JSON)
+	}
+	return runPlan(g.ctx, s, p, len(cmd) > 0, g.logger(s.Name))
+}
+
+// runPlan is the privileged part of run: it checks that setup left the
+// instance usable, composes the secret environment, enters the network
+// namespace and hands over to the sandbox.
+func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Logger) error {
+	if err := checkStateReady(s, p); err != nil {
+		return err
+	}
+	env := p.Env
+	if s.EnvironmentFile != "" {
+		// Drop the placeholder that stands for the file in explain.
+		env = env[:len(env)-1]
+		vars, err := ReadEnvFile(s.EnvironmentFile)
+		if err != nil {
+			return withCode(ExitConfig, fmt.Errorf("instance %q: %w", s.Name, err))
+		}
+		if env, err = WithEnvFile(env, vars, s.EnvironmentFile); err != nil {
+			return withCode(ExitConfig, fmt.Errorf("instance %q: %w", s.Name, err))
+		}
+	}
+	if !debugCmd {
+		if err := writeOpencodeConfig(s, p.Layout); err != nil {
+			return withCode(ExitOSErr, fmt.Errorf("instance %q: write %s: %w", s.Name, p.Layout.ConfigFile, err))
+		}
+	}
+
+	// The netns is joined by this OS thread; the sandbox forks from it, so the
+	// goroutine must stay on it until the child exists.
+	runtime.LockOSThread()
+	if s.NetworkIsolation.Enable {
+		if err := enterNetwork(p.Network); err != nil {
+			return withCode(ExitPermission, fmt.Errorf("instance %q: %w", s.Name, err))
+		}
+	}
+	if debugCmd {
+		log.Info("running command in sandbox", "argv", strings.Join(p.Argv, " "))
+	} else {
+		log.Info("starting server", "listen", fmt.Sprintf("%s:%d", s.Listen.Address, s.Listen.Port), "gate", p.Sandbox.Gate.Mode)
+	}
+	// SIGTERM/SIGINT/SIGHUP belong to the supervisor, which forwards them; the
+	// launcher must not die of them before the child has its handlers.
+	sigctx, stop := signal.NotifyContext(ctx)
+	defer stop()
+	code, err := sandbox.Run(sigctx, p.Sandbox, sandbox.Command{
+		Path: p.Argv[0],
+		Args: p.Argv,
+		Env:  Environ(env),
+		Dir:  s.Directory,
+	}, log)
+	if err != nil {
+		return withCode(sandboxExitCode(err), fmt.Errorf("instance %q: %w", s.Name, err))
+	}
+	if !debugCmd {
+		log.Info("server exited", "status", code)
+	}
+	return &childExit{code: code}
+}
+
+func sandboxExitCode(err error) int {
+	switch {
+	case errors.Is(err, sandbox.ErrLandlockTooOld):
+		return ExitUnavailable
+	case errors.Is(err, sandbox.ErrWrongUser):
+		return ExitPermission
+	case errors.Is(err, os.ErrPermission):
+		return ExitPermission
+	case errors.Is(err, os.ErrNotExist):
+		return ExitNoInput
+	}
+	return ExitOSErr
+}
+
+// enterNetwork joins the instance netns as root, or, as the instance user
+// under systemd's NetworkNamespacePath=, verifies that it is already in it.
+// Either way it fails closed: no egress filter, no server.
+func enterNetwork(np netpolicy.Plan) error {
+	if os.Geteuid() == 0 {
+		if err := netpolicy.Enter(np); err != nil {
+			return fmt.Errorf("join network namespace %s (run setup first): %w", np.Netns, err)
+		}
+		return nil
+	}
+	if err := netpolicy.Verify(np); err != nil {
+		return fmt.Errorf("network isolation is on but this process is not in %s; start it with NetworkNamespacePath=%s or as root: %w", np.Netns, np.NetnsPath, err)
+	}
+	return nil
+}
+
+// checkStateReady refuses to start an instance whose setup never ran or last failed.
+func checkStateReady(s *Spec, p *Plan) error {
+	if _, err := os.Stat(p.Layout.Tmp); err != nil {
+		return withCode(ExitNoInput, fmt.Errorf("instance %q: state directory %s is not set up (%w); run: opencode-launcher setup --config <spec>", s.Name, p.Layout.StateDir, err))
+	}
+	failed, why, err := lastSetupFailed(p.Layout)
+	if err != nil {
+		return withCode(ExitOSErr, fmt.Errorf("instance %q: read last setup result: %w", s.Name, err))
+	}
+	if failed {
+		return withCode(ExitInitScript, fmt.Errorf("instance %q: the last setup failed (%s); fix it and run setup again before starting the server", s.Name, why))
+	}
+	return nil
+}
+
+// lookPath resolves a debug command like a shell would with the instance's
+// PATH, so that `run -- psql` finds what the instance would find.
+func lookPath(name string, path []string) (string, error) {
+	if strings.Contains(name, "/") {
+		abs, err := filepath.Abs(name)
+		if err != nil {
+			return "", err
+		}
+		return abs, nil
+	}
+	for _, dir := range path {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("command %q not found in the instance's PATH (%s): %w", name, strings.Join(path, ":"), os.ErrNotExist)
+}

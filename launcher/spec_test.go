@@ -1,0 +1,270 @@
+package launcher
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const minimalSpec = `{"name":"web","directory":"/srv/web","command":["/nix/store/x-opencode/bin/opencode"]}`
+
+// specWith returns the minimal spec with key set to the raw JSON value v.
+func specWith(t *testing.T, mutate func(m map[string]any)) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(minimalSpec), &m); err != nil {
+		t.Fatal(err)
+	}
+	mutate(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseMinimalSpecTakesSeedDefaults(t *testing.T) {
+	s, err := Parse([]byte(minimalSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Spec{
+		Name:              "web",
+		User:              "opencode-web",
+		Group:             "opencode-web",
+		Directory:         "/srv/web",
+		StateDir:          "/var/lib/opencode/instance-state/web",
+		Listen:            Listen{Address: "127.0.0.1", Port: 8080},
+		Environment:       map[string]string{},
+		OpencodeConfig:    map[string]any{},
+		Command:           []string{"/nix/store/x-opencode/bin/opencode"},
+		InitScriptTimeout: 300,
+	}
+	if d := cmp.Diff(want, s); d != "" {
+		t.Errorf("defaults (-want +got):\n%s", d)
+	}
+}
+
+func TestParseDesignExample(t *testing.T) {
+	// The example of DESIGN.md, verbatim apart from the elisions.
+	const design = `{
+  "name": "my-project", "user": "opencode-my-project", "group": "opencode-my-project",
+  "directory": "/srv/my-project", "stateDir": "/var/lib/opencode/instance-state/my-project",
+  "listen": { "address": "127.0.0.1", "port": 8787 },
+  "environment": { "KEY": "value" }, "environmentFile": null,
+  "path": ["/nix/store/abc-git/bin"], "logLevel": null, "model": null, "provider": null,
+  "extraArgs": [],
+  "sandbox": { "readWritePaths": [], "readOnlyPaths": [],
+    "unixSockets": { "allow": ["/run/postgresql/.s.PGSQL.5432"] } },
+  "networkIsolation": { "enable": false, "outboundAllowCidrs": [] },
+  "preInitScript": null, "postInitScript": null, "opencodeConfig": {},
+  "command": ["/nix/store/abc-opencode/bin/opencode"] }`
+	s, err := Parse([]byte(design))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Listen.Port != 8787 || s.Sandbox.UnixSockets.Allow[0] != "/run/postgresql/.s.PGSQL.5432" {
+		t.Errorf("parsed %+v", s)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(m map[string]any)
+		wantKey string
+		wantMsg string
+	}{
+		{"UnknownTopLevelKeyIsRefused", func(m map[string]any) { m["sandbx"] = map[string]any{} }, "sandbx", "not a known key"},
+		{"UnknownNestedKeyIsRefused", func(m map[string]any) {
+			m["sandbox"] = map[string]any{"unixSockets": map[string]any{"alow": []any{}}}
+		}, "sandbox.unixSockets.alow", "not a known key"},
+		{"MissingDirectory", func(m map[string]any) { delete(m, "directory") }, "directory", "required"},
+		{"MissingCommand", func(m map[string]any) { delete(m, "command") }, "command", "required"},
+		{"EmptyCommand", func(m map[string]any) { m["command"] = []any{} }, "command", "empty"},
+		{"RelativeCommand", func(m map[string]any) { m["command"] = []any{"opencode"} }, "command[0]", "relative"},
+		{"WrongTypePort", func(m map[string]any) { m["listen"] = map[string]any{"port": "80"} }, "listen.port", "want a whole number"},
+		{"PortZero", func(m map[string]any) { m["listen"] = map[string]any{"port": 0} }, "listen.port", "1 to 65535"},
+		{"Port70000", func(m map[string]any) { m["listen"] = map[string]any{"port": 70000} }, "listen.port", "1 to 65535"},
+		{"FractionalPort", func(m map[string]any) { m["listen"] = map[string]any{"port": 80.5} }, "listen.port", "whole number"},
+		{"HostnameAsAddress", func(m map[string]any) { m["listen"] = map[string]any{"address": "localhost"} }, "listen.address", "not an IP address"},
+		{"RelativeDirectory", func(m map[string]any) { m["directory"] = "srv/web" }, "directory", "relative"},
+		{"DotDotInStateDir", func(m map[string]any) { m["stateDir"] = "/var/lib/../etc" }, "stateDir", "'..'"},
+		{"UncleanPath", func(m map[string]any) { m["stateDir"] = "/var/lib//x/" }, "stateDir", "not clean"},
+		{"StateDirEqualsDirectory", func(m map[string]any) { m["stateDir"] = "/srv/web" }, "stateDir", "same as directory"},
+		{"StateDirInsideDirectory", func(m map[string]any) { m["stateDir"] = "/srv/web/.state" }, "stateDir", "inside directory"},
+		{"DirectoryInsideStateDir", func(m map[string]any) { m["stateDir"] = "/srv" }, "directory", "inside stateDir"},
+		{"RootReadWritePath", func(m map[string]any) {
+			m["sandbox"] = map[string]any{"readWritePaths": []any{"/"}}
+		}, "sandbox.readWritePaths[0]", "whole host"},
+		{"BadCIDR", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"enable": true, "outboundAllowCidrs": []any{"10.0.0.0/33"}}
+		}, "networkIsolation.outboundAllowCidrs[0]", "not a CIDR"},
+		{"CIDRWithHostBits", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"outboundAllowCidrs": []any{"10.1.2.3/16"}}
+		}, "networkIsolation.outboundAllowCidrs[0]", "did you mean 10.1.0.0/16"},
+		{"BadV6CIDR", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"outboundAllowCidrs": []any{"fd00::/129"}}
+		}, "networkIsolation.outboundAllowCidrs[0]", "not a CIDR"},
+		{"SubnetNotSlash30", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"subnet": "100.64.0.0/24"}
+		}, "networkIsolation.subnet", "/30"},
+		{"LogLevelUpperCase", func(m map[string]any) { m["logLevel"] = "DEBUG" }, "logLevel", "not one of"},
+		{"NameWithSpace", func(m map[string]any) { m["name"] = "my web" }, "name", "not a valid instance name"},
+		{"NameTooLongForUser", func(m map[string]any) { m["name"] = strings.Repeat("a", 24) }, "name", "too long"},
+		{"RootUser", func(m map[string]any) { m["user"] = "root" }, "user", "unprivileged"},
+		{"ReservedEnvironment", func(m map[string]any) { m["environment"] = map[string]any{"HOME": "/root"} }, "environment.HOME", "set by the launcher"},
+		{"EnvironmentNotString", func(m map[string]any) { m["environment"] = map[string]any{"N": 1} }, "environment.N", "want a string"},
+		{"ExtraArgsPort", func(m map[string]any) { m["extraArgs"] = []any{"--port=9"} }, "extraArgs[0]", "listen.port"},
+		{"ModelTwice", func(m map[string]any) {
+			m["model"] = "a/b"
+			m["opencodeConfig"] = map[string]any{"model": "c/d"}
+		}, "model", "one place"},
+		{"ModelWithoutProvider", func(m map[string]any) { m["model"] = "claude" }, "model", "provider/model"},
+		{"ProviderWithoutModel", func(m map[string]any) { m["provider"] = "anthropic" }, "provider", "without model"},
+		{"TimeoutZero", func(m map[string]any) { m["initScriptTimeout"] = 0 }, "initScriptTimeout", "1 to 86400"},
+		{"RelativeScript", func(m map[string]any) { m["preInitScript"] = "init.sh" }, "preInitScript", "relative"},
+		{"BindPortZero", func(m map[string]any) {
+			m["sandbox"] = map[string]any{"allowBindPorts": []any{0}}
+		}, "sandbox.allowBindPorts[0]", "1 to 65535"},
+		{"SocketListNotList", func(m map[string]any) {
+			m["sandbox"] = map[string]any{"unixSockets": map[string]any{"allow": "/run/x"}}
+		}, "sandbox.unixSockets.allow", "list of strings"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(specWith(t, tt.mutate))
+			var ps *Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("Parse error = %v, want *Problems", err)
+			}
+			if ps.Instance == "" && tt.name != "NameWithSpace" {
+				t.Errorf("problems do not name the instance")
+			}
+			for _, p := range ps.List {
+				if p.Key == tt.wantKey && strings.Contains(p.Msg, tt.wantMsg) {
+					if !strings.Contains(err.Error(), "instance ") {
+						t.Errorf("error %q does not name the instance", err)
+					}
+					return
+				}
+			}
+			t.Errorf("no problem for key %q containing %q; got:\n%v", tt.wantKey, tt.wantMsg, err)
+		})
+	}
+}
+
+func TestParseListsEveryProblemInOnePass(t *testing.T) {
+	_, err := Parse([]byte(`{"name":"x","directory":"rel","stateDir":"/a/../b","listen":{"port":0},"command":[],"bogus":1}`))
+	var ps *Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("err = %v", err)
+	}
+	var keys []string
+	for _, p := range ps.List {
+		keys = append(keys, p.Key)
+	}
+	want := []string{"bogus", "directory", "stateDir", "listen.port", "command"}
+	if d := cmp.Diff(want, keys); d != "" {
+		t.Errorf("problem keys (-want +got):\n%s", d)
+	}
+}
+
+func TestParseWrongTypeIsReportedOnce(t *testing.T) {
+	_, err := Parse([]byte(`{"name":"x","directory":"/srv/x","command":"/bin/opencode"}`))
+	var ps *Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(ps.List) != 1 || ps.List[0].Key != "command" || !strings.Contains(ps.List[0].Msg, "list of strings") {
+		t.Errorf("problems = %v, want one about command's type", ps.List)
+	}
+}
+
+func TestParseSyntaxErrors(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"Empty", ``, "empty or ends early"},
+		{"Truncated", `{"name":`, "ends early"},
+		{"TopLevelArray", `[]`, "want an object"},
+		{"TrailingGarbage", `{} {}`, "trailing data"},
+		{"BadToken", "{\n \"name\": x}", "line 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.in))
+			if !errors.Is(err, ErrSpecSyntax) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want ErrSpecSyntax containing %q", err, tt.want)
+			}
+			if ExitCode(err) != ExitSpecInvalid {
+				t.Errorf("exit code %d, want %d", ExitCode(err), ExitSpecInvalid)
+			}
+		})
+	}
+}
+
+func TestComposeConfigFoldsModelAndKeepsUserKeys(t *testing.T) {
+	s, err := Parse(specWith(t, func(m map[string]any) {
+		m["model"] = "claude-sonnet-4-5"
+		m["provider"] = "anthropic"
+		m["opencodeConfig"] = map[string]any{"share": "manual", "permission": map[string]any{"bash": "ask"}}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ComposeConfig(s)
+	want := map[string]any{
+		"$schema":    "https://opencode.ai/config.json",
+		"autoupdate": false,
+		"share":      "manual",
+		"model":      "anthropic/claude-sonnet-4-5",
+		"permission": map[string]any{"bash": "ask"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("config (-want +got):\n%s", d)
+	}
+}
+
+func TestServerArgv(t *testing.T) {
+	s, err := Parse(specWith(t, func(m map[string]any) {
+		m["logLevel"] = "warn"
+		m["extraArgs"] = []any{"--pure"}
+		m["listen"] = map[string]any{"address": "::1", "port": 9000}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/nix/store/x-opencode/bin/opencode", "serve", "--hostname", "::1", "--port", "9000", "--log-level", "WARN", "--pure"}
+	if d := cmp.Diff(want, ServerArgv(s)); d != "" {
+		t.Errorf("argv (-want +got):\n%s", d)
+	}
+}
+
+func TestBaseEnvIsCleanAndEnvironmentOverridesDefaults(t *testing.T) {
+	t.Setenv("SECRET_OF_CALLER", "leak")
+	s, err := Parse(specWith(t, func(m map[string]any) {
+		m["environment"] = map[string]any{"OPENCODE_DISABLE_MODELS_FETCH": "0", "FOO": "bar"}
+		m["path"] = []any{"/nix/store/g-git/bin"}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]EnvEntry{}
+	for _, e := range BaseEnv(s, Host{NixOS: true}) {
+		env[e.Name] = e
+	}
+	if _, ok := env["SECRET_OF_CALLER"]; ok {
+		t.Error("caller's environment leaked into the instance")
+	}
+	if env["OPENCODE_DISABLE_MODELS_FETCH"].Value != "0" || env["FOO"].Value != "bar" {
+		t.Errorf("environment not applied: %+v", env)
+	}
+	if got := env["PATH"].Value; got != "/nix/store/g-git/bin:/run/wrappers/bin:/run/current-system/sw/bin" {
+		t.Errorf("PATH = %q", got)
+	}
+	if env["HOME"].Value != s.StateDir || env["TMPDIR"].Value != s.StateDir+"/tmp" {
+		t.Errorf("HOME/TMPDIR not under stateDir: %+v %+v", env["HOME"], env["TMPDIR"])
+	}
+}
