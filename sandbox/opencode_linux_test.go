@@ -2,11 +2,14 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -104,9 +107,46 @@ func TestOpencodeServesUnderSandbox(t *testing.T) {
 	if !healthy {
 		t.Fatalf("opencode did not answer /global/health and /config: %v", lastErr)
 	}
+	shellProbe(t, f, port)
 	cancel() // SIGTERM
 	r := <-done
 	if r.err != nil || (r.code != 0 && r.code != 143) {
 		t.Errorf("opencode stopped with code %d, err %v; want 0 or 143", r.code, r.err)
+	}
+}
+
+// shellProbe runs a shell command through opencode's API. POST
+// /session/{id}/shell runs the bash tool directly: no model is called,
+// so no API key is needed.
+func shellProbe(t *testing.T, f *fixture, port string) {
+	t.Helper()
+	base := "http://127.0.0.1:" + port
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Post(base+"/session", "application/json", strings.NewReader("{}"))
+	must(t, err)
+	var sess struct{ ID string }
+	err = json.NewDecoder(resp.Body).Decode(&sess)
+	resp.Body.Close()
+	if err != nil || sess.ID == "" {
+		t.Fatalf("POST /session: %s, %v", resp.Status, err)
+	}
+	body := `{"agent":"build","model":{"providerID":"anthropic","modelID":"claude-sonnet-4-5"},` +
+		`"command":"id -u; echo hi > sh-out.txt; ls /tmp; grep ^Seccomp: /proc/self/status"}`
+	resp, err = c.Post(base+"/session/"+sess.ID+"/shell", "application/json", strings.NewReader(body))
+	must(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	out := string(b)
+	for _, want := range []string{
+		strconv.Itoa(f.uid) + `\n`,                            // runs as the instance user
+		`ls: cannot open directory '/tmp': Permission denied`, // /tmp is not granted
+		`Seccomp:\t2`,                                         // filter inherited by the shell
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("shell output lacks %q:\n%s", want, out)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(f.project, "sh-out.txt")); err != nil || string(got) != "hi\n" {
+		t.Errorf("shell did not write into the project directory: %q, %v", got, err)
 	}
 }
