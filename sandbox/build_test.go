@@ -125,9 +125,9 @@ func TestBuildLandlockPerABI(t *testing.T) {
 			want: LandlockPlan{ABI: 3, MinABI: 3, HandledFS: 1<<15 - 1, Paths: wantPaths(3), Ports: []PortRule{}},
 		},
 		{
-			name: "ABI2IsRefusedButExplained",
-			abi:  2,
-			want: LandlockPlan{ABI: 2, MinABI: 3, HandledFS: 1<<14 - 1, Paths: wantPaths(2), Ports: []PortRule{}},
+			name:    "ABI2IsRefusedButExplained",
+			abi:     2,
+			want:    LandlockPlan{ABI: 2, MinABI: 3, HandledFS: 1<<14 - 1, Paths: wantPaths(2), Ports: []PortRule{}},
 			wantErr: ErrLandlockTooOld,
 		},
 		{

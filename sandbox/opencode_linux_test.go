@@ -140,7 +140,7 @@ func shellProbe(t *testing.T, f *fixture, port string) {
 	for _, want := range []string{
 		strconv.Itoa(f.uid) + `\n`,                            // runs as the instance user
 		`ls: cannot open directory '/tmp': Permission denied`, // /tmp is not granted
-		`Seccomp:\t2`,                                         // filter inherited by the shell
+		`Seccomp:\t2`, // filter inherited by the shell
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("shell output lacks %q:\n%s", want, out)

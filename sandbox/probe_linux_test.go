@@ -85,8 +85,10 @@ var probes = map[string]func(args []string) error{
 		var params [120]byte
 		return rawErr(unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params[0])), 0))
 	},
-	"bpf":    func([]string) error { return rawErr(unix.Syscall(unix.SYS_BPF, 0, 0, 0)) },
-	"keyctl": func([]string) error { return rawErr(unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_GET_KEYRING_ID, uintptr(^uint32(2)), 0)) }, // KEY_SPEC_SESSION_KEYRING
+	"bpf": func([]string) error { return rawErr(unix.Syscall(unix.SYS_BPF, 0, 0, 0)) },
+	"keyctl": func([]string) error {
+		return rawErr(unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_GET_KEYRING_ID, uintptr(^uint32(2)), 0))
+	}, // KEY_SPEC_SESSION_KEYRING
 	"perf_event_open": func([]string) error {
 		return rawErr(unix.Syscall6(unix.SYS_PERF_EVENT_OPEN, 0, 0, ^uintptr(0), ^uintptr(0), 0, 0))
 	},
