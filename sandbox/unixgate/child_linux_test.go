@@ -151,9 +151,13 @@ func unixSocket(typ int) int {
 //   - tcp, tcpNonblock: connect to Path (host:port, IPv4 or [IPv6]); non-blocking waits
 //     for writability and reports "EINPROGRESS/" + SO_ERROR.
 //   - badfd, badptr: connect with fd 9999, or with address pointer 8.
+//   - notsock: connect /dev/null's fd to Path.
+//   - nodump: make the process non-dumpable, then connect to Path.
+//   - udp: connect a UDP socket to Path (host:port).
 //   - iouring: io_uring_setup must fail.
 //   - race: N connects to Path while another thread flips the buffer to Evil.
 //   - pending: N threads connect at once to Path (a full backlog) with Wait ms SO_SNDTIMEO.
+//   - sleep: sleep N ms.
 //   - bench: N connect+close to Path, time in Nanos.
 func runProbe(p probe, res *childResult) {
 	switch p.Kind {
@@ -186,6 +190,23 @@ func runProbe(p probe, res *childResult) {
 		_, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), 8, unix.SizeofSockaddrUnix)
 		res.Results[p.Name] = errnoName(e)
 		unix.Close(fd)
+	case "notsock":
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		must(err)
+		res.Results[p.Name] = errnoName(connectRaw(fd, sunBytes(p.Path)))
+		unix.Close(fd)
+	case "nodump":
+		// ssh-agent and gpg-agent do this; /proc/<tid>/root is then closed to the caller.
+		must(unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0))
+		fd := unixSocket(p.Type)
+		res.Results[p.Name] = errnoName(connectRaw(fd, sunBytes(p.Path)))
+		unix.Close(fd)
+	case "udp":
+		sa, family := parseHostPort(p.Path)
+		fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		must(err)
+		res.Results[p.Name] = errnoName(connectRaw(fd, sa))
+		unix.Close(fd)
 	case "iouring":
 		var params [120]byte
 		_, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, 4, uintptr(unsafe.Pointer(&params[0])), 0)
@@ -194,6 +215,8 @@ func runProbe(p probe, res *childResult) {
 		res.Counts[p.Name] = raceProbe(p)
 	case "pending":
 		res.Counts[p.Name] = pendingProbe(p)
+	case "sleep":
+		time.Sleep(time.Duration(p.N) * time.Millisecond)
 	case "bench":
 		addr := sunBytes(p.Path)
 		start := time.Now()

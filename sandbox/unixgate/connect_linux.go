@@ -49,7 +49,7 @@ func (s *server) connectInet(c call) {
 			return
 		}
 	}
-	s.respond(c.id, rawConnect(c.cfd, c.addr))
+	s.answer(c.id, c.cfd, c.addr, rawConnect(c.cfd, c.addr))
 }
 
 // inetWorker emulates a blocking connect in slices, honouring the caller's own
@@ -91,7 +91,7 @@ func (s *server) inetWorker(id uint64, cfd int, addr []byte) {
 		}
 	}
 	restoreSndTimeo(cfd, old)
-	s.respond(id, errno)
+	s.answer(id, cfd, addr, errno)
 }
 
 // connectOther connects any other family with the caller's credentials, so that checks
@@ -110,9 +110,10 @@ func (s *server) connectOther(c call) error {
 		if errors.Is(err, errRestore) {
 			return err
 		}
-		errno = unix.EACCES
+		s.respond(c.id, unix.EACCES)
+		return nil
 	}
-	s.respond(c.id, errno)
+	s.answer(c.id, c.cfd, c.addr, errno)
 	return nil
 }
 

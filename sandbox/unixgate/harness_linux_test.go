@@ -196,9 +196,18 @@ type gateRun struct {
 	log      string
 }
 
-// runChild starts the child with plan, serves its listener with pol (unless the plan has
-// no filter) and returns what it reported. during, if set, runs while the child runs.
-func runChild(t testing.TB, plan childPlan, pol Policy, during func(pid int)) gateRun {
+// childProc is a started child and, unless it runs bare, its listener fd.
+type childProc struct {
+	cmd            *exec.Cmd
+	pid            int
+	nfd            int // -1 for a bare child
+	stdout, stderr *bytes.Buffer
+	waited         chan error
+}
+
+// startChild starts the child with plan and receives its listener. The child is killed
+// by PID when the test ends, and the listener closed.
+func startChild(t testing.TB, plan childPlan) *childProc {
 	t.Helper()
 	planJSON, err := json.Marshal(plan)
 	if err != nil {
@@ -211,60 +220,82 @@ func runChild(t testing.TB, plan childPlan, pol Policy, during func(pid int)) ga
 	childEnd := os.NewFile(uintptr(pair[1]), "listener-pair")
 	defer unix.Close(pair[0])
 
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(planJSON))
-	cmd.ExtraFiles = []*os.File{childEnd}
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	c := &childProc{nfd: -1, stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, waited: make(chan error, 1)}
+	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
+	c.cmd.Env = append(os.Environ(), childEnv+"="+string(planJSON))
+	c.cmd.ExtraFiles = []*os.File{childEnd}
+	c.cmd.Stdout, c.cmd.Stderr = c.stdout, c.stderr
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	childEnd.Close()
-	pid := cmd.Process.Pid
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
+	c.pid = c.cmd.Process.Pid
+	go func() { c.waited <- c.cmd.Wait() }()
 	t.Cleanup(func() {
 		// By PID, even if the test failed half-way; harmless once it was reaped.
-		_ = cmd.Process.Kill()
+		_ = c.cmd.Process.Kill()
 	})
+	if plan.NoFilter {
+		return c
+	}
+	nfd, err := recvListener(pair[0], 10*time.Second)
+	if err != nil {
+		_ = c.cmd.Process.Kill()
+		<-c.waited
+		t.Fatalf("receive listener: %v; child stderr: %s", err, c.stderr.String())
+	}
+	c.nfd = nfd
+	t.Cleanup(func() { unix.Close(nfd) })
+	return c
+}
 
-	var run gateRun
-	logs := &syncBuffer{}
-	serveDone := make(chan error, 1)
-	if !plan.NoFilter {
-		nfd, err := recvListener(pair[0], 10*time.Second)
-		if err != nil {
-			_ = cmd.Process.Kill()
-			<-waited
-			t.Fatalf("receive listener: %v; child stderr: %s", err, stderr.String())
-		}
-		defer unix.Close(nfd)
-		logger := slog.New(slog.NewTextHandler(logs, nil))
-		go func() { serveDone <- Serve(context.Background(), nfd, pol, logger) }()
-	} else {
-		serveDone <- nil
-	}
-	if during != nil {
-		during(pid)
-	}
+// wait waits for the child to exit successfully, killing it after timeout.
+func (c *childProc) wait(t testing.TB, timeout time.Duration) {
+	t.Helper()
 	select {
-	case err := <-waited:
+	case err := <-c.waited:
 		if err != nil {
-			t.Fatalf("child: %v; stderr: %s", err, stderr.String())
+			t.Fatalf("child: %v; stderr: %s", err, c.stderr.String())
 		}
-	case <-time.After(90 * time.Second):
-		_ = cmd.Process.Kill()
-		<-waited
-		t.Fatalf("child hung; killed pid %d; stderr: %s", pid, stderr.String())
+	case <-time.After(timeout):
+		_ = c.cmd.Process.Kill()
+		<-c.waited
+		t.Fatalf("child hung; killed pid %d; stderr: %s", c.pid, c.stderr.String())
 	}
+}
+
+// serve runs Serve on the child's listener with a log captured in logs.
+func (c *childProc) serve(ctx context.Context, pol Policy, logs *syncBuffer) chan error {
+	done := make(chan error, 1)
+	if c.nfd < 0 {
+		done <- nil
+		return done
+	}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	go func() { done <- Serve(ctx, c.nfd, pol, logger) }()
+	return done
+}
+
+// runChild starts the child with plan, serves its listener with pol (unless the plan has
+// no filter) and returns what it reported. during, if set, runs while the child runs.
+func runChild(t testing.TB, plan childPlan, pol Policy, during func(pid int)) gateRun {
+	t.Helper()
+	c := startChild(t, plan)
+	logs := &syncBuffer{}
+	serveDone := c.serve(context.Background(), pol, logs)
+	if during != nil {
+		during(c.pid)
+	}
+	c.wait(t, 90*time.Second)
+	var run gateRun
 	select {
 	case run.serveErr = <-serveDone:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return within 5s after the child exited")
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &run.res); err != nil {
-		t.Fatalf("parse child output %q: %v; stderr: %s", stdout.String(), err, stderr.String())
+	if err := json.Unmarshal(c.stdout.Bytes(), &run.res); err != nil {
+		t.Fatalf("parse child output %q: %v; stderr: %s", c.stdout.String(), err, c.stderr.String())
 	}
 	run.log = logs.String()
 	return run

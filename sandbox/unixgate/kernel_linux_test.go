@@ -126,6 +126,12 @@ func TestServeDecisions(t *testing.T) {
 				{probe{Name: "BadFDIsEBADF", Kind: "badfd", Path: f.path("srv/good.sock")}, "EBADF"},
 				{probe{Name: "BadPointerIsEFAULT", Kind: "badptr"}, "EFAULT"},
 				{probe{Name: "IoUringIsDenied", Kind: "iouring"}, "EPERM"},
+				{probe{Name: "NotASocketFDDeniedPathIsENOTSOCK", Kind: "notsock", Path: f.path("srv/evil.sock")}, "ENOTSOCK"},
+				{probe{Name: "NotASocketFDAllowedPathIsENOTSOCK", Kind: "notsock", Path: f.path("srv/good.sock")}, "ENOTSOCK"},
+				{probe{Name: "UDPConnect", Kind: "udp", Path: f.tcp4}, "ok"},
+				// Last: the process stays non-dumpable.
+				{probe{Name: "NonDumpableCallerAllowed", Kind: "nodump", Path: f.path("srv/good.sock")}, "ok"},
+				{probe{Name: "NonDumpableCallerRelativeDenied", Kind: "unix", Chdir: f.path("srv"), Path: "evil.sock"}, "EACCES"},
 			}
 			if f.tcp6 != "" {
 				probes = append(probes, pr{probe{Name: "TCP6Blocking", Kind: "tcp", Path: f.tcp6}, "ok"})
@@ -147,8 +153,8 @@ func TestServeDecisions(t *testing.T) {
 			if n, _ := f.evil.accepted(); n != 0 {
 				t.Errorf("denied server accepted %d connections, want 0", n)
 			}
-			if n, _ := f.good.accepted(); n != 3 {
-				t.Errorf("allowed server accepted %d connections, want 3", n)
+			if n, _ := f.good.accepted(); n != 4 {
+				t.Errorf("allowed server accepted %d connections, want 4", n)
 			}
 			wantUID := uint32(0)
 			if asUser {
@@ -159,8 +165,8 @@ func TestServeDecisions(t *testing.T) {
 			}
 			// One log line per denial by the gate, naming the instance and the path.
 			lines := strings.Count(run.log, "connect denied")
-			if lines != 10 {
-				t.Errorf("got %d denial log lines, want 10:\n%s", lines, run.log)
+			if lines != 11 {
+				t.Errorf("got %d denial log lines, want 11:\n%s", lines, run.log)
 			}
 			for _, p := range []string{f.path("srv/evil.sock"), f.path("link-evil"), "evil.sock", f.path("srv/missing.sock"), "@ocnix-unixgate-test"} {
 				if !strings.Contains(run.log, "instance=web path="+p+" ") {

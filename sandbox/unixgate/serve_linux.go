@@ -87,6 +87,7 @@ type server struct {
 	fatal   chan error
 	workers sync.WaitGroup
 	cache   credCache // loop goroutine only
+	lost    lostAnswers
 	buf     [maxAddrLen]byte
 }
 
@@ -149,6 +150,19 @@ func (s *server) loop() error {
 // meanwhile; then nobody waits for the answer.
 func (s *server) respond(id uint64, errno unix.Errno) {
 	if err := sendResp(s.fd, id, errno); err != nil && err != unix.ENOENT {
+		s.log.Debug("unixgate: answer notification", "instance", s.pol.Instance, "err", err)
+	}
+}
+
+// answer responds to an on-behalf connect of cfd to the caller's address addr. See
+// lostAnswers for why it may replay an earlier answer.
+func (s *server) answer(id uint64, cfd int, addr []byte, errno unix.Errno) {
+	errno = s.lost.replay(cfd, addr, errno)
+	err := sendResp(s.fd, id, errno)
+	switch {
+	case err == unix.ENOENT:
+		s.lost.record(cfd, addr, errno)
+	case err != nil:
 		s.log.Debug("unixgate: answer notification", "instance", s.pol.Instance, "err", err)
 	}
 }

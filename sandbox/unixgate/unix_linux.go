@@ -1,6 +1,7 @@
 package unixgate
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"time"
@@ -17,11 +18,6 @@ func (s *server) connectUnix(c call) error {
 		return nil
 	case abstract:
 		s.deny(c, path, "", "abstract socket")
-		return nil
-	}
-	// A non-socket fd is ENOTSOCK in the kernel before any path is looked at.
-	if _, err := unix.GetsockoptInt(c.cfd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil {
-		s.respond(c.id, supervisorErrno(err))
 		return nil
 	}
 	leaf := "root"
@@ -77,7 +73,7 @@ func (s *server) connectUnix(c call) error {
 	}
 	if !slow {
 		unix.Close(ofd)
-		s.respond(c.id, errno)
+		s.answer(c.id, c.cfd, c.addr, errno)
 		return nil
 	}
 	// The server's backlog is full and the caller blocks: wait in a worker.
@@ -86,9 +82,9 @@ func (s *server) connectUnix(c call) error {
 		limit = min(limit, time.Duration(old.Nano()))
 	}
 	deadline := time.Now().Add(limit)
-	cfd, id := c.cfd, c.id
+	cfd, id, addr := c.cfd, c.id, bytes.Clone(c.addr)
 	*c.owned = false
-	if !s.spawn(func() { s.unixWorker(id, cfd, ofd, cr, old, deadline) }) {
+	if !s.spawn(func() { s.unixWorker(id, cfd, ofd, addr, cr, old, deadline) }) {
 		*c.owned = true
 		unix.Close(ofd)
 		s.respond(c.id, unix.EAGAIN)
@@ -149,7 +145,7 @@ func unixConnectOnce(cfd, ofd int, blocking bool) (errno unix.Errno, slow bool, 
 
 // unixWorker keeps connecting in slices until the backlog has room, the caller gives up,
 // or the deadline passes (then EAGAIN, the kernel's errno for an expired SO_SNDTIMEO).
-func (s *server) unixWorker(id uint64, cfd, ofd int, cr creds, old *unix.Timeval, deadline time.Time) {
+func (s *server) unixWorker(id uint64, cfd, ofd int, addr []byte, cr creds, old *unix.Timeval, deadline time.Time) {
 	defer unix.Close(cfd)
 	defer unix.Close(ofd)
 	lockThread()
@@ -187,11 +183,17 @@ func (s *server) unixWorker(id uint64, cfd, ofd int, cr creds, old *unix.Timeval
 		}
 	}
 	unlockThread()
-	s.respond(id, errno)
+	s.answer(id, cfd, addr, errno)
 }
 
-// deny answers EACCES and writes the one log line for a denied connect.
+// deny answers EACCES and writes the one log line for a denied connect. A fd that is not
+// a socket gets ENOTSOCK, as the kernel checks that before the address; the check is only
+// made here because an allowed connect on a non-socket fails with ENOTSOCK by itself.
 func (s *server) deny(c call, path, real, reason string) {
+	if _, err := unix.GetsockoptInt(c.cfd, unix.SOL_SOCKET, unix.SO_TYPE); err == unix.ENOTSOCK {
+		s.respond(c.id, unix.ENOTSOCK)
+		return
+	}
 	s.respond(c.id, unix.EACCES)
 	attrs := []any{"instance", s.pol.Instance, "path", path, "tid", c.tid, "reason", reason}
 	if real != "" && real != path {
