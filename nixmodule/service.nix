@@ -128,6 +128,34 @@ let
   # loopback, whatever listen.address is on the host (netpolicy's ProxyTarget).
   proxyTarget = port: "127.0.0.1:${toString port}";
 
+  # Readiness: opencode's socket accepts a few ms before the server answers, and a request
+  # in that gap can hang forever, so the main unit becomes active only once
+  # /global/health answers (any HTTP status: 401 with a password set also means "up"),
+  # polled with a short timeout per request. Units ordered after it (the proxy) then never
+  # forward into that gap. Non-fatal after 60 s: a slow start is logged, not killed.
+  readinessCheck =
+    name: inst:
+    let
+      a = inst.listen.address;
+      local =
+        if inst.networkIsolation.enable || a == "0.0.0.0" then
+          "127.0.0.1"
+        else if a == "::" then
+          "::1"
+        else
+          a;
+      url = "http://${hostPort local inst.listen.port}/global/health";
+    in
+    pkgs.writeShellScript "opencode-${name}-wait-ready" ''
+      for _ in $(${pkgs.coreutils}/bin/seq 1 60); do
+        code=$(${pkgs.curl}/bin/curl -s -o /dev/null -m 2 -w '%{http_code}' ${lib.escapeShellArg url} || true)
+        if [ "$code" != "000" ] && [ -n "$code" ]; then exit 0; fi
+        ${pkgs.coreutils}/bin/sleep 1
+      done
+      echo "opencode-${name}: ${url} did not answer within 60 s" >&2
+      exit 1
+    '';
+
   # ProtectHome= hides /home, /root and /run/user. Paths there are bound back in on a tmpfs.
   homeRoots = [
     "/home"
@@ -170,6 +198,7 @@ let
           User = userOf name;
           Group = userOf name;
           ExecStart = "${launcherExe} run --config ${spec}";
+          ExecStartPost = [ "-${readinessCheck name inst}" ];
           Restart = mkDefault "on-failure";
           RestartSec = mkDefault 5;
           # opencode exits 143 on SIGTERM; it can swallow SIGTERM during a plugin install, so

@@ -74,8 +74,8 @@ pkgs.testers.runNixOSTest {
         assert order == ["pre opencode-good hello-from-environment", "post opencode-good", "server"], f"order file: {order}"
 
     with subtest("the scripts run inside the sandbox"):
-        order = machine.succeed("cat ${orderFile "good"}")
-        assert "pre-escaped" not in order, "preInitScript read a file outside the sandbox"
+        order_text = machine.succeed("cat ${orderFile "good"}")
+        assert "pre-escaped" not in order_text, "preInitScript read a file outside the sandbox"
 
     with subtest("a failing preInitScript fails setup with its status and output, and the server stays down"):
         machine.wait_until_succeeds("systemctl is-failed opencode-failing-setup.service")

@@ -46,7 +46,8 @@ pkgs.testers.runNixOSTest {
         config = machine.succeed("find ${stateDir} -name opencode.json -exec sha256sum {} +")
         netns = machine.succeed("ip netns list | grep -c '^opencode-idem' || true")
         links = machine.succeed("ip -o link show | awk -F': ' '{print $2}' | sort")
-        rules = machine.succeed("ip netns exec opencode-idem nft list ruleset")
+        # -s: stateless, without counters (health checks move them)
+        rules = machine.succeed("ip netns exec opencode-idem nft -s list ruleset")
         return {"files": files, "config": config, "netns": netns, "links": links, "rules": rules}
 
     def lines(path):
@@ -67,7 +68,7 @@ pkgs.testers.runNixOSTest {
 
     before = snapshot()
 
-    with subtest("restarting the setup unit changes nothing and reruns no script"):
+    with subtest("restarting the setup unit (teardown, then setup) changes nothing and reruns no script"):
         machine.succeed("systemctl restart opencode-idem-setup.service")
         machine.wait_for_unit("opencode-idem.service")
         after = snapshot()
@@ -75,6 +76,14 @@ pkgs.testers.runNixOSTest {
             assert before[k] == after[k], f"setup restart changed {k}:\n--- before\n{before[k]}\n--- after\n{after[k]}"
         assert lines("${stateDir}/pre-runs") == ["pre v1"], "pre script ran again without a change"
         assert lines("${stateDir}/post-runs") == ["post v1"], "post script ran again without a change"
+
+    with subtest("reloading the setup unit (setup again, no teardown) changes nothing"):
+        machine.succeed("systemctl reload opencode-idem-setup.service")
+        after = snapshot()
+        for k in before:
+            assert before[k] == after[k], f"setup reload changed {k}:\n--- before\n{before[k]}\n--- after\n{after[k]}"
+        assert lines("${stateDir}/pre-runs") == ["pre v1"], "pre script ran again on reload"
+        machine.succeed("systemctl is-active opencode-idem.service")
 
     with subtest("running setup by hand twice more converges to the same state"):
         machine.succeed("opencode-launcher setup --config ${spec}")
