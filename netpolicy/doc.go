@@ -1,0 +1,200 @@
+// Package netpolicy puts an opencode instance in its own network namespace
+// whose outbound traffic is limited, inside that namespace, to allowed CIDRs.
+//
+// [Build] turns an [Input] into a [Plan]: the names, addresses, sysctls and
+// both nft tables as plain data. It is pure: it needs no root and has no
+// side effects, and [Plan.String] renders it for `opencode-launcher
+// explain`. The nft tables are shown in the syntax that `nft list` prints.
+// [Ensure], [Teardown], [Enter], [Verify] and [Counters] execute a plan.
+// They need Linux and, except Verify, root. On other systems they return
+// [ErrUnsupported].
+//
+// # What Ensure builds
+//
+// For instance "web":
+//
+//	/run/netns/opencode-web        named netns, made the way `ip netns add` makes it:
+//	                               /run/netns is a shared mount point, and the netns
+//	                               is a bind mount of /proc/<tid>/ns/net
+//	oc-<12 hex> ── host0           veth pair; the host end is in the host netns and the
+//	100.x.y.z+1/30   100.x.y.z+2/30   peer is created directly inside the netns
+//	default via .1 dev host0       the netns's only route off the box
+//	table inet opencode            the filter, inside the netns
+//	table ip ocnix-web             the host side: masquerade of .2 only
+//	/etc/netns/opencode-web/resolv.conf
+//
+// The netns is always "opencode-<name>". The peer inside it is always
+// "host0", like systemd-nspawn's, because it is alone in its namespace. The
+// host end is "oc-" followed by 12 hex digits of SHA-256("ocnix-veth:"+name),
+// which is always 15 characters (IFNAMSIZ-1). A readable name would have to
+// be truncated, and truncated names collide. The host end also carries the
+// alias "ocnix:<name>" (see `ip -d link`), so Ensure and Teardown can tell
+// their own link from a foreign one with the same name. They never adopt or
+// delete a foreign link.
+//
+// Instance names are 1 to 64 characters from [A-Za-z0-9_.-] and start with
+// a letter or a digit. The limit keeps the log prefix under the kernel's
+// 128 bytes.
+//
+// # Address pool
+//
+// Each instance gets a /30 out of 100.64.0.0/10 (RFC 6598 shared address
+// space, 2^20 slots). The slot is SHA-256("ocnix-pool:<i>:"+name) modulo
+// 2^20, starting with i=0. i goes up only to skip the reserved slots
+// 100.100.100.96/28 (Tailscale's MagicDNS 100.100.100.100) and
+// 100.115.92.0/23. The host end is .1 and the netns end .2. Why this range:
+// it is never a public destination, and LANs, Docker and Kubernetes rarely
+// use it, unlike RFC 1918 space.
+//
+// A hash cannot promise that two names never share a slot. The birthday
+// bound is about n²/2^21 for n instances: 0.1% for 50 instances, 38% for
+// 1000. So Ensure first lists every IPv4 route on the host, in all tables.
+// If any route other than this instance's own veth overlaps the /30,
+// Ensure refuses, before it creates anything. The error names the route
+// and its device alias (so the other instance). The same check catches a
+// host that already routes the pool, for example Tailscale, which uses
+// 100.64.0.0/10. The fix is to set networkIsolation.subnet (Input.Subnet),
+// an IPv4 /30 of your choice, for one of the two instances. The NixOS
+// module could also assign subnets centrally.
+//
+// # The filter (inside the netns)
+//
+//	input:  policy drop; iifname lo accept; ct state established,related accept;
+//	        tcp dport <listen port> accept; counter drop
+//	output: policy drop; oifname lo accept; ct state established,related accept;
+//	        ip daddr @allow4 accept; ip6 daddr @allow6 accept;
+//	        limit rate 5/second burst 10 packets log prefix "opencode-<name>-blocked: ";
+//	        meta l4proto tcp reject with tcp reset; reject with icmpx admin-prohibited
+//
+// allow4 and allow6 are interval sets built from outboundAllowCidrs. IPv4
+// goes into allow4 and IPv6 into allow6. Overlapping and adjacent entries
+// are merged by [MergeCIDRs], a pure function, so equivalent allow-lists
+// produce identical sets. Entries must be canonical CIDRs: "10.0.0.1/8" is
+// an error, not a guess.
+//
+// Every rule carries the nft comment "ocnix:<name>:<key>". [Counters] uses
+// it to find the rule's counter, and humans reading `ip netns exec
+// opencode-<name> nft list ruleset` use it to see which instance owns the
+// rule. Ensure replaces each table atomically, so counters restart at zero
+// after each setup.
+//
+// Reject, not drop. An agent that hits a drop waits for a TCP timeout, often
+// minutes, and retries. With reject it sees the failure at once. TCP gets a
+// reset (ECONNREFUSED). Everything else gets ICMP admin-prohibited
+// (EHOSTUNREACH). TCP deliberately does not use ICMP: kernel ICMP rate
+// limits would turn some rejections in a burst into 1 s+ SYN retransmits.
+// The log line tells the operator what actually happened.
+//
+// The log rule is rate-limited per instance (5/s, burst 10), so a looping
+// agent cannot flood the kernel log. Counters keep the full count.
+//
+// # No reach into the host
+//
+// The output chain denies by default, and it sees every packet that leaves
+// the netns. The netns's only non-loopback route is the default via the
+// veth. That covers the host end of the veth, every other host address
+// (the host's loopback services bound to 0.0.0.0 included), other
+// instances' veths and their netns addresses. They are all just
+// destinations that are not in allow4. 127.0.0.0/8 inside the netns is the
+// netns's own loopback, never the host's. An allow-list that covers host
+// addresses (0.0.0.0/0, say) does allow them, as DESIGN.md requires ("unless
+// a CIDR allows it"). Build adds a note when the host end of the veth is
+// allowed.
+//
+// # Fail closed
+//
+// The whole policy lives in the netns. The host table holds only the
+// masquerade. `nft flush ruleset` on the host, which NixOS runs on every
+// nftables reload, therefore removes only that masquerade. Egress can then
+// only get narrower: allowed destinations stop answering because the
+// packets leave un-NATed. Blocked destinations stay blocked and logged.
+// The next Ensure (setup) restores the masquerade. Nothing running in the
+// host netns can change the filter without entering the instance netns,
+// and the instance itself has no CAP_NET_ADMIN there. If the netns cannot
+// be joined, [Enter] fails. If the process is not in it, [Verify] fails
+// with [ErrNotInNetns]. Neither falls back to the host namespace.
+//
+// # IPv6: disabled in the netns by design
+//
+// Ensure sets net.ipv6.conf.default.disable_ipv6=1 in the netns before it
+// creates the veth. It also sets disable_ipv6=1 on host0 and on the host
+// end. So there is no IPv6 address or route off the box. An IPv6 connect
+// fails at once with ENETUNREACH. ::1 on lo stays, so local test servers on
+// "localhost" keep working. The reason: forwarding IPv6 needs the host-wide
+// net.ipv6.conf.all.forwarding=1. That turns the host into a router and
+// makes it stop accepting router advertisements, which breaks SLAAC on the
+// host's uplinks. IPv6 would also need NAT66 or routed prefixes. The allow6
+// set and its rule are still built and enforced, so IPv6 CIDRs in the spec
+// are visible in explain (with a note) and are ready if IPv6 is ever
+// enabled.
+//
+// # What the operator (or the NixOS module) must set
+//
+//   - net.ipv4.conf.<uplink>.forwarding=1 on every interface that replies
+//     arrive on, or simply net.ipv4.conf.all.forwarding=1. IPv4 checks
+//     forwarding on the *input* interface. Ensure enables forwarding on the
+//     instance's own veth (outbound). It does not enable it on the uplinks,
+//     because that is a host-wide routing decision, so replies need it
+//     there.
+//   - net.netfilter.nf_log_all_netns=1. Without it the kernel drops nft log
+//     lines from every netns except the initial one. Ensure sets it,
+//     because the design requires blocked attempts in the host kernel log.
+//     It is host-wide: log rules in *any* container's netns then reach the
+//     host log. The NixOS module should set it declaratively, so that
+//     nothing undoes it. Blocked-attempt lines look like
+//     "opencode-web-blocked: IN= OUT=host0 SRC=100.… DST=198.… PROTO=TCP SPT=… DPT=…".
+//   - A host forward filter, if the host has one (Docker sets FORWARD to
+//     drop, for instance), must accept iifname/oifname "oc-*". An accept in
+//     our table could not override another table's drop.
+//
+// # DNS
+//
+// /etc/netns/opencode-<name>/resolv.conf (the `ip netns exec` convention)
+// holds networkIsolation.nameservers (Input.Nameservers). Build rejects an
+// entry that is loopback, IPv6 or outside the allowed CIDRs, because it
+// could never answer. When the list is empty, Ensure derives it from the
+// host's /etc/resolv.conf: it keeps the nameservers that are IPv4, not
+// loopback and inside allow4 ([DeriveNameservers]). It records the skipped
+// ones and the reason as comments in the file. Loopback resolvers such as
+// systemd-resolved's 127.0.0.53 cannot work. Inside the netns, 127.0.0.53
+// is the netns's own loopback. Reaching the host's stub would need a hole
+// into the host, which the design forbids. On such hosts, set nameservers
+// to the upstream resolvers and allow them. With no usable resolver the
+// file says so and lookups fail fast. [Enter] bind-mounts the file over
+// /etc/resolv.conf in a private mount namespace. Under systemd the unit
+// does the same with BindReadOnlyPaths=. The launcher itself never needs
+// DNS.
+//
+// # Publishing the port
+//
+// The server listens inside the netns on 127.0.0.1:<port> ([Plan.ProxyTarget]).
+// The input chain accepts loopback, so a proxy inside the netns reaches
+// it. The host side uses systemd socket activation. The host-side listener
+// is created by systemd-socket-activate in the host netns. The proxy, started
+// on the first connection, runs inside the netns:
+//
+//	systemd-socket-activate -l 127.0.0.1:8787 -- \
+//	    ip netns exec opencode-web /lib/systemd/systemd-socket-proxyd 127.0.0.1:8787
+//
+// The listening socket is inherited from the host netns, and the proxy's
+// outbound connection is made in the instance netns. The instance's output
+// filter is not involved: the proxy's connection goes over lo, and the
+// replies to the host client travel on the inherited socket. Under systemd
+// these are a .socket unit (ListenStream=listen.address:port) and a proxy
+// service with NetworkNamespacePath=/run/netns/opencode-<name> and
+// ExecStart=systemd-socket-proxyd 127.0.0.1:<port>. [Plan.PublishCommands]
+// prints them for explain.
+//
+// # Order of operations in Ensure
+//
+// Ensure runs these steps: the nf_log sysctl, then the subnet clash check,
+// the /run/netns shared mount, the netns, IPv6 off in the netns, the veth
+// pair (one netlink request, so no half pair can exist), host-side sysctls,
+// address and link up, then lo, address, link and default route inside, the
+// filter table (one batch), the host table (one batch), and resolv.conf
+// (written atomically). Each step compares or replaces. An interrupted run
+// (kill -9 at any point) is repaired by the next. Two Ensure runs give
+// identical `nft list ruleset` and `ip -d link`/`ip addr` output. There is
+// one nft transaction per namespace, two in all. The kernel commits each
+// one whole or not at all.
+package netpolicy
