@@ -37,8 +37,8 @@ let
     name: kind: script:
     if script == null then
       null
-    else if builtins.isPath script then
-      "${script}"
+    else if builtins.isPath script || builtins.isAttrs script then
+      "${script}" # a Nix path (copied to the store) or a derivation such as writeShellScript's
     else if isExecutablePath script then
       script
     else
