@@ -402,6 +402,8 @@ let
       tmpSockets = lib.filter underTmp inst.sandbox.unixSockets.allow;
     in
     lib.optional (inst.networkIsolation.enable && !nftables) "${opt "networkIsolation.enable"}: `networking.nftables.enable` is off. The launcher programs nftables itself (inside the namespace and for the host-side masquerade), which works beside the iptables firewall, but the nftables firewall is what this module is tested with."
+    ++ lib.optional (inst.listen.port < 1024)
+      "${opt "listen.port"}: ${toString inst.listen.port} is a privileged port, and the server runs without capabilities (CapabilityBoundingSet is empty and the launcher drops them), so it cannot bind it. Use a port from 1024 up, or put a reverse proxy in front."
     ++ lib.optional (tmpSockets != [ ] && (inst.serviceOverrides.PrivateTmp or true) != false)
       "${opt "sandbox.unixSockets.allow"}: ${lib.concatStringsSep ", " tmpSockets} is under /tmp or /var/tmp, which the unit's PrivateTmp= hides. Move the socket, or set `serviceOverrides.PrivateTmp = false`.";
 in
