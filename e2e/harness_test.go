@@ -18,8 +18,10 @@ import (
 	"time"
 )
 
-// launcherBin is the opencode-launcher built once for the whole package.
-var launcherBin string
+// launcherBin is the opencode-launcher built once for the whole package;
+// probeBin is the probe program, in the same world-readable directory so that
+// instances can be granted it through `path`.
+var launcherBin, probeBin, binDir string
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -36,12 +38,16 @@ func runMain(m *testing.M) int {
 		// The sandboxed child must be able to exec the launcher's probes: keep
 		// the directory traversable for the instance users.
 		os.Chmod(dir, 0o755)
+		binDir = dir
 		launcherBin = filepath.Join(dir, "opencode-launcher")
-		cmd := exec.Command("go", "build", "-o", launcherBin, "github.com/ocnix/ocnix/cmd/opencode-launcher")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: build opencode-launcher:", err)
-			return 1
+		probeBin = filepath.Join(dir, "probe")
+		for out, pkg := range map[string]string{launcherBin: "github.com/ocnix/ocnix/cmd/opencode-launcher", probeBin: "github.com/ocnix/ocnix/e2e/probe"} {
+			cmd := exec.Command("go", "build", "-o", out, pkg)
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintln(os.Stderr, "e2e: build", pkg+":", err)
+				return 1
+			}
 		}
 	}
 	return m.Run()
@@ -300,4 +306,70 @@ func waitHealthy(t *testing.T, base string, s *server, timeout time.Duration) ma
 	}
 	t.Fatalf("%s/global/health not healthy after %v: %v; output:\n%s", base, timeout, last, s.out.String())
 	return nil
+}
+
+// startBg starts argv as a helper process of the test (a server in a test
+// namespace, a victim process), waits until it prints "listening" when wait
+// is set, and kills it by PID when the test ends.
+func startBg(t *testing.T, wait bool, argv ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		pr.Close()
+	})
+	if wait {
+		line := make(chan string, 1)
+		go func() {
+			buf := make([]byte, 256)
+			n, _ := pr.Read(buf)
+			line <- string(buf[:n])
+			io.Copy(io.Discard, pr)
+		}()
+		select {
+		case l := <-line:
+			if !strings.Contains(l, "listening") {
+				t.Fatalf("%v: %q", argv, l)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v did not start listening", argv)
+		}
+	} else {
+		go io.Copy(io.Discard, pr)
+	}
+	return cmd
+}
+
+// probe runs the probe program inside the instance's sandbox and returns its
+// one-line verdict ("ok …" or an errno name).
+func (in *instance) probe(args ...string) string {
+	in.t.Helper()
+	out, errs, code := in.sandboxed(append([]string{probeBin}, args...)...)
+	if code != 0 {
+		in.t.Fatalf("probe %v: launcher exit %d\nstdout: %s\nstderr: %s", args, code, out, errs)
+	}
+	return strings.TrimSpace(out)
+}
+
+// bare runs the probe outside any sandbox, as root: the positive twin that
+// proves a probe can succeed, so a denial is the sandbox's doing.
+func bare(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(probeBin, args...).Output()
+	if err != nil {
+		t.Fatalf("bare probe %v: %v", args, err)
+	}
+	return strings.TrimSpace(string(out))
 }

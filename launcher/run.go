@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -94,11 +93,9 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 	} else {
 		log.Info("starting server", "listen", fmt.Sprintf("%s:%d", s.Listen.Address, s.Listen.Port), "gate", p.Sandbox.Gate.Mode)
 	}
-	// SIGTERM/SIGINT/SIGHUP belong to the supervisor, which forwards them; the
-	// launcher must not die of them before the child has its handlers.
-	sigctx, stop := signal.NotifyContext(ctx)
-	defer stop()
-	code, err := sandbox.Run(sigctx, p.Sandbox, sandbox.Command{
+	// sandbox.Run owns SIGTERM/SIGINT/SIGHUP: it forwards them to the server
+	// and exits with the server's status.
+	code, err := sandbox.Run(ctx, p.Sandbox, sandbox.Command{
 		Path: p.Argv[0],
 		Args: p.Argv,
 		Env:  Environ(env),

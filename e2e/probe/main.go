@@ -170,6 +170,18 @@ var probes = map[string]func(args []string) (string, error){
 		runtime.LockOSThread()
 		return "", unix.Unshare(unix.CLONE_NEWUSER)
 	},
+	"clone-newuser": func(a []string) (string, error) {
+		// clone() with CLONE_NEWUSER, as a container runtime would try it.
+		pid, err := syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{
+			Sys: &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER},
+		})
+		if err != nil {
+			return "", err
+		}
+		var ws syscall.WaitStatus
+		syscall.Wait4(pid, &ws, 0, nil)
+		return "", nil
+	},
 	"ptrace": func(a []string) (string, error) {
 		pid, _ := strconv.Atoi(a[0])
 		runtime.LockOSThread()
@@ -181,6 +193,9 @@ var probes = map[string]func(args []string) (string, error){
 	},
 	"kill": func(a []string) (string, error) {
 		pid, _ := strconv.Atoi(a[0])
+		if a[0] == "self" {
+			pid = os.Getpid()
+		}
 		return "", unix.Kill(pid, syscall.Signal(0))
 	},
 	"io-uring-setup": func(a []string) (string, error) {
@@ -209,6 +224,75 @@ var probes = map[string]func(args []string) (string, error){
 		return fmt.Sprintf("uid=%d gid=%d groups=%v", unix.Getuid(), unix.Getgid(), groups), nil
 	},
 	"race": race,
+	"udp-echo": func(a []string) (string, error) {
+		c, err := net.Dial("udp", a[0])
+		if err != nil {
+			return "", unwrap(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return "", unwrap(err)
+		}
+		c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+		buf := make([]byte, 16)
+		n, err := c.Read(buf)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				return "", fmt.Errorf("timeout")
+			}
+			return "", unwrap(err)
+		}
+		return string(buf[:n]), nil
+	},
+	// Servers for the tests' own hosts (run outside the sandbox, in a test netns).
+	"serve-tcp": func(a []string) (string, error) {
+		l, err := net.Listen("tcp", a[0])
+		if err != nil {
+			return "", unwrap(err)
+		}
+		fmt.Println("listening")
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return "", err
+			}
+			c.Write([]byte("hello\n"))
+			c.Close()
+		}
+	},
+	"serve-udp": func(a []string) (string, error) {
+		pc, err := net.ListenPacket("udp", a[0])
+		if err != nil {
+			return "", unwrap(err)
+		}
+		fmt.Println("listening")
+		buf := make([]byte, 64)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return "", err
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	},
+	"serve-unix": func(a []string) (string, error) {
+		// Writes its name (a[1]) to each client: the race test tells servers apart.
+		os.Remove(a[0])
+		l, err := net.Listen("unix", a[0])
+		if err != nil {
+			return "", unwrap(err)
+		}
+		os.Chmod(a[0], 0o777)
+		fmt.Println("listening")
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return "", err
+			}
+			c.Write([]byte(a[1]))
+			c.Close()
+		}
+	},
 }
 
 // race connects to good from one thread while another flips the same sockaddr
