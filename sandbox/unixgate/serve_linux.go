@@ -58,16 +58,22 @@ func Serve(ctx context.Context, notifFD int, pol Policy, log *slog.Logger) error
 	stop := context.AfterFunc(ctx, s.kick)
 	defer stop()
 
-	// The loop switches credentials on its thread; if it ever cannot switch back, the
-	// thread must die with this goroutine instead of serving other goroutines.
-	runtime.LockOSThread()
-	err = s.loop()
+	// The loop switches credentials on its thread, so it gets a fresh goroutine and thread
+	// of its own: the caller's thread may be locked for other reasons (a netns) and must
+	// never see a half-restored identity. If the loop cannot switch back, its goroutine
+	// ends still locked and the runtime retires the thread.
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		err := s.loop()
+		if !errors.Is(err, errRestore) {
+			runtime.UnlockOSThread()
+		}
+		done <- err
+	}()
+	err = <-done
 	cancel()
 	s.workers.Wait()
-	if errors.Is(err, errRestore) {
-		return fmt.Errorf("unixgate: %w", err)
-	}
-	runtime.UnlockOSThread()
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("unixgate: %w", err)
 	}

@@ -101,6 +101,10 @@ func (s *server) pin(dirfd int, path string) (ofd int, real, reason string) {
 		how.Resolve |= unix.RESOLVE_IN_ROOT
 	}
 	ofd, err := unix.Openat2(dirfd, path, &how)
+	for try := 0; err == unix.EAGAIN && try < 3; try++ {
+		// RESOLVE_IN_ROOT saw a concurrent rename or mount; the kernel asks to retry.
+		ofd, err = unix.Openat2(dirfd, path, &how)
+	}
 	if err != nil {
 		// ENOENT too: see the package doc on why missing paths are EACCES.
 		return -1, "", "resolve: " + err.Error()
