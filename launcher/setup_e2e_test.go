@@ -405,6 +405,16 @@ func TestSetupChecksPathsAndAccounts(t *testing.T) {
 			wantMsg:  "environmentFile %BASE%/secrets.env does not exist",
 		},
 		{
+			name: "StateDirUnderAUserOwnedParentIsRefused",
+			mutate: func(in *testInstance) {
+				p := filepath.Join(in.base, "userowned")
+				in.mkdir(p, true)
+				in.set("stateDir", filepath.Join(p, in.name))
+			},
+			wantCode: ExitPermission,
+			wantMsg:  "not root, so that user could swap stateDir",
+		},
+		{
 			name:     "MissingUserIsNoInput",
 			mutate:   func(in *testInstance) { in.set("user", "ocnix-t-nosuchuser") },
 			wantCode: ExitNoInput,

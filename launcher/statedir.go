@@ -70,9 +70,9 @@ func checkSafeAncestors(dir string) error {
 		case st.Mode&unix.S_IFMT != unix.S_IFDIR:
 			return fmt.Errorf("ancestor %s is not a directory", p)
 		case st.Uid != 0:
-			return fmt.Errorf("ancestor %s is owned by uid %d, not root, so that user could swap stateDir for a symlink; put stateDir under a root-owned directory such as %s", p, st.Uid, DefaultStateDirBase)
+			return errorf(ExitPermission, "ancestor %s is owned by uid %d, not root, so that user could swap stateDir for a symlink; put stateDir under a root-owned directory such as %s", p, st.Uid, DefaultStateDirBase)
 		case st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0:
-			return fmt.Errorf("ancestor %s is writable by group or others (mode %04o) and not sticky; make it 0755", p, st.Mode&0o7777)
+			return errorf(ExitPermission, "ancestor %s is writable by group or others (mode %04o) and not sticky; make it 0755", p, st.Mode&0o7777)
 		}
 		if p == "/" {
 			return nil
