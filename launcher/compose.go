@@ -191,13 +191,25 @@ func mergeJSON(base, over map[string]any) map[string]any {
 }
 
 // ServerArgv is command + serve flags + log level + extraArgs (DESIGN.md).
+//
+// With network isolation the server listens on the loopback of its own
+// netns, where systemd-socket-proxyd (netpolicy.Plan.ProxyTarget) reaches it;
+// the host side listens on listen.address. A host address such as
+// 192.168.1.10 does not exist inside the netns, so it cannot be bound there.
 func ServerArgv(s *Spec) []string {
+	host := s.Listen.Address
+	if s.NetworkIsolation.Enable {
+		host = isolatedListenHost
+	}
 	argv := append([]string(nil), s.Command...)
-	argv = append(argv, "serve", "--hostname", s.Listen.Address, "--port", itoa(s.Listen.Port))
+	argv = append(argv, "serve", "--hostname", host, "--port", itoa(s.Listen.Port))
 	if lvl := s.ServerLogLevel(); lvl != "" {
 		argv = append(argv, "--log-level", lvl)
 	}
 	return append(argv, s.ExtraArgs...)
 }
+
+// isolatedListenHost matches netpolicy's ProxyTarget.
+const isolatedListenHost = "127.0.0.1"
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -59,7 +59,9 @@ func (c *RunCmd) Run(g *Globals) error {
 // instance usable, composes the secret environment, enters the network
 // namespace and hands over to the sandbox.
 func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Logger) error {
-	if err := checkStateReady(s, p); err != nil {
+	// A debug command (and setup's init scripts, which use the same path)
+	// runs even after a failed setup: that is when an operator needs it.
+	if err := checkStateReady(s, p, !debugCmd); err != nil {
 		return err
 	}
 	env := p.Env
@@ -141,9 +143,12 @@ func enterNetwork(np netpolicy.Plan) error {
 }
 
 // checkStateReady refuses to start an instance whose setup never ran or last failed.
-func checkStateReady(s *Spec, p *Plan) error {
+func checkStateReady(s *Spec, p *Plan, server bool) error {
 	if _, err := os.Stat(p.Layout.Tmp); err != nil {
 		return withCode(ExitNoInput, fmt.Errorf("instance %q: state directory %s is not set up (%w); run: opencode-launcher setup --config <spec>", s.Name, p.Layout.StateDir, err))
+	}
+	if !server {
+		return nil
 	}
 	failed, why, err := lastSetupFailed(p.Layout)
 	if err != nil {

@@ -240,6 +240,18 @@ func TestServerArgv(t *testing.T) {
 	if d := cmp.Diff(want, ServerArgv(s)); d != "" {
 		t.Errorf("argv (-want +got):\n%s", d)
 	}
+	// Isolated: the server binds the netns loopback, where the proxy connects.
+	s.NetworkIsolation.Enable = true
+	if got := ServerArgv(s)[3]; got != "127.0.0.1" {
+		t.Errorf("isolated --hostname = %q, want 127.0.0.1", got)
+	}
+	np, err := buildNetwork(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if np.ProxyTarget != "127.0.0.1:9000" {
+		t.Errorf("netpolicy proxy target %q does not match the server's listen address", np.ProxyTarget)
+	}
 }
 
 func TestBaseEnvIsCleanAndEnvironmentOverridesDefaults(t *testing.T) {
