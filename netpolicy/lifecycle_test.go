@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -349,5 +350,52 @@ func TestSubnetClashIsRefused(t *testing.T) {
 	assertGone(t, b)
 	if diff := cmp.Diff(aBefore, dumps(t, a)); diff != "" {
 		t.Errorf("the refused instance changed the existing one:\n%s", diff)
+	}
+}
+
+// TestVerifyAsUnprivilegedUser runs Verify the way the main unit does: as
+// the instance user, already placed in the netns (here by ip netns exec +
+// setpriv instead of systemd's NetworkNamespacePath=).
+func TestVerifyAsUnprivilegedUser(t *testing.T) {
+	requireRoot(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skipf("SKIP: setpriv (util-linux) not installed: %v", err)
+	}
+	p := setupInstance(t, Input{Instance: testName(), Enable: true})
+	// The go test binary may sit in a 0700 build dir: copy it somewhere
+	// nobody can execute it.
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	bin := dir + "/netpolicy.test"
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	drop := []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", bin, "-test.run=^$"}
+	helper := helperCmd(t, "verify", p)
+	for _, tc := range []struct {
+		name   string
+		argv   []string
+		wantOK bool
+	}{
+		{name: "InsideNetnsPasses", argv: append([]string{"ip", "netns", "exec", p.Netns}, drop...), wantOK: true},
+		{name: "InHostNetnsFailsClosed", argv: drop, wantOK: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(tc.argv[0], tc.argv[1:]...)
+			cmd.Env = helper.Env
+			out, err := cmd.CombinedOutput()
+			t.Logf("%s", out)
+			if (err == nil) != tc.wantOK {
+				t.Errorf("Verify as uid 65534: exit %v, want ok=%v: %s", err, tc.wantOK, out)
+			}
+			if !tc.wantOK && !strings.Contains(string(out), "refusing to run without isolation") {
+				t.Errorf("error does not explain itself: %s", out)
+			}
+		})
 	}
 }

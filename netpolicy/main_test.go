@@ -33,6 +33,12 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "helper:", err)
 			os.Exit(1)
 		}
+	case "verify":
+		if err := Verify(p); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Println("ok")
 	case "enter":
 		runtime.LockOSThread()
 		if err := Enter(p); err != nil {
