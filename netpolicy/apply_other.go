@@ -34,3 +34,6 @@ func unsupported(p Plan) error {
 	}
 	return ErrUnsupported
 }
+
+// Diagnose is only implemented on Linux.
+func Diagnose(p Plan) []string { return nil }

@@ -5,7 +5,8 @@
 // both nft tables as plain data. It is pure: it needs no root and has no
 // side effects, and [Plan.String] renders it for `opencode-launcher
 // explain`. The nft tables are shown in the syntax that `nft list` prints.
-// [Ensure], [Teardown], [Enter], [Verify] and [Counters] execute a plan.
+// [Ensure], [Teardown], [Enter], [Verify], [Counters] and [Diagnose]
+// execute or inspect a plan.
 // They need Linux and, except Verify, root. On other systems they return
 // [ErrUnsupported].
 //
@@ -143,6 +144,8 @@
 //     host log. The NixOS module should set it declaratively, so that
 //     nothing undoes it. Blocked-attempt lines look like
 //     "opencode-web-blocked: IN= OUT=host0 SRC=100.… DST=198.… PROTO=TCP SPT=… DPT=…".
+//   - [Diagnose] checks the first two without privileges and says what is
+//     missing; setup should print its findings as warnings.
 //   - A host forward filter, if the host has one (Docker sets FORWARD to
 //     drop, for instance), must accept iifname/oifname "oc-*". An accept in
 //     our table could not override another table's drop.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -160,5 +161,29 @@ func TestSecondInstanceUnreachable(t *testing.T) {
 	hostB := netip.AddrPortFrom(b.HostAddr.Addr(), 8787).String()
 	if err := tcpHello(t, a.NetnsPath, hostB); err == nil {
 		t.Errorf("instance A reached the host side of B's veth at %s", hostB)
+	}
+}
+
+func TestDiagnoseFindsMissingUplinkForwarding(t *testing.T) {
+	ti := newInternet(t)
+	p := setupInstance(t, Input{Instance: testName(), Enable: true, AllowCIDRs: []string{ti.AllowedCIDR()}})
+	if d := Diagnose(p); len(d) != 0 {
+		t.Errorf("Diagnose on a working setup: %q", d)
+	}
+	fwd := "/proc/sys/net/ipv4/conf/" + ti.hostVeth + "/forwarding"
+	if err := os.WriteFile(fwd, []byte("0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := Diagnose(p)
+	if len(d) != 1 || !strings.Contains(d[0], ti.hostVeth) {
+		t.Errorf("Diagnose with forwarding off on %s: %q", ti.hostVeth, d)
+	}
+	// And it really matters: allowed traffic no longer works.
+	if err := tcpHello(t, p.NetnsPath, ti.tcp(ti.allowed)); err == nil {
+		t.Errorf("allowed connect worked without forwarding on the reply interface; doc.go is wrong")
+	}
+	os.WriteFile(fwd, []byte("1"), 0o644)
+	if err := tcpHello(t, p.NetnsPath, ti.tcp(ti.allowed)); err != nil {
+		t.Errorf("allowed connect after re-enabling forwarding: %v", err)
 	}
 }
