@@ -115,6 +115,15 @@
 // be joined, [Enter] fails. If the process is not in it, [Verify] fails
 // with [ErrNotInNetns]. Neither falls back to the host namespace.
 //
+// # Limits (what this layer assumes)
+//
+// Netfilter does not see packet sockets (AF_PACKET). A process with
+// CAP_NET_RAW in the netns could send raw frames out of host0, past the
+// filter. The instance never has that capability: the netns belongs to the
+// initial user namespace, the launcher drops every capability, and the
+// seccomp layer denies packet and raw sockets. The netns layer relies on
+// that. It does not rely on anything in the host ruleset.
+//
 // # IPv6: disabled in the netns by design
 //
 // Ensure sets net.ipv6.conf.default.disable_ipv6=1 in the netns before it
