@@ -187,6 +187,36 @@ var probes = map[string]func(args []string) error{
 		}
 		return os.WriteFile(a[0], []byte(strconv.Itoa(c.Process.Pid)), 0o644)
 	},
+	// fds fails if the target inherited a socket, pipe or seccomp fd
+	// besides 0, 1 and 2. (The Go runtime of the probe itself opens
+	// cgroup files, an epoll and an eventfd.)
+	"fds": func([]string) error {
+		d, err := os.Open("/proc/self/fd")
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		names, err := d.Readdirnames(-1)
+		if err != nil {
+			return err
+		}
+		var leaked []string
+		for _, n := range names {
+			if n == "0" || n == "1" || n == "2" || n == strconv.Itoa(int(d.Fd())) {
+				continue
+			}
+			target, _ := os.Readlink("/proc/self/fd/" + n)
+			for _, bad := range []string{"socket:", "pipe:", "anon_inode:seccomp", "anon_inode:[pidfd]"} {
+				if strings.HasPrefix(target, bad) {
+					leaked = append(leaked, n+" -> "+target)
+				}
+			}
+		}
+		if len(leaked) > 0 {
+			return fmt.Errorf("inherited fds: %v", leaked)
+		}
+		return nil
+	},
 	"identity": func(a []string) error { return checkIdentity(atoi(a[0]), atoi(a[1]), a[2]) },
 	"env":      func(a []string) error { return checkEnv(a) },
 }

@@ -22,6 +22,10 @@ import (
 // it kills the server.
 const stopGrace = 10 * time.Second
 
+// setupTimeout bounds how long the child may take to confine itself
+// and exec.
+const setupTimeout = 60 * time.Second
+
 // Run confines cmd with plan and runs it. As root it drops to the
 // instance user first.
 //
@@ -157,6 +161,13 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 		return -1, fmt.Errorf("sandbox: instance %q: start sandbox child: %w", plan.Instance, err)
 	}
 	pid := c.Process.Pid
+	// A child that neither reports nor dies must not hang the launcher.
+	tv := unix.NsecToTimeval(setupTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(int(sock.Fd()), unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Kill(-pid, unix.SIGKILL)
+		waitChild(c)
+		return -1, fmt.Errorf("sandbox: set receive timeout: %w", err)
+	}
 	_, werr := planW.Write(payload)
 	planW.Close()
 	if werr != nil {
@@ -165,17 +176,29 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 
 	nfd, err := recvNotifyFD(sock)
 	if err != nil {
+		unix.Kill(-pid, unix.SIGKILL) // no-op when it already exited
 		code := waitChild(c)
 		return code, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
 	}
 
 	gateCtx, stopGate := context.WithCancel(context.Background())
-	defer stopGate()
 	gateDone := make(chan error, 1)
+	gateStopped := make(chan struct{})
 	pol := unixgate.Policy{Instance: plan.Instance, Allow: plan.Gate.Allow, OwnDirs: plan.Gate.OwnDirs, MaxPending: plan.Gate.MaxPending}
 	go func() {
+		defer close(gateStopped)
 		defer unix.Close(nfd)
 		gateDone <- unixgate.Serve(gateCtx, nfd, pol, log)
+	}()
+	defer func() {
+		// Serve answers or abandons its pending connects before it
+		// returns; wait for that so no worker outlives Run.
+		stopGate()
+		select {
+		case <-gateStopped:
+		case <-time.After(stopGrace):
+			log.Warn("sandbox: unix-socket gate did not stop in time", "instance", plan.Instance)
+		}
 	}()
 
 	// The second message tells whether execve happened (EOF) or the
@@ -185,6 +208,7 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 		code := waitChild(c)
 		return code, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
 	} else if msg != "" {
+		unix.Kill(-pid, unix.SIGKILL)
 		code := waitChild(c)
 		return code, fmt.Errorf("sandbox: instance %q: sandbox child: %s", plan.Instance, msg)
 	}
@@ -196,7 +220,6 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 	// Grandchildren do not get PDEATHSIG; end the whole group. (Under
 	// systemd, KillMode=control-group also ends what left the group.)
 	unix.Kill(-pid, unix.SIGKILL)
-	stopGate()
 	return code, nil
 }
 
@@ -240,7 +263,7 @@ func forward(ctx context.Context, pid int, sigs <-chan os.Signal, gateDone <-cha
 func recvNotifyFD(sock *os.File) (int, error) {
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	n, oobn, err := recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
 	if err != nil {
 		return -1, fmt.Errorf("receive notify fd from sandbox child: %w", err)
 	}
@@ -268,7 +291,7 @@ func recvNotifyFD(sock *os.File) (int, error) {
 // is the child's error.
 func recvStatus(sock *os.File) (string, error) {
 	buf := make([]byte, 4096)
-	n, _, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, nil, 0)
+	n, _, err := recvmsg(sock, buf, nil, 0)
 	if err != nil {
 		return "", fmt.Errorf("wait for sandbox child to exec: %w", err)
 	}
@@ -296,4 +319,19 @@ func waitChild(c *exec.Cmd) int {
 		return -1
 	}
 	return ws.ExitStatus()
+}
+
+// recvmsg retries on EINTR: with SO_RCVTIMEO set the kernel does not
+// restart it, and the Go runtime signals threads (preemption) often.
+func recvmsg(sock *os.File, buf, oob []byte, flags int) (int, int, error) {
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, flags)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			return 0, 0, fmt.Errorf("sandbox child did not report within %s: %w", setupTimeout, err)
+		}
+		return n, oobn, err
+	}
 }

@@ -90,6 +90,7 @@ func TestSandboxIdentity(t *testing.T) {
 	f := newFixture(t)
 	runCases(t, f, f.in, []probeCase{
 		{name: "InstanceUserNoCapsNoNewPrivs", args: []string{"identity", itoa(f.uid), itoa(f.gid), itoa(f.gid)}, want: 0},
+		{name: "NoInheritedFDs", args: []string{"fds"}, want: 0},
 		{name: "EnvironmentIsExactlyCommandEnvPlusTmpdir", args: []string{"env", probeEnv + "=1", "PATH=/usr/bin:/bin", "TMPDIR=" + filepath.Join(f.state, "tmp")}, want: 0},
 	})
 }

@@ -60,6 +60,11 @@ func (f *fixture) startSupervisor(t *testing.T, cred *syscall.Credential, args .
 	t.Helper()
 	plan, err := Build(f.in, DetectCaps())
 	must(t, err)
+	return f.startPlan(t, plan, cred, args...)
+}
+
+func (f *fixture) startPlan(t *testing.T, plan Plan, cred *syscall.Credential, args ...string) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
 	b, err := json.Marshal(superviseJob{Plan: plan, Cmd: f.command(f.in, args...)})
 	must(t, err)
 	job := filepath.Join(f.base, "job-"+randName(4)+".json")
@@ -69,6 +74,8 @@ func (f *fixture) startSupervisor(t *testing.T, cred *syscall.Credential, args .
 	out := &strings.Builder{}
 	c.Stdout, c.Stderr = out, out
 	c.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	// A surviving server would hold the output pipe open forever.
+	c.WaitDelay = 2 * time.Second
 	must(t, c.Start())
 	t.Cleanup(func() {
 		c.Process.Kill()
@@ -224,5 +231,46 @@ func TestRunExecFailureIsReported(t *testing.T) {
 	_, err = Run(context.Background(), plan, cmd, nil)
 	if err == nil || !strings.Contains(err.Error(), "no-such-binary") {
 		t.Errorf("Run with a missing binary: %v, want an exec error naming it", err)
+	}
+}
+
+// TestRunDirectExecPath runs the Landlock ABI ≥ 9 path (confine the
+// calling process, exec, no supervisor) on this kernel by taking the
+// gate out of a plan built here. Only the unix-socket gate is missing;
+// everything else must hold exactly as with the supervisor.
+func TestRunDirectExecPath(t *testing.T) {
+	f := newFixture(t)
+	plan, err := Build(f.in, DetectCaps())
+	must(t, err)
+	plan.Gate.Mode = GateLandlock
+	var rules []SyscallRule
+	for _, r := range plan.Seccomp.Rules {
+		if r.Action != ActionNotify {
+			rules = append(rules, r)
+		}
+	}
+	plan.Seccomp.Rules = rules
+	for _, tc := range []probeCase{
+		{name: "Identity", args: []string{"identity", itoa(f.uid), itoa(f.gid), itoa(f.gid)}, want: 0},
+		{name: "NoInheritedFDs", args: []string{"fds"}, want: 0},
+		{name: "WriteOutsideDenied", args: []string{"write", f.outside}, want: int(unix.EACCES)},
+		{name: "WriteInDirectoryAllowed", args: []string{"write", filepath.Join(f.project, "direct")}, want: 0},
+		{name: "UnshareDenied", args: []string{"unshare-user"}, want: int(unix.EPERM)},
+		{name: "ExitCode", args: []string{"exit", "9"}, want: 9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, out := f.startPlan(t, plan, nil, tc.args...)
+			err := c.Wait()
+			got := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				got = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("probe %v: got %d (%s), want %d (%s); output:\n%s", tc.args, got, errnoName(got), tc.want, errnoName(tc.want), out)
+			}
+		})
 	}
 }
