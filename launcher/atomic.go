@@ -148,7 +148,10 @@ func ensureFileAt(dir *os.File, name string, data []byte, mode os.FileMode, own 
 // durable, so that a stamp removed before a script runs stays removed after a
 // crash.
 func removeFileAt(dir *os.File, name string) error {
-	if err := unix.Unlinkat(int(dir.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := unix.Unlinkat(int(dir.Fd()), name, 0); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
 	if err := dir.Sync(); err != nil {

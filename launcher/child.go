@@ -44,7 +44,7 @@ func runChild(ctx context.Context, cmd *exec.Cmd, timeout time.Duration, out io.
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setpgid = true
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	setParentDeathSignal(cmd.SysProcAttr)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return childResult{}, fmt.Errorf("create output pipe: %w", err)

@@ -6,9 +6,6 @@ import (
 	"os/user"
 	"runtime"
 	"strconv"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // identity is the instance's account, resolved once before setup does
@@ -78,61 +75,4 @@ func accessAs(path string, mode uint32, id identity) error {
 		done <- result{err: err}
 	}()
 	return (<-done).err
-}
-
-func accessOnThread(path string, mode uint32, id identity) (err error, poisoned bool) {
-	saved, err := unix.Getgroups()
-	if err != nil {
-		return fmt.Errorf("getgroups: %w", err), false
-	}
-	restore := func() error {
-		// The saved uid stays 0 throughout, which lets us regain euid 0.
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 0, 0, ^uintptr(0)); e != 0 {
-			return fmt.Errorf("restore uid: %w", e)
-		}
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, 0, 0, ^uintptr(0)); e != 0 {
-			return fmt.Errorf("restore gid: %w", e)
-		}
-		return setgroupsThread(saved)
-	}
-	if err := setgroupsThread(id.groups); err != nil {
-		return err, restore() != nil
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(id.gid), uintptr(id.gid), ^uintptr(0)); e != 0 {
-		err := fmt.Errorf("setresgid %d: %w", id.gid, e)
-		return err, restore() != nil
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(id.uid), uintptr(id.uid), ^uintptr(0)); e != 0 {
-		err := fmt.Errorf("setresuid %d: %w", id.uid, e)
-		return err, restore() != nil
-	}
-	// faccessat without AT_EACCESS checks the real ids, which are now the
-	// instance's; with a non-zero real uid the kernel also ignores our caps.
-	aerr := unix.Faccessat(unix.AT_FDCWD, path, mode, 0)
-	if rerr := restore(); rerr != nil {
-		return setupBug(rerr), true
-	}
-	switch {
-	case aerr == nil:
-		return nil, false
-	case errors.Is(aerr, unix.EACCES), errors.Is(aerr, unix.EPERM), errors.Is(aerr, unix.EROFS):
-		return fmt.Errorf("%w: %w", errAccessDenied, aerr), false
-	}
-	return aerr, false
-}
-
-func setgroupsThread(gids []int) error {
-	g := make([]uint32, len(gids))
-	for i, v := range gids {
-		g[i] = uint32(v)
-	}
-	var p unsafe.Pointer
-	if len(g) > 0 {
-		p = unsafe.Pointer(&g[0])
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(g)), uintptr(p), 0); e != 0 {
-		return fmt.Errorf("setgroups: %w", e)
-	}
-	runtime.KeepAlive(g)
-	return nil
 }

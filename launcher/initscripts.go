@@ -142,7 +142,7 @@ func (e *scriptError) Error() string {
 // runInitScript runs one phase if its stamp says so.
 func (st *setup) runInitScript(ctx context.Context, ph initPhase) error {
 	if ph.path == "" {
-		return nil
+		return st.dropStamp(ph)
 	}
 	f, err := os.Open(ph.path)
 	if err != nil {
@@ -182,6 +182,10 @@ func (st *setup) runInitScript(ctx context.Context, ph initPhase) error {
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", ph.key, ph.path, err)
 	}
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, setupRunIDEnv+"="+st.runID)
 	tail := newTailBuffer(tailLines)
 	out := io.MultiWriter(tail, &prefixWriter{w: st.stderr, prefix: "init-" + ph.name + "| "})
 	start := time.Now()
@@ -201,4 +205,18 @@ func (st *setup) runInitScript(ctx context.Context, ph initPhase) error {
 
 func (st *setup) timeout() time.Duration {
 	return time.Duration(st.spec.InitScriptTimeout) * time.Second
+}
+
+// dropStamp forgets a phase that has no script any more, so that adding the
+// same script back later runs it again, as an operator would expect.
+func (st *setup) dropStamp(ph initPhase) error {
+	meta, err := st.root.openDir(st.layout.Meta)
+	if err != nil {
+		return err
+	}
+	defer meta.Close()
+	if err := removeFileAt(meta, ph.stampName()); err != nil {
+		return fmt.Errorf("%s: %w", ph.key, err)
+	}
+	return nil
 }

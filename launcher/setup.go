@@ -2,6 +2,8 @@ package launcher
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -68,8 +70,9 @@ type setup struct {
 	netSetup   func(*Spec) error
 	now        func() time.Time
 
-	id   identity
-	root *stateRoot
+	id    identity
+	root  *stateRoot
+	runID string // random, per run; see setupRunIDEnv
 }
 
 // run performs the steps of docs/setup.md in order. Steps that the sandbox
@@ -87,6 +90,7 @@ func (st *setup) run(ctx context.Context) (err error) {
 		return err
 	}
 	defer lock.Release()
+	st.runID = randomID()
 
 	if st.root, err = ensureLayout(st.layout, st.id.owner()); err != nil {
 		return withCode(ExitOSErr, err)
@@ -228,4 +232,11 @@ func checkExists(key, p string) error {
 		return errorf(ExitOSErr, "%s %s: %w", key, p, err)
 	}
 	return nil
+}
+
+// randomID is a fresh 128-bit hex id.
+func randomID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails on Linux (getrandom)
+	return hex.EncodeToString(b[:])
 }

@@ -79,6 +79,7 @@ func TestSetupBinaryInitScriptRunsSandboxedWithSecrets(t *testing.T) {
 	in.set("preInitScript", in.script("pre", `
 printf '%s' "$API_TOKEN" > `+in.dir+`/seen
 printf '%s %s' "$HOME" "$(pwd)" > `+in.dir+`/where
+env > `+in.dir+`/env
 if echo x > `+outside+`/escaped 2>/dev/null; then echo "wrote outside the sandbox"; exit 1; fi
 echo denied > `+in.dir+`/result`))
 	requireRun(t, in)
@@ -95,6 +96,9 @@ echo denied > `+in.dir+`/result`))
 	}
 	if got := in.read(filepath.Join(in.dir, "seen")); got != marker {
 		t.Errorf("script saw API_TOKEN=%q, want the environmentFile value", got)
+	}
+	if env := in.read(filepath.Join(in.dir, "env")); strings.Contains(env, setupRunIDEnv) {
+		t.Errorf("the script's environment carries setup's %s; run must build it from scratch:\n%s", setupRunIDEnv, env)
 	}
 	if got, want := in.read(filepath.Join(in.dir, "where")), in.stateDir+" "+in.dir; got != want {
 		t.Errorf("script HOME and cwd = %q, want %q", got, want)

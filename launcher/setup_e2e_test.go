@@ -77,6 +77,18 @@ func TestSetupTwiceGivesTheSameTreeAndRunsScriptsOnce(t *testing.T) {
 	if count(c, "pre") != 2 || count(c, "post") != 2 {
 		t.Errorf("--rerun-init did not run both scripts again; counter:\n%s", c)
 	}
+
+	// Dropping a script forgets its stamp: adding it back runs it again.
+	post := in.spec["postInitScript"]
+	delete(in.spec, "postInitScript")
+	in.writeSpec()
+	in.mustSetup(false)
+	in.set("postInitScript", post)
+	in.mustSetup(false)
+	c = in.read(filepath.Join(in.dir, "counter"))
+	if count(c, "pre") != 2 || count(c, "post") != 3 {
+		t.Errorf("a script removed from the spec and added back did not run exactly once more; counter:\n%s", c)
+	}
 }
 
 func TestSetupRunsAnEditedScriptAgain(t *testing.T) {
@@ -415,6 +427,20 @@ func TestSetupChecksPathsAndAccounts(t *testing.T) {
 			wantMsg:  "not root, so that user could swap stateDir",
 		},
 		{
+			name: "StateDirThatIsASymlinkIsRefusedNotReplaced",
+			mutate: func(in *testInstance) {
+				real := filepath.Join(in.base, "real-state")
+				in.mkdir(real, false)
+				link := filepath.Join(in.base, "state", "linked")
+				if err := os.Symlink(real, link); err != nil {
+					in.t.Fatal(err)
+				}
+				in.set("stateDir", link)
+			},
+			wantCode: ExitPermission,
+			wantMsg:  "is a symlink",
+		},
+		{
 			name:     "MissingUserIsNoInput",
 			mutate:   func(in *testInstance) { in.set("user", "ocnix-t-nosuchuser") },
 			wantCode: ExitNoInput,
@@ -446,6 +472,43 @@ func TestSetupChecksPathsAndAccounts(t *testing.T) {
 				if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || fi.Mode().Perm() != 0o755 {
 					t.Errorf("setup changed the project directory: uid %d mode %v", st.Uid, fi.Mode())
 				}
+			}
+		})
+	}
+}
+
+func TestLastSetupFailedLetsOnlyTheRunningSetupsScriptsThrough(t *testing.T) {
+	in := newTestInstance(t)
+	in.mustSetup(false)
+	s, _ := LoadFile(in.specPath)
+	st := testSetup(s, in.specPath, in.lockDir, &syncBuffer{})
+	var err error
+	if st.id, err = lookupIdentity(s); err != nil {
+		t.Fatal(err)
+	}
+	if st.root, err = ensureLayout(st.layout, st.id.owner()); err != nil {
+		t.Fatal(err)
+	}
+	defer st.root.Close()
+	st.runID = "0123abcd"
+	if err := st.recordSetup(setupRunning, ""); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		env        string
+		wantFailed bool
+	}{
+		{name: "ServerStartDuringOrAfterACrashedSetupIsRefused", env: "", wantFailed: true},
+		{name: "WrongRunIDIsRefused", env: "ffff", wantFailed: true},
+		{name: "InitScriptOfTheRunningSetupPasses", env: "0123abcd", wantFailed: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(setupRunIDEnv, tt.env)
+			failed, why, err := lastSetupFailed(st.layout)
+			if err != nil || failed != tt.wantFailed {
+				t.Errorf("lastSetupFailed = %v, %q, %v; want failed=%v", failed, why, err, tt.wantFailed)
 			}
 		})
 	}

@@ -42,6 +42,13 @@ func openStateRoot(path string, own *owner) (*stateRoot, error) {
 	}
 	p := os.NewFile(uintptr(pfd), parent)
 	defer p.Close()
+	// Below stateDir a symlink is the instance's doing and gets replaced;
+	// stateDir itself sits in a root-only directory, so a link there is the
+	// operator's and must be neither followed nor removed.
+	var lst unix.Stat_t
+	if err := unix.Fstatat(pfd, filepath.Base(path), &lst, unix.AT_SYMLINK_NOFOLLOW); err == nil && lst.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return nil, errorf(ExitPermission, "stateDir %s is a symlink; set stateDir to the directory it points to (setup never follows a link it did not make)", path)
+	}
 	var d *os.File
 	if own != nil {
 		d, err = ensureDirAt(p, filepath.Base(path), own)
