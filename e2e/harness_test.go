@@ -53,7 +53,7 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skipf("SKIPPED %s: needs root to create users, drop privileges and apply Landlock/seccomp as the launcher does; run: sudo make test", t.Name())
@@ -61,7 +61,7 @@ func requireRoot(t *testing.T) {
 }
 
 // opencodeBin is the pinned opencode server installed by scripts/install-deps.sh.
-func opencodeBin(t *testing.T) string {
+func opencodeBin(t testing.TB) string {
 	t.Helper()
 	p := os.Getenv("OCNIX_OPENCODE_BIN")
 	if p == "" {
@@ -77,7 +77,7 @@ func opencodeBin(t *testing.T) string {
 // instance is one throwaway instance: its own user, project dir, state dir
 // and spec file, all removed when the test ends.
 type instance struct {
-	t        *testing.T
+	t        testing.TB
 	name     string
 	user     string
 	base     string
@@ -87,7 +87,7 @@ type instance struct {
 	spec     map[string]any
 }
 
-func newInstance(t *testing.T, name string, mutate func(in *instance)) *instance {
+func newInstance(t testing.TB, name string, mutate func(in *instance)) *instance {
 	t.Helper()
 	requireRoot(t)
 	base, err := os.MkdirTemp("", "ocnix-e2e-"+name+"-")
@@ -236,7 +236,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func addUser(t *testing.T, name string) {
+func addUser(t testing.TB, name string) {
 	t.Helper()
 	exec.Command("userdel", name).Run() // left over from a killed run
 	mustRun(t, "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name)
@@ -247,7 +247,7 @@ func addUser(t *testing.T, name string) {
 	})
 }
 
-func mustRun(t *testing.T, argv ...string) string {
+func mustRun(t testing.TB, argv ...string) string {
 	t.Helper()
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
@@ -256,7 +256,7 @@ func mustRun(t *testing.T, argv ...string) string {
 	return string(out)
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -311,7 +311,7 @@ func waitHealthy(t *testing.T, base string, s *server, timeout time.Duration) ma
 // startBg starts argv as a helper process of the test (a server in a test
 // namespace, a victim process), waits until it prints "listening" when wait
 // is set, and kills it by PID when the test ends.
-func startBg(t *testing.T, wait bool, argv ...string) *exec.Cmd {
+func startBg(t testing.TB, wait bool, argv ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	pr, pw, err := os.Pipe()
@@ -365,7 +365,7 @@ func (in *instance) probe(args ...string) string {
 
 // bare runs the probe outside any sandbox, as root: the positive twin that
 // proves a probe can succeed, so a denial is the sandbox's doing.
-func bare(t *testing.T, args ...string) string {
+func bare(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(probeBin, args...).Output()
 	if err != nil {

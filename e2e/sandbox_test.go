@@ -16,7 +16,7 @@ type sandboxInstance struct {
 	rw, ro, outside string
 }
 
-func newSandboxInstance(t *testing.T, name string, mutate func(in *instance)) *sandboxInstance {
+func newSandboxInstance(t testing.TB, name string, mutate func(in *instance)) *sandboxInstance {
 	var si *sandboxInstance
 	in := newInstance(t, name, func(in *instance) {
 		si = &sandboxInstance{

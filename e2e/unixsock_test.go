@@ -18,7 +18,7 @@ type unixFixture struct {
 	good, evil, allowedDir, inAllowedDir, otherDir, inOtherDir string
 }
 
-func newUnixFixture(t *testing.T, base string) unixFixture {
+func newUnixFixture(t testing.TB, base string) unixFixture {
 	t.Helper()
 	f := unixFixture{
 		// good and evil have equal lengths for the race probe.

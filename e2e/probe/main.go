@@ -6,9 +6,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -224,6 +226,52 @@ var probes = map[string]func(args []string) (string, error){
 		return fmt.Sprintf("uid=%d gid=%d groups=%v", unix.Getuid(), unix.Getgid(), groups), nil
 	},
 	"race": race,
+	"connect-loop": func(a []string) (string, error) {
+		// ns per connect+close to a unix socket, for the benchmarks.
+		n, _ := strconv.Atoi(a[1])
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return "", err
+			}
+			if err := unix.Connect(fd, &unix.SockaddrUnix{Name: a[0]}); err != nil {
+				unix.Close(fd)
+				return "", err
+			}
+			unix.Close(fd)
+		}
+		return strconv.FormatInt(time.Since(start).Nanoseconds()/int64(n), 10), nil
+	},
+	"walk": func(a []string) (string, error) {
+		// Walk a tree and read every file; prints files read and ns taken.
+		start := time.Now()
+		files := 0
+		buf := make([]byte, 4096)
+		err := filepath.WalkDir(a[0], func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.Type().IsRegular() {
+				f, err := os.Open(p)
+				if err != nil {
+					return err
+				}
+				for {
+					if _, err := f.Read(buf); err != nil {
+						break
+					}
+				}
+				f.Close()
+				files++
+			}
+			return nil
+		})
+		if err != nil {
+			return "", unwrap(err)
+		}
+		return fmt.Sprintf("%d %d", files, time.Since(start).Nanoseconds()), nil
+	},
 	"udp-echo": func(a []string) (string, error) {
 		c, err := net.Dial("udp", a[0])
 		if err != nil {
