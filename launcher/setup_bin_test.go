@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -145,4 +146,30 @@ func lookupTestUser(t *testing.T, name string) testUser {
 		t.Fatal(err)
 	}
 	return testUser{uid: uint32(id.uid), gid: uint32(id.gid)}
+}
+
+func TestSetupBinaryInitScriptRunsInTheInstanceNetns(t *testing.T) {
+	in := binInstance(t)
+	netFile := filepath.Join(in.dir, "netns")
+	in.spec["networkIsolation"] = map[string]any{"enable": true}
+	in.set("preInitScript", in.script("pre", "readlink /proc/self/ns/net > "+netFile))
+	requireRun(t, in)
+	t.Cleanup(func() {
+		if code, out := in.launcher("teardown", "--config", in.specPath); code != 0 {
+			t.Errorf("teardown exit %d:\n%s", code, out)
+		}
+	})
+	code, out := in.launcher("setup", "--config", in.specPath)
+	if code != 0 {
+		t.Fatalf("setup exit %d:\n%s", code, out)
+	}
+	var st syscall.Stat_t
+	nsPath := filepath.Join("/run/netns", "opencode-"+in.name)
+	if err := syscall.Stat(nsPath, &st); err != nil {
+		t.Fatalf("setup did not create the netns %s: %v", nsPath, err)
+	}
+	want := "net:[" + strconv.FormatUint(st.Ino, 10) + "]"
+	if got := strings.TrimSpace(in.read(netFile)); got != want {
+		t.Errorf("init script ran in %q, want the instance netns %s %s", got, nsPath, want)
+	}
 }
