@@ -19,7 +19,8 @@ import (
 // launcher runs the built binary and returns its exit code and output.
 func (in *testInstance) launcher(args ...string) (int, string) {
 	in.t.Helper()
-	cmd := exec.Command(launcherBin, args...)
+	bin := launcherBin(in.t)
+	cmd := exec.Command(bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -27,7 +28,7 @@ func (in *testInstance) launcher(args ...string) (int, string) {
 		return ee.ExitCode(), out.String()
 	}
 	if err != nil {
-		in.t.Fatalf("%s %v: %v", launcherBin, args, err)
+		in.t.Fatalf("%s %v: %v", bin, args, err)
 	}
 	return 0, out.String()
 }
@@ -36,10 +37,7 @@ func (in *testInstance) launcher(args ...string) (int, string) {
 // /run/opencode; its lock file is removed afterwards.
 func binInstance(t *testing.T) *testInstance {
 	t.Helper()
-	in := newTestInstance(t)
-	if launcherBin == "" {
-		t.Skipf("SKIPPED %s: opencode-launcher was not built (TestMain builds it as root); run: sudo -E go test ./launcher/", t.Name())
-	}
+	in := newTestInstance(t) // skips without root
 	t.Cleanup(func() { os.Remove(filepath.Join(defaultLockDir, in.name+".lock")) })
 	return in
 }
@@ -55,7 +53,7 @@ func requireRun(t *testing.T, in *testInstance) {
 
 func TestSetupBinaryRefusesNonRoot(t *testing.T) {
 	in := binInstance(t)
-	cmd := exec.Command(launcherBin, "setup", "--config", in.specPath)
+	cmd := exec.Command(launcherBin(t), "setup", "--config", in.specPath)
 	u := lookupTestUser(t, in.user)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid}}
 	out, err := cmd.CombinedOutput()

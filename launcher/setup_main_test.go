@@ -6,13 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 )
-
-// launcherBin is opencode-launcher built once per test run, for the tests
-// that drive the real binary (the init scripts' sandbox comes from its run).
-// Empty when not root: those tests skip.
-var launcherBin string
 
 // Environment of the setup helper process (see TestMain): a test re-executes
 // this test binary to get a setup it can kill -9.
@@ -27,35 +23,48 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(helperSpecEnv); spec != "" {
 		os.Exit(setupHelperMain(spec, os.Getenv(helperLockEnv)))
 	}
-	os.Exit(testMain(m))
+	_, err := os.Stat(defaultLockDir)
+	lockDirExisted := err == nil
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	if !lockDirExisted {
+		os.Remove(defaultLockDir) // only if the tests left it empty
+	}
+	os.Exit(code)
 }
 
-func testMain(m *testing.M) int {
-	if os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "ocnix-setup-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+var (
+	buildOnce sync.Once
+	binDir    string
+	binPath   string
+	binErr    error
+)
+
+// launcherBin builds opencode-launcher once per test binary, on first use,
+// so that unit-only runs and fuzz workers never pay for it. The binary is
+// what drives init scripts through the real `run -- SCRIPT`.
+func launcherBin(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "ocnix-setup-bin-"); binErr != nil {
+			return
 		}
-		defer os.RemoveAll(dir)
 		// Init scripts run through the binary as the instance user.
-		os.Chmod(dir, 0o755)
-		launcherBin = filepath.Join(dir, "opencode-launcher")
-		cmd := exec.Command("go", "build", "-o", launcherBin, "github.com/ocnix/ocnix/cmd/opencode-launcher")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "launcher tests: build opencode-launcher:", err)
-			return 1
+		os.Chmod(binDir, 0o755)
+		p := filepath.Join(binDir, "opencode-launcher")
+		out, err := exec.Command("go", "build", "-o", p, "github.com/ocnix/ocnix/cmd/opencode-launcher").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build opencode-launcher: %w\n%s", err, out)
+			return
 		}
-		_, err = os.Stat(defaultLockDir)
-		lockDirExisted := err == nil
-		defer func() {
-			if !lockDirExisted {
-				os.Remove(defaultLockDir) // only if the tests left it empty
-			}
-		}()
+		binPath = p
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
 	}
-	return m.Run()
+	return binPath
 }
 
 // setupHelperMain runs one setup with the test script runner and exits with
