@@ -169,6 +169,7 @@ func buildLandlock(in Input, caps Caps, layout string) LandlockPlan {
 	if abi >= 6 {
 		l.Scoped = ll.ScopeAbstractUnixSocket | ll.ScopeSignal
 	}
+	l.LogSubprocesses = abi >= 7
 	return l
 }
 

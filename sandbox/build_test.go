@@ -99,13 +99,13 @@ func TestBuildLandlockPerABI(t *testing.T) {
 			name: "ABI9ResolveUnixCoversAllowListAndOwnDirs",
 			abi:  9,
 			want: LandlockPlan{ABI: 9, MinABI: 3, HandledFS: 1<<17 - 1, HandledNet: ll.AccessNetBindTCP,
-				Scoped: ll.ScopeAbstractUnixSocket | ll.ScopeSignal, Paths: wantPaths(9), Ports: wantPorts()},
+				Scoped: ll.ScopeAbstractUnixSocket | ll.ScopeSignal, Paths: wantPaths(9), Ports: wantPorts(), LogSubprocesses: true},
 		},
 		{
 			name: "ABI7HasScopesButNoResolveUnix",
 			abi:  7,
 			want: LandlockPlan{ABI: 7, MinABI: 3, HandledFS: 1<<16 - 1, HandledNet: ll.AccessNetBindTCP,
-				Scoped: ll.ScopeAbstractUnixSocket | ll.ScopeSignal, Paths: wantPaths(7), Ports: wantPorts()},
+				Scoped: ll.ScopeAbstractUnixSocket | ll.ScopeSignal, Paths: wantPaths(7), Ports: wantPorts(), LogSubprocesses: true},
 		},
 		{
 			name: "ABI5HasNoScopes",

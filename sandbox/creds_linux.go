@@ -6,7 +6,7 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
-	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -80,24 +80,33 @@ func resolveIdentity(p Plan) (identity, error) {
 	return id, nil
 }
 
-// dropPrivileges switches to id for good. It runs in the sandbox child
-// after seccomp is loaded (setgroups, setresgid and setresuid are
-// allowed). With cgo, Go's wrappers go through glibc, which applies
-// the change to every thread.
+// dropPrivileges switches the calling OS thread to id for good. Like
+// applyLandlock it works per thread (raw syscalls, no glibc broadcast
+// to every thread, which costs milliseconds): the caller execs from
+// this thread next, and execve takes the credentials of the calling
+// thread only.
 func dropPrivileges(id identity) error {
 	if !id.Drop {
 		return dropCapabilities(id)
 	}
-	if err := syscall.Setgroups(id.Groups); err != nil { // all threads, unlike unix.Setgroups
-		return fmt.Errorf("sandbox: setgroups %v: %w", id.Groups, err)
+	gids := make([]uint32, len(id.Groups))
+	for i, g := range id.Groups {
+		gids[i] = uint32(g)
 	}
-	if err := unix.Setresgid(id.GID, id.GID, id.GID); err != nil {
-		return fmt.Errorf("sandbox: setresgid %d: %w", id.GID, err)
+	var p unsafe.Pointer
+	if len(gids) > 0 {
+		p = unsafe.Pointer(&gids[0])
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(gids)), uintptr(p), 0); e != 0 {
+		return fmt.Errorf("sandbox: setgroups %v: %w", id.Groups, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(id.GID), uintptr(id.GID), uintptr(id.GID)); e != 0 {
+		return fmt.Errorf("sandbox: setresgid %d: %w", id.GID, e)
 	}
 	// Leaving uid 0 clears the permitted, effective and ambient
 	// capability sets (no SECBIT_KEEP_CAPS is set).
-	if err := unix.Setresuid(id.UID, id.UID, id.UID); err != nil {
-		return fmt.Errorf("sandbox: setresuid %d: %w", id.UID, err)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(id.UID), uintptr(id.UID), uintptr(id.UID)); e != 0 {
+		return fmt.Errorf("sandbox: setresuid %d: %w", id.UID, e)
 	}
 	return dropCapabilities(id)
 }

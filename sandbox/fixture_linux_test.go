@@ -18,14 +18,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skipf("%s needs root (it creates users and applies Landlock and seccomp in a child); run: sudo go test ./sandbox/...", t.Name())
 	}
 }
 
-func requireLandlockABI(t *testing.T, n int) {
+func requireLandlockABI(t testing.TB, n int) {
 	t.Helper()
 	if got := DetectCaps().LandlockABI; got < n {
 		t.Skipf("%s needs Landlock ABI >= %d, this kernel has %d", t.Name(), n, got)
@@ -60,7 +60,7 @@ func randName(n int) string {
 
 // newUser creates a system user named ocnix-t-<random> with its own
 // group and removes it when the test ends.
-func newUser(t *testing.T) *user.User {
+func newUser(t testing.TB) *user.User {
 	t.Helper()
 	name := "ocnix-t-" + randName(4)
 	out, err := exec.Command("useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
@@ -79,7 +79,7 @@ func newUser(t *testing.T) *user.User {
 	return u
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	requireRoot(t)
 	f := &fixture{user: newUser(t)}
@@ -138,7 +138,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // listen starts a unix server that accepts and closes connections.
-func (f *fixture) listen(t *testing.T, name string) string {
+func (f *fixture) listen(t testing.TB, name string) string {
 	t.Helper()
 	p := filepath.Join(f.sockDir, name)
 	l, err := net.Listen("unix", p)
@@ -186,7 +186,7 @@ func (f *fixture) run(t *testing.T, in Input, args ...string) int {
 	return code
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -196,7 +196,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+func copyFile(t testing.TB, from, to string, mode os.FileMode) {
 	t.Helper()
 	src, err := os.Open(from)
 	must(t, err)
@@ -208,7 +208,7 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	must(t, dst.Close())
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,9 @@ type LandlockPlan struct {
 	Scoped     Scopes     `json:"scoped"`
 	Paths      []PathRule `json:"paths"`
 	Ports      []PortRule `json:"ports"`
+	// LogSubprocesses audits denials of the executed target (ABI ≥ 7;
+	// by default Landlock stops logging at execve).
+	LogSubprocesses bool `json:"logSubprocesses"`
 }
 
 // Path rule kinds. The kind decides the missing-path policy (see the
@@ -208,7 +211,7 @@ func (p Plan) String() string {
 		fmt.Fprintf(&b, "  %s\n", pr)
 	}
 	l := p.Landlock
-	fmt.Fprintf(&b, "\nlandlock: kernel ABI %d (minimum %d)\n", l.ABI, l.MinABI)
+	fmt.Fprintf(&b, "\nlandlock: kernel ABI %d (minimum %d), audit log of denials after exec: %v\n", l.ABI, l.MinABI, l.LogSubprocesses)
 	fmt.Fprintf(&b, "  handled fs:  %v\n  handled net: %v\n  scoped:      %v\n", l.HandledFS, l.HandledNet, l.Scoped)
 	for _, r := range l.Paths {
 		fmt.Fprintf(&b, "  allow %s\n", r)

@@ -176,7 +176,11 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 
 	nfd, err := recvNotifyFD(sock)
 	if err != nil {
-		unix.Kill(-pid, unix.SIGKILL) // no-op when it already exited
+		var ce childError
+		if !errors.As(err, &ce) {
+			// No report: do not wait for a child that may hang.
+			unix.Kill(-pid, unix.SIGKILL)
+		}
 		code := waitChild(c)
 		return code, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
 	}
@@ -208,8 +212,7 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 		code := waitChild(c)
 		return code, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
 	} else if msg != "" {
-		unix.Kill(-pid, unix.SIGKILL)
-		code := waitChild(c)
+		code := waitChild(c) // it exits on its own after reporting
 		return code, fmt.Errorf("sandbox: instance %q: sandbox child: %s", plan.Instance, msg)
 	}
 
@@ -271,7 +274,7 @@ func recvNotifyFD(sock *os.File) (int, error) {
 		return -1, errors.New("sandbox child exited before confining itself")
 	}
 	if buf[0] == msgError {
-		return -1, fmt.Errorf("sandbox child: %s", buf[1:n])
+		return -1, childError(buf[1:n])
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil || len(msgs) != 1 {
@@ -335,3 +338,8 @@ func recvmsg(sock *os.File, buf, oob []byte, flags int) (int, int, error) {
 		return n, oobn, err
 	}
 }
+
+// childError is the reason the child reported before exiting.
+type childError string
+
+func (e childError) Error() string { return "sandbox child: " + string(e) }
