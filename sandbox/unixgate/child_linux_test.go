@@ -247,7 +247,11 @@ func tcpProbe(p probe) string {
 		return errnoName(e)
 	}
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-	if _, err := unix.Poll(pfd, 5000); err != nil {
+	_, err = unix.Poll(pfd, 5000)
+	for err == unix.EINTR {
+		_, err = unix.Poll(pfd, 5000)
+	}
+	if err != nil {
 		return "poll:" + err.Error()
 	}
 	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)

@@ -2,7 +2,6 @@ package unixgate
 
 import (
 	"errors"
-	"runtime"
 	"strconv"
 	"time"
 	"unsafe"
@@ -105,15 +104,16 @@ func (s *server) connectOther(c call) error {
 	if !idValid(s.fd, c.id) {
 		return nil
 	}
-	errno := unix.Errno(0)
-	if err := asCaller(&s.self, cr, func() { errno = rawConnect(c.cfd, c.addr) }); err != nil {
-		if errors.Is(err, errRestore) {
+	if err := s.ident.become(cr); err != nil {
+		s.respond(c.id, unix.EACCES)
+		s.log.Warn("unixgate: connect denied", "instance", s.pol.Instance, "tid", c.tid,
+			"reason", "take caller credentials: "+err.Error())
+		if errors.Is(err, errTainted) {
 			return err
 		}
-		s.respond(c.id, unix.EACCES)
 		return nil
 	}
-	s.answer(c.id, c.cfd, c.addr, errno)
+	s.answer(c.id, c.cfd, c.addr, rawConnect(c.cfd, c.addr))
 	return nil
 }
 
@@ -140,9 +140,3 @@ func procFdAddr(fd int) []byte {
 	b = strconv.AppendInt(b, int64(fd), 10)
 	return b
 }
-
-// lockThread pins a worker to its OS thread for a credential switch; unlockThread is its
-// pair, called only once the thread is known to hold the supervisor's credentials again.
-func lockThread() { runtime.LockOSThread() }
-
-func unlockThread() { runtime.UnlockOSThread() }

@@ -8,7 +8,7 @@ import (
 )
 
 // handle answers one notification, inline or through a worker. It returns an error only
-// when the loop must stop (errRestore).
+// when the loop thread must be retired (errTainted).
 //
 // Order matters: the tid in the notification may be recycled at any moment, so every
 // lookup by tid is followed by an ID_VALID check before its result is trusted, and the

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -75,9 +76,17 @@ func newTestUser(t testing.TB) testUser {
 		t.Fatalf("useradd %s: %v: %s", name, err, out)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", name, err, out)
+		// Serve's retired threads acted as this user and may take a moment to exit
+		// (userdel exit status 8: user busy).
+		var out []byte
+		var err error
+		for try := 0; try < 100; try++ {
+			if out, err = exec.Command("userdel", name).CombinedOutput(); err == nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
+		t.Errorf("userdel %s: %v: %s", name, err, out)
 	})
 	u, err := user.Lookup(name)
 	if err != nil {
@@ -220,6 +229,11 @@ func startChild(t testing.TB, plan childPlan) *childProc {
 	childEnd := os.NewFile(uintptr(pair[1]), "listener-pair")
 	defer unix.Close(pair[0])
 
+	// PR_SET_PDEATHSIG fires when the forking thread exits, and a thread can exit when a
+	// goroutine ends locked (Serve retires a thread whose credentials it cannot restore).
+	// Fork from a thread that stays ours until the test ends, as sandbox.Run must.
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
 	c := &childProc{nfd: -1, stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, waited: make(chan error, 1)}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	c.cmd.Env = append(os.Environ(), childEnv+"="+string(planJSON))
@@ -304,6 +318,9 @@ func runChild(t testing.TB, plan childPlan, pol Policy, during func(pid int)) ga
 func recvListener(fd int, timeout time.Duration) (int, error) {
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	n, err := unix.Poll(pfd, int(timeout.Milliseconds()))
+	for err == unix.EINTR { // SIGCHLD and Go's preemption signals
+		n, err = unix.Poll(pfd, int(timeout.Milliseconds()))
+	}
 	if err != nil {
 		return -1, err
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -163,6 +164,7 @@ func TestServeDecisions(t *testing.T) {
 			if _, uids := f.open.accepted(); !cmp.Equal(uids, []uint32{wantUID}) {
 				t.Errorf("server saw SO_PEERCRED uids %v, want [%d] (the caller's, not the supervisor's)", uids, wantUID)
 			}
+			threadsAreSupervisor(t)
 			// One log line per denial by the gate, naming the instance and the path.
 			lines := strings.Count(run.log, "connect denied")
 			if lines != 11 {
@@ -174,5 +176,36 @@ func TestServeDecisions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// threadsAreSupervisor checks that after Serve returned no thread of this process still
+// acts as a caller: each was restored or retired.
+func threadsAreSupervisor(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		var bad []string
+		tasks, _ := filepath.Glob("/proc/self/task/*/status")
+		for _, st := range tasks {
+			b, err := os.ReadFile(st)
+			if err != nil {
+				continue // the thread exited meanwhile
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if (strings.HasPrefix(line, "Uid:") || strings.HasPrefix(line, "Gid:")) &&
+					strings.Join(strings.Fields(line)[1:], " ") != "0 0 0 0" {
+					bad = append(bad, st+": "+line)
+				}
+			}
+		}
+		if len(bad) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("threads still act as a caller after Serve returned:\n%s", strings.Join(bad, "\n"))
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -53,25 +53,36 @@ func Serve(ctx context.Context, notifFD int, pol Policy, log *slog.Logger) error
 		ctx:   ctx,
 		wake:  wake,
 		slots: make(chan struct{}, pol.maxPending()),
-		fatal: make(chan error, 1),
 	}
 	stop := context.AfterFunc(ctx, s.kick)
 	defer stop()
 
-	// The loop switches credentials on its thread, so it gets a fresh goroutine and thread
-	// of its own: the caller's thread may be locked for other reasons (a netns) and must
-	// never see a half-restored identity. If the loop cannot switch back, its goroutine
-	// ends still locked and the runtime retires the thread.
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		err := s.loop()
-		if !errors.Is(err, errRestore) {
+	// The loop acts as its callers on its own locked thread (see threadIdentity), never on
+	// the caller's thread, which may be locked into a netns. A thread whose switch failed
+	// half-way is retired (its goroutine ends locked) and replaced.
+	for {
+		done := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			s.ident = newThreadIdentity(&s.self)
+			err := s.loop()
+			if errors.Is(err, errTainted) {
+				done <- err
+				return
+			}
+			if rerr := s.ident.restore(); rerr != nil {
+				done <- errors.Join(err, rerr)
+				return
+			}
 			runtime.UnlockOSThread()
+			done <- err
+		}()
+		err = <-done
+		if !errors.Is(err, errTainted) || s.ctx.Err() != nil {
+			break
 		}
-		done <- err
-	}()
-	err = <-done
+		log.Warn("unixgate: replacing a thread after a failed credential switch", "instance", pol.Instance, "err", err)
+	}
 	cancel()
 	s.workers.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
@@ -88,11 +99,11 @@ type server struct {
 	self    selfCreds
 	arch    uint32
 	ctx     context.Context
-	wake    int // eventfd: ctx ended or a worker failed fatally
+	wake    int // eventfd: ctx ended
 	slots   chan struct{}
-	fatal   chan error
 	workers sync.WaitGroup
-	cache   credCache // loop goroutine only
+	cache   credCache       // loop goroutine only
+	ident   *threadIdentity // the loop thread's
 	lost    lostAnswers
 	buf     [maxAddrLen]byte
 }
@@ -120,11 +131,6 @@ func (s *server) loop() error {
 			return fmt.Errorf("poll seccomp listener: %w", err)
 		}
 		if fds[1].Revents != 0 {
-			select {
-			case err := <-s.fatal:
-				return err
-			default:
-			}
 			if err := s.ctx.Err(); err != nil {
 				return err
 			}
@@ -187,14 +193,4 @@ func (s *server) spawn(fn func()) bool {
 		fn()
 	}()
 	return true
-}
-
-// die reports a worker thread that could not restore the supervisor's credentials. The
-// worker then returns while still locked to its thread, which the runtime terminates.
-func (s *server) die(err error) {
-	select {
-	case s.fatal <- err:
-	default:
-	}
-	s.kick()
 }

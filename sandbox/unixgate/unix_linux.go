@@ -3,6 +3,7 @@ package unixgate
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -24,8 +25,9 @@ func (s *server) connectUnix(c call) error {
 	if path[0] != '/' {
 		leaf = "cwd" // per thread, so by tid
 	}
-	// Opened as the supervisor: a caller that made itself non-dumpable (ssh-agent,
-	// gpg-agent) could not open its own /proc/<tid>/root with its own credentials.
+	// Opened with the loop thread's CAP_SYS_PTRACE, which it keeps even while acting as a
+	// caller: a caller that made itself non-dumpable (ssh-agent, gpg-agent) could not open
+	// its own /proc/<tid>/root with only its own credentials.
 	dirfd, err := unix.Open(procPath(c.tid, leaf), unix.O_PATH|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
 	if err != nil {
 		s.respond(c.id, supervisorErrno(err))
@@ -41,36 +43,22 @@ func (s *server) connectUnix(c call) error {
 	if !idValid(s.fd, c.id) {
 		return nil
 	}
-	blocking := isBlocking(c.cfd)
-	var (
-		ofd          = -1
-		real, reason string
-		slow         bool
-		old          *unix.Timeval
-	)
-	err = asCaller(&s.self, cr, func() {
-		ofd, real, reason = s.pin(dirfd, path)
-		if reason == "" {
-			errno, slow, old = unixConnectOnce(c.cfd, ofd, blocking)
-		}
-	})
-	if err != nil {
-		if ofd >= 0 {
-			unix.Close(ofd)
-		}
-		if errors.Is(err, errRestore) {
+	if err := s.ident.become(cr); err != nil {
+		s.deny(c, path, "", "take caller credentials: "+err.Error())
+		if errors.Is(err, errTainted) {
 			return err
 		}
-		s.deny(c, path, real, err.Error())
 		return nil
 	}
+	ofd, realPath, reason := s.pin(dirfd, path)
 	if reason != "" {
 		if ofd >= 0 {
 			unix.Close(ofd)
 		}
-		s.deny(c, path, real, reason)
+		s.deny(c, path, realPath, reason)
 		return nil
 	}
+	errno, slow, old := unixConnectOnce(c.cfd, ofd, isBlocking(c.cfd))
 	if !slow {
 		unix.Close(ofd)
 		s.answer(c.id, c.cfd, c.addr, errno)
@@ -152,7 +140,20 @@ func unixConnectOnce(cfd, ofd int, blocking bool) (errno unix.Errno, slow bool, 
 func (s *server) unixWorker(id uint64, cfd, ofd int, addr []byte, cr creds, old *unix.Timeval, deadline time.Time) {
 	defer unix.Close(cfd)
 	defer unix.Close(ofd)
-	lockThread()
+	// This thread takes the caller's identity; see threadIdentity.
+	runtime.LockOSThread()
+	ti := newThreadIdentity(&s.self)
+	defer func() {
+		if ti.restore() == nil {
+			runtime.UnlockOSThread()
+		} // else the goroutine ends locked and the runtime retires the thread
+	}()
+	if err := ti.become(cr); err != nil {
+		s.respond(id, unix.EACCES)
+		s.log.Warn("unixgate: connect denied", "instance", s.pol.Instance,
+			"reason", "take caller credentials: "+err.Error())
+		return
+	}
 	target := procFdAddr(ofd)
 	errno := unix.EAGAIN
 	for {
@@ -161,24 +162,13 @@ func (s *server) unixWorker(id uint64, cfd, ofd int, addr []byte, cr creds, old 
 			errno = unix.EAGAIN
 			break
 		}
-		err := asCaller(&s.self, cr, func() {
-			setSndTimeo(cfd, slice)
-			errno = rawConnect(cfd, target)
-			restoreSndTimeo(cfd, old)
-		})
-		if err != nil {
-			if errors.Is(err, errRestore) {
-				s.die(err)
-				return // still locked: the runtime retires this thread
-			}
-			errno = unix.EACCES
-			break
-		}
+		setSndTimeo(cfd, slice)
+		errno = rawConnect(cfd, target)
+		restoreSndTimeo(cfd, old)
 		if errno != unix.EAGAIN && errno != unix.EINTR {
 			break
 		}
 		if !idValid(s.fd, id) {
-			unlockThread()
 			return
 		}
 		if s.ctx.Err() != nil {
@@ -186,7 +176,6 @@ func (s *server) unixWorker(id uint64, cfd, ofd int, addr []byte, cr creds, old 
 			break
 		}
 	}
-	unlockThread()
 	s.answer(id, cfd, addr, errno)
 }
 
