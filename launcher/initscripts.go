@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -139,23 +140,37 @@ func (e *scriptError) Error() string {
 	return b.String()
 }
 
-// runInitScript runs one phase if its stamp says so.
-func (st *setup) runInitScript(ctx context.Context, ph initPhase) error {
-	if ph.path == "" {
-		return st.dropStamp(ph)
-	}
-	f, err := os.Open(ph.path)
+// hashScript reads the script as root. O_NONBLOCK and the regular-file
+// check keep a FIFO from hanging setup, should an operator point a script
+// into a tree the instance can write.
+func hashScript(ph initPhase) (string, error) {
+	f, err := os.OpenFile(ph.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		code := ExitOSErr
 		if errors.Is(err, os.ErrNotExist) {
 			code = ExitNoInput
 		}
-		return errorf(code, "%s %s: open it: %w", ph.key, ph.path, err)
+		return "", errorf(code, "%s %s: open it: %w", ph.key, ph.path, err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return "", errorf(ExitNoInput, "%s %s is not a regular file", ph.key, ph.path)
 	}
 	digest, err := scriptDigest(ph.name, ph.path, f)
-	f.Close()
 	if err != nil {
-		return fmt.Errorf("%s %s: read it: %w", ph.key, ph.path, err)
+		return "", fmt.Errorf("%s %s: read it: %w", ph.key, ph.path, err)
+	}
+	return digest, nil
+}
+
+// runInitScript runs one phase if its stamp says so.
+func (st *setup) runInitScript(ctx context.Context, ph initPhase) error {
+	if ph.path == "" {
+		return st.dropStamp(ph)
+	}
+	digest, err := hashScript(ph)
+	if err != nil {
+		return err
 	}
 	meta, err := st.root.openDir(st.layout.Meta)
 	if err != nil {

@@ -90,6 +90,7 @@ func (st *setup) run(ctx context.Context) (err error) {
 		return err
 	}
 	defer lock.Release()
+	st.log.Debug("holding the setup lock", "dir", st.lockDir)
 	st.runID = randomID()
 
 	if st.root, err = ensureLayout(st.layout, st.id.owner()); err != nil {

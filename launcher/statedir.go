@@ -224,7 +224,10 @@ func ensureLayout(l Layout, own *owner) (*stateRoot, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range l.Dirs()[1:] {
+	for _, d := range l.Dirs() {
+		if d == l.StateDir {
+			continue
+		}
 		f, err := root.ensureDir(d, own)
 		if err != nil {
 			root.Close()
