@@ -91,6 +91,10 @@ func installFilter(sock int) error {
 	if err := f.AddRule(seccomp.ScmpSyscall(unix.SYS_CONNECT), seccomp.ActNotify); err != nil {
 		return fmt.Errorf("add connect rule: %w", err)
 	}
+	// Not in the real filter: lets a test check that Serve refuses what it does not know.
+	if err := f.AddRule(seccomp.ScmpSyscall(unix.SYS_GETPGID), seccomp.ActNotify); err != nil {
+		return fmt.Errorf("add getpgid rule: %w", err)
+	}
 	for _, sc := range []int{unix.SYS_IO_URING_SETUP, unix.SYS_IO_URING_ENTER, unix.SYS_IO_URING_REGISTER} {
 		if err := f.AddRule(seccomp.ScmpSyscall(sc), seccomp.ActErrno.SetReturnCode(int16(unix.EPERM))); err != nil {
 			return fmt.Errorf("add io_uring rule: %w", err)
@@ -155,6 +159,7 @@ func unixSocket(typ int) int {
 //   - nodump: make the process non-dumpable, then connect to Path.
 //   - udp: connect a UDP socket to Path (host:port).
 //   - iouring: io_uring_setup must fail.
+//   - getpgid: a syscall the test filter (only) sends to Serve.
 //   - race: N connects to Path while another thread flips the buffer to Evil.
 //   - pending: N threads connect at once to Path (a full backlog) with Wait ms SO_SNDTIMEO.
 //   - sleep: sleep N ms.
@@ -207,6 +212,9 @@ func runProbe(p probe, res *childResult) {
 		must(err)
 		res.Results[p.Name] = errnoName(connectRaw(fd, sa))
 		unix.Close(fd)
+	case "getpgid":
+		_, _, e := unix.Syscall(unix.SYS_GETPGID, 0, 0, 0)
+		res.Results[p.Name] = errnoName(e)
 	case "iouring":
 		var params [120]byte
 		_, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, 4, uintptr(unsafe.Pointer(&params[0])), 0)

@@ -25,11 +25,37 @@
 //
 // # Credentials
 //
-// The on-behalf open and connect run on a locked OS thread that temporarily takes the
-// caller's effective uid, gid, supplementary groups and effective capabilities (raw,
-// per-thread syscalls), so a server's SO_PEERCRED shows the caller's uid and file modes
-// are checked against the caller. The pid in SO_PEERCRED is always the supervisor's:
-// servers that authorise by pid see the wrong process.
+// The on-behalf open and connect run with the caller's effective uid, gid, supplementary
+// groups and effective capabilities, so a server's SO_PEERCRED shows the caller's uid and
+// file modes are checked against the caller (no confused deputy). The pid in SO_PEERCRED
+// is always the supervisor's: servers that authorise by pid see the wrong process.
+//
+// Switching is per thread (raw syscalls on a locked OS thread) and costly, so the loop
+// thread keeps the last caller's identity between connects (see threadIdentity) and
+// switches again only for a caller with other credentials. While it does, its real and
+// saved uid stay the supervisor's (the caller can neither signal nor ptrace it), and its
+// effective capabilities are CAP_SYS_PTRACE, CAP_SETUID and CAP_SETGID, kept with
+// SECBIT_NO_SETUID_FIXUP, none of which bypasses a permission check of open or connect.
+// The caller can still renice the thread or change its CPU affinity (those check only the
+// effective uid), which only slows its own connects. Threads are made the supervisor again
+// before they return to the Go scheduler, or retired if that fails.
+//
+// Credentials are read from /proc/<tid>/status and cached by pidfd inode while
+// PIDFD_GET_INFO (Linux 6.13) reports the same ids, for tasks without capabilities only;
+// root callers pay the status read on every connect.
+//
+// # Requirements on the caller
+//
+//   - Fork the sandboxed child from an OS thread that stays locked until the child exits:
+//     PR_SET_PDEATHSIG fires when the forking thread ends, and the Go runtime ends a
+//     thread when a goroutine exits while locked (Serve does that with a thread whose
+//     credentials it cannot restore).
+//   - The filter should deny chroot, pivot_root and mount namespaces: relative paths and
+//     ".." are resolved from the caller's cwd but in the supervisor's root.
+//   - Linux 6.9 (PIDFD_THREAD) or newer; 6.6 for SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP.
+//   - Without SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, a signal can interrupt a caller
+//     whose connect the supervisor already made; the restarted connect then gets the
+//     lost answer replayed (see lostAnswers).
 //
 // # Bounds
 //

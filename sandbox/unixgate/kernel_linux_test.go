@@ -127,6 +127,7 @@ func TestServeDecisions(t *testing.T) {
 				{probe{Name: "BadFDIsEBADF", Kind: "badfd", Path: f.path("srv/good.sock")}, "EBADF"},
 				{probe{Name: "BadPointerIsEFAULT", Kind: "badptr"}, "EFAULT"},
 				{probe{Name: "IoUringIsDenied", Kind: "iouring"}, "EPERM"},
+				{probe{Name: "OtherSyscallIsENOSYS", Kind: "getpgid"}, "ENOSYS"},
 				{probe{Name: "NotASocketFDDeniedPathIsENOTSOCK", Kind: "notsock", Path: f.path("srv/evil.sock")}, "ENOTSOCK"},
 				{probe{Name: "NotASocketFDAllowedPathIsENOTSOCK", Kind: "notsock", Path: f.path("srv/good.sock")}, "ENOTSOCK"},
 				{probe{Name: "UDPConnect", Kind: "udp", Path: f.tcp4}, "ok"},
