@@ -75,10 +75,16 @@ func runChild(ctx context.Context, cmd *exec.Cmd, timeout time.Duration, out io.
 		syscall.Kill(-pgid, syscall.SIGKILL)
 	})
 	stop := context.AfterFunc(ctx, func() { syscall.Kill(-pgid, syscall.SIGKILL) })
-	werr := cmd.Wait()
+	// Kill leftovers while the exited leader is still a zombie: it pins the
+	// process group id, so the kill cannot reach a group that reused it.
+	nerr := waitExitedNoReap(pgid)
 	timer.Stop()
 	stop()
 	syscall.Kill(-pgid, syscall.SIGKILL)
+	werr := cmd.Wait()
+	if nerr != nil {
+		return childResult{}, fmt.Errorf("wait for %s: %w", cmd.Path, nerr)
+	}
 	select {
 	case <-copied:
 	case <-time.After(drainWait):

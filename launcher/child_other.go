@@ -4,6 +4,8 @@ package launcher
 
 import "syscall"
 
-// setParentDeathSignal is Linux-only; setup itself is Linux-only too, this
-// keeps the package building where explain runs.
+// Setup is Linux-only; these keep the package building where explain runs.
+
 func setParentDeathSignal(a *syscall.SysProcAttr) {}
+
+func waitExitedNoReap(pid int) error { return nil }
