@@ -171,3 +171,22 @@ func TestSetupBinaryInitScriptRunsInTheInstanceNetns(t *testing.T) {
 		t.Errorf("init script ran in %q, want the instance netns %s %s", got, nsPath, want)
 	}
 }
+
+func TestSetupBinaryTimeoutKillsTheSandboxedScript(t *testing.T) {
+	in := binInstance(t)
+	pidFile := filepath.Join(in.dir, "pid")
+	in.spec["initScriptTimeout"] = 1
+	in.set("preInitScript", in.script("pre", "echo $$ > "+pidFile+"\nexec sleep 60"))
+	requireRun(t, in)
+	code, out := in.launcher("setup", "--config", in.specPath)
+	if code != ExitInitScript || !strings.Contains(out, "did not finish within initScriptTimeout (1s)") {
+		t.Fatalf("setup exit %d, want %d naming the timeout:\n%s", code, ExitInitScript, out)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(in.read(pidFile)))
+	if err != nil {
+		t.Fatalf("script pid: %v", err)
+	}
+	// The script runs under run's supervisor, in the sandbox; killing the
+	// supervisor's process group must take the script down too.
+	waitGone(t, pid)
+}
