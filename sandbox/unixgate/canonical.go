@@ -35,8 +35,8 @@ func canonicalList(in []string) []string {
 func resolveExisting(path string) string {
 	rest := ""
 	for dir := path; ; dir = filepath.Dir(dir) {
-		if real, err := filepath.EvalSymlinks(dir); err == nil {
-			return filepath.Join(real, rest)
+		if resolved, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(resolved, rest)
 		}
 		if dir == "/" || dir == "." {
 			return path

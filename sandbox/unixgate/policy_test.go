@@ -88,15 +88,15 @@ func TestValidate(t *testing.T) {
 
 func TestCanonicalResolvesSymlinkedAncestors(t *testing.T) {
 	dir := t.TempDir()
-	real := filepath.Join(dir, "real")
-	if err := os.Mkdir(real, 0o755); err != nil {
+	realDirPath := filepath.Join(dir, "real")
+	if err := os.Mkdir(realDirPath, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	link := filepath.Join(dir, "link")
-	if err := os.Symlink(real, link); err != nil {
+	if err := os.Symlink(realDirPath, link); err != nil {
 		t.Fatal(err)
 	}
-	realDir, err := filepath.EvalSymlinks(real)
+	realDir, err := filepath.EvalSymlinks(realDirPath)
 	if err != nil {
 		t.Fatal(err)
 	}

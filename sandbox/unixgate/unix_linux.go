@@ -83,7 +83,7 @@ func (s *server) connectUnix(c call) error {
 // pin resolves path as the caller would (relative to dirfd, which is the caller's cwd,
 // or inside its root for absolute paths) and checks the pinned object. It runs with the
 // caller's credentials. A non-empty reason means deny; ofd is then closed by the caller.
-func (s *server) pin(dirfd int, path string) (ofd int, real, reason string) {
+func (s *server) pin(dirfd int, path string) (ofd int, realPath, reason string) {
 	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS}
 	if path[0] == '/' {
 		how.Resolve |= unix.RESOLVE_IN_ROOT
@@ -106,14 +106,14 @@ func (s *server) pin(dirfd int, path string) (ofd int, real, reason string) {
 	if err != nil {
 		return ofd, "", "read real path: " + err.Error()
 	}
-	real = string(buf[:n])
+	realPath = string(buf[:n])
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		return ofd, real, "not a socket"
+		return ofd, realPath, "not a socket"
 	}
-	if !s.pol.Allowed(real) {
-		return ofd, real, "not allowed"
+	if !s.pol.Allowed(realPath) {
+		return ofd, realPath, "not allowed"
 	}
-	return ofd, real, ""
+	return ofd, realPath, ""
 }
 
 // unixConnectOnce connects cfd to the pinned socket without letting a full backlog block
@@ -182,15 +182,15 @@ func (s *server) unixWorker(id uint64, cfd, ofd int, addr []byte, cr creds, old 
 // deny answers EACCES and writes the one log line for a denied connect. A fd that is not
 // a socket gets ENOTSOCK, as the kernel checks that before the address; the check is only
 // made here because an allowed connect on a non-socket fails with ENOTSOCK by itself.
-func (s *server) deny(c call, path, real, reason string) {
+func (s *server) deny(c call, path, realPath, reason string) {
 	if _, err := unix.GetsockoptInt(c.cfd, unix.SOL_SOCKET, unix.SO_TYPE); err == unix.ENOTSOCK {
 		s.respond(c.id, unix.ENOTSOCK)
 		return
 	}
 	s.respond(c.id, unix.EACCES)
 	attrs := []any{"instance", s.pol.Instance, "path", path, "tid", c.tid, "reason", reason}
-	if real != "" && real != path {
-		attrs = append(attrs, "real", real)
+	if realPath != "" && realPath != path {
+		attrs = append(attrs, "real", realPath)
 	}
 	s.log.Warn("unixgate: connect denied", attrs...)
 }
