@@ -35,7 +35,11 @@ type probe struct {
 	Chdir string // chdir (all threads) before the probe
 	Type  int    // socket type, SOCK_STREAM when 0
 	N     int    // iterations (race, bench, pending)
-	Wait  int    // milliseconds of SO_SNDTIMEO (pending)
+	Wait  int    // milliseconds of SO_SNDTIMEO (pending, tcpTimeo)
+	// raw: a socket of Domain and Type connected to the bytes Addr with length Len.
+	Domain int
+	Addr   []byte
+	Len    int
 }
 
 type childResult struct {
@@ -159,6 +163,8 @@ func unixSocket(typ int) int {
 //   - nodump: make the process non-dumpable, then connect to Path.
 //   - udp: connect a UDP socket to Path (host:port).
 //   - iouring: io_uring_setup must fail.
+//   - raw: connect a Domain/Type socket to Addr with length Len.
+//   - tcpTimeo: blocking TCP connect to Path with Wait ms of SO_SNDTIMEO.
 //   - getpgid: a syscall the test filter (only) sends to Serve.
 //   - race: N connects to Path while another thread flips the buffer to Evil.
 //   - pending: N threads connect at once to Path (a full backlog) with Wait ms SO_SNDTIMEO.
@@ -210,6 +216,22 @@ func runProbe(p probe, res *childResult) {
 		sa, family := parseHostPort(p.Path)
 		fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		must(err)
+		res.Results[p.Name] = errnoName(connectRaw(fd, sa))
+		unix.Close(fd)
+	case "raw":
+		fd, err := unix.Socket(p.Domain, p.Type|unix.SOCK_CLOEXEC, 0)
+		must(err)
+		buf := make([]byte, 256)
+		copy(buf, p.Addr)
+		_, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(p.Len))
+		res.Results[p.Name] = errnoName(e)
+		unix.Close(fd)
+	case "tcpTimeo":
+		sa, family := parseHostPort(p.Path)
+		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		must(err)
+		tv := unix.NsecToTimeval((time.Duration(p.Wait) * time.Millisecond).Nanoseconds())
+		must(unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv))
 		res.Results[p.Name] = errnoName(connectRaw(fd, sa))
 		unix.Close(fd)
 	case "getpgid":
