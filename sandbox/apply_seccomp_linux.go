@@ -2,6 +2,9 @@ package sandbox
 
 import (
 	"fmt"
+	"os"
+	"runtime"
+	"unsafe"
 
 	seccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
@@ -131,25 +134,77 @@ func newFilter(s SeccompPlan) (*seccomp.ScmpFilter, error) {
 	return f, nil
 }
 
-// loadSeccomp loads the filter on all threads (libseccomp sets TSYNC).
-// It returns the user-notification fd when the plan notifies, else -1.
-func loadSeccomp(s SeccompPlan) (int, error) {
+// compiledFilter is a plan's seccomp filter as a classic BPF program,
+// ready for seccomp(2). Compiling in the supervisor keeps libseccomp
+// (and its allocations) out of the child and overlaps the work with
+// the child's start-up.
+type compiledFilter struct {
+	BPF    []byte `json:"bpf"` // struct sock_filter array, native endian
+	Log    bool   `json:"log"`
+	Notify bool   `json:"notify"`
+}
+
+func compileSeccomp(s SeccompPlan) (compiledFilter, error) {
 	f, err := newFilter(s)
 	if err != nil {
-		return -1, err
+		return compiledFilter{}, err
 	}
 	defer f.Release()
-	if err := f.Load(); err != nil {
-		return -1, fmt.Errorf("sandbox: seccomp: load filter: %w", err)
+	// libseccomp 2.5 has no export to memory; go through a memfd.
+	fd, err := unix.MemfdCreate("ocnix-seccomp", unix.MFD_CLOEXEC)
+	if err != nil {
+		return compiledFilter{}, fmt.Errorf("sandbox: seccomp: memfd: %w", err)
 	}
+	mf := os.NewFile(uintptr(fd), "ocnix-seccomp")
+	defer mf.Close()
+	if err := f.ExportBPF(mf); err != nil {
+		return compiledFilter{}, fmt.Errorf("sandbox: seccomp: export filter: %w", err)
+	}
+	prog, err := os.ReadFile(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return compiledFilter{}, fmt.Errorf("sandbox: seccomp: read exported filter: %w", err)
+	}
+	if len(prog) == 0 || len(prog)%int(unsafe.Sizeof(unix.SockFilter{})) != 0 {
+		return compiledFilter{}, bug(fmt.Errorf("seccomp: exported filter has %d bytes", len(prog)))
+	}
+	c := compiledFilter{BPF: prog, Log: s.Log}
 	for _, r := range s.Rules {
 		if r.Action == ActionNotify {
-			fd, err := f.GetNotifFd()
-			if err != nil {
-				return -1, fmt.Errorf("sandbox: seccomp: get notify fd: %w", err)
-			}
-			return int(fd), nil
+			c.Notify = true
 		}
 	}
-	return -1, nil
+	return c, nil
+}
+
+// loadSeccomp installs the filter on the calling thread (the one that
+// will execve; see applyLandlock for why one thread is enough). It
+// returns the user-notification fd when the filter notifies, else -1.
+func loadSeccomp(c compiledFilter) (int, error) {
+	n := len(c.BPF) / int(unsafe.Sizeof(unix.SockFilter{}))
+	if n == 0 || n > 0xffff {
+		return -1, bug(fmt.Errorf("seccomp: filter of %d instructions", n))
+	}
+	prog := unix.SockFprog{Len: uint16(n), Filter: (*unix.SockFilter)(unsafe.Pointer(&c.BPF[0]))}
+	var flags uintptr
+	if c.Log {
+		flags |= unix.SECCOMP_FILTER_FLAG_LOG
+	}
+	if c.Notify {
+		flags |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return -1, fmt.Errorf("sandbox: set no_new_privs: %w", err)
+	}
+	r, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&prog)))
+	runtime.KeepAlive(c.BPF)
+	if e != 0 {
+		if e == unix.EBUSY {
+			return -1, fmt.Errorf("sandbox: seccomp: load filter: another user-notification filter is already installed (is the launcher running inside a notify-based sandbox?): %w", e)
+		}
+		return -1, fmt.Errorf("sandbox: seccomp: load filter: %w", e)
+	}
+	if !c.Notify {
+		return -1, nil
+	}
+	return int(r), nil
 }

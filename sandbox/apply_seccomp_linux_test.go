@@ -11,10 +11,12 @@ func TestSeccompFilterCompiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := newFilter(p.Seccomp)
+		c, err := compileSeccomp(p.Seccomp)
 		if err != nil {
 			t.Fatalf("ABI %d: %v", abi, err)
 		}
-		f.Release()
+		if c.Notify != (abi < 9) {
+			t.Errorf("ABI %d: notify %v", abi, c.Notify)
+		}
 	}
 }

@@ -34,10 +34,11 @@ const childExitCode = 126
 // childPayload is everything the child needs. It travels as JSON so
 // the child parses no flags and reads no files before Landlock.
 type childPayload struct {
-	Plan   Plan     `json:"plan"`
-	Cmd    Command  `json:"cmd"`
-	ID     identity `json:"id"`
-	Parent int      `json:"parent"` // the supervisor's pid
+	Landlock LandlockPlan   `json:"landlock"`
+	Seccomp  compiledFilter `json:"seccomp"`
+	Cmd      Command        `json:"cmd"`
+	ID       identity       `json:"id"`
+	Parent   int            `json:"parent"` // the supervisor's pid
 }
 
 func init() {
@@ -81,12 +82,13 @@ func childRun() error {
 		return fmt.Errorf("sandbox: parent %d is not the supervisor %d", unix.Getppid(), pl.Parent)
 	}
 	// Order matters (see the package documentation, "Child order").
-	skipped, err := applyLandlock(pl.Plan.Landlock)
+	// Everything happens on this locked thread, which execs at the end.
+	skipped, err := applyLandlock(pl.Landlock)
 	if err != nil {
 		return err
 	}
 	_ = skipped // optional paths; explain lists them as MISSING
-	nfd, err := loadSeccomp(pl.Plan.Seccomp)
+	nfd, err := loadSeccomp(pl.Seccomp)
 	if err != nil {
 		return err
 	}
@@ -97,8 +99,8 @@ func childRun() error {
 			return fmt.Errorf("sandbox: send notify fd to supervisor: %w", err)
 		}
 		unix.Close(nfd)
-	} else if pl.Plan.Gate.Mode == GateSupervisor {
-		return bug(fmt.Errorf("gate mode %q but the filter has no notify rule", pl.Plan.Gate.Mode))
+	} else {
+		return bug(fmt.Errorf("supervised child but the filter has no notify rule"))
 	}
 	if err := dropPrivileges(pl.ID); err != nil {
 		return err

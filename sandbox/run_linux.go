@@ -101,7 +101,11 @@ func runDirect(plan Plan, cmd Command, id identity) error {
 	if _, err := applyLandlock(plan.Landlock); err != nil {
 		return err
 	}
-	if _, err := loadSeccomp(plan.Seccomp); err != nil {
+	filter, err := compileSeccomp(plan.Seccomp)
+	if err != nil {
+		return err
+	}
+	if _, err := loadSeccomp(filter); err != nil {
 		return err
 	}
 	if err := dropPrivileges(id); err != nil {
@@ -124,10 +128,6 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 	if err != nil {
 		childSock.Close()
 		return -1, fmt.Errorf("sandbox: pipe: %w", err)
-	}
-	payload, err := json.Marshal(childPayload{Plan: plan, Cmd: cmd, ID: id, Parent: os.Getpid()})
-	if err != nil {
-		return -1, bug(fmt.Errorf("marshal plan: %w", err))
 	}
 
 	// Catch the signals before the child exists, so none is lost.
@@ -168,10 +168,16 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 		waitChild(c)
 		return -1, fmt.Errorf("sandbox: set receive timeout: %w", err)
 	}
-	_, werr := planW.Write(payload)
+	// Compile while the child starts up; it waits for the payload.
+	payload, err := childPayloadFor(plan, cmd, id)
+	if err == nil {
+		_, err = planW.Write(payload)
+	}
 	planW.Close()
-	if werr != nil {
-		log.Warn("sandbox: write plan to child", "instance", plan.Instance, "err", werr)
+	if err != nil {
+		unix.Kill(-pid, unix.SIGKILL)
+		waitChild(c)
+		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
 	}
 
 	nfd, err := recvNotifyFD(sock)
@@ -343,3 +349,18 @@ func recvmsg(sock *os.File, buf, oob []byte, flags int) (int, int, error) {
 type childError string
 
 func (e childError) Error() string { return "sandbox child: " + string(e) }
+
+func childPayloadFor(plan Plan, cmd Command, id identity) ([]byte, error) {
+	filter, err := compileSeccomp(plan.Seccomp)
+	if err != nil {
+		return nil, err
+	}
+	if !filter.Notify {
+		return nil, bug(fmt.Errorf("gate mode %q but the filter has no notify rule", plan.Gate.Mode))
+	}
+	b, err := json.Marshal(childPayload{Landlock: plan.Landlock, Seccomp: filter, Cmd: cmd, ID: id, Parent: os.Getpid()})
+	if err != nil {
+		return nil, bug(fmt.Errorf("marshal plan: %w", err))
+	}
+	return b, nil
+}
