@@ -3,6 +3,7 @@ package launcher
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -67,6 +68,11 @@ func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 		return nil, fmt.Errorf("instance %q: %w", s.Name, err)
 	}
 	p.Network = nw
+	if a, err := netip.ParseAddr(s.Listen.Address); err == nil && !a.IsLoopback() {
+		if _, ok := s.Environment["OPENCODE_SERVER_PASSWORD"]; !ok && s.EnvironmentFile == "" {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("listen.address %s is not loopback and no OPENCODE_SERVER_PASSWORD can be set (no environmentFile): the agent's API would be open to the network", s.Listen.Address))
+		}
+	}
 	if !s.NetworkIsolation.Enable && len(s.NetworkIsolation.OutboundAllowCidrs) > 0 {
 		p.Warnings = append(p.Warnings, "networkIsolation.outboundAllowCidrs is set but networkIsolation.enable is false: no egress filter is in force")
 	}

@@ -93,6 +93,11 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 	if debugCmd {
 		log.Info("running command in sandbox", "argv", strings.Join(p.Argv, " "))
 	} else {
+		if !hasEnv(env, "OPENCODE_SERVER_PASSWORD") {
+			// opencode answers every route without auth then, including
+			// /config/providers, which returns provider API keys in clear.
+			log.Warn("OPENCODE_SERVER_PASSWORD is not set: anyone who can reach the listen address can drive the agent and read its provider keys; set it in environmentFile")
+		}
 		log.Info("starting server", "listen", fmt.Sprintf("%s:%d", s.Listen.Address, s.Listen.Port), "gate", p.Sandbox.Gate.Mode)
 	}
 	// sandbox.Run owns SIGTERM/SIGINT/SIGHUP: it forwards them to the server
@@ -177,4 +182,13 @@ func lookPath(name string, path []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("command %q not found in the instance's PATH (%s): %w", name, strings.Join(path, ":"), os.ErrNotExist)
+}
+
+func hasEnv(env []EnvEntry, name string) bool {
+	for _, e := range env {
+		if e.Name == name && e.Value != "" {
+			return true
+		}
+	}
+	return false
 }
