@@ -53,6 +53,11 @@ func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, er
 	if err != nil {
 		return -1, err
 	}
+	// Check the missing-path policy here too, so the error keeps its
+	// errno (fs.ErrNotExist) for the caller; the child checks again.
+	if _, _, err := landlockRules(plan.Landlock); err != nil {
+		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
+	}
 	cmd.Env = withEnv(cmd.Env, "TMPDIR", plan.TmpDir)
 	if plan.Gate.Mode == GateLandlock {
 		return -1, runDirect(plan, cmd, id)
