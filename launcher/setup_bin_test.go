@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // These tests drive the built opencode-launcher, so init scripts go through
@@ -189,4 +190,41 @@ func TestSetupBinaryTimeoutKillsTheSandboxedScript(t *testing.T) {
 	// The script runs under run's supervisor, in the sandbox; killing the
 	// supervisor's process group must take the script down too.
 	waitGone(t, pid)
+}
+
+func TestSetupBinaryKilledDuringAScriptConverges(t *testing.T) {
+	in := binInstance(t)
+	counter := filepath.Join(in.dir, "counter")
+	in.set("preInitScript", in.script("pre", "echo start >> "+counter+"\nsleep 2\necho done >> "+counter))
+	requireRun(t, in)
+
+	cmd := exec.Command(launcherBin(t), "setup", "--config", in.specPath)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(in.read(counter), "start") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("script never started:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	if code, out := in.launcher("setup", "--config", in.specPath); code != 0 {
+		t.Fatalf("setup after kill -9: exit %d:\n%s", code, out)
+	}
+	time.Sleep(500 * time.Millisecond) // let a surviving killed script show itself
+	c := in.read(counter)
+	if count(c, "start") != 2 || count(c, "done") != 1 {
+		t.Errorf("want the killed run's start, then one full run (start, done); counter:\n%s", c)
+	}
+	if code, out := in.launcher("setup", "--config", in.specPath); code != 0 || in.read(counter) != c {
+		t.Errorf("third setup: exit %d, counter %q (want unchanged):\n%s", code, in.read(counter), out)
+	}
 }
