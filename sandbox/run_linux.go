@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -122,6 +123,12 @@ func runDirect(plan Plan, cmd Command, id identity) error {
 // supervise starts the sandbox child and serves its connects until it
 // exits.
 func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *slog.Logger) (int, error) {
+	// PR_SET_PDEATHSIG fires when the forking thread ends, and the Go
+	// runtime ends a thread whose goroutine exits locked. Keep this
+	// goroutine on its thread until the child is reaped (nested with
+	// the caller's own lock, if any, e.g. after joining a netns).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("sandbox: socketpair: %w", err)
