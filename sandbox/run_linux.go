@@ -104,6 +104,11 @@ func withEnv(env []string, key, value string) []string {
 // runDirect is the Landlock ABI ≥ 9 path: no supervisor, the calling
 // process confines itself and becomes the target.
 func runDirect(plan Plan, cmd Command, id identity) error {
+	// Landlock, seccomp and the credential change below act on this
+	// OS thread only, and execve must come from the same thread. Never
+	// unlocked: on error the thread may be half-confined, and a locked
+	// thread is not handed to other goroutines.
+	runtime.LockOSThread()
 	if _, err := applyLandlock(plan.Landlock); err != nil {
 		return err
 	}
