@@ -79,3 +79,28 @@ func readCounters(t Table, nsfd int, keyPrefix string, out map[string]Counter) e
 	}
 	return nil
 }
+
+// checkFilter confirms that the instance's filter table is loaded in the
+// netns nsfd, with the plan's chains and their drop policies.
+func checkFilter(p Plan, nsfd int) error {
+	c, err := nftables.New(nftables.WithNetNSFd(nsfd))
+	if err != nil {
+		return fmt.Errorf("open nftables: %w", err)
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return fmt.Errorf("list chains: %w", err)
+	}
+	for _, want := range p.Filter.Chains {
+		ok := false
+		for _, ch := range chains {
+			if ch.Table.Name == p.Filter.Name && ch.Name == want.Name && ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop {
+				ok = true
+			}
+		}
+		if !ok {
+			return fmt.Errorf("filter table inet %s: chain %s with policy drop is missing", p.Filter.Name, want.Name)
+		}
+	}
+	return nil
+}

@@ -200,11 +200,13 @@
 // # Order of operations in Ensure
 //
 // Ensure runs these steps: the nf_log sysctl, then the subnet clash check,
-// the /run/netns shared mount, the netns, IPv6 off in the netns, the veth
-// pair (one netlink request, so no half pair can exist), host-side sysctls,
-// address and link up, then lo, address, link and default route inside, the
-// filter table (one batch), the host table (one batch), and resolv.conf
-// (written atomically). Each step compares or replaces. An interrupted run
+// the /run/netns shared mount, the netns, IPv6 off in the netns, the filter
+// table (one batch), the veth pair (one netlink request, so no half pair can
+// exist), host-side sysctls, address and link up, then lo, address, link and
+// default route inside, the host table (one batch), and resolv.conf
+// (written atomically). The filter comes before any link to the outside,
+// so even a crash mid-way never leaves a routed netns without its filter.
+// [Enter] also refuses a netns whose filter chains are missing. Each step compares or replaces. An interrupted run
 // (kill -9 at any point) is repaired by the next. Two Ensure runs give
 // identical `nft list ruleset` and `ip -d link`/`ip addr` output. There is
 // one nft transaction per namespace, two in all. The kernel commits each

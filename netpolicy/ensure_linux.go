@@ -74,6 +74,14 @@ func ensure(p Plan) error {
 		return fmt.Errorf("in netns: %w", err)
 	}
 
+	// The filter goes in before the netns has any link to the outside, so
+	// that no moment exists (not even after a crash here) in which the
+	// netns has a route and no filter. The rules match interfaces by name,
+	// so they do not need the veth to exist.
+	if err := applyTable(p.Filter, int(ns)); err != nil {
+		return fmt.Errorf("in netns: %w", err)
+	}
+
 	inner, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("open netns netlink: %w", err)
@@ -91,9 +99,6 @@ func ensure(p Plan) error {
 		return err
 	}
 	if err := inNetns(int(ns), func() error { return writeSysctl(p.NetnsSysctls[1]) }); err != nil {
-		return fmt.Errorf("in netns: %w", err)
-	}
-	if err := applyTable(p.Filter, int(ns)); err != nil {
 		return fmt.Errorf("in netns: %w", err)
 	}
 	if err := applyTable(p.Host, -1); err != nil {

@@ -111,6 +111,9 @@ func TestEnsureConvergesAfterKill9(t *testing.T) {
 		cmd.Process.Kill() // SIGKILL
 		cmd.Wait()
 		state := stage(p)
+		if strings.Contains(state, "route") && !strings.Contains(state, "filter") {
+			t.Errorf("kill after %dms left a routed netns without its filter (%s)", d, state)
+		}
 		if err := Ensure(p); err != nil {
 			t.Fatalf("kill after %dms (%s done): Ensure: %v", d, state, err)
 		}
@@ -166,14 +169,14 @@ func stage(p Plan) string {
 	if ok, _ := isNetnsMount(p.NetnsPath); ok {
 		done = append(done, "netns")
 	}
+	if _, err := runErr("ip", "netns", "exec", p.Netns, "nft", "list", "table", "inet", FilterTable); err == nil {
+		done = append(done, "filter")
+	}
 	if _, err := runErr("ip", "link", "show", p.HostVeth); err == nil {
 		done = append(done, "veth")
 	}
 	if out, _ := runErr("ip", "-n", p.Netns, "route"); strings.Contains(out, "default") {
 		done = append(done, "route")
-	}
-	if _, err := runErr("ip", "netns", "exec", p.Netns, "nft", "list", "table", "inet", FilterTable); err == nil {
-		done = append(done, "filter")
 	}
 	if _, err := runErr("nft", "list", "table", "ip", HostTableName(p.Instance)); err == nil {
 		done = append(done, "host-nat")
@@ -397,5 +400,22 @@ func TestVerifyAsUnprivilegedUser(t *testing.T) {
 				t.Errorf("error does not explain itself: %s", out)
 			}
 		})
+	}
+}
+
+func TestEnterRefusesNetnsWithoutFilter(t *testing.T) {
+	requireRoot(t)
+	p := setupInstance(t, Input{Instance: testName(), Enable: true})
+	run(t, "ip", "netns", "exec", p.Netns, "nft", "flush", "ruleset")
+	out, err := helperCmd(t, "enter", p).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "policy drop is missing") {
+		t.Fatalf("Enter into a netns without filter: err %v, output %s", err, out)
+	}
+	t.Logf("refused: %s", out)
+	if err := Ensure(p); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := helperCmd(t, "enter", p).CombinedOutput(); err != nil {
+		t.Fatalf("Enter after Ensure repaired the filter: %v %s", err, out)
 	}
 }

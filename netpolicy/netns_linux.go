@@ -157,6 +157,11 @@ func Enter(p Plan) error {
 		return fmt.Errorf("netpolicy: enter netns %s: open %s: %w", p.Netns, p.NetnsPath, err)
 	}
 	defer unix.Close(fd)
+	// Refuse a netns whose filter is gone (for example after `ip netns
+	// exec … nft flush ruleset`): joining it would mean unfiltered egress.
+	if err := checkFilter(p, fd); err != nil {
+		return fmt.Errorf("netpolicy: enter netns %s: %w; run setup again", p.Netns, err)
+	}
 	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
 		return fmt.Errorf("netpolicy: enter netns %s: setns: %w", p.Netns, err)
 	}
