@@ -170,6 +170,7 @@ func unixSocket(typ int) int {
 //   - pending: N threads connect at once to Path (a full backlog) with Wait ms SO_SNDTIMEO.
 //   - sleep: sleep N ms.
 //   - bench: N connect+close to Path, time in Nanos.
+//   - benchDenied: the same, each connect failing with EACCES.
 func runProbe(p probe, res *childResult) {
 	switch p.Kind {
 	case "unix":
@@ -247,13 +248,17 @@ func runProbe(p probe, res *childResult) {
 		res.Counts[p.Name] = pendingProbe(p)
 	case "sleep":
 		time.Sleep(time.Duration(p.N) * time.Millisecond)
-	case "bench":
+	case "bench", "benchDenied":
+		want := unix.Errno(0)
+		if p.Kind == "benchDenied" {
+			want = unix.EACCES
+		}
 		addr := sunBytes(p.Path)
 		start := time.Now()
 		for range p.N {
 			fd := unixSocket(0)
-			if e := connectRaw(fd, addr); e != 0 {
-				must(fmt.Errorf("bench connect: %w", e))
+			if e := connectRaw(fd, addr); e != want {
+				must(fmt.Errorf("bench connect: got %v, want %v", e, want))
 			}
 			unix.Close(fd)
 		}
