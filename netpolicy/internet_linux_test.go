@@ -115,6 +115,10 @@ func tcpHello(t testing.TB, path, addr string) error {
 
 // udpEcho sends one datagram from the netns at path and waits for the echo.
 func udpEcho(t testing.TB, path, addr string) error {
+	return udpEchoTimeout(t, path, addr, time.Second)
+}
+
+func udpEchoTimeout(t testing.TB, path, addr string, timeout time.Duration) error {
 	c, err := dialFrom(t, path, "udp", addr, time.Second)
 	if err != nil {
 		return err
@@ -123,7 +127,7 @@ func udpEcho(t testing.TB, path, addr string) error {
 	if _, err := c.Write([]byte("ping")); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
-	c.SetReadDeadline(time.Now().Add(time.Second))
+	c.SetReadDeadline(time.Now().Add(timeout))
 	buf := make([]byte, 16)
 	n, err := c.Read(buf)
 	if err != nil {
