@@ -40,6 +40,9 @@ type probe struct {
 	Domain int
 	Addr   []byte
 	Len    int
+	// mixedCreds: a second thread acts as UID/GID; Path is a 0600 root socket, Evil a
+	// world-writable one.
+	UID, GID int
 }
 
 type childResult struct {
@@ -165,6 +168,8 @@ func unixSocket(typ int) int {
 //   - iouring: io_uring_setup must fail.
 //   - raw: connect a Domain/Type socket to Addr with length Len.
 //   - tcpTimeo: blocking TCP connect to Path with Wait ms of SO_SNDTIMEO.
+//   - mixedCreds: alternate connects between this root thread and one that acts as
+//     UID/GID (per-thread ids), so the supervisor must switch identity back and forth.
 //   - getpgid: a syscall the test filter (only) sends to Serve.
 //   - race: N connects to Path while another thread flips the buffer to Evil.
 //   - pending: N threads connect at once to Path (a full backlog) with Wait ms SO_SNDTIMEO.
@@ -235,6 +240,8 @@ func runProbe(p probe, res *childResult) {
 		must(unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv))
 		res.Results[p.Name] = errnoName(connectRaw(fd, sa))
 		unix.Close(fd)
+	case "mixedCreds":
+		mixedCredsProbe(p, res)
 	case "getpgid":
 		_, _, e := unix.Syscall(unix.SYS_GETPGID, 0, 0, 0)
 		res.Results[p.Name] = errnoName(e)
@@ -351,4 +358,51 @@ func pendingProbe(p probe) map[string]int {
 	}
 	wg.Wait()
 	return counts
+}
+
+func mixedCredsProbe(p probe, res *childResult) {
+	work := make(chan func())
+	go func() {
+		// Per-thread ids (raw syscalls), so only this thread is the user. It is never
+		// unlocked: the runtime retires the thread when the goroutine ends.
+		runtime.LockOSThread()
+		for _, sc := range [][4]uintptr{
+			{unix.SYS_SETGROUPS, 0, 0, 0},
+			{unix.SYS_SETRESGID, uintptr(p.GID), uintptr(p.GID), uintptr(p.GID)},
+			{unix.SYS_SETRESUID, uintptr(p.UID), uintptr(p.UID), uintptr(p.UID)},
+		} {
+			if _, _, e := unix.RawSyscall(sc[0], sc[1], sc[2], sc[3]); e != 0 {
+				must(fmt.Errorf("per-thread id change: %w", e))
+			}
+		}
+		for f := range work {
+			f()
+		}
+	}()
+	asUser := func(path string) string {
+		var r string
+		done := make(chan struct{})
+		work <- func() {
+			fd := unixSocket(0)
+			r = errnoName(connectRaw(fd, sunBytes(path)))
+			unix.Close(fd)
+			close(done)
+		}
+		<-done
+		return r
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	asRoot := func(path string) string {
+		fd := unixSocket(0)
+		defer unix.Close(fd)
+		return errnoName(connectRaw(fd, sunBytes(path)))
+	}
+	res.Results["UserSecret"] = asUser(p.Path)
+	res.Results["RootSecret"] = asRoot(p.Path)
+	res.Results["UserOpen"] = asUser(p.Evil)
+	res.Results["RootOpen"] = asRoot(p.Evil)
+	res.Results["UserSecretAgain"] = asUser(p.Path)
+	res.Results["UserOpenAgain"] = asUser(p.Evil)
+	close(work)
 }

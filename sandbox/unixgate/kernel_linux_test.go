@@ -210,3 +210,32 @@ func threadsAreSupervisor(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestServeSwitchesIdentityPerCaller alternates connects from a root thread and a thread
+// of the same process that acts as a test user: each connect must be made as its own
+// caller, whatever identity the supervisor's thread held for the previous one.
+func TestServeSwitchesIdentityPerCaller(t *testing.T) {
+	requireRoot(t)
+	requireUserNotif(t)
+	u := newTestUser(t)
+	dir := openTempDir(t)
+	secret := filepath.Join(dir, "secret.sock")
+	listenUnix(t, secret, 0o600)
+	openSock := filepath.Join(dir, "open.sock")
+	open := listenUnix(t, openSock, 0o666)
+	pol := Policy{Instance: "mixed", Allow: []string{secret, openSock}}
+	plan := childPlan{Probes: []probe{{Name: "mixed", Kind: "mixedCreds", Path: secret, Evil: openSock, UID: u.uid, GID: u.gid}}}
+	run := runChild(t, plan, pol, nil)
+	want := map[string]string{
+		"UserSecret": "EACCES", "RootSecret": "ok", "UserOpen": "ok", "RootOpen": "ok",
+		"UserSecretAgain": "EACCES", "UserOpenAgain": "ok",
+	}
+	if diff := cmp.Diff(want, run.res.Results); diff != "" {
+		t.Errorf("errno per connect (-want +got):\n%s", diff)
+	}
+	uid := uint32(u.uid)
+	if _, uids := open.accepted(); !cmp.Equal(uids, []uint32{uid, 0, uid}) {
+		t.Errorf("server saw SO_PEERCRED uids %v, want [%d 0 %d]", uids, uid, uid)
+	}
+	threadsAreSupervisor(t)
+}
