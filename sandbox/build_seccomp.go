@@ -1,7 +1,5 @@
 package sandbox
 
-import "fmt"
-
 // syscallGroup denies a list of syscalls with one errno for one reason.
 type syscallGroup struct {
 	errno    string
@@ -93,11 +91,7 @@ func socketRules(abi int) []SyscallRule {
 		case afUnix, afInet, afInet6, afNetlink:
 			continue
 		}
-		name, ok := familyNames[fam]
-		if !ok {
-			name = fmt.Sprintf("family %d", fam)
-		}
-		rules = append(rules, errnoRule("socket", "EAFNOSUPPORT", "socket family "+name+" is not unix, inet, inet6 or netlink", eq32(0, uint64(fam))))
+		rules = append(rules, errnoRule("socket", "EAFNOSUPPORT", "socket families other than unix, inet, inet6 and netlink", eq32(0, uint64(fam))))
 	}
 	rules = append(rules, errnoRule("socket", "EAFNOSUPPORT", "socket families unknown to this policy",
 		ArgCond{Arg: 0, Op: OpGreaterEq, Value: afMax}))

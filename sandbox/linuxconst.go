@@ -47,16 +47,3 @@ var cloneNewFlags = []struct {
 	{name: "CLONE_NEWPID", flag: 0x20000000},
 	{name: "CLONE_NEWNET", flag: 0x40000000},
 }
-
-// familyNames names the families in explain output.
-var familyNames = map[int]string{
-	0: "AF_UNSPEC", 3: "AF_AX25", 4: "AF_IPX", 5: "AF_APPLETALK", 6: "AF_NETROM",
-	7: "AF_BRIDGE", 8: "AF_ATMPVC", 9: "AF_X25", 11: "AF_ROSE", 12: "AF_DECnet",
-	13: "AF_NETBEUI", 14: "AF_SECURITY", 15: "AF_KEY", 17: "AF_PACKET", 18: "AF_ASH",
-	19: "AF_ECONET", 20: "AF_ATMSVC", 21: "AF_RDS", 22: "AF_SNA", 23: "AF_IRDA",
-	24: "AF_PPPOX", 25: "AF_WANPIPE", 26: "AF_LLC", 27: "AF_IB", 28: "AF_MPLS",
-	29: "AF_CAN", 30: "AF_TIPC", 31: "AF_BLUETOOTH", 32: "AF_IUCV", 33: "AF_RXRPC",
-	34: "AF_ISDN", 35: "AF_PHONET", 36: "AF_IEEE802154", 37: "AF_CAIF", 38: "AF_ALG",
-	39: "AF_NFC", 40: "AF_VSOCK", 41: "AF_KCM", 42: "AF_QIPCRTR", 43: "AF_SMC",
-	44: "AF_XDP", 45: "AF_MCTP",
-}

@@ -221,8 +221,8 @@ func (p Plan) String() string {
 	}
 	s := p.Seccomp
 	fmt.Fprintf(&b, "\nseccomp: default %s, other architectures %s, log bit %v\n", s.DefaultAction, s.BadArchAction, s.Log)
-	for _, r := range s.Rules {
-		fmt.Fprintf(&b, "  %s\n", r)
+	for _, line := range groupRules(s.Rules) {
+		fmt.Fprintf(&b, "  %s\n", line)
 	}
 	g := p.Gate
 	fmt.Fprintf(&b, "\nunix socket gate: %s (max pending %d)\n", g.Mode, g.MaxPending)
@@ -233,4 +233,72 @@ func (p Plan) String() string {
 		fmt.Fprintf(&b, "  own   %s\n", d)
 	}
 	return b.String()
+}
+
+// groupRules renders runs of rules that differ only in one argument's
+// value as one line ("a0 & 0xffffffff in {…}"), so explain stays
+// readable; the JSON keeps every rule.
+func groupRules(rules []SyscallRule) []string {
+	var out []string
+	for i := 0; i < len(rules); {
+		r := rules[i]
+		j, diff := i+1, -1
+		for ; j < len(rules); j++ {
+			d, ok := oneArgDiffers(r, rules[j])
+			if !ok || (diff >= 0 && d != diff) {
+				break
+			}
+			diff = d
+		}
+		if j-i < 3 {
+			out = append(out, r.String())
+			i++
+			continue
+		}
+		var vals []string
+		for _, x := range rules[i:j] {
+			vals = append(vals, fmt.Sprintf("%#x", x.Args[diff].Value))
+		}
+		var conds []string
+		for k, c := range r.Args {
+			if k == diff {
+				set := " in {" + strings.Join(vals, ",") + "}"
+				if c.Op == OpMaskedEqual {
+					conds = append(conds, fmt.Sprintf("a%d & %#x", c.Arg, c.Mask)+set)
+				} else {
+					conds = append(conds, fmt.Sprintf("a%d", c.Arg)+set)
+				}
+				continue
+			}
+			conds = append(conds, c.String())
+		}
+		act := r.Action
+		if r.Action == ActionErrno {
+			act = r.Errno
+		}
+		out = append(out, fmt.Sprintf("%s(%s) -> %s — %s", r.Syscall, strings.Join(conds, " && "), act, r.Why))
+		i = j
+	}
+	return out
+}
+
+// oneArgDiffers reports whether b equals a except for the Value of
+// exactly one argument condition, and which.
+func oneArgDiffers(a, b SyscallRule) (int, bool) {
+	if a.Syscall != b.Syscall || a.Action != b.Action || a.Errno != b.Errno || a.Why != b.Why || len(a.Args) != len(b.Args) {
+		return -1, false
+	}
+	diff := -1
+	for k := range a.Args {
+		x, y := a.Args[k], b.Args[k]
+		if x == y {
+			continue
+		}
+		x.Value = y.Value
+		if x != y || diff >= 0 {
+			return -1, false
+		}
+		diff = k
+	}
+	return diff, diff >= 0
 }
