@@ -1,12 +1,14 @@
 package netpolicy
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Counter is the packet and byte count of one rule.
@@ -33,7 +35,9 @@ func Counters(p Plan) (map[string]Counter, error) {
 	if err := readCounters(p.Filter, int(ns), "", out); err != nil {
 		return nil, fmt.Errorf("netpolicy: counters %s: in netns: %w", p.Netns, err)
 	}
-	if err := readCounters(p.Host, -1, "host/", out); err != nil {
+	// The host table may be gone (host `nft flush ruleset` until the next
+	// setup); the filter counters are still worth showing then.
+	if err := readCounters(p.Host, -1, "host/", out); err != nil && !errors.Is(err, unix.ENOENT) {
 		return nil, fmt.Errorf("netpolicy: counters %s: host: %w", p.Netns, err)
 	}
 	return out, nil

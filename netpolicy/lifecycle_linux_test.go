@@ -284,6 +284,7 @@ func TestHostFlushRulesetFailsClosed(t *testing.T) {
 	start := time.Now()
 	tcpErr := tcpHello(t, p.NetnsPath, ti.tcp(ti.blocked))
 	udpErr := udpEchoTimeout(t, p.NetnsPath, ti.udp(ti.blocked), 200*time.Millisecond)
+	ctr, ctrErr := Counters(p)
 	tryRun("nft", "flush", "ruleset")
 	restoreOut, restoreErr := runErr("nft", "-f", f.Name())
 	t.Logf("host ruleset was flushed for %v", time.Since(start))
@@ -296,6 +297,9 @@ func TestHostFlushRulesetFailsClosed(t *testing.T) {
 	}
 	if udpErr == nil {
 		t.Error("after host flush ruleset: blocked UDP echoed")
+	}
+	if _, hasHost := ctr["host/masquerade"]; ctrErr != nil || hasHost || ctr["blocked-tcp"].Packets == 0 {
+		t.Errorf("Counters with the host table gone: %v, %v; want filter counters only", ctr, ctrErr)
 	}
 	time.Sleep(200 * time.Millisecond)
 	if len(k.lines(LogPrefix(p.Instance))) == 0 {
