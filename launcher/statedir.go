@@ -29,6 +29,13 @@ func (r *stateRoot) Close() error { return r.dir.Close() }
 // exist. Either way the ancestors of stateDir must be safe (see
 // checkSafeAncestors) and stateDir itself must not be a symlink.
 func openStateRoot(path string, own *owner) (*stateRoot, error) {
+	if own != nil {
+		// Like systemd's StateDirectory=: missing ancestors are created by
+		// root, 0755, so they pass checkSafeAncestors.
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("stateDir %s: create its parent: %w", path, err)
+		}
+	}
 	parent, err := filepath.EvalSymlinks(filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("stateDir %s: resolve its parent: %w", path, err)
