@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/google/nftables"
-	mnl "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -268,75 +266,6 @@ func ensureNetnsSide(inner *netlink.Handle, p Plan) error {
 	return nil
 }
 
-// sndBuf is large enough for one batch holding 10 000+ interval elements;
-// nft itself raises its socket buffer the same way. SO_SNDBUFFORCE needs
-// CAP_NET_ADMIN, which Ensure has anyway.
-const sndBuf = 16 << 20
-
-// applyTable replaces t atomically in the netns nsfd (-1: the caller's).
-func applyTable(t Table, nsfd int) error {
-	l, err := lower(t)
-	if err != nil {
-		return err
-	}
-	opts := []nftables.ConnOption{nftables.WithSockOptions(forceSndBuf)}
-	if nsfd >= 0 {
-		opts = append(opts, nftables.WithNetNSFd(nsfd))
-	}
-	c, err := nftables.New(opts...)
-	if err != nil {
-		return fmt.Errorf("table %s %s: open nftables: %w", t.Family, t.Name, err)
-	}
-	if err := l.queue(c); err != nil {
-		return fmt.Errorf("table %s %s: %w", t.Family, t.Name, err)
-	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("table %s %s: commit: %w", t.Family, t.Name, err)
-	}
-	return nil
-}
-
-func forceSndBuf(c *mnl.Conn) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndBuf)
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("setsockopt SO_SNDBUFFORCE: %w", serr)
-	}
-	return nil
-}
-
-// deleteTable removes t if present, in one batch (add is a no-op when it
-// exists, so the delete never fails with ENOENT).
-func deleteTable(t Table, nsfd int) error {
-	fam, err := tableFamily(t.Family)
-	if err != nil {
-		return err
-	}
-	var opts []nftables.ConnOption
-	if nsfd >= 0 {
-		opts = append(opts, nftables.WithNetNSFd(nsfd))
-	}
-	c, err := nftables.New(opts...)
-	if err != nil {
-		return fmt.Errorf("table %s %s: open nftables: %w", t.Family, t.Name, err)
-	}
-	nt := &nftables.Table{Name: t.Name, Family: fam}
-	c.AddTable(nt)
-	c.DelTable(nt)
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("table %s %s: delete: %w", t.Family, t.Name, err)
-	}
-	return nil
-}
-
 // writeResolvConf writes the netns resolv.conf atomically (temp + rename)
 // so a reader never sees half a file.
 func writeResolvConf(p Plan) error {
@@ -371,93 +300,4 @@ func writeResolvConf(p Plan) error {
 		return fmt.Errorf("write %s: %w", p.ResolvConf, err)
 	}
 	return nil
-}
-
-// writeSysctl sets one sysctl in the calling thread's network namespace,
-// skipping the write when the value is already right.
-func writeSysctl(s Sysctl) error {
-	if cur, err := os.ReadFile(s.path()); err == nil && string(trimNL(cur)) == s.Value {
-		return nil
-	}
-	if err := os.WriteFile(s.path(), []byte(s.Value), 0o644); err != nil {
-		return fmt.Errorf("sysctl %s=%s: %w", s.Key, s.Value, err)
-	}
-	return nil
-}
-
-func trimNL(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// Teardown removes everything Ensure created for this instance and
-// nothing else: the host table, the veth pair (only if it carries this
-// instance's alias or its peer is in this instance's netns), the named
-// netns and the netns resolv.conf. It is idempotent and keeps going after
-// an error, returning all of them. It works on plans with isolation
-// disabled too, so disabling isolation and tearing down cleans up.
-func Teardown(p Plan) error {
-	if p.Netns == "" {
-		return fmt.Errorf("netpolicy: teardown: %w", bug(errors.New("plan was not made by Build")))
-	}
-	var errs []error
-	if err := deleteTable(Table{Family: "ip", Name: HostTableName(p.Instance)}, -1); err != nil {
-		errs = append(errs, fmt.Errorf("host: %w", err))
-	}
-	if err := deleteVeth(p); err != nil {
-		errs = append(errs, err)
-	}
-	if err := deleteNetns(p.NetnsPath); err != nil {
-		errs = append(errs, err)
-	}
-	if err := os.Remove(p.ResolvConf); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, fmt.Errorf("remove %s: %w", p.ResolvConf, err))
-	}
-	// Only if empty: an operator may keep other files there.
-	if err := os.Remove(filepath.Dir(p.ResolvConf)); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
-		errs = append(errs, fmt.Errorf("remove %s: %w", filepath.Dir(p.ResolvConf), err))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("netpolicy: teardown %s: %w", p.Netns, err)
-	}
-	return nil
-}
-
-// deleteVeth deletes the host end (which removes the peer too) when it is
-// ours. Deleting it explicitly, rather than relying on the namespace's
-// destruction, makes the removal synchronous and also works while a
-// process still holds the netns open.
-func deleteVeth(p Plan) error {
-	link, err := netlink.LinkByName(p.HostVeth)
-	var nf netlink.LinkNotFoundError
-	if errors.As(err, &nf) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("link %s: %w", p.HostVeth, err)
-	}
-	if link.Attrs().Alias != aliasOf(p) && !peerInNetns(p, link) {
-		return nil // not ours: leave it alone
-	}
-	if err := netlink.LinkDel(link); err != nil {
-		return fmt.Errorf("link %s: delete: %w", p.HostVeth, err)
-	}
-	return nil
-}
-
-func peerInNetns(p Plan, link netlink.Link) bool {
-	ns, err := netns.GetFromPath(p.NetnsPath)
-	if err != nil {
-		return false
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return false
-	}
-	defer h.Close()
-	peer, err := h.LinkByName(p.PeerVeth)
-	return err == nil && peer.Attrs().ParentIndex == link.Attrs().Index
 }

@@ -1,0 +1,78 @@
+package netpolicy
+
+import (
+	"fmt"
+
+	"github.com/google/nftables"
+	mnl "github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// sndBuf is large enough for one batch holding 10 000+ interval elements;
+// nft itself raises its socket buffer the same way. SO_SNDBUFFORCE needs
+// CAP_NET_ADMIN, which Ensure has anyway.
+const sndBuf = 16 << 20
+
+// applyTable replaces t atomically in the netns nsfd (-1: the caller's).
+func applyTable(t Table, nsfd int) error {
+	l, err := lower(t)
+	if err != nil {
+		return err
+	}
+	opts := []nftables.ConnOption{nftables.WithSockOptions(forceSndBuf)}
+	if nsfd >= 0 {
+		opts = append(opts, nftables.WithNetNSFd(nsfd))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return fmt.Errorf("table %s %s: open nftables: %w", t.Family, t.Name, err)
+	}
+	if err := l.queue(c); err != nil {
+		return fmt.Errorf("table %s %s: %w", t.Family, t.Name, err)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("table %s %s: commit: %w", t.Family, t.Name, err)
+	}
+	return nil
+}
+
+func forceSndBuf(c *mnl.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndBuf)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("setsockopt SO_SNDBUFFORCE: %w", serr)
+	}
+	return nil
+}
+
+// deleteTable removes t if present, in one batch (add is a no-op when it
+// exists, so the delete never fails with ENOENT).
+func deleteTable(t Table, nsfd int) error {
+	fam, err := tableFamily(t.Family)
+	if err != nil {
+		return err
+	}
+	var opts []nftables.ConnOption
+	if nsfd >= 0 {
+		opts = append(opts, nftables.WithNetNSFd(nsfd))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return fmt.Errorf("table %s %s: open nftables: %w", t.Family, t.Name, err)
+	}
+	nt := &nftables.Table{Name: t.Name, Family: fam}
+	c.AddTable(nt)
+	c.DelTable(nt)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("table %s %s: delete: %w", t.Family, t.Name, err)
+	}
+	return nil
+}
