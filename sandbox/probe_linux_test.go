@@ -121,6 +121,13 @@ var probes = map[string]func(args []string) error{
 		}
 		return err
 	},
+	"connect-tcp": func(a []string) error {
+		c, err := net.Dial("tcp4", a[0])
+		if err == nil {
+			c.Close()
+		}
+		return err
+	},
 	"own-unix-socket": func(a []string) error {
 		// A server the instance creates in its own directory.
 		l, err := net.Listen("unix", a[0])

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,6 +126,21 @@ func TestSandboxSeccomp(t *testing.T) {
 
 func TestSandboxSockets(t *testing.T) {
 	f := newFixture(t)
+	// A symlink the instance could have made in its own directory.
+	link := filepath.Join(f.project, "link.sock")
+	must(t, os.Symlink(f.denied, link))
+	tcp, err := net.Listen("tcp4", "127.0.0.1:0")
+	must(t, err)
+	t.Cleanup(func() { tcp.Close() })
+	go func() {
+		for {
+			c, err := tcp.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 	s := func(v int) string { return itoa(v) }
 	runCases(t, f, f.in, []probeCase{
 		{name: "InetStreamAllowed", args: []string{"socket", s(unix.AF_INET), s(unix.SOCK_STREAM), "0"}, want: 0},
@@ -144,6 +160,13 @@ func TestSandboxSockets(t *testing.T) {
 		{name: "ConnectAllowedSocket", args: []string{"connect-unix", f.allowed}, want: 0},
 		{name: "ConnectDeniedSocket", args: []string{"connect-unix", f.denied}, want: int(unix.EACCES)},
 		{name: "OwnSocketInDirectory", args: []string{"own-unix-socket", filepath.Join(f.project, "own.sock")}, want: 0},
+		{name: "SymlinkToDeniedSocketDenied", args: []string{"connect-unix", link}, want: int(unix.EACCES)},
+		{name: "TCPConnectThroughGateAllowed", args: []string{"connect-tcp", tcp.Addr().String()}, want: 0},
+	})
+	in := f.in
+	in.UnixSockets = []string{f.sockDir}
+	runCases(t, f, in, []probeCase{
+		{name: "DirectoryEntryCoversSocket", args: []string{"connect-unix", f.denied}, want: 0},
 	})
 }
 
