@@ -15,9 +15,9 @@ import (
 // until ctx is done or the listener reports the filter is gone. It never answers CONTINUE.
 //
 // It returns nil when every task using the filter has gone, ctx.Err() when ctx ends, and
-// an error if the listener fails or a thread could not restore the supervisor's
-// credentials. Before it returns, every worker it started has answered or abandoned its
-// connect, so the caller may close notifFD afterwards (Serve does not close it).
+// an error if the listener fails. Before it returns, every worker it started has answered
+// or abandoned its connect, so the caller may close notifFD afterwards (Serve does not
+// close it).
 func Serve(ctx context.Context, notifFD int, pol Policy, log *slog.Logger) error {
 	if err := pol.Validate(); err != nil {
 		return err
@@ -33,17 +33,8 @@ func Serve(ctx context.Context, notifFD int, pol Policy, log *slog.Logger) error
 	if arch == 0 {
 		return fmt.Errorf("unixgate: architecture %s: %w", runtime.GOARCH, errors.ErrUnsupported)
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		return fmt.Errorf("unixgate: create eventfd: %w", err)
-	}
-	defer unix.Close(wake)
-
-	if err := setSyncWakeUp(notifFD); err != nil {
-		// Linux < 6.6: correct, only slower.
-		log.Debug("unixgate: synchronous wake-up unavailable", "instance", pol.Instance, "err", err)
-	}
 	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	s := &server{
 		fd:    notifFD,
 		pol:   pol.Canonical(),
@@ -51,8 +42,22 @@ func Serve(ctx context.Context, notifFD int, pol Policy, log *slog.Logger) error
 		self:  self,
 		arch:  arch,
 		ctx:   ctx,
-		wake:  wake,
 		slots: make(chan struct{}, pol.maxPending()),
+	}
+	if s.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return fmt.Errorf("unixgate: create eventfd: %w", err)
+	}
+	// wake is closed only once kick can no longer write to it: a late write could hit a
+	// reused fd number.
+	defer func() {
+		s.kickMu.Lock()
+		s.kickClosed = true
+		s.kickMu.Unlock()
+		unix.Close(s.wake)
+	}()
+	if err := setSyncWakeUp(notifFD); err != nil {
+		// Linux < 6.6: correct, only slower.
+		log.Debug("unixgate: synchronous wake-up unavailable", "instance", pol.Instance, "err", err)
 	}
 	stop := context.AfterFunc(ctx, s.kick)
 	defer stop()
@@ -93,25 +98,31 @@ func Serve(ctx context.Context, notifFD int, pol Policy, log *slog.Logger) error
 
 // server is the state of one Serve call.
 type server struct {
-	fd      int
-	pol     Policy
-	log     *slog.Logger
-	self    selfCreds
-	arch    uint32
-	ctx     context.Context
-	wake    int // eventfd: ctx ended
-	slots   chan struct{}
-	workers sync.WaitGroup
-	cache   credCache       // loop goroutine only
-	ident   *threadIdentity // the loop thread's
-	lost    lostAnswers
-	buf     [maxAddrLen]byte
+	fd         int
+	pol        Policy
+	log        *slog.Logger
+	self       selfCreds
+	arch       uint32
+	ctx        context.Context
+	wake       int // eventfd: ctx ended
+	kickMu     sync.Mutex
+	kickClosed bool // wake is closed
+	slots      chan struct{}
+	workers    sync.WaitGroup
+	cache      credCache       // loop goroutine only
+	ident      *threadIdentity // the loop thread's
+	lost       lostAnswers
+	buf        [maxAddrLen]byte
 }
 
 // kick wakes the loop out of poll.
 func (s *server) kick() {
-	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
-	_, _ = unix.Write(s.wake, one)
+	s.kickMu.Lock()
+	defer s.kickMu.Unlock()
+	if !s.kickClosed {
+		one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+		_, _ = unix.Write(s.wake, one)
+	}
 }
 
 // loop polls rather than blocking in SECCOMP_IOCTL_NOTIF_RECV: the ioctl restarts after
