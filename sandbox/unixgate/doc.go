@@ -23,6 +23,17 @@
 // own errno. Other families are connected with the caller's credentials, so that
 // capability checks (netlink groups) see the caller, not the supervisor.
 //
+// # Errors the caller sees
+//
+//   - the kernel's own errno for every allowed or non-unix connect (EINPROGRESS, EISCONN,
+//     ECONNREFUSED, …); EBADF, EFAULT, EINVAL and ENOTSOCK as the kernel orders them;
+//   - EACCES for a denied, missing, non-socket or abstract AF_UNIX target, or when the
+//     caller's identity cannot be taken (one log line each);
+//   - EAGAIN when MaxPending connects already wait, when the supervisor runs out of fds or
+//     memory, and when a unix connect waited UnixConnectTimeout for a full backlog;
+//   - EINTR for connects still waiting when Serve stops; ENOSYS for a notification that
+//     is not a native connect(2).
+//
 // # Credentials
 //
 // The on-behalf open and connect run with the caller's effective uid, gid, supplementary
