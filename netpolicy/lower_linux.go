@@ -244,6 +244,32 @@ func lowerMatch(fam nftables.TableFamily, m Match, sets map[string]*nftables.Set
 	return nil, bug(fmt.Errorf("unknown match kind %q", m.Kind))
 }
 
+// elemsPerMessage bounds the elements in one NEWSETELEM message. The
+// element list is a single netlink attribute, whose length field is 16
+// bits: google/nftables does not split it, and a list over 64 KiB wraps
+// the length and the kernel silently keeps only a prefix of it. With a
+// trailing start element and no end, that prefix is open-ended up to the
+// top of the address space: a truncated allow-list fails OPEN. Elements
+// take at most 36 bytes (IPv6 end element), so 1024 stay under 37 KiB.
+// nft splits its messages the same way; all of them are still in the one
+// batch, so the set is replaced atomically.
+const elemsPerMessage = 1024
+
+// elemChunks splits elems into message-sized pieces. It cuts only before
+// a start element, so an interval's start and end stay in one message.
+func elemChunks(elems []nftables.SetElement) [][]nftables.SetElement {
+	var out [][]nftables.SetElement
+	for len(elems) > 0 {
+		n := min(elemsPerMessage, len(elems))
+		for n < len(elems) && elems[n].IntervalEnd {
+			n-- // never end a chunk between a start and its end
+		}
+		out = append(out, elems[:n])
+		elems = elems[n:]
+	}
+	return out
+}
+
 // ifname pads an interface name to IFNAMSIZ with NULs, as nft does for an
 // exact (non-wildcard) name match.
 func ifname(n string) []byte {
@@ -261,8 +287,13 @@ func (l lowered) queue(c *nftables.Conn) error {
 	c.DelTable(l.table)
 	c.AddTable(l.table)
 	for _, s := range l.sets {
-		if err := c.AddSet(s.set, s.elems); err != nil {
+		if err := c.AddSet(s.set, nil); err != nil {
 			return fmt.Errorf("set %s: %w", s.set.Name, err)
+		}
+		for _, chunk := range elemChunks(s.elems) {
+			if err := c.SetAddElements(s.set, chunk); err != nil {
+				return fmt.Errorf("set %s: add elements: %w", s.set.Name, err)
+			}
 		}
 	}
 	for _, ch := range l.chains {

@@ -2,6 +2,7 @@ package netpolicy
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -66,6 +67,9 @@ func TestLowerIsOneBatch(t *testing.T) {
 		got = append(got, n)
 	}
 	want := []string{"begin", "newtable", "deltable", "newtable", "newset", "newsetelem", "newset", "newsetelem", "newchain", "newchain", "newrule", "end"}
+	if len(p.Allow6) == 0 {
+		t.Fatal("example must have IPv6 CIDRs")
+	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("batch (-want +got):\n%s", diff)
 	}
@@ -138,5 +142,68 @@ func TestIntervalElements(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestBigSetIsSplitUnder64KiB guards against a fail-open: one netlink
+// attribute holds at most 64 KiB, and a longer element list is silently
+// truncated by the kernel into an open-ended interval. Every message of a
+// 10 000-interval set must stay below that, in one batch.
+func TestBigSetIsSplitUnder64KiB(t *testing.T) {
+	var cidrs []string
+	for i := 0; i < 10000; i++ {
+		cidrs = append(cidrs, fmt.Sprintf("2001:db8:%x::/48", 2*i), fmt.Sprintf("10.%d.%d.0/24", i>>7, (i<<1)&0xff))
+	}
+	p, err := Build(Input{Instance: "big", Enable: true, AllowCIDRs: cidrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lower(p.Filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sends [][]netlink.Message
+	c, err := nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
+		if len(req) > 0 {
+			sends = append(sends, req)
+		}
+		return req, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.queue(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(sends) != 1 {
+		t.Fatalf("%d sends, want 1 batch", len(sends))
+	}
+	elemMsgs := 0
+	for _, m := range sends[0] {
+		if len(m.Data) >= 1<<16 {
+			t.Errorf("message type %#x is %d bytes: over the 64 KiB attribute limit", m.Header.Type, len(m.Data))
+		}
+		if m.Header.Type == unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWSETELEM {
+			elemMsgs++
+		}
+	}
+	total := 0
+	for _, s := range l.sets {
+		chunks := elemChunks(s.elems)
+		for _, ch := range chunks {
+			total += len(ch)
+			if ch[0].IntervalEnd {
+				t.Errorf("set %s: a chunk starts with an end element", s.set.Name)
+			}
+		}
+	}
+	if want := 4 * 10000; total != want {
+		t.Errorf("%d elements in chunks, want %d", total, want)
+	}
+	if elemMsgs < 2*10000*2/elemsPerMessage {
+		t.Errorf("only %d element messages for 40 000 elements", elemMsgs)
 	}
 }
