@@ -212,7 +212,9 @@ func TestBigAllowListWorks(t *testing.T) {
 	}
 	// The kernel holds exactly the planned set: no truncation, no
 	// open-ended tail.
-	norm := func(s string) string { return strings.Join(strings.Fields(counterRE.ReplaceAllString(s, "counter")), " ") }
+	norm := func(s string) string {
+		return strings.Join(strings.Fields(counterRE.ReplaceAllString(s, "counter")), " ")
+	}
 	got := run(t, "ip", "netns", "exec", p.Netns, "nft", "list", "table", "inet", FilterTable)
 	if norm(got) != norm(p.Filter.String()) {
 		t.Errorf("kernel set differs from the plan; kernel tail: %s", got[max(0, len(got)-400):])
@@ -223,8 +225,8 @@ func TestSubnetChangeConverges(t *testing.T) {
 	ti := newInternet(t)
 	in := Input{Instance: testName(), Enable: true, AllowCIDRs: []string{ti.AllowedCIDR()}}
 	p := setupInstance(t, in)
-	// Pick a free /30 next to the test internet's link net (only this test uses it).
-	in.Subnet = fmt.Sprintf("198.19.%d.244/30", ti.octet)
+	// Another free /30: the pool slot of a name nobody uses.
+	in.Subnet = PoolSubnet("unused-" + randHex(8)).String()
 	q, err := Build(in)
 	if err != nil {
 		t.Fatal(err)
