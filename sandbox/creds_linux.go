@@ -21,6 +21,10 @@ type identity struct {
 	Groups []int `json:"groups"` // the user's own supplementary groups, sorted
 	// Drop is true when the launcher runs as root and must switch.
 	Drop bool `json:"drop"`
+	// ExtraGroups are groups the process has (started as the instance
+	// user, e.g. systemd SupplementaryGroups=) beyond the user's own;
+	// without CAP_SETGID they cannot be dropped, so Run warns.
+	ExtraGroups []int `json:"extraGroups,omitempty"`
 }
 
 // ErrWrongUser means Run was started as neither root nor the instance
@@ -73,6 +77,18 @@ func resolveIdentity(p Plan) (identity, error) {
 		rgid, egid, sgid := unix.Getresgid()
 		if rgid != id.GID || egid != id.GID || sgid != id.GID {
 			return identity{}, fmt.Errorf("sandbox: instance %q: running as user %q but with gid %d/%d/%d, want group %q (gid %d): %w", p.Instance, p.User, rgid, egid, sgid, p.Group, id.GID, ErrWrongUser)
+		}
+		have, err := unix.Getgroups()
+		if err != nil {
+			return identity{}, fmt.Errorf("sandbox: getgroups: %w", err)
+		}
+		for _, g := range have {
+			if g == 0 {
+				return identity{}, fmt.Errorf("sandbox: instance %q: process has supplementary group 0 and cannot drop it: %w", p.Instance, ErrWrongUser)
+			}
+			if !slices.Contains(id.Groups, g) && g != id.GID {
+				id.ExtraGroups = append(id.ExtraGroups, g)
+			}
 		}
 	default:
 		return identity{}, fmt.Errorf("sandbox: instance %q: running as uid %d (euid %d), want root or the instance user %q (uid %d): start it as root or with User=%s: %w", p.Instance, ruid, euid, p.User, id.UID, p.User, ErrWrongUser)

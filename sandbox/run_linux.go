@@ -54,6 +54,9 @@ func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, er
 	if err != nil {
 		return -1, err
 	}
+	if len(id.ExtraGroups) > 0 {
+		log.Warn("sandbox: the server keeps supplementary groups beyond the user's own (set by whoever started the launcher, e.g. SupplementaryGroups=); they cannot be dropped without root", "instance", plan.Instance, "groups", id.ExtraGroups)
+	}
 	// Check the missing-path policy here too, so the error keeps its
 	// errno (fs.ErrNotExist) for the caller; the child checks again.
 	if _, _, err := landlockRules(plan.Landlock); err != nil {
