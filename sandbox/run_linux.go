@@ -112,11 +112,12 @@ func runDirect(plan Plan, cmd Command, id identity) error {
 	// unlocked: on error the thread may be half-confined, and a locked
 	// thread is not handed to other goroutines.
 	runtime.LockOSThread()
-	if _, err := applyLandlock(plan.Landlock); err != nil {
-		return err
-	}
+	// Compile first: libseccomp and its memfd need nothing of Landlock.
 	filter, err := compileSeccomp(plan.Seccomp)
 	if err != nil {
+		return err
+	}
+	if _, err := applyLandlock(plan.Landlock); err != nil {
 		return err
 	}
 	if _, err := loadSeccomp(filter); err != nil {
@@ -244,12 +245,25 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 
 	exited := make(chan struct{})
 	go forward(ctx, pid, sigs, gateDone, exited, plan.Instance, log)
-	code := waitChild(c)
+	waitExit(pid)
 	close(exited)
-	// Grandchildren do not get PDEATHSIG; end the whole group. (Under
-	// systemd, KillMode=control-group also ends what left the group.)
+	// Grandchildren do not get PDEATHSIG; end the whole group. The
+	// child is a zombie until reaped below, so its pid (the group id)
+	// cannot have been reused. (Under systemd, KillMode=control-group
+	// also ends what left the group.)
 	unix.Kill(-pid, unix.SIGKILL)
-	return code, nil
+	return waitChild(c), nil
+}
+
+// waitExit waits until pid has exited without reaping it.
+func waitExit(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
 }
 
 // forward relays signals to the child, turns ctx cancellation into
