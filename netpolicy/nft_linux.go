@@ -33,7 +33,43 @@ func applyTable(t Table, nsfd int) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("table %s %s: commit: %w", t.Family, t.Name, err)
 	}
+	if err := l.verifySets(c); err != nil {
+		return fmt.Errorf("table %s %s: %w", t.Family, t.Name, err)
+	}
 	return nil
+}
+
+// verifySets reads the allow sets back and compares them with what was
+// sent. A set the kernel holds differently (truncated, say) is an error, so
+// setup fails instead of leaving a filter that allows more than the plan.
+// This is the guard behind elemChunks.
+func (l lowered) verifySets(c *nftables.Conn) error {
+	for _, s := range l.sets {
+		got, err := c.GetSetElements(s.set)
+		if err != nil {
+			return fmt.Errorf("set %s: read back: %w", s.set.Name, err)
+		}
+		if len(got) != len(s.elems) {
+			return fmt.Errorf("set %s: kernel holds %d elements, %d were sent; refusing a filter that differs from the plan", s.set.Name, len(got), len(s.elems))
+		}
+		want := map[string]int{}
+		for _, e := range s.elems {
+			want[elemKey(e)]++
+		}
+		for _, e := range got {
+			if want[elemKey(e)]--; want[elemKey(e)] < 0 {
+				return fmt.Errorf("set %s: kernel holds element %x that was not sent; refusing a filter that differs from the plan", s.set.Name, e.Key)
+			}
+		}
+	}
+	return nil
+}
+
+func elemKey(e nftables.SetElement) string {
+	if e.IntervalEnd {
+		return "end:" + string(e.Key)
+	}
+	return "start:" + string(e.Key)
 }
 
 func forceSndBuf(c *mnl.Conn) error {
