@@ -73,6 +73,14 @@
 // produce identical sets. Entries must be canonical CIDRs: "10.0.0.1/8" is
 // an error, not a guess.
 //
+// Large allow-lists are sent as several element messages of at most 1024
+// elements each, inside the same batch. One netlink attribute holds at
+// most 64 KiB, and google/nftables puts the whole list in one attribute.
+// The kernel then keeps only a prefix of it, and that prefix ends in an
+// open-ended interval, which fails OPEN. After the commit Ensure reads the
+// sets back. If the kernel holds anything other than what was sent, it
+// fails.
+//
 // Every rule carries the nft comment "ocnix:<name>:<key>". [Counters] uses
 // it to find the rule's counter, and humans reading `ip netns exec
 // opencode-<name> nft list ruleset` use it to see which instance owns the
