@@ -11,22 +11,21 @@ import (
 )
 
 // landlockRules turns the plan into go-landlock rules, applying the
-// missing-path policy and re-checking file versus directory now, at
-// run time.
-func landlockRules(l LandlockPlan) ([]landlock.Rule, []string, error) {
+// missing-path policy (optional paths that vanished since Build are
+// skipped, required ones are an error) and re-checking file versus
+// directory now, at run time.
+func landlockRules(l LandlockPlan) ([]landlock.Rule, error) {
 	var rules []landlock.Rule
-	var skipped []string
 	for _, r := range l.Paths {
 		fi, err := os.Stat(r.Path)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) && !r.Required {
-				skipped = append(skipped, r.Path)
 				continue
 			}
 			if errors.Is(err, os.ErrNotExist) {
-				return nil, nil, fmt.Errorf("sandbox: %s path %q: does not exist (create it, or run setup first): %w", r.Kind, r.Path, err)
+				return nil, fmt.Errorf("sandbox: %s path %q: does not exist (create it, or run setup first): %w", r.Kind, r.Path, err)
 			}
-			return nil, nil, fmt.Errorf("sandbox: %s path %q: %w", r.Kind, r.Path, err)
+			return nil, fmt.Errorf("sandbox: %s path %q: %w", r.Kind, r.Path, err)
 		}
 		rights := r.Rights
 		if !fi.IsDir() {
@@ -43,7 +42,7 @@ func landlockRules(l LandlockPlan) ([]landlock.Rule, []string, error) {
 			rules = append(rules, landlock.BindTCP(p.Port))
 		}
 	}
-	return rules, skipped, nil
+	return rules, nil
 }
 
 // applyLandlock restricts the calling OS thread with the plan. The
@@ -56,13 +55,13 @@ func landlockRules(l LandlockPlan) ([]landlock.Rule, []string, error) {
 // It is strict, not best effort: the plan was built for this kernel's
 // ABI, and a kernel that cannot enforce it is an error, never a silent
 // downgrade.
-func applyLandlock(l LandlockPlan) ([]string, error) {
+func applyLandlock(l LandlockPlan) error {
 	if l.ABI < MinLandlockABI {
-		return nil, fmt.Errorf("sandbox: plan is for Landlock ABI %d, below the minimum %d: %w", l.ABI, MinLandlockABI, ErrLandlockTooOld)
+		return fmt.Errorf("sandbox: plan is for Landlock ABI %d, below the minimum %d: %w", l.ABI, MinLandlockABI, ErrLandlockTooOld)
 	}
-	rules, skipped, err := landlockRules(l)
+	rules, err := landlockRules(l)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cfg := landlock.Config{
 		HandledAccessFS:  landlock.AccessFSSet(l.HandledFS),
@@ -76,20 +75,20 @@ func applyLandlock(l LandlockPlan) ([]string, error) {
 	}
 	fd, flags, err := cfg.NewRulesetFD(rules...)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: landlock ruleset (ABI %d): %w", l.ABI, err)
+		return fmt.Errorf("sandbox: landlock ruleset (ABI %d): %w", l.ABI, err)
 	}
 	if fd < 0 {
-		return nil, bug(fmt.Errorf("landlock ruleset for ABI %d is empty", l.ABI))
+		return bug(fmt.Errorf("landlock ruleset for ABI %d is empty", l.ABI))
 	}
 	defer unix.Close(fd)
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return nil, fmt.Errorf("sandbox: set no_new_privs: %w", err)
+		return fmt.Errorf("sandbox: set no_new_privs: %w", err)
 	}
 	if err := ll.LandlockRestrictSelf(fd, flags); err != nil {
 		if errors.Is(err, unix.E2BIG) {
-			return nil, fmt.Errorf("sandbox: landlock: too many nested Landlock domains (is the launcher itself sandboxed?): %w", err)
+			return fmt.Errorf("sandbox: landlock: too many nested Landlock domains (is the launcher itself sandboxed?): %w", err)
 		}
-		return nil, fmt.Errorf("sandbox: landlock_restrict_self: %w", err)
+		return fmt.Errorf("sandbox: landlock_restrict_self: %w", err)
 	}
-	return skipped, nil
+	return nil
 }

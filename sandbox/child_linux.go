@@ -83,11 +83,9 @@ func childRun() error {
 	}
 	// Order matters (see the package documentation, "Child order").
 	// Everything happens on this locked thread, which execs at the end.
-	skipped, err := applyLandlock(pl.Landlock)
-	if err != nil {
+	if err := applyLandlock(pl.Landlock); err != nil {
 		return err
 	}
-	_ = skipped // optional paths; explain lists them as MISSING
 	nfd, err := loadSeccomp(pl.Seccomp)
 	if err != nil {
 		return err

@@ -59,7 +59,7 @@ func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, er
 	}
 	// Check the missing-path policy here too, so the error keeps its
 	// errno (fs.ErrNotExist) for the caller; the child checks again.
-	if _, _, err := landlockRules(plan.Landlock); err != nil {
+	if _, err := landlockRules(plan.Landlock); err != nil {
 		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
 	}
 	cmd.Env = withEnv(cmd.Env, "TMPDIR", plan.TmpDir)
@@ -117,7 +117,7 @@ func runDirect(plan Plan, cmd Command, id identity) error {
 	if err != nil {
 		return err
 	}
-	if _, err := applyLandlock(plan.Landlock); err != nil {
+	if err := applyLandlock(plan.Landlock); err != nil {
 		return err
 	}
 	if _, err := loadSeccomp(filter); err != nil {
