@@ -174,12 +174,11 @@ func Enter(p Plan) error {
 	if err := unix.Mount("", "/", "none", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("netpolicy: enter netns %s: make / a slave mount: %w", p.Netns, err)
 	}
-	// Like ip netns exec: a fresh sysfs so /sys/class/net shows the netns's
-	// own links. Cosmetic (nothing depends on it), so failures are ignored:
-	// under systemd /sys may be read-only or locked.
-	if err := unix.Unmount("/sys", unix.MNT_DETACH); err == nil {
-		_ = unix.Mount(p.Netns, "/sys", "sysfs", 0, "")
-	}
+	// Unlike ip netns exec, /sys is not remounted: that would detach its
+	// submounts (/sys/fs/cgroup, which runtimes read for CPU and memory
+	// limits) for a cosmetic gain (/sys/class/net listing the netns's
+	// links), and the systemd path (NetworkNamespacePath=) does not do it
+	// either, so both paths give the server the same view.
 	if err := unix.Mount(p.ResolvConf, "/etc/resolv.conf", "none", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("netpolicy: enter netns %s: bind-mount %s over /etc/resolv.conf: %w", p.Netns, p.ResolvConf, err)
 	}
