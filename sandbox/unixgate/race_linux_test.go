@@ -22,15 +22,26 @@ func TestServeRaceNeverReachesDeniedSocket(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		t.Logf("only %d CPU: the flipping thread races by preemption only", runtime.NumCPU())
 	}
+	u := newTestUser(t)
+	for _, asUser := range []bool{false, true} {
+		name, plan := "AsRoot", childPlan{}
+		if asUser {
+			name, plan = "AsUser", childPlan{UID: u.uid, GID: u.gid}
+		}
+		t.Run(name, func(t *testing.T) { raceOnce(t, plan) })
+	}
+}
+
+func raceOnce(t *testing.T, plan childPlan) {
 	dir := openTempDir(t)
 	good := listenUnix(t, filepath.Join(dir, "good.sock"), 0o666)
 	evil := listenUnix(t, filepath.Join(dir, "evil.sock"), 0o666)
 	pol := Policy{Instance: "race", Allow: []string{filepath.Join(dir, "good.sock")}}
 	const tries = 2000
-	plan := childPlan{Probes: []probe{{
+	plan.Probes = []probe{{
 		Name: "race", Kind: "race", N: tries,
 		Path: filepath.Join(dir, "good.sock"), Evil: filepath.Join(dir, "evil.sock"),
-	}}}
+	}}
 	run := runChild(t, plan, pol, nil)
 	counts := run.res.Counts["race"]
 	nGood, _ := good.accepted()
