@@ -61,7 +61,7 @@
 // # The filter (inside the netns)
 //
 //	input:  policy drop; iifname lo accept; ct state established,related accept;
-//	        tcp dport <listen port> accept; counter drop
+//	        ip saddr <host end> tcp dport <listen port> accept; counter drop
 //	output: policy drop; oifname lo accept; ct state established,related accept;
 //	        ip daddr @allow4 accept; ip6 daddr @allow6 accept;
 //	        limit rate 5/second burst 10 packets log prefix "opencode-<name>-blocked: ";

@@ -245,3 +245,22 @@ func TestSubnetChangeConverges(t *testing.T) {
 		t.Errorf("allowed connect after subnet change: %v", err)
 	}
 }
+
+// TestListenPortOnlyFromHostSide: over the veth, the listen port answers
+// the host itself but not traffic the host merely forwards.
+func TestListenPortOnlyFromHostSide(t *testing.T) {
+	ti := newInternet(t)
+	p := setupInstance(t, Input{Instance: testName(), Enable: true, ListenPort: 8787})
+	listenIn(t, p.NetnsPath, ":8787")
+	target := netip.AddrPortFrom(p.PeerAddr.Addr(), 8787).String()
+	if c, err := net.DialTimeout("tcp", target, time.Second); err != nil {
+		t.Fatalf("host to %s: %v", target, err)
+	} else {
+		c.Close()
+	}
+	// From the test internet (routed through the host, as a LAN would be).
+	run(t, "ip", "-n", ti.ns, "route", "add", p.Subnet.String(), "via", ti.hostLinkIP.String())
+	if err := tcpHello(t, ti.path, target); err == nil {
+		t.Errorf("forwarded traffic from the test internet reached the server at %s", target)
+	}
+}

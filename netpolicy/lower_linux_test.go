@@ -110,6 +110,10 @@ func TestLowerRuleExprs(t *testing.T) {
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		}},
 		{key: "in-listen", want: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: hostAddrOf(t)},
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
@@ -206,4 +210,12 @@ func TestBigSetIsSplitUnder64KiB(t *testing.T) {
 	if elemMsgs < 2*10000*2/elemsPerMessage {
 		t.Errorf("only %d element messages for 40 000 elements", elemMsgs)
 	}
+}
+
+func hostAddrOf(t *testing.T) []byte {
+	p, err := Build(exampleInput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.HostAddr.Addr().AsSlice()
 }

@@ -204,7 +204,14 @@ func filterTable(p Plan) Table {
 		r("in-established", VerdictAccept, true, est),
 	}
 	if p.ListenPort > 0 {
-		input = append(input, r("in-listen", VerdictAccept, true, Match{Kind: MatchTCPDport, Value: strconv.Itoa(p.ListenPort)}))
+		// The published port arrives over lo (systemd-socket-proxyd runs in
+		// the netns), which in-lo accepts. From the veth only the host
+		// itself may connect: a host that forwards (as egress requires) must
+		// not let routed traffic from its LAN reach the server past the
+		// listen.address the operator chose.
+		input = append(input, r("in-listen", VerdictAccept, true,
+			Match{Kind: MatchSaddr4, Value: p.HostAddr.Addr().String()},
+			Match{Kind: MatchTCPDport, Value: strconv.Itoa(p.ListenPort)}))
 	}
 	input = append(input, r("in-drop", VerdictDrop, true))
 
