@@ -36,6 +36,7 @@ const childExitCode = 126
 type childPayload struct {
 	Landlock LandlockPlan   `json:"landlock"`
 	Seccomp  compiledFilter `json:"seccomp"`
+	OwnDirs  []string       `json:"ownDirs"` // see openPathRules
 	Cmd      Command        `json:"cmd"`
 	ID       identity       `json:"id"`
 	Parent   int            `json:"parent"` // the supervisor's pid
@@ -83,7 +84,7 @@ func childRun() error {
 	}
 	// Order matters (see the package documentation, "Child order").
 	// Everything happens on this locked thread, which execs at the end.
-	if err := applyLandlock(pl.Landlock); err != nil {
+	if err := applyLandlock(pl.Landlock, pl.OwnDirs); err != nil {
 		return err
 	}
 	nfd, err := loadSeccomp(pl.Seccomp)

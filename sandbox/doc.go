@@ -16,6 +16,13 @@
 //   - Rights only add up in Landlock, so Build rejects a read-only path
 //     beneath a read-write path instead of pretending it is read-only.
 //     No rule may be "/".
+//   - Rules are added by file descriptor (O_PATH), so a path is resolved
+//     once. A path strictly beneath one of the instance's own read-write
+//     directories must not go through a symlink below that directory
+//     (RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH): the instance could point it
+//     anywhere between two starts, and the rule is added as root. Paths
+//     elsewhere may go through symlinks only root can change (NixOS
+//     /run/current-system/sw, /etc).
 //   - Nothing degrades silently. Each protection in [Plan.Protections]
 //     is "enforced", "DEGRADED" (this kernel cannot do it) or
 //     "delegated" (another layer owns it).

@@ -57,9 +57,10 @@ func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, er
 	if len(id.ExtraGroups) > 0 {
 		log.Warn("sandbox: the server keeps supplementary groups beyond the user's own (set by whoever started the launcher, e.g. SupplementaryGroups=); they cannot be dropped without root", "instance", plan.Instance, "groups", id.ExtraGroups)
 	}
-	// Check the missing-path policy here too, so the error keeps its
-	// errno (fs.ErrNotExist) for the caller; the child checks again.
-	if _, err := landlockRules(plan.Landlock); err != nil {
+	// Check the missing-path and symlink policy here too, so the error
+	// keeps its errno (fs.ErrNotExist) for the caller; the child checks
+	// again when it opens the paths for real.
+	if err := checkPaths(plan.Landlock, plan.Gate.OwnDirs); err != nil {
 		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
 	}
 	cmd.Env = withEnv(cmd.Env, "TMPDIR", plan.TmpDir)
@@ -117,7 +118,7 @@ func runDirect(plan Plan, cmd Command, id identity) error {
 	if err != nil {
 		return err
 	}
-	if err := applyLandlock(plan.Landlock); err != nil {
+	if err := applyLandlock(plan.Landlock, plan.Gate.OwnDirs); err != nil {
 		return err
 	}
 	if _, err := loadSeccomp(filter); err != nil {
@@ -392,7 +393,7 @@ func childPayloadFor(plan Plan, cmd Command, id identity) ([]byte, error) {
 	if !filter.Notify {
 		return nil, bug(fmt.Errorf("gate mode %q but the filter has no notify rule", plan.Gate.Mode))
 	}
-	b, err := json.Marshal(childPayload{Landlock: plan.Landlock, Seccomp: filter, Cmd: cmd, ID: id, Parent: os.Getpid()})
+	b, err := json.Marshal(childPayload{Landlock: plan.Landlock, Seccomp: filter, OwnDirs: plan.Gate.OwnDirs, Cmd: cmd, ID: id, Parent: os.Getpid()})
 	if err != nil {
 		return nil, bug(fmt.Errorf("marshal plan: %w", err))
 	}

@@ -275,3 +275,43 @@ func TestRunDirectExecPath(t *testing.T) {
 		})
 	}
 }
+
+// TestRunRefusesSymlinkBeneathOwnDir: the instance could replace a
+// path beneath its own directory with a symlink, and the rule (added
+// as root) would then follow it anywhere.
+func TestRunRefusesSymlinkBeneathOwnDir(t *testing.T) {
+	f := newFixture(t)
+	must(t, os.Symlink(filepath.Dir(f.outside), filepath.Join(f.project, "escape")))
+	tests := []struct {
+		name   string
+		mutate func(*Input)
+	}{
+		{name: "ReadWritePath", mutate: func(in *Input) { in.ReadWritePaths = append(in.ReadWritePaths, filepath.Join(f.project, "escape")) }},
+		{name: "ExecPathThroughSymlinkedDir", mutate: func(in *Input) { in.ExecPaths = append(in.ExecPaths, filepath.Join(f.project, "escape", "secret.txt")) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := f.in
+			tc.mutate(&in)
+			plan, err := Build(in, DetectCaps())
+			must(t, err)
+			_, err = Run(context.Background(), plan, f.command(in, "exit", "0"), nil)
+			if err == nil || !strings.Contains(err.Error(), "symlink") {
+				t.Errorf("Run: %v, want a refusal naming the symlink", err)
+			}
+		})
+	}
+}
+
+// TestSymlinkOutsideOwnDirsIsFollowed: symlinks that only root can
+// change (NixOS /run/current-system/sw, /etc entries) keep working.
+func TestSymlinkOutsideOwnDirsIsFollowed(t *testing.T) {
+	f := newFixture(t)
+	link := filepath.Join(f.base, "ro-link")
+	must(t, os.Symlink(f.ro, link))
+	in := f.in
+	in.ReadOnlyPaths = []string{link}
+	runCases(t, f, in, []probeCase{
+		{name: "ReadThroughRootOwnedSymlink", args: []string{"read", f.roFile}, want: 0},
+	})
+}
