@@ -23,11 +23,11 @@ func NewLogger(w io.Writer, instance string, level slog.Level) *slog.Logger {
 		journal: stderrIsJournal(w),
 	}
 	h.inner = slog.NewTextHandler(h.buf, &slog.HandlerOptions{Level: level, ReplaceAttr: dropTimeInJournal(h.journal)})
-	l := slog.New(h)
 	if instance != "" {
-		l = l.With("instance", instance)
+		h.hasInstance = true
+		h.inner = h.inner.WithAttrs([]slog.Attr{slog.String("instance", instance)})
 	}
-	return l
+	return slog.New(h)
 }
 
 type prioHandler struct {
@@ -36,6 +36,9 @@ type prioHandler struct {
 	buf     *bytes.Buffer
 	inner   slog.Handler
 	journal bool
+	// hasInstance: the logger already carries instance=, so packages that
+	// add their own (sandbox, unixgate) do not print it twice.
+	hasInstance bool
 }
 
 func (h *prioHandler) Enabled(ctx context.Context, l slog.Level) bool {
@@ -46,6 +49,9 @@ func (h *prioHandler) Handle(ctx context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.buf.Reset()
+	if h.hasInstance {
+		r = withoutAttr(r, "instance")
+	}
 	if err := h.inner.Handle(ctx, r); err != nil {
 		return err
 	}
@@ -103,4 +109,23 @@ func stderrIsJournal(w io.Writer) bool {
 		return false
 	}
 	return js == fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+}
+
+func withoutAttr(r slog.Record, key string) slog.Record {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Key == key
+		return !found
+	})
+	if !found {
+		return r
+	}
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key != key {
+			out.AddAttrs(a)
+		}
+		return true
+	})
+	return out
 }
