@@ -22,7 +22,7 @@ var denyGroups = []syscallGroup{
 		"kexec_load", "kexec_file_load", "reboot",
 		"swapon", "swapoff",
 		"settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-		"acct", "iopl", "ioperm", "syslog", "vhangup", "quotactl", "quotactl_fd",
+		"acct", "iopl", "ioperm", "syslog", "vhangup", "quotactl", "quotactl_fd", "uselib",
 	}},
 	{errno: "EPERM", why: "reaching into other processes", syscalls: []string{
 		"ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd",
