@@ -47,10 +47,13 @@ func Build(in Input, caps Caps) (Plan, error) {
 		TmpDir:   in.TmpDir,
 		Layout:   layout,
 		Landlock: buildLandlock(in, caps, layout),
-		Seccomp:  buildSeccomp(abi, caps.SeccompAPI),
+		Seccomp:  buildSeccomp(abi),
 		Gate:     buildGate(in, abi),
 	}
 	p.Protections = buildProtections(in, abi)
+	if p.Gate.Mode == GateSupervisor && caps.SeccompAPI > 0 && caps.SeccompAPI < 6 {
+		return p, fmt.Errorf("sandbox: libseccomp API level %d is below 6 and cannot build the user-notification filter the unix-socket gate needs (Landlock ABI %d < 9): upgrade libseccomp to 2.5 or newer", caps.SeccompAPI, abi)
+	}
 	if abi < MinLandlockABI {
 		return p, fmt.Errorf("sandbox: kernel Landlock ABI %d is below the minimum %d (Linux 6.2; Landlock must be enabled with lsm=...,landlock): refusing to run unconfined: %w", abi, MinLandlockABI, ErrLandlockTooOld)
 	}

@@ -18,8 +18,8 @@ type Caps struct {
 	// LandlockABI is the kernel's Landlock ABI version, 0 when
 	// Landlock is missing or disabled at boot.
 	LandlockABI int `json:"landlockABI"`
-	// SeccompAPI is libseccomp's API level (0 when unknown). Level 3
-	// brings the log bit, level 6 user notification.
+	// SeccompAPI is libseccomp's API level (0 when unknown). The
+	// supervisor's filter needs level 6 (user notification).
 	SeccompAPI int `json:"seccompAPI"`
 	// Layout is LayoutNixOS or LayoutFHS.
 	Layout string `json:"layout"`

@@ -102,10 +102,11 @@
 // and TIOCLINUX, and personality flags that turn off ASLR or make memory
 // executable. Integer arguments are compared on their low 32 bits, as the
 // kernel reads them. Syscalls of other ABIs (32-bit int 0x80, x32) kill
-// the process, so socketcall and friends are no bypass. The log bit is
-// set where libseccomp supports it (SECCOMP_FILTER_FLAG_LOG: denials go to
-// the audit log). Nothing restricts W^X: Bun and Node
-// JIT keep working.
+// the process, so socketcall and friends are no bypass. The log bit
+// (SECCOMP_FILTER_FLAG_LOG) is off on purpose: it would audit every
+// routine clone3 fallback and every gated connect, and the kernel's rate
+// limit would then drop the denials that matter (see buildSeccomp).
+// Nothing restricts W^X: Bun and Node JIT keep working.
 //
 // # Child order
 //
