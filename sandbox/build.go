@@ -47,7 +47,7 @@ func Build(in Input, caps Caps) (Plan, error) {
 		TmpDir:   in.TmpDir,
 		Layout:   layout,
 		Landlock: buildLandlock(in, caps, layout),
-		Seccomp:  buildSeccomp(abi),
+		Seccomp:  buildSeccomp(abi, caps.SeccompAPI),
 		Gate:     buildGate(in, abi),
 	}
 	p.Protections = buildProtections(in, abi)

@@ -46,6 +46,8 @@ func buildProtections(in Input, abi int) []Protection {
 			fmt.Sprintf("socket() and socketpair() of AF_UNIX SOCK_DGRAM are denied (EACCES): their sends cannot be gated on Landlock ABI %d < 9", abi)),
 		{Name: "seccomp deny-list", Status: StatusEnforced,
 			Detail: "mounts, namespaces, kernel changes, ptrace and friends, bpf, keyring, io_uring, raw/packet sockets, socket families other than unix/inet/inet6/netlink, netlink other than NETLINK_ROUTE, TIOCSTI; 32-bit and x32 syscalls kill the process"},
+		{Name: "seccomp audit log", Status: StatusEnforced,
+			Detail: "log bit set: denied syscalls are audited, and so are routine clone3 fallbacks and gated connects; drop \"errno user_notif\" from kernel.seccomp.actions_logged if that is too noisy"},
 		{Name: "privileges", Status: StatusEnforced,
 			Detail: "runs as the instance user with its own groups only, no capabilities, no_new_privs"},
 		{Name: "/proc", Status: StatusDegraded,

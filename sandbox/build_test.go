@@ -230,7 +230,7 @@ func TestBuildSeccompDenyList(t *testing.T) {
 			t.Errorf("%s: got %q, want unconditional %s", sc, got[sc], errno)
 		}
 	}
-	if p.Seccomp.DefaultAction != ActionAllow || p.Seccomp.BadArchAction != ActionKillProcess || p.Seccomp.Log {
+	if p.Seccomp.DefaultAction != ActionAllow || p.Seccomp.BadArchAction != ActionKillProcess || !p.Seccomp.Log {
 		t.Errorf("filter attributes: %+v", p.Seccomp)
 	}
 	clone := 0

@@ -103,9 +103,14 @@
 // executable. Integer arguments are compared on their low 32 bits, as the
 // kernel reads them. Syscalls of other ABIs (32-bit int 0x80, x32) kill
 // the process, so socketcall and friends are no bypass. The log bit
-// (SECCOMP_FILTER_FLAG_LOG) is off on purpose: it would audit every
-// routine clone3 fallback and every gated connect, and the kernel's rate
-// limit would then drop the denials that matter (see buildSeccomp).
+// (SECCOMP_FILTER_FLAG_LOG) is set where libseccomp supports it.
+//
+// WARNING: with the log bit, routine events are audited too: glibc's
+// clone3 attempt before every thread or posix_spawn (ENOSYS, then clone)
+// and every gated connect (a user notification). Most records are those,
+// and the kernel's rate limit may drop real denials. Operators can drop
+// "errno user_notif" from the kernel.seccomp.actions_logged sysctl.
+//
 // Nothing restricts W^X: Bun and Node JIT keep working.
 //
 // # Child order
