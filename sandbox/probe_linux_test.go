@@ -163,6 +163,31 @@ var probes = map[string]func(args []string) error{
 	"x32-getpid": func([]string) error {
 		return rawErr(unix.Syscall(0x40000000|unix.SYS_GETPID, 0, 0, 0))
 	},
+	// pty opens a pseudo-terminal pair and uses terminal ioctls on
+	// both ends, as opencode's terminal feature (bun-pty) does.
+	"pty": func([]string) error {
+		m, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open ptmx: %w", err)
+		}
+		defer unix.Close(m)
+		if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0); err != nil {
+			return fmt.Errorf("unlockpt: %w", err)
+		}
+		n, err := unix.IoctlGetInt(m, unix.TIOCGPTN)
+		if err != nil {
+			return fmt.Errorf("ptsname: %w", err)
+		}
+		sfd, err := unix.Open(fmt.Sprintf("/dev/pts/%d", n), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open pts: %w", err)
+		}
+		defer unix.Close(sfd)
+		if _, err := unix.IoctlGetTermios(sfd, unix.TCGETS); err != nil {
+			return fmt.Errorf("tcgetattr: %w", err)
+		}
+		return unix.IoctlSetWinsize(m, unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80})
+	},
 	"exit": func(a []string) error { os.Exit(atoi(a[0])); return nil },
 	"selfkill": func(a []string) error {
 		return unix.Kill(os.Getpid(), unix.SignalNum(a[0]))

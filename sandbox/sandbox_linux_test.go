@@ -68,6 +68,7 @@ func TestSandboxFilesystem(t *testing.T) {
 		{name: "SystemBaselineNotWritable", args: []string{"write", "/etc/ocnix-probe"}, want: int(unix.EACCES)},
 		{name: "ExecFromSystemBaseline", args: []string{"exec", "/bin/true"}, want: 0},
 		{name: "DevNullWritable", args: []string{"write", "/dev/null"}, want: 0},
+		{name: "PseudoTerminalWorks", args: []string{"pty"}, want: 0},
 		{name: "ProcSelfReadable", args: []string{"read", "/proc/self/status"}, want: 0},
 	})
 }
