@@ -188,6 +188,16 @@ var probes = map[string]func(args []string) error{
 		}
 		return unix.IoctlSetWinsize(m, unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80})
 	},
+	// sh runs a shell script; a non-zero exit is reported as EIO.
+	"sh": func(a []string) error {
+		c := exec.Command("/bin/sh", "-c", a[0])
+		c.Stdout, c.Stderr = os.Stderr, os.Stderr
+		if err := c.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "probe sh: %v\n", err)
+			return unix.EIO
+		}
+		return nil
+	},
 	"exit": func(a []string) error { os.Exit(atoi(a[0])); return nil },
 	"selfkill": func(a []string) error {
 		return unix.Kill(os.Getpid(), unix.SignalNum(a[0]))

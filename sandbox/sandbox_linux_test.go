@@ -238,3 +238,44 @@ func TestRunRefusesOtherUser(t *testing.T) {
 		t.Errorf("user root: got %v, want refusal", err)
 	}
 }
+
+// TestDeveloperToolsWork runs what an agent runs all day: git (renames
+// across directories need Landlock's refer right), a Node test server
+// on an ephemeral port that it connects to through the gate, Python's
+// multiprocessing-free standard library, and a compiler.
+func TestDeveloperToolsWork(t *testing.T) {
+	f := newFixture(t)
+	tools := map[string]string{
+		"Git": `cd "$0" && git init -q && echo hi > a.txt && git add a.txt && ` +
+			`git -c user.email=t@example.invalid -c user.name=t commit -q -m x && git gc -q && git log --oneline | grep -q x`,
+		"NodeTestServer": `node -e '
+			const http = require("http");
+			const s = http.createServer((q, r) => r.end("ok")).listen(0, "127.0.0.1", () => {
+				http.get("http://127.0.0.1:" + s.address().port, r => {
+					let b = ""; r.on("data", d => b += d); r.on("end", () => { s.close(); process.exit(b === "ok" ? 0 : 1) });
+				}).on("error", e => { console.error(e); process.exit(1) });
+			});'`,
+		"PythonSocketServer": `/usr/bin/python3 -c '
+import socket, threading
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+threading.Thread(target=lambda: s.accept()[0].sendall(b"ok"), daemon=True).start()
+c = socket.create_connection(s.getsockname()); assert c.recv(2) == b"ok"'`,
+		"CCompiler": `cd "$0" && printf "int main(void){return 0;}\n" > t.c && gcc -o t t.c && ./t`,
+	}
+	for name, script := range tools {
+		t.Run(name, func(t *testing.T) {
+			if name == "CCompiler" {
+				if _, err := os.Stat("/usr/bin/gcc"); err != nil {
+					t.Skip("needs gcc")
+				}
+			}
+			dir := filepath.Join(f.project, name)
+			must(t, os.Mkdir(dir, 0o700))
+			must(t, os.Chown(dir, f.uid, f.gid))
+			got := f.run(t, f.in, "sh", strings.ReplaceAll(script, "$0", dir))
+			if got != 0 {
+				t.Errorf("%s failed in the sandbox: %d (%s); see stderr", name, got, errnoName(got))
+			}
+		})
+	}
+}
