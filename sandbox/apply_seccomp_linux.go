@@ -112,6 +112,11 @@ func newFilter(s SeccompPlan) (*seccomp.ScmpFilter, error) {
 		if err != nil {
 			return nil, err
 		}
+		if nr < 0 {
+			// libseccomp's pseudo number: the syscall does not exist on
+			// this architecture (iopl on arm64), so nothing can call it.
+			continue
+		}
 		act, err := scmpAction(r)
 		if err != nil {
 			return nil, err
