@@ -25,6 +25,10 @@ const DefaultMaxPending = 64
 // that explain can show it, but Run refuses it.
 var ErrLandlockTooOld = errors.New("landlock ABI too old")
 
+// ErrUnsupported is returned by Run outside Linux; Build and explain
+// work everywhere.
+var ErrUnsupported = errors.New("sandbox: Landlock and seccomp need Linux")
+
 // Build computes the sandbox plan for in on a host with caps. It does
 // not change anything; it only stats paths through caps.FS.
 func Build(in Input, caps Caps) (Plan, error) {

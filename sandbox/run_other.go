@@ -4,12 +4,8 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 )
-
-// ErrUnsupported is returned by Run outside Linux.
-var ErrUnsupported = errors.New("sandbox: Landlock and seccomp need Linux")
 
 // Run is Linux only; elsewhere it returns ErrUnsupported.
 func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, error) {
