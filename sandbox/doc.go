@@ -88,6 +88,11 @@
 // WARNING: servers reached through the gate see the supervisor's pid in
 // SO_PEERCRED (the uid, gid and groups are the caller's).
 //
+// Not allowed unless listed, on every ABI: nscd (/run/nscd/socket, which
+// glibc tries before reading /etc/passwd itself, so "connect denied" log
+// lines for it are expected and harmless), D-Bus, the systemd journal
+// and notify sockets, and the Docker socket.
+//
 // # Seccomp
 //
 // A deny-list (default allow), with the errno each call needs: mounts
