@@ -13,6 +13,11 @@
 //   - Deny by default. Landlock handles every filesystem right the
 //     kernel knows; only the rules in the plan allow anything. /tmp is
 //     never granted: TMPDIR is a private directory beneath stateDir.
+//   - /dev/shm is not granted either: like /tmp it is shared by every
+//     user of the host. Python's multiprocessing locks (sem_open) and
+//     Chromium need it; where the unit gives the instance its own
+//     /dev/shm (systemd PrivateDevices= or PrivateIPC= with a private
+//     mount), add /dev/shm to readWritePaths.
 //   - Rights only add up in Landlock, so Build rejects a read-only path
 //     beneath a read-write path instead of pretending it is read-only.
 //     No rule may be "/".
