@@ -15,9 +15,9 @@
 //     never granted: TMPDIR is a private directory beneath stateDir.
 //   - /dev/shm is not granted either: like /tmp it is shared by every
 //     user of the host. Python's multiprocessing locks (sem_open) and
-//     Chromium need it; where the unit gives the instance its own
-//     /dev/shm (systemd PrivateDevices= or PrivateIPC= with a private
-//     mount), add /dev/shm to readWritePaths.
+//     Chromium need it; where the instance has a private /dev/shm (a
+//     mount namespace of its own, e.g. systemd PrivateDevices=, which
+//     mounts a fresh /dev), add /dev/shm to readWritePaths.
 //   - Rights only add up in Landlock, so Build rejects a read-only path
 //     beneath a read-write path instead of pretending it is read-only.
 //     No rule may be "/".
