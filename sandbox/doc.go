@@ -5,8 +5,10 @@
 // (the instance spec's sandbox keys) and [Caps] (facts about this
 // kernel and host, from [DetectCaps]) it computes a [Plan], plain data
 // with JSON tags and a String method that `opencode-launcher explain`
-// prints. [Run] applies exactly that plan; the plan travels to the
-// re-executed child as JSON, so what explain shows is what is enforced.
+// prints. [Run] applies exactly that plan (its Landlock rules travel to
+// the re-executed child as JSON, its seccomp rules as the BPF program
+// libseccomp compiles from them), so what explain shows is what is
+// enforced.
 //
 // # Invariants
 //
@@ -79,7 +81,7 @@
 // Landlock cannot see connect(2) before ABI 9. There seccomp sends every
 // connect to the supervisor with user notification, and package
 // unixgate decides and connects on the caller's behalf (it never answers
-// CONTINUE). Two consequences, which explain reports as DEGRADED:
+// CONTINUE). Two consequences, both named in explain:
 //
 // WARNING: unix datagram sockets are denied below ABI 9. socket(2) and
 // socketpair(2) of AF_UNIX SOCK_DGRAM fail with EACCES (the type is
