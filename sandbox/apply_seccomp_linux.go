@@ -102,6 +102,11 @@ func newFilter(s SeccompPlan) (*seccomp.ScmpFilter, error) {
 	if err := f.SetNoNewPrivsBit(true); err != nil {
 		return nil, fmt.Errorf("sandbox: seccomp: set no_new_privs: %w", err)
 	}
+	// A binary tree of syscall numbers instead of libseccomp's default
+	// linear chain: every allowed syscall (read, openat, …) otherwise walks
+	// past each of the ~70 denied ones. Older libseccomp lacks it; the
+	// filter is the same, only slower.
+	_ = f.SetOptimize(2)
 	if s.Log {
 		if err := f.SetLogBit(true); err != nil {
 			return nil, fmt.Errorf("sandbox: seccomp: set log bit: %w", err)
