@@ -15,9 +15,16 @@ if [ "$(id -u)" -ne 0 ]; then echo "demo: run as root (it creates the user $user
 id -u "$user" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /var/lib/opencode/instance-state/demo --shell /usr/sbin/nologin "$user"
 install -d -m 0755 /srv/ocnix-demo
 install -d -o "$user" -g "$user" -m 0750 /srv/ocnix-demo/project
-if [ ! -f /srv/ocnix-demo/secrets.env ]; then
-  (umask 077; printf 'ANTHROPIC_API_KEY=sk-ocnix-demo-not-a-real-key\n' >/srv/ocnix-demo/secrets.env)
+secrets=/srv/ocnix-demo/secrets.env
+if [ ! -f "$secrets" ]; then
+  (umask 077; printf 'ANTHROPIC_API_KEY=sk-ocnix-demo-not-a-real-key\n' >"$secrets")
 fi
+# opencode serves every route (provider keys included) without auth unless a
+# password is set: the demo sets one, as every deployment should.
+if ! grep -q '^OPENCODE_SERVER_PASSWORD=' "$secrets"; then
+  printf 'OPENCODE_SERVER_PASSWORD=%s\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >>"$secrets"
+fi
+password=$(sed -n 's/^OPENCODE_SERVER_PASSWORD=//p' "$secrets")
 
 "$launcher" check --config "$spec"
 "$launcher" setup --config "$spec"
@@ -25,9 +32,10 @@ fi
 url="http://127.0.0.1:$port"
 (
   for _ in $(seq 1 120); do
-    if out=$(curl -fsS -m 2 "$url/global/health" 2>/dev/null); then
+    if out=$(curl -fsS -m 2 -u "opencode:$password" "$url/global/health" 2>/dev/null); then
       printf '\nocnix demo: opencode is up at %s  (health: %s)\n' "$url" "$out"
-      printf 'ocnix demo: try  curl %s/config   — Ctrl-C stops it\n\n' "$url"
+      printf 'ocnix demo: user "opencode", password in %s (OPENCODE_SERVER_PASSWORD)\n' "$secrets"
+      printf 'ocnix demo: try  curl -u opencode:$(sed -n "s/^OPENCODE_SERVER_PASSWORD=//p" %s) %s/config   — Ctrl-C stops it\n\n' "$secrets" "$url"
       exit 0
     fi
     sleep 0.5
