@@ -286,7 +286,7 @@ func (c *childProc) serve(ctx context.Context, pol Policy, logs *syncBuffer) cha
 		done <- nil
 		return done
 	}
-	logger := slog.New(slog.NewTextHandler(logs, nil))
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	go func() { done <- Serve(ctx, c.nfd, pol, logger) }()
 	return done
 }

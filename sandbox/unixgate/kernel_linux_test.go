@@ -166,10 +166,14 @@ func TestServeDecisions(t *testing.T) {
 				t.Errorf("server saw SO_PEERCRED uids %v, want [%d] (the caller's, not the supervisor's)", uids, wantUID)
 			}
 			threadsAreSupervisor(t)
-			// One log line per denial by the gate, naming the instance and the path.
+			// One log line per denial by the gate, naming the instance and the
+			// path: a warning for a policy denial, debug for a missing socket.
 			lines := strings.Count(run.log, "connect denied")
-			if lines != 11 {
-				t.Errorf("got %d denial log lines, want 11:\n%s", lines, run.log)
+			if lines != 9 {
+				t.Errorf("got %d denial log lines, want 9:\n%s", lines, run.log)
+			}
+			if n := strings.Count(run.log, "level=DEBUG msg=\"unixgate: connect to a missing socket\""); n != 2 {
+				t.Errorf("got %d debug lines for missing sockets, want 2:\n%s", n, run.log)
 			}
 			for _, p := range []string{f.path("srv/evil.sock"), f.path("link-evil"), "evil.sock", f.path("srv/missing.sock"), "@ocnix-unixgate-test"} {
 				if !strings.Contains(run.log, "instance=web path="+p+" ") {

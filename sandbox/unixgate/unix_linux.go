@@ -192,5 +192,13 @@ func (s *server) deny(c call, path, realPath, reason string) {
 	if realPath != "" && realPath != path {
 		attrs = append(attrs, "real", realPath)
 	}
+	// A socket that does not exist is answered EACCES like a denied one (so
+	// that the instance cannot probe for files it cannot see), but it is no
+	// policy decision: glibc tries nscd's socket on every user lookup, so a
+	// warning per miss would bury the denials that matter.
+	if reason == "resolve: "+unix.ENOENT.Error() {
+		s.log.Debug("unixgate: connect to a missing socket", attrs...)
+		return
+	}
 	s.log.Warn("unixgate: connect denied", attrs...)
 }
