@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,13 +37,14 @@ func Serve(ctx context.Context, notifFD int, pol Policy, log *slog.Logger) error
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s := &server{
-		fd:    notifFD,
-		pol:   pol.Canonical(),
-		log:   log,
-		self:  self,
-		arch:  arch,
-		ctx:   ctx,
-		slots: make(chan struct{}, pol.maxPending()),
+		fd:      notifFD,
+		pol:     pol.Canonical(),
+		log:     log,
+		self:    self,
+		arch:    arch,
+		ctx:     ctx,
+		slots:   make(chan struct{}, pol.maxPending()),
+		denyLog: newLogLimiter(denyLogRate, denyLogBurst, time.Now),
 	}
 	if s.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return fmt.Errorf("unixgate: create eventfd: %w", err)
@@ -112,6 +114,7 @@ type server struct {
 	cache      credCache       // loop goroutine only
 	ident      *threadIdentity // the loop thread's
 	lost       lostAnswers
+	denyLog    *logLimiter
 	buf        [maxAddrLen]byte
 }
 

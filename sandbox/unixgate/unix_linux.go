@@ -200,5 +200,12 @@ func (s *server) deny(c call, path, realPath, reason string) {
 		s.log.Debug("unixgate: connect to a missing socket", attrs...)
 		return
 	}
+	ok, suppressed := s.denyLog.allow()
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
 	s.log.Warn("unixgate: connect denied", attrs...)
 }
