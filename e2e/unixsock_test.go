@@ -80,6 +80,16 @@ func TestUnixSocketAllowList(t *testing.T) {
 			t.Errorf("bare connect-unix %s = %q, want ok", p, got)
 		}
 	}
+	t.Run("DenialIsLoggedOnceWithInstanceAndPath", func(t *testing.T) {
+		out, errs, _ := si.sandboxed(probeBin, "connect-unix", fx.evil)
+		if strings.TrimSpace(out) != "EACCES" {
+			t.Fatalf("probe = %q", out)
+		}
+		want := fmt.Sprintf("instance=%s path=%s", si.name, fx.evil)
+		if n := strings.Count(errs, want); n != 1 || !strings.Contains(errs, "connect denied") {
+			t.Errorf("stderr has %d lines with %q, want exactly one denial line:\n%s", n, want, errs)
+		}
+	})
 	t.Run("OwnSocketInDirectory", func(t *testing.T) {
 		if got := si.probe("serve-unix-and-connect", filepath.Join(si.dir, "own.sock")); got != "ok" {
 			t.Errorf("own socket = %q, want ok", got)
