@@ -261,7 +261,7 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
 threading.Thread(target=lambda: s.accept()[0].sendall(b"ok"), daemon=True).start()
 c = socket.create_connection(s.getsockname()); assert c.recv(2) == b"ok"'`,
 		"BashProcessSubstitution": `/bin/bash -c 'diff <(echo hi) <(echo hi) && echo ok | tee /dev/null >/dev/null'`,
-		"CCompiler": `cd "$0" && printf "int main(void){return 0;}\n" > t.c && gcc -o t t.c && ./t`,
+		"CCompiler":               `cd "$0" && printf "int main(void){return 0;}\n" > t.c && gcc -o t t.c && ./t`,
 	}
 	for name, script := range tools {
 		t.Run(name, func(t *testing.T) {
