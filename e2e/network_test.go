@@ -149,6 +149,25 @@ func TestNetworkEgressFromInsideTheSandbox(t *testing.T) {
 			}
 		})
 	}
+	// status shows the filter's counters: the blocked TCP attempts above hit
+	// the reject rule.
+	out, errs, code := si.launcher(context.Background(), "status", "--json")
+	if code != 0 {
+		t.Fatalf("status: %d %s", code, errs)
+	}
+	var st struct {
+		NetnsExists bool `json:"netnsExists"`
+		Counters    map[string]struct {
+			Packets uint64 `json:"packets"`
+		} `json:"counters"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !st.NetnsExists || st.Counters["blocked-tcp"].Packets < 3 || st.Counters["allow4"].Packets == 0 {
+		t.Errorf("status counters = %+v, want the netns and ≥3 blocked-tcp and some allow4 packets", st)
+	}
+
 	// Twins: the blocked host and the host service answer outside the netns.
 	if got := bare(t, "connect-tcp", inet.blocked+":7001"); got != "ok" {
 		t.Errorf("bare connect to the blocked test host = %q, want ok", got)

@@ -52,6 +52,7 @@ type CLI struct {
 	Explain  ExplainCmd  `cmd:"" help:"Print the effective plan (sandbox, network, argv, env names, opencode.json) without side effects."`
 	Setup    SetupCmd    `cmd:"" help:"Converge an instance's state dir, opencode.json, network and init scripts (root, idempotent)."`
 	Run      RunCmd      `cmd:"" help:"Run the server (or -- CMD) confined by the instance's sandbox and network."`
+	Status   StatusCmd   `cmd:"" help:"Show the last setup result and, with network isolation, the netns and the egress filter's hit counters."`
 	Teardown TeardownCmd `cmd:"" help:"Remove the instance's netns, links and nft tables (root, idempotent). Never touches directory or stateDir."`
 }
 

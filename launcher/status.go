@@ -1,0 +1,88 @@
+package launcher
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/ocnix/ocnix/netpolicy"
+)
+
+// StatusCmd shows what is in force for an instance right now: the last setup
+// result and, with network isolation, whether the netns exists and the hit
+// counters of the egress filter (root: they live in the instance's netns).
+type StatusCmd struct {
+	ConfigFlag
+	JSON bool `name:"json" help:"Print the status as JSON."`
+}
+
+// Status is the output of status.
+type Status struct {
+	Instance    string                       `json:"instance"`
+	SetupFailed bool                         `json:"setupFailed"`
+	SetupDetail string                       `json:"setupDetail,omitempty"`
+	Isolated    bool                         `json:"isolated"`
+	NetnsExists bool                         `json:"netnsExists,omitempty"`
+	Counters    map[string]netpolicy.Counter `json:"counters,omitempty"`
+	Problems    []string                     `json:"problems,omitempty"`
+}
+
+func (c *StatusCmd) Run(g *Globals) error {
+	s, err := LoadFile(c.Config)
+	if err != nil {
+		return err
+	}
+	st := Status{Instance: s.Name, Isolated: s.NetworkIsolation.Enable}
+	failed, why, err := lastSetupFailed(LayoutFor(s))
+	if err != nil {
+		st.Problems = append(st.Problems, "read last setup result: "+err.Error())
+	}
+	st.SetupFailed, st.SetupDetail = failed, why
+	if st.Isolated {
+		np, err := buildNetwork(s)
+		if err != nil {
+			return withCode(ExitSpecInvalid, fmt.Errorf("instance %q: %w", s.Name, err))
+		}
+		_, err = os.Stat(np.NetnsPath)
+		st.NetnsExists = err == nil
+		st.Problems = append(st.Problems, netpolicy.Diagnose(np)...)
+		if st.NetnsExists && os.Geteuid() == 0 {
+			if st.Counters, err = netpolicy.Counters(np); err != nil {
+				st.Problems = append(st.Problems, err.Error())
+			}
+		} else if st.NetnsExists {
+			st.Problems = append(st.Problems, "counters need root (they live inside the instance's netns)")
+		}
+	}
+	if c.JSON {
+		b, _ := json.MarshalIndent(st, "", "  ")
+		fmt.Fprintf(g.stdout, "%s\n", b)
+		return nil
+	}
+	w := g.stdout
+	fmt.Fprintf(w, "instance %s\n", st.Instance)
+	switch {
+	case st.SetupFailed:
+		fmt.Fprintf(w, "  setup: FAILED: %s\n", st.SetupDetail)
+	default:
+		fmt.Fprintf(w, "  setup: ok (or never run here)\n")
+	}
+	if !st.Isolated {
+		fmt.Fprintf(w, "  network: not isolated\n")
+	} else {
+		fmt.Fprintf(w, "  network: netns present: %v\n", st.NetnsExists)
+		keys := make([]string, 0, len(st.Counters))
+		for k := range st.Counters {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "    %-20s %8d packets %10d bytes\n", k, st.Counters[k].Packets, st.Counters[k].Bytes)
+		}
+	}
+	for _, p := range st.Problems {
+		fmt.Fprintf(w, "  WARNING: %s\n", p)
+	}
+	return nil
+}
