@@ -21,8 +21,7 @@ deps:
 	bash scripts/install-deps.sh
 
 ## test: everything CI runs: vet, unit and privileged tests, a short fuzz run, Nix checks.
-test: deps build
-	$(GO) vet ./...
+test: deps build lint
 	$(GOTEST) ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 	$(MAKE) nixcheck
