@@ -48,13 +48,9 @@ func readCounters(t Table, nsfd int, keyPrefix string, out map[string]Counter) e
 	if err != nil {
 		return err
 	}
-	var opts []nftables.ConnOption
-	if nsfd >= 0 {
-		opts = append(opts, nftables.WithNetNSFd(nsfd))
-	}
-	c, err := nftables.New(opts...)
+	c, err := connFor(t, nsfd)
 	if err != nil {
-		return fmt.Errorf("table %s %s: open nftables: %w", t.Family, t.Name, err)
+		return err
 	}
 	nt := &nftables.Table{Name: t.Name, Family: fam}
 	byComment := map[string]string{}

@@ -19,13 +19,9 @@ func applyTable(t Table, nsfd int) error {
 	if err != nil {
 		return err
 	}
-	opts := []nftables.ConnOption{nftables.WithSockOptions(forceSndBuf)}
-	if nsfd >= 0 {
-		opts = append(opts, nftables.WithNetNSFd(nsfd))
-	}
-	c, err := nftables.New(opts...)
+	c, err := connFor(t, nsfd, nftables.WithSockOptions(forceSndBuf))
 	if err != nil {
-		return fmt.Errorf("table %s %s: open nftables: %w", t.Family, t.Name, err)
+		return err
 	}
 	if err := l.queue(c); err != nil {
 		return fmt.Errorf("table %s %s: %w", t.Family, t.Name, err)
@@ -96,13 +92,9 @@ func deleteTable(t Table, nsfd int) error {
 	if err != nil {
 		return err
 	}
-	var opts []nftables.ConnOption
-	if nsfd >= 0 {
-		opts = append(opts, nftables.WithNetNSFd(nsfd))
-	}
-	c, err := nftables.New(opts...)
+	c, err := connFor(t, nsfd)
 	if err != nil {
-		return fmt.Errorf("table %s %s: open nftables: %w", t.Family, t.Name, err)
+		return err
 	}
 	nt := &nftables.Table{Name: t.Name, Family: fam}
 	c.AddTable(nt)
@@ -111,4 +103,17 @@ func deleteTable(t Table, nsfd int) error {
 		return fmt.Errorf("table %s %s: delete: %w", t.Family, t.Name, err)
 	}
 	return nil
+}
+
+// connFor opens an nftables connection for table t in the netns nsfd (-1:
+// the caller's).
+func connFor(t Table, nsfd int, opts ...nftables.ConnOption) (*nftables.Conn, error) {
+	if nsfd >= 0 {
+		opts = append(opts, nftables.WithNetNSFd(nsfd))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("table %s %s: open nftables: %w", t.Family, t.Name, err)
+	}
+	return c, nil
 }
