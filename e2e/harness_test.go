@@ -183,9 +183,10 @@ type server struct {
 	err  error
 }
 
-func (in *instance) start() *server {
+func (in *instance) start(prefix ...string) *server {
 	in.t.Helper()
-	cmd := exec.Command(launcherBin, "run", "--config", in.specPath)
+	argv := append(append([]string(nil), prefix...), launcherBin, "run", "--config", in.specPath)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	buf := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}

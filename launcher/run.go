@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/ocnix/ocnix/netpolicy"
@@ -59,6 +61,9 @@ func (c *RunCmd) Run(g *Globals) error {
 // instance usable, composes the secret environment, enters the network
 // namespace and hands over to the sandbox.
 func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Logger) error {
+	if err := checkCaller(s); err != nil {
+		return err
+	}
 	// A debug command (and setup's init scripts, which use the same path)
 	// runs even after a failed setup: that is when an operator needs it.
 	if err := checkStateReady(s, p, !debugCmd); err != nil {
@@ -143,6 +148,28 @@ func enterNetwork(np netpolicy.Plan) error {
 	}
 	if err := netpolicy.Verify(np); err != nil {
 		return fmt.Errorf("network isolation is on but this process is not in %s; start it with NetworkNamespacePath=%s or as root: %w", np.Netns, np.NetnsPath, err)
+	}
+	return nil
+}
+
+// checkCaller: run starts as root (and drops) or as the instance user
+// (systemd User=). Anyone else is refused before anything is read, so the
+// error names the real problem instead of an unreadable state directory.
+func checkCaller(s *Spec) error {
+	uid := os.Getuid()
+	if uid == 0 {
+		return nil
+	}
+	u, err := user.Lookup(s.User)
+	if err != nil {
+		return withCode(ExitNoInput, fmt.Errorf("instance %q: look up user %q: %w; create it (the NixOS module does) or fix the spec's user", s.Name, s.User, err))
+	}
+	if u.Uid != strconv.Itoa(uid) {
+		who := strconv.Itoa(uid)
+		if me, err := user.LookupId(who); err == nil {
+			who = me.Username
+		}
+		return errorf(ExitPermission, "instance %q runs as user %s, but the launcher runs as %s; start it as root or as %s (systemd User=%s)", s.Name, s.User, who, s.User, s.User)
 	}
 	return nil
 }
