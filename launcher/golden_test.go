@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -79,5 +80,24 @@ func TestExplainGolden(t *testing.T) {
 				t.Errorf("explain output changed (-want +got); if intended, run go test ./launcher -run TestExplainGolden -update:\n%s", d)
 			}
 		})
+	}
+}
+
+// TestOldKernelIsAHostFactNotASpecError: on a kernel below the minimum
+// Landlock ABI, check still passes (it runs on Nix builders) and explain
+// warns; run is refused by the sandbox itself.
+func TestOldKernelIsAHostFactNotASpecError(t *testing.T) {
+	s, err := LoadFile("../examples/demo.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := goldenHost(false)
+	h.Sandbox.LandlockABI = 1
+	p, err := BuildPlan(s, h, nil)
+	if err != nil {
+		t.Fatalf("BuildPlan on ABI 1 = %v, want a plan with a warning", err)
+	}
+	if len(p.Warnings) == 0 || !strings.Contains(strings.Join(p.Warnings, "\n"), "below the minimum") {
+		t.Errorf("warnings = %v, want the Landlock minimum", p.Warnings)
 	}
 }

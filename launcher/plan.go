@@ -1,8 +1,11 @@
 package launcher
 
 import (
+	"errors"
+
 	"encoding/json"
 	"fmt"
+	"github.com/ocnix/ocnix/sandbox"
 	"net/netip"
 	"strings"
 )
@@ -59,7 +62,13 @@ func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 		}
 	}
 	sb, err := buildSandbox(s, h, argv[0])
-	if err != nil {
+	switch {
+	case errors.Is(err, sandbox.ErrLandlockTooOld):
+		// A fact of this host, not of the spec: check must pass on a Nix
+		// builder with an old kernel, and explain must still show the plan.
+		// run refuses to start (sandbox.Run checks the ABI again).
+		p.Warnings = append(p.Warnings, err.Error())
+	case err != nil:
 		return nil, fmt.Errorf("instance %q: %w", s.Name, err)
 	}
 	p.Sandbox = sb
