@@ -167,3 +167,32 @@ func TestPostgresFromInsideTheSandbox(t *testing.T) {
 		t.Errorf("psql without the socket allowed: exit %d, stdout %q, stderr %s; want a refusal with Permission denied", code, out, errs)
 	}
 }
+
+// TestUnixAllowEntryInOwnDirCannotBeRedirected: an allow entry that lies in
+// the instance's own directories is the instance's to replace. A link planted
+// there in one run must not widen the allow-list of the next (found by the
+// red team: the root supervisor used to resolve it).
+func TestUnixAllowEntryInOwnDirCannotBeRedirected(t *testing.T) {
+	var fx unixFixture
+	var dirEntry, fileEntry string
+	si := newSandboxInstance(t, "redir", func(in *instance) {
+		fx = newUnixFixture(t, in.base)
+		dirEntry = filepath.Join(in.stateDir, "sockets")
+		fileEntry = filepath.Join(in.dir, "db.sock")
+		in.spec["sandbox"].(map[string]any)["unixSockets"] = map[string]any{"allow": []any{dirEntry, fileEntry}}
+	})
+	for _, plant := range [][]string{
+		{"/bin/ln", "-s", "/", dirEntry},
+		{"/bin/ln", "-s", fx.evil, fileEntry},
+	} {
+		if out, errs, code := si.sandboxed(plant...); code != 0 {
+			t.Fatalf("plant %v: %d %s %s", plant, code, out, errs)
+		}
+	}
+	// The next run, with the links in place.
+	for _, p := range []string{fx.evil, fileEntry, filepath.Join(dirEntry, strings.TrimPrefix(fx.evil, "/"))} {
+		if got := si.probe("connect-unix", p); got != "EACCES" {
+			t.Errorf("connect-unix %s after planting links = %q, want EACCES", p, got)
+		}
+	}
+}

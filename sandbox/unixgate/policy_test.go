@@ -3,6 +3,7 @@ package unixgate
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,9 +105,12 @@ func TestCanonicalResolvesSymlinkedAncestors(t *testing.T) {
 		Allow:   []string{link + "/pg/.s.PGSQL.5432", "/nonexistent-ocnix/x.sock"},
 		OwnDirs: []string{link + "/"},
 	}.Canonical()
+	// The allow entry lies beneath an own directory, so it is not resolved
+	// (the instance controls links there); the own directory itself is, and
+	// covers the socket's real path.
 	want := Policy{
 		Allow: []string{
-			link + "/pg/.s.PGSQL.5432", realDir + "/pg/.s.PGSQL.5432",
+			link + "/pg/.s.PGSQL.5432",
 			"/nonexistent-ocnix/x.sock",
 		},
 		OwnDirs: []string{link, realDir},
@@ -125,5 +129,58 @@ func TestStringNamesEveryEntry(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("String() = %q, want it to contain %q", s, want)
 		}
+	}
+}
+
+// TestCanonicalNeverFollowsInstanceLinks: links the instance planted in its
+// own directories must not widen the allow-list when root resolves it.
+func TestCanonicalNeverFollowsInstanceLinks(t *testing.T) {
+	dir := t.TempDir()
+	own := filepath.Join(dir, "state")
+	operator := filepath.Join(dir, "operator")
+	victim := filepath.Join(dir, "victim")
+	for _, d := range []string{own, operator, victim, filepath.Join(dir, "real")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustLink := func(target, link string) {
+		t.Helper()
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Planted by the instance: a directory entry -> /, a socket entry -> victim.
+	mustLink("/", filepath.Join(own, "sockets"))
+	mustLink(filepath.Join(victim, "v.sock"), filepath.Join(own, "db.sock"))
+	// Made by the operator outside the instance's dirs: followed.
+	mustLink(filepath.Join(dir, "real"), filepath.Join(operator, "run"))
+	// Operator link into the instance's dir, where the instance links on.
+	mustLink(own, filepath.Join(operator, "into-own"))
+	mustLink(victim, filepath.Join(own, "out"))
+	// A nested own directory the instance replaced with a link to /.
+	nested := filepath.Join(own, "cache")
+	mustLink("/", nested)
+
+	pol := Policy{
+		Allow: []string{
+			filepath.Join(own, "sockets"),
+			filepath.Join(own, "db.sock"),
+			filepath.Join(operator, "run", "pg.sock"),
+			filepath.Join(operator, "into-own", "out", "v.sock"),
+		},
+		OwnDirs: []string{own, nested},
+	}.Canonical()
+	for _, bad := range []string{"/", filepath.Join(victim, "v.sock"), victim} {
+		if slices.Contains(pol.Allow, bad) || slices.Contains(pol.OwnDirs, bad) {
+			t.Errorf("canonical policy contains %s, reached through an instance-made link:\n%+v", bad, pol)
+		}
+	}
+	if pol.Allowed(filepath.Join(victim, "v.sock")) || pol.Allowed("/run/docker.sock") {
+		t.Errorf("canonical policy allows sockets behind instance-made links: %+v", pol)
+	}
+	realPG, _ := filepath.EvalSymlinks(filepath.Join(dir, "real"))
+	if !pol.Allowed(filepath.Join(realPG, "pg.sock")) {
+		t.Errorf("an operator-made link outside the instance's dirs is no longer followed: %+v", pol)
 	}
 }
