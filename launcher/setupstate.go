@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 )
 
@@ -113,7 +114,20 @@ func lastSetupFailed(l Layout) (bool, string, error) {
 		}
 		return true, "the setup started at " + when + " did not finish (it was killed, crashed or is still running); run setup again", nil
 	case setupFailed:
-		return true, "the setup at " + when + " failed: " + rec.Reason + "; fix it and run setup again", nil
+		return true, "the setup at " + when + " failed: " + printable(rec.Reason, 300) + "; fix it and run setup again", nil
 	}
-	return true, fmt.Sprintf("the last setup record has the unknown result %q; run setup again", rec.Result), nil
+	return true, fmt.Sprintf("the last setup record has the unknown result %s; run setup again", printable(rec.Result, 40)), nil
+}
+
+// printable makes text from a file the instance can write safe to print to a
+// terminal or the journal: control characters (escape sequences, newlines
+// that would forge a log line, "<0>" at a line start) are escaped, and the
+// length is capped.
+func printable(s string, max int) string {
+	q := strconv.QuoteToGraphic(s)
+	q = q[1 : len(q)-1]
+	if len(q) > max {
+		q = q[:max] + "…"
+	}
+	return q
 }
