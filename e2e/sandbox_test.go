@@ -100,6 +100,11 @@ func TestSandboxSyscallDenials(t *testing.T) {
 	mnt := t.TempDir()
 	// A process of the instance's own user outside the sandbox: DAC would let
 	// the instance ptrace or signal it; only the sandbox stops it.
+	suidFile := filepath.Join(si.dir, "tool")
+	if err := os.WriteFile(suidFile, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "chown", si.user, suidFile)
 	// setpriv execs (no fork), so the PID is the sleep itself.
 	victim := startBg(t, false, "setpriv", "--reuid="+si.user, "--regid="+si.user, "--init-groups", "sleep", "300")
 	vpid := strconv.Itoa(victim.Process.Pid)
@@ -123,6 +128,12 @@ func TestSandboxSyscallDenials(t *testing.T) {
 		{"SignalSelf", []string{"kill", "self"}, "ok", ""},
 		{"UnixDatagramSocket", []string{"socket-dgram-unix"}, "EACCES", "ok"},
 		{"UnixStreamSocketpair", []string{"socketpair-stream"}, "ok", ""},
+		{"ChmodSetUID", []string{"chmod", suidFile, "4755"}, "EPERM", "ok"},
+		{"ChmodSetGID", []string{"chmod", suidFile, "2755"}, "EPERM", "ok"},
+		{"Fchmodat2SetUID", []string{"fchmodat2", suidFile, "4755"}, "EPERM", "ok"},
+		{"ChmodPlain", []string{"chmod", suidFile, "0755"}, "ok", ""},
+		{"CreateSetUID", []string{"create-mode", filepath.Join(si.dir, "created-suid"), "4755"}, "EPERM", ""},
+		{"CreatePlain", []string{"create-mode", filepath.Join(si.dir, "created-plain"), "0755"}, "ok", ""},
 	}
 	if out, err := exec.Command("unshare", "-U", "true").CombinedOutput(); err != nil {
 		t.Errorf("twin of UnshareUserNamespace: unshare -U outside the sandbox: %v %s", err, out)

@@ -81,6 +81,7 @@ func buildSeccomp(abi, api int) SeccompPlan {
 		errnoRule("personality", "EPERM", "ADDR_NO_RANDOMIZE turns off ASLR",
 			ArgCond{Arg: 0, Op: OpMaskedEqual, Mask: personalityAddrNoRandomize | personalityQueryBit, Value: personalityAddrNoRandomize}),
 	)
+	s.Rules = append(s.Rules, suidRules()...)
 	s.Rules = append(s.Rules, socketRules(abi)...)
 	if abi < 9 {
 		s.Rules = append(s.Rules, SyscallRule{
@@ -137,6 +138,39 @@ func socketRules(abi int) []SyscallRule {
 			rules = append(rules, errnoRule(sc, "EACCES", "unix datagram sockets cannot be gated (Landlock ABI < 9)",
 				eq32(0, afUnix), ArgCond{Arg: 1, Op: OpMaskedEqual, Mask: sockTypeMask, Value: sockDgram}))
 		}
+	}
+	return rules
+}
+
+// Set-user-ID and set-group-ID bits (S_ISUID, S_ISGID) and O_CREAT.
+const (
+	modeSetUID = 0o4000
+	modeSetGID = 0o2000
+	oCreat     = 0o100
+)
+
+// suidRules stop the instance from making set-user-ID or set-group-ID files
+// (what systemd's RestrictSUIDSGID= does): whoever else ran one in the
+// project would run with the instance user's rights. Like systemd, the mode
+// is checked in chmod, fchmod, fchmodat(2) and in creating opens.
+func suidRules() []SyscallRule {
+	var rules []SyscallRule
+	for _, bit := range []struct {
+		name string
+		v    uint64
+	}{{"S_ISUID", modeSetUID}, {"S_ISGID", modeSetGID}} {
+		why := "no " + bit.name + " files: another user running one would get the instance's rights"
+		mode := func(arg uint) ArgCond { return ArgCond{Arg: arg, Op: OpMaskedEqual, Mask: bit.v, Value: bit.v} }
+		creat := func(arg uint) ArgCond { return ArgCond{Arg: arg, Op: OpMaskedEqual, Mask: oCreat, Value: oCreat} }
+		rules = append(rules,
+			errnoRule("chmod", "EPERM", why, mode(1)),
+			errnoRule("fchmod", "EPERM", why, mode(1)),
+			errnoRule("fchmodat", "EPERM", why, mode(2)),
+			errnoRule("fchmodat2", "EPERM", why, mode(2)),
+			errnoRule("creat", "EPERM", why, mode(1)),
+			errnoRule("open", "EPERM", why, creat(1), mode(2)),
+			errnoRule("openat", "EPERM", why, creat(2), mode(3)),
+		)
 	}
 	return rules
 }

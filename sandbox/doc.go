@@ -111,8 +111,9 @@
 // (EAFNOSUPPORT), raw and packet sockets, netlink protocols other than
 // NETLINK_ROUTE, Multipath TCP (EPROTONOSUPPORT: Landlock's TCP bind
 // rule does not cover it, and Go listens with MPTCP by default), TIOCSTI
-// and TIOCLINUX, and personality flags that turn off ASLR or make memory
-// executable. Integer arguments are compared on their low 32 bits, as the
+// and TIOCLINUX, personality flags that turn off ASLR or make memory
+// executable, and set-user/group-ID modes in chmod and creating opens
+// (EPERM). Integer arguments are compared on their low 32 bits, as the
 // kernel reads them. Syscalls of other ABIs (32-bit int 0x80, x32) kill
 // the process, so socketcall and friends are no bypass. The log bit
 // (SECCOMP_FILTER_FLAG_LOG) is set where libseccomp supports it.

@@ -224,6 +224,32 @@ var probes = map[string]func(args []string) (string, error){
 		_, err := unix.KeyctlJoinSessionKeyring("ocnix-probe")
 		return "", err
 	},
+	"chmod": func(a []string) (string, error) {
+		mode, _ := strconv.ParseUint(a[1], 8, 32)
+		return "", unix.Chmod(a[0], uint32(mode))
+	},
+	"fchmodat2": func(a []string) (string, error) {
+		// The raw syscall (Linux 6.6), which libc wrappers may not use yet.
+		mode, _ := strconv.ParseUint(a[1], 8, 32)
+		p, err := unix.BytePtrFromString(a[0])
+		if err != nil {
+			return "", err
+		}
+		atFdcwd := unix.AT_FDCWD
+		_, _, e := unix.Syscall6(452, uintptr(atFdcwd), uintptr(unsafe.Pointer(p)), uintptr(mode), 0, 0, 0)
+		if e != 0 {
+			return "", e
+		}
+		return "", nil
+	},
+	"create-mode": func(a []string) (string, error) {
+		mode, _ := strconv.ParseUint(a[1], 8, 32)
+		fd, err := unix.Open(a[0], unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(mode))
+		if err == nil {
+			unix.Close(fd)
+		}
+		return "", err
+	},
 	"whoami": func(a []string) (string, error) {
 		groups, _ := unix.Getgroups()
 		return fmt.Sprintf("uid=%d gid=%d groups=%v", unix.Getuid(), unix.Getgid(), groups), nil
