@@ -69,13 +69,12 @@ func configDefaults() map[string]any {
 	}
 }
 
-// EnvEntry is one variable of the composed environment. Secret entries (from
-// environmentFile) never carry their value in a Plan.
+// EnvEntry is one variable of the composed environment. A Plan holds only the
+// entries known without reading environmentFile; run adds the file's at start.
 type EnvEntry struct {
 	Name   string `json:"name"`
 	Value  string `json:"value,omitempty"`
 	Source string `json:"source"` // launcher, default, environment, environmentFile
-	Secret bool   `json:"secret,omitempty"`
 }
 
 // BaseEnv is the environment the instance starts from, before environmentFile:
@@ -114,7 +113,7 @@ func WithEnvFile(env []EnvEntry, vars []EnvVar, path string) ([]EnvEntry, error)
 		if owner, ok := reservedEnv[v.Name]; ok {
 			return nil, &envFileReservedError{path: path, line: v.Line, name: v.Name, owner: owner}
 		}
-		env = setEnv(env, EnvEntry{Name: v.Name, Value: v.Value, Source: "environmentFile", Secret: true})
+		env = setEnv(env, EnvEntry{Name: v.Name, Value: v.Value, Source: "environmentFile"})
 	}
 	return env, nil
 }
@@ -125,7 +124,7 @@ type envFileReservedError struct {
 }
 
 func (e *envFileReservedError) Error() string {
-	return "environmentFile " + e.path + ": line " + itoa(e.line) + ": " + e.name + " is set by the launcher from " + e.owner + " and cannot be overridden"
+	return "environmentFile " + e.path + ": line " + strconv.Itoa(e.line) + ": " + e.name + " is set by the launcher from " + e.owner + " and cannot be overridden"
 }
 
 func (e *envFileReservedError) Unwrap() error { return ErrEnvFile }
@@ -202,7 +201,7 @@ func ServerArgv(s *Spec) []string {
 		host = isolatedListenHost
 	}
 	argv := append([]string(nil), s.Command...)
-	argv = append(argv, "serve", "--hostname", host, "--port", itoa(s.Listen.Port))
+	argv = append(argv, "serve", "--hostname", host, "--port", strconv.Itoa(s.Listen.Port))
 	if lvl := s.ServerLogLevel(); lvl != "" {
 		argv = append(argv, "--log-level", lvl)
 	}
@@ -211,5 +210,3 @@ func ServerArgv(s *Spec) []string {
 
 // isolatedListenHost matches netpolicy's ProxyTarget.
 const isolatedListenHost = "127.0.0.1"
-
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -197,10 +197,6 @@ func (st *setup) runInitScript(ctx context.Context, ph initPhase) error {
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", ph.key, ph.path, err)
 	}
-	if cmd.Env == nil {
-		cmd.Env = os.Environ()
-	}
-	cmd.Env = append(cmd.Env, setupRunIDEnv+"="+st.runID)
 	tail := newTailBuffer(tailLines)
 	out := io.MultiWriter(tail, &prefixWriter{w: st.stderr, prefix: "init-" + ph.name + "| "})
 	start := time.Now()

@@ -7,8 +7,6 @@ import (
 	"github.com/ocnix/ocnix/netpolicy"
 )
 
-func init() { netSetup = ensureNetwork }
-
 // ensureNetwork converges the instance's network to its spec: with isolation
 // on, the netns, veth, addresses and nft rules exist exactly as planned; with
 // it off, whatever an earlier spec created is removed, so that turning

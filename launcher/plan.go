@@ -53,9 +53,6 @@ func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 		Layout:          LayoutFor(s),
 		OpencodeConfig:  ComposeConfig(s),
 	}
-	if s.EnvironmentFile != "" {
-		p.Env = append(p.Env, EnvEntry{Name: "(variables of " + s.EnvironmentFile + ")", Source: "environmentFile", Secret: true})
-	}
 	for _, sc := range []struct{ phase, path string }{{"pre", s.PreInitScript}, {"post", s.PostInitScript}} {
 		if sc.path != "" {
 			p.InitScripts = append(p.InitScripts, InitScript{Phase: sc.phase, Path: sc.path, Timeout: s.InitScriptTimeout})
@@ -103,12 +100,10 @@ func (p *Plan) String() string {
 	}
 	b.WriteString("\n# environment (values from environmentFile are never shown)\n")
 	for _, e := range p.Env {
-		switch {
-		case e.Secret:
-			fmt.Fprintf(&b, "  %s  [%s, value hidden]\n", e.Name, e.Source)
-		default:
-			fmt.Fprintf(&b, "  %s=%s  [%s]\n", e.Name, e.Value, e.Source)
-		}
+		fmt.Fprintf(&b, "  %s=%s  [%s]\n", e.Name, e.Value, e.Source)
+	}
+	if p.EnvironmentFile != "" {
+		fmt.Fprintf(&b, "  then the variables of %s, read by run at start  [environmentFile]\n", p.EnvironmentFile)
 	}
 	fmt.Fprintf(&b, "\n# state layout\n  stateDir %s (0700)\n  opencode.json %s (0600)\n", p.Layout.StateDir, p.Layout.ConfigFile)
 	if len(p.InitScripts) > 0 {

@@ -71,8 +71,6 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 	}
 	env := p.Env
 	if s.EnvironmentFile != "" {
-		// Drop the placeholder that stands for the file in explain.
-		env = env[:len(env)-1]
 		vars, err := ReadEnvFile(s.EnvironmentFile)
 		if err != nil {
 			return withCode(ExitConfig, fmt.Errorf("instance %q: %w", s.Name, err))

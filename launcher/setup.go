@@ -2,8 +2,6 @@ package launcher
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,9 +22,8 @@ type SetupCmd struct {
 	LockWait  time.Duration `name:"lock-wait" placeholder:"DURATION" help:"How long to wait for another setup of this instance (default: twice initScriptTimeout plus one minute)."`
 }
 
-// netSetup creates the instance's netns, veth and nft rules (netpolicy.Ensure).
-// nil means "no network step" so that setup runs before that part is wired.
-var netSetup func(s *Spec) error
+// netSetup converges the instance's network (network.go); tests replace it.
+var netSetup = ensureNetwork
 
 func (c *SetupCmd) Run(g *Globals) error {
 	s, err := LoadFile(c.Config)
@@ -70,9 +67,8 @@ type setup struct {
 	netSetup   func(*Spec) error
 	now        func() time.Time
 
-	id    identity
-	root  *stateRoot
-	runID string // random, per run; see setupRunIDEnv
+	id   identity
+	root *stateRoot
 }
 
 // run performs the steps of docs/setup.md in order. Steps that the sandbox
@@ -91,7 +87,6 @@ func (st *setup) run(ctx context.Context) (err error) {
 	}
 	defer lock.Release()
 	st.log.Debug("holding the setup lock", "dir", st.lockDir)
-	st.runID = randomID()
 
 	if st.root, err = ensureLayout(st.layout, st.id.owner()); err != nil {
 		return withCode(ExitOSErr, err)
@@ -233,11 +228,4 @@ func checkExists(key, p string) error {
 		return errorf(ExitOSErr, "%s %s: %w", key, p, err)
 	}
 	return nil
-}
-
-// randomID is a fresh 128-bit hex id.
-func randomID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails on Linux (getrandom)
-	return hex.EncodeToString(b[:])
 }

@@ -477,7 +477,10 @@ func TestSetupChecksPathsAndAccounts(t *testing.T) {
 	}
 }
 
-func TestLastSetupFailedLetsOnlyTheRunningSetupsScriptsThrough(t *testing.T) {
+// TestLastSetupFailedRefusesWhileARecordSaysRunning: a server start during
+// a setup, or after one that crashed, is refused. (Init scripts get past this
+// check because run skips it for `-- CMD`.)
+func TestLastSetupFailedRefusesWhileARecordSaysRunning(t *testing.T) {
 	in := newTestInstance(t)
 	in.mustSetup(false)
 	s, _ := LoadFile(in.specPath)
@@ -490,26 +493,11 @@ func TestLastSetupFailedLetsOnlyTheRunningSetupsScriptsThrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.root.Close()
-	st.runID = "0123abcd"
 	if err := st.recordSetup(setupRunning, ""); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name       string
-		env        string
-		wantFailed bool
-	}{
-		{name: "ServerStartDuringOrAfterACrashedSetupIsRefused", env: "", wantFailed: true},
-		{name: "WrongRunIDIsRefused", env: "ffff", wantFailed: true},
-		{name: "InitScriptOfTheRunningSetupPasses", env: "0123abcd", wantFailed: false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(setupRunIDEnv, tt.env)
-			failed, why, err := lastSetupFailed(st.layout)
-			if err != nil || failed != tt.wantFailed {
-				t.Errorf("lastSetupFailed = %v, %q, %v; want failed=%v", failed, why, err, tt.wantFailed)
-			}
-		})
+	failed, why, err := lastSetupFailed(st.layout)
+	if err != nil || !failed || !strings.Contains(why, "did not finish") {
+		t.Errorf("lastSetupFailed = %v, %q, %v; want failed, \"did not finish\"", failed, why, err)
 	}
 }

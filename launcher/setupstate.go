@@ -28,16 +28,7 @@ type setupRecord struct {
 	Result string    `json:"result"`
 	Time   time.Time `json:"time"`
 	Reason string    `json:"reason,omitempty"`
-	RunID  string    `json:"runId,omitempty"` // only while running; see setupRunIDEnv
 }
-
-// setupRunIDEnv carries the running setup's random id to the `run` children
-// that execute its init scripts. lastSetupFailed lets a process that holds the
-// id through while the record says "running": it is an init script of that
-// very setup, not a server starting after a crash. The id gives no power:
-// whoever can read it (root, the instance user) can rewrite the record anyway.
-// run builds the script's environment from scratch, so the script never sees it.
-const setupRunIDEnv = "OCNIX_SETUP_RUN_ID"
 
 // recordSetup writes the last-setup record atomically.
 func (st *setup) recordSetup(result, reason string) error {
@@ -47,9 +38,6 @@ func (st *setup) recordSetup(result, reason string) error {
 	}
 	defer meta.Close()
 	rec := setupRecord{Result: result, Time: st.now().UTC().Truncate(time.Second), Reason: reason}
-	if result == setupRunning {
-		rec.RunID = st.runID
-	}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return setupBug(fmt.Errorf("marshal setup record: %w", err))
@@ -109,9 +97,6 @@ func lastSetupFailed(l Layout) (bool, string, error) {
 	case setupOK:
 		return false, "", nil
 	case setupRunning:
-		if id := os.Getenv(setupRunIDEnv); id != "" && id == rec.RunID {
-			return false, "", nil
-		}
 		return true, "the setup started at " + when + " did not finish (it was killed, crashed or is still running); run setup again", nil
 	case setupFailed:
 		return true, "the setup at " + when + " failed: " + printable(rec.Reason, 300) + "; fix it and run setup again", nil

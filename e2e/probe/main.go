@@ -26,9 +26,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: probe WHAT [ARGS]")
 		os.Exit(2)
 	}
-	for k, v := range netProbes {
-		probes[k] = v
-	}
 	f, ok := probes[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "probe: unknown probe %q\n", os.Args[1])
@@ -291,38 +288,7 @@ var probes = map[string]func(args []string) (string, error){
 		}
 		return fmt.Sprintf("%d %d", files, best.Nanoseconds()), nil
 	},
-}
-
-func walkOnce(root string) (int, time.Duration, error) {
-	{
-		start := time.Now()
-		files := 0
-		buf := make([]byte, 4096)
-		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.Type().IsRegular() {
-				f, err := os.Open(p)
-				if err != nil {
-					return err
-				}
-				for {
-					if _, err := f.Read(buf); err != nil {
-						break
-					}
-				}
-				f.Close()
-				files++
-			}
-			return nil
-		})
-		return files, time.Since(start), err
-	}
-}
-
-// netProbes are the network clients and the servers the tests run on their own hosts.
-var netProbes = map[string]func(args []string) (string, error){
+	// Network clients, and the servers the tests run on their own hosts.
 	"udp-echo": func(a []string) (string, error) {
 		c, err := net.Dial("udp", a[0])
 		if err != nil {
@@ -459,4 +425,33 @@ func trim(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// walkOnce walks root and reads every regular file; it returns the files
+// read and the time taken.
+func walkOnce(root string) (int, time.Duration, error) {
+	start := time.Now()
+	files := 0
+	buf := make([]byte, 4096)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		for {
+			if _, err := f.Read(buf); err != nil {
+				break
+			}
+		}
+		f.Close()
+		files++
+		return nil
+	})
+	return files, time.Since(start), err
 }
