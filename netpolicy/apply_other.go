@@ -2,17 +2,6 @@
 
 package netpolicy
 
-import "errors"
-
-// Counter is the packet and byte count of one rule.
-type Counter struct {
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
-}
-
-// ErrNotInNetns means the process is not in the instance's network namespace.
-var ErrNotInNetns = errors.New("not in the instance network namespace")
-
 // Ensure is only implemented on Linux.
 func Ensure(p Plan) error { return unsupported(p) }
 

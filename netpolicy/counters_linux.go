@@ -11,12 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Counter is the packet and byte count of one rule.
-type Counter struct {
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
-}
-
 // Counters reads the counters of the instance's rules, keyed by rule key
 // ("allow4", "blocked", "in-drop", …; the host masquerade rule is
 // "host/masquerade"). Rules are found by their UserData comment, not by

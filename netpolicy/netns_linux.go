@@ -9,11 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrNotInNetns means the process is not in the instance's network
-// namespace. Callers refuse to start the server: running it in the host
-// namespace would bypass the egress filter entirely.
-var ErrNotInNetns = errors.New("not in the instance network namespace")
-
 // ensureRunDir makes /run/netns exist and be a shared mount point, exactly
 // as `ip netns add` does, so that namespaces bound there later propagate
 // into mount namespaces copied from the host (systemd units with private

@@ -29,6 +29,10 @@ var ErrLandlockTooOld = errors.New("landlock ABI too old")
 // work everywhere.
 var ErrUnsupported = errors.New("sandbox: Landlock and seccomp need Linux")
 
+// ErrWrongUser means Run was started as neither root nor the instance
+// user.
+var ErrWrongUser = errors.New("wrong user")
+
 // Build computes the sandbox plan for in on a host with caps. It does
 // not change anything; it only stats paths through caps.FS.
 func Build(in Input, caps Caps) (Plan, error) {

@@ -27,10 +27,6 @@ type identity struct {
 	ExtraGroups []int `json:"extraGroups,omitempty"`
 }
 
-// ErrWrongUser means Run was started as neither root nor the instance
-// user.
-var ErrWrongUser = errors.New("wrong user")
-
 func resolveIdentity(p Plan) (identity, error) {
 	u, err := user.Lookup(p.User)
 	if err != nil {

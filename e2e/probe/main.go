@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command probe tries one thing from inside the sandbox and prints the result
 // as a single line: "ok" (with an optional detail) or the errno's name, so the
 // e2e tests can assert the exact errno of every denial and of its positive twin.
