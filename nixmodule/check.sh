@@ -11,6 +11,8 @@
 #    recomputed from go.mod/go.sum (scripts/check-vendor-hash.sh).
 # 2. The builtins-only validators (nixmodule/lib.nix) against their table tests, and the
 #    VM tests' Python scripts rendered with a stand-in pkgs and compiled (they cannot run here).
+#    With NIXPKGS_LIB set (a nixpkgs lib checkout), the module and flake evaluation tests
+#    (nixmodule/tests/eval.sh); without it they are reported as SKIPPED.
 # 3. Contract test: nixmodule/spec.nix on each fixture (nixmodule/fixtures/*.nix) gives the
 #    instance spec JSON; `opencode-launcher check` must accept it and `explain --json` must
 #    print JSON. Fixtures named bad-*.nix must be REJECTED by `check`, naming the key that
@@ -25,7 +27,7 @@ for a in "$@"; do
   case "$a" in
   --nix-only) nix_only=1 ;;
   -h | --help)
-    sed -n '2,17p' "$0"
+    sed -n '2,19p' "$0"
     exit 0
     ;;
   *)
@@ -125,6 +127,18 @@ PY
 else
   bad "vmtests scripts do not render:"
   sed 's/^/      /' "$tmp/scripts.err"
+fi
+
+echo "== module and flake evaluation with nixpkgs lib (nixmodule/tests/eval.sh; NIXPKGS_LIB)"
+# Skips loudly, without failing, when NIXPKGS_LIB is unset: CI has no nixpkgs.
+if out=$(bash nixmodule/tests/eval.sh 2>&1); then
+  case "$out" in
+  SKIPPED*) printf '%s\n' "$out" ;;
+  *) ok "evaluation tests:" && printf '%s\n' "$out" | sed 's/^/      /' ;;
+  esac
+else
+  bad "evaluation tests:"
+  printf '%s\n' "$out" | sed 's/^/      /'
 fi
 
 echo "== contract: spec.nix fixtures -> opencode-launcher check/explain"
