@@ -8,4 +8,11 @@
     ./options.nix
     ./service.nix
   ];
+
+  meta = {
+    # The NixOS manual's chapter for this module.
+    doc = ../docs/nixos.md;
+    # No nixpkgs maintainer entries exist for ocnix yet; its issue tracker is the contact.
+    maintainers = [ ];
+  };
 }

@@ -24,16 +24,13 @@ in
   bash = drv "bash";
   coreutils = drv "coreutils";
   curl = drv "curl";
+  diffutils = drv "diffutils";
   systemd = drv "systemd";
   writeText = builder;
   writeTextFile = a: builder a.name a;
-  # The script's text is kept, so tests can check what a unit runs.
-  writeShellScript = name: text: {
-    type = "derivation";
-    inherit name;
-    outPath = "/nix/store/00000000000000000000000000000000-${name}";
-    scriptText = text;
-  };
+  # The script's text is appended to its stand-in store path, so that a test can look for
+  # it in the unit setting that runs the script (`lib.hasInfix` on ExecStartPre and such).
+  writeShellScript = name: text: "/nix/store/00000000000000000000000000000000-${name}#script:${text}";
   writeShellScriptBin = builder;
   writeScript = builder;
   runCommand = name: env: script: drv name;
