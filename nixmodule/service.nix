@@ -114,7 +114,9 @@ let
       preInitScript = resolveScript name "pre" inst.preInitScript;
       postInitScript = resolveScript name "post" inst.postInitScript;
       opencodeConfig = opencodeConfigOf name inst;
-      command = [ (lib.getExe cfg.package) ];
+      # getExe' with the name: a replacement package (such as the VM tests' fake server)
+      # need not set meta.mainProgram, and the contract is `<package>/bin/opencode`.
+      command = [ (lib.getExe' cfg.package "opencode") ];
     };
 
   # The spec the server's unit runs with: environmentFile points at the unit's credential

@@ -353,6 +353,12 @@ lib.concatLists [
     ))
   ])
   (caseOf "10. conventions" [
+    (check "command is <package>/bin/opencode" (
+      created.config.services.opencode.specs.p.command == [ "/nix/store/00000000000000000000000000000000-opencode/bin/opencode" ]
+    ))
+    (check "launcher through lib.getExe" (
+      lib.hasPrefix "/nix/store/00000000000000000000000000000000-opencode-launcher/bin/opencode-launcher run " (sc created "opencode-p").ExecStart
+    ))
     (check "socket-proxyd from config.systemd.package" (
       lib.hasPrefix "/nix/store/11111111111111111111111111111111-my-systemd/lib/systemd/systemd-socket-proxyd " (sc ownSystemd "opencode-p-proxy").ExecStart
     ))
