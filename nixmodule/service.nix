@@ -318,7 +318,7 @@ let
         if inst.createDirectory then
           "services.opencode.instances.${name}.createDirectory is on, but systemd-tmpfiles did not create it: run `systemd-tmpfiles --create` and see its errors (a parent that is a file or a read-only mount)"
         else
-          "create it, writable by ${user} (e.g. `install -d -o ${user} -g ${user} -m 0750 ${inst.directory}`), or set services.opencode.instances.${name}.createDirectory = true";
+          "create it, writable by ${user} (e.g. `install -d -o ${user} -g ${user} -m 0750 ${lib.escapeShellArg inst.directory}`), or set services.opencode.instances.${name}.createDirectory = true";
     in
     pkgs.writeShellScript "opencode-${name}-check-directory" ''
       if [ ! -d ${dir} ]; then

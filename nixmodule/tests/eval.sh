@@ -2,6 +2,8 @@
 # Evaluation tests that need the real nixpkgs `lib` (lib.evalModules, lib.fileset, ...):
 #   flake-test.nix    flake.nix's launcher package (version, vendorHash, Go 1.26)
 #   module-test.nix   the NixOS module, evaluated over stubbed NixOS options (eval/)
+#   scripts-test.sh   the shell scripts the module generates, run with bash (root part:
+#                     a mount namespace, as the server's unit has)
 # Each evaluates to the list of failing cases, which must be empty.
 #
 #   NIXPKGS_LIB=/path/to/nixpkgs.lib nixmodule/tests/eval.sh
@@ -41,6 +43,14 @@ for t in flake-test module-test; do
     fail=1
   fi
 done
+
+# The generated shell scripts, run for real. Its root part makes a mount namespace and a file
+# under /etc/netns: under the global lock that privileged tests share.
+lock=()
+if [ "$(id -u)" = 0 ] && command -v flock >/dev/null; then lock=(flock /tmp/ocnix-root.lock); fi
+if ! "${lock[@]}" bash "$here/scripts-test.sh"; then
+  fail=1
+fi
 
 # The message a user sees when their nixpkgs lacks Go 1.26.
 cat >"$tmp/nogo.nix" <<NIX
