@@ -35,6 +35,15 @@ for tool in go nix; do
   fi
 done
 
+# Vendoring the whole repository equals vendoring the flake's launcherSrc only while the
+# directories launcherSrc leaves out hold no Go files (keep this list in step with flake.nix).
+if stray=$(git ls-files -- 'nixmodule/*.go' 'vmtests/*.go' 'docs/*.go' 'examples/*.go' 2>/dev/null) && [ -n "$stray" ]; then
+  echo "check-vendor-hash.sh: Go files in directories that flake.nix's launcherSrc excludes:" >&2
+  printf '  %s\n' $stray >&2
+  echo "move them, or vendor launcherSrc's files only in this script" >&2
+  exit 2
+fi
+
 tmp=$(mktemp -d)
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
 
