@@ -362,7 +362,13 @@ lib.concatLists [
     (check "socket-proxyd from config.systemd.package" (
       lib.hasPrefix "/nix/store/11111111111111111111111111111111-my-systemd/lib/systemd/systemd-socket-proxyd " (sc ownSystemd "opencode-p-proxy").ExecStart
     ))
-    (check "meta.doc" (created.config.meta ? doc))
+    (check "meta.doc is the module's chapter" (lib.hasSuffix "doc.md" (toString created.config.meta.doc)))
+    # nixos-render-docs wants an id on every heading of a chapter.
+    (check "every heading of meta.doc has an id" (
+      lib.all (l: !(lib.hasPrefix "#" l) || builtins.match "#+ .* [{]#[a-z0-9-]+[}]" l != null) (
+        lib.splitString "\n" (builtins.readFile created.config.meta.doc)
+      )
+    ))
     (check "meta.maintainers" (created.config.meta ? maintainers))
   ])
 ]
