@@ -3,7 +3,8 @@
 
 GO        ?= go
 BIN       := bin/opencode-launcher
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The release version, shared with flake.nix (which cannot use the commit: see there).
+VERSION   ?= $(shell cat VERSION)
 LDFLAGS   := -X github.com/ocnix/ocnix/launcher.Version=$(VERSION)
 # Privileged packages share host-wide state (nft, netns, users): one at a time.
 GOTEST    := $(GO) test -count=1 -p 1 -timeout 30m

@@ -36,18 +36,43 @@
         );
       };
 
+      # A constant, not the commit: the version is part of the launcher's store path, which is
+      # in every unit's ExecStart, so a commit-derived version would restart every instance on
+      # `nixos-rebuild switch` after any ocnix commit, even a docs change. The Makefile reads
+      # the same file.
+      version = lib.fileContents ./VERSION;
+
+      # go.mod asks for Go 1.26. An older buildGoModule would not fail clearly: with
+      # GOTOOLCHAIN=local it stops with "go.mod requires go >= 1.26.0", far from the cause.
+      buildGoModuleFor =
+        pkgs:
+        if pkgs ? go_1_26 && pkgs ? buildGo126Module then
+          pkgs.buildGo126Module
+        else if pkgs ? go && lib.versionAtLeast pkgs.go.version "1.26" then
+          pkgs.buildGoModule
+        else
+          throw ''
+            ocnix: opencode-launcher needs Go 1.26 (go.mod), but this nixpkgs (${lib.version or "unknown"})
+            has neither go_1_26/buildGo126Module nor a default go of 1.26 or newer (it has
+            ${pkgs.go.version or "no go"}). Use a newer nixpkgs for ocnix
+            (`inputs.ocnix.inputs.nixpkgs.follows` pointing to nixos-unstable or a release with
+            go_1_26), or set `services.opencode.launcherPackage` to a launcher built elsewhere.
+          '';
+
+      goFor = pkgs: pkgs.go_1_26 or (if lib.versionAtLeast pkgs.go.version "1.26" then pkgs.go else null);
+
       mkLauncher =
         pkgs:
-        # go.mod asks for Go 1.26; older toolchains would try to download it in the sandbox.
-        (pkgs.buildGo126Module or pkgs.buildGoModule) {
+        buildGoModuleFor pkgs {
           pname = "opencode-launcher";
-          version = "0.1.0-${self.shortRev or self.dirtyShortRev or "unknown"}";
+          inherit version;
           src = launcherSrc;
           subPackages = [ "cmd/opencode-launcher" ];
 
-          # The ONLY value to fill in: build once, and copy the hash from the "got:" line of
-          # the mismatch error (see docs/nixos.md). It changes whenever go.sum changes.
-          vendorHash = lib.fakeHash;
+          # The NAR hash of `go mod vendor` for go.mod/go.sum. CI recomputes it
+          # (scripts/check-vendor-hash.sh) and names the new value when go.sum changes;
+          # keep it on this one line, which the script reads.
+          vendorHash = "sha256-6VPq7FFRRwNDS7Cjr8PdlIW25Ad0wttB5XyFJpkfCh4=";
 
           # libseccomp-golang is cgo.
           env.CGO_ENABLED = 1;
@@ -56,6 +81,7 @@
           ldflags = [
             "-s"
             "-w"
+            "-X github.com/ocnix/ocnix/launcher.Version=${version}"
           ];
 
           meta = {
@@ -108,7 +134,12 @@
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {
           packages = [
-            (pkgs.go_1_26 or pkgs.go)
+            (
+              if goFor pkgs != null then
+                goFor pkgs
+              else
+                throw "ocnix devShell: this nixpkgs has no Go 1.26 (go_1_26), which go.mod needs"
+            )
             pkgs.gopls
             pkgs.pkg-config
             pkgs.libseccomp

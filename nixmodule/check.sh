@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # CI checks for the Nix side of ocnix. Needs only `nix-instantiate` (Debian: nix-bin) and,
-# for the contract test, a built launcher. No nixpkgs, no network.
+# for the contract test, a built launcher; the vendorHash check also needs `go` and the Go
+# module proxy (or a warm module cache). No nixpkgs.
 #
 #   nixmodule/check.sh               # all checks (LAUNCHER defaults to ./bin/opencode-launcher)
-#   nixmodule/check.sh --nix-only    # skip the launcher half of the contract test
+#   nixmodule/check.sh --nix-only    # skip the launcher half of the contract test and the vendorHash check
 #   LAUNCHER=/path/to/opencode-launcher nixmodule/check.sh
 #
-# 1. `nix-instantiate --parse` on every .nix file of the repository.
+# 1. `nix-instantiate --parse` on every .nix file of the repository; flake.nix's vendorHash
+#    recomputed from go.mod/go.sum (scripts/check-vendor-hash.sh).
 # 2. The builtins-only validators (nixmodule/lib.nix) against their table tests, and the
 #    VM tests' Python scripts rendered with a stand-in pkgs and compiled (they cannot run here).
+#    With NIXPKGS_LIB set (a nixpkgs lib checkout), the module and flake evaluation tests
+#    (nixmodule/tests/eval.sh); without it they are reported as SKIPPED.
 # 3. Contract test: nixmodule/spec.nix on each fixture (nixmodule/fixtures/*.nix) gives the
 #    instance spec JSON; `opencode-launcher check` must accept it and `explain --json` must
 #    print JSON. Fixtures named bad-*.nix must be REJECTED by `check`, naming the key that
@@ -23,7 +27,7 @@ for a in "$@"; do
   case "$a" in
   --nix-only) nix_only=1 ;;
   -h | --help)
-    sed -n '2,14p' "$0"
+    sed -n '2,19p' "$0"
     exit 0
     ;;
   *)
@@ -72,6 +76,16 @@ while IFS= read -r -d '' f; do
 done < <(find . \( -path ./.git -o -path ./node_modules -o -path ./testdata-tmp \) -prune -o -name '*.nix' -type f -print0)
 ok "parsed $n .nix files"
 
+echo "== flake.nix vendorHash against go.mod/go.sum (scripts/check-vendor-hash.sh)"
+if [ "$nix_only" = 1 ]; then
+  echo "SKIP  vendorHash: --nix-only (the check needs go)"
+elif out=$(bash scripts/check-vendor-hash.sh 2>&1); then
+  ok "$out"
+else
+  bad "vendorHash:"
+  printf '%s\n' "$out" | sed 's/^/      /'
+fi
+
 echo "== nixmodule/lib.nix table tests"
 # stdout is the result; stderr is kept apart, since Debian's nix-bin warns there about a
 # missing nixbld group on hosts that never made one.
@@ -113,6 +127,18 @@ PY
 else
   bad "vmtests scripts do not render:"
   sed 's/^/      /' "$tmp/scripts.err"
+fi
+
+echo "== module and flake evaluation with nixpkgs lib (nixmodule/tests/eval.sh; NIXPKGS_LIB)"
+# Skips loudly, without failing, when NIXPKGS_LIB is unset: CI has no nixpkgs.
+if out=$(bash nixmodule/tests/eval.sh 2>&1); then
+  case "$out" in
+  SKIPPED*) printf '%s\n' "$out" ;;
+  *) ok "evaluation tests:" && printf '%s\n' "$out" | sed 's/^/      /' ;;
+  esac
+else
+  bad "evaluation tests:"
+  printf '%s\n' "$out" | sed 's/^/      /'
 fi
 
 echo "== contract: spec.nix fixtures -> opencode-launcher check/explain"

@@ -129,9 +129,38 @@ let
       m = match "(.*[^/])/+" p;
     in
     if m == null then p else elemAt m 0;
+
+  # Whether path `p` is `dir` or lies below it ("/a/b" is within "/a", "/ab" is not).
+  isWithin =
+    p: dir:
+    let
+      p' = stripTrailingSlashes p;
+      d' = stripTrailingSlashes dir;
+    in
+    p' == d' || d' == "/" || substring 0 (stringLength d' + 1) p' == "${d'}/";
+
+  # Whether one of two paths is, or contains, the other.
+  pathsOverlap = a: b: isWithin a b || isWithin b a;
+
+  # The units of instance <name> are opencode-<name> plus these suffixes (-dns is reserved
+  # for a resolver unit), so an instance named "<other>-<suffix>" collides with <other>'s.
+  unitSuffixes = [
+    "setup"
+    "proxy"
+    "dns"
+  ];
+
+  # The names among `names` whose units collide with those of instance `name`: the
+  # instances called "<name>-<suffix>".
+  unitNameClashes =
+    names: name: filter (n: builtins.elem n (map (s: "${name}-${s}") unitSuffixes)) names;
 in
 {
   inherit
+    isWithin
+    pathsOverlap
+    unitSuffixes
+    unitNameClashes
     isIPv4
     isIPv6
     isIP

@@ -28,8 +28,23 @@ let
           description = ''
             Project working directory: the server's cwd and a read-write path of the sandbox.
             It must be an absolute path, and the user `opencode-<name>` must be able to write
-            to it (for example through a group or `systemd.tmpfiles`); the module does not
-            change its ownership.
+            to it. With `createDirectory` (the default) a missing directory is created, owned
+            by that user; an existing one is never chowned or chmodded by the module.
+          '';
+        };
+
+        createDirectory = mkOption {
+          type = types.bool;
+          default = true;
+          example = false;
+          description = ''
+            Whether to create `directory` when it is missing, with mode 0750 and owned by
+            `opencode-<name>`, through `systemd.tmpfiles` (also at boot). The rule only
+            creates: the `:` prefixes of its mode and owner leave an existing directory
+            exactly as it is. Missing parents are created as root, mode 0755. Set it to
+            `false` when the directory is provisioned elsewhere (a mount, a clone by another
+            unit); the setup unit then fails with a message naming this option while the
+            directory is missing.
           '';
         };
 
@@ -88,8 +103,10 @@ let
           example = "/run/secrets/opencode-my-project.env";
           description = ''
             Path of a file with secret environment variables, in systemd `EnvironmentFile=`
-            syntax. The launcher reads it at run time, as the user `opencode-<name>`, so that
-            user must be able to read it. It is never copied into the Nix store, the logs or
+            syntax. It can stay root-only (0400): the server's unit passes it with
+            `LoadCredential=`, so the launcher, running as `opencode-<name>`, reads the copy in
+            `/run/credentials/opencode-<name>.service/env`; the setup unit (root) reads it
+            directly for the init scripts. It is never copied into the Nix store, the logs or
             `explain` output.
           '';
         };
@@ -219,7 +236,9 @@ let
             description = ''
               Resolvers written to the namespace's `resolv.conf`
               (`/etc/netns/opencode-<name>/resolv.conf`, bind-mounted over `/etc/resolv.conf`
-              in the unit). Empty lets the launcher derive them.
+              in the unit). Empty lets the launcher derive them from the host's
+              `/etc/resolv.conf` at each setup. When a setup reload (after an nftables reload)
+              changes the file, the server is restarted so that it sees the new one.
             '';
           };
         };
@@ -263,12 +282,14 @@ let
             [
               { permission.webfetch = "deny"; }
               ({ lib, ... }: { autoupdate = lib.mkForce "notify"; })
+              ({ pkgs, ... }: { formatter.nixfmt.command = [ "''${pkgs.nixfmt}/bin/nixfmt" ]; })
             ]
           '';
           description = ''
             opencode.json content, as a list of modules evaluated together with
             `lib.evalModules` over a free-form JSON type, so that `lib.mkDefault`,
-            `lib.mkForce` and friends work across modules. The result is the spec's
+            `lib.mkForce` and friends work across modules. Modules get `lib` and the host's
+            `pkgs` as arguments. The result is the spec's
             `opencodeConfig`. The launcher lays it over ocnix's defaults (`"$schema"`,
             `autoupdate = false`, `share = "disabled"`) and folds in `model`/`provider`; set
             the model in one place only.
@@ -319,6 +340,17 @@ in
         The instance spec (the JSON the launcher reads) of each enabled instance, as Nix
         values. Set by the module, for tests and inspection; the checked file is at
         `/etc/ocnix/instances/<name>.json`.
+      '';
+    };
+
+    serviceSpecs = mkOption {
+      type = types.attrsOf (types.attrsOf types.anything);
+      default = { };
+      internal = true;
+      description = ''
+        The spec that `opencode-<name>.service` runs with: `specs.<name>` with
+        `environmentFile` pointing at the unit's credential copy of the file. Set by the
+        module, for tests and inspection.
       '';
     };
 

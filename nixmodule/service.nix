@@ -21,12 +21,19 @@ let
   anyIsolated = isolated != { };
   nftables = config.networking.nftables.enable;
 
-  launcherExe = "${cfg.launcherPackage}/bin/opencode-launcher";
+  launcherExe = lib.getExe cfg.launcherPackage;
+  systemctl = "${config.systemd.package}/bin/systemctl";
 
   userOf = name: "${check.userPrefix}${name}";
   unitOf = name: "opencode-${name}";
   netnsOf = name: "opencode-${name}";
   specEtcPath = name: "ocnix/instances/${name}.json";
+  netnsEtcDir = name: "/etc/netns/${netnsOf name}";
+
+  # environmentFile reaches the server through LoadCredential=, so the file itself can stay
+  # root-only: the unit's copy is readable by the unit's user, at this path.
+  credentialId = "env";
+  credentialPathOf = name: "/run/credentials/${unitOf name}.service/${credentialId}";
 
   # --- the instance spec -------------------------------------------------------------------
 
@@ -65,6 +72,8 @@ let
           "opencodeCfg"
         ];
         modules = [ { freeformType = jsonFormat.type; } ] ++ inst.opencodeCfg;
+        # As in NixOS modules: `{ pkgs, lib, ... }:` works in opencodeCfg.
+        specialArgs = { inherit pkgs; };
       };
     in
     builtins.removeAttrs evaluated.config [ "_module" ];
@@ -105,20 +114,39 @@ let
       preInitScript = resolveScript name "pre" inst.preInitScript;
       postInitScript = resolveScript name "post" inst.postInitScript;
       opencodeConfig = opencodeConfigOf name inst;
-      command = [ "${cfg.package}/bin/opencode" ];
+      # getExe' with the name: a replacement package (such as the VM tests' fake server)
+      # need not set meta.mainProgram, and the contract is `<package>/bin/opencode`.
+      command = [ (lib.getExe' cfg.package "opencode") ];
     };
+
+  # The spec the server's unit runs with: environmentFile points at the unit's credential
+  # copy of the file. Setup (root, no LoadCredential) and operators keep the original path.
+  serviceSpecOf =
+    name: inst:
+    let
+      spec = specOf name inst;
+    in
+    if inst.environmentFile == null then spec else spec // { environmentFile = credentialPathOf name; };
 
   # The spec in the store, validated by the launcher at build time: a bad CIDR or path fails
   # `nixos-rebuild build` with the launcher's own message. Units use the checked copy.
-  checkedSpecOf =
-    name: inst:
+  checkedSpec =
+    fileName: spec:
     let
-      raw = pkgs.writeText "opencode-${name}-spec.json" (builtins.toJSON (specOf name inst));
+      raw = pkgs.writeText "${fileName}.json" (builtins.toJSON spec);
     in
-    pkgs.runCommand "opencode-${name}-spec-checked.json" { preferLocalBuild = true; } ''
+    pkgs.runCommand "${fileName}-checked.json" { preferLocalBuild = true; } ''
       ${launcherExe} check --config ${raw}
       cp ${raw} $out
     '';
+  checkedSpecOf = name: inst: checkedSpec "opencode-${name}-spec" (specOf name inst);
+  # The same file as checkedSpecOf unless environmentFile is set.
+  checkedServiceSpecOf =
+    name: inst:
+    if inst.environmentFile == null then
+      cfg.specFiles.${name}
+    else
+      checkedSpec "opencode-${name}-service-spec" (serviceSpecOf name inst);
 
   # --- systemd helpers ---------------------------------------------------------------------
 
@@ -132,7 +160,12 @@ let
   # in that gap can hang forever, so the main unit becomes active only once
   # /global/health answers (any HTTP status: 401 with a password set also means "up"),
   # polled with a short timeout per request. Units ordered after it (the proxy) then never
-  # forward into that gap. Non-fatal after 60 s: a slow start is logged, not killed.
+  # forward into that gap. The wait is bounded by the clock (readinessSeconds, plus one
+  # last request of at most 2 s), not by a number of attempts whose length depends on how
+  # fast curl fails; after it the unit becomes active anyway and the slow start is logged.
+  # TimeoutStartSec leaves room for it, so a slow start is never killed and restarted.
+  readinessSeconds = 60;
+  startTimeoutSec = readinessSeconds + 60;
   readinessCheck =
     name: inst:
     let
@@ -147,12 +180,14 @@ let
       url = "http://${hostPort local inst.listen.port}/global/health";
     in
     pkgs.writeShellScript "opencode-${name}-wait-ready" ''
-      for _ in $(${pkgs.coreutils}/bin/seq 1 60); do
+      deadline=$((SECONDS + ${toString readinessSeconds}))
+      while :; do
         code=$(${pkgs.curl}/bin/curl -s -o /dev/null -m 2 -w '%{http_code}' ${lib.escapeShellArg url} || true)
         if [ "$code" != "000" ] && [ -n "$code" ]; then exit 0; fi
+        if [ "$SECONDS" -ge "$deadline" ]; then break; fi
         ${pkgs.coreutils}/bin/sleep 1
       done
-      echo "opencode-${name}: ${url} did not answer within 60 s" >&2
+      echo "opencode-${name}: ${url} did not answer within ${toString readinessSeconds} s; the unit is marked active anyway" >&2
       exit 1
     '';
 
@@ -172,7 +207,7 @@ let
   mainService =
     name: inst:
     let
-      spec = cfg.specFiles.${name};
+      spec = checkedServiceSpecOf name inst;
       rwPaths = [
         inst.directory
         inst.stateDir
@@ -192,13 +227,27 @@ let
       requires = [ "${unitOf name}-setup.service" ];
       after = [ "${unitOf name}-setup.service" ];
 
+      # Restart=on-failure every 5 s, but give up after 5 failed starts within 5 minutes
+      # (the default limit, 5 in 10 s, never triggers with RestartSec=5): a server that
+      # cannot start then shows as failed instead of looping forever. `systemctl
+      # reset-failed` and a start, or the next `nixos-rebuild switch`, try again.
+      startLimitBurst = mkDefault 5;
+      startLimitIntervalSec = mkDefault 300;
+
       serviceConfig = mkMerge [
         {
           Type = "simple";
           User = userOf name;
           Group = userOf name;
+          # "+": as root and outside the unit's sandboxing. The launcher checks what the
+          # unprivileged `run` cannot: that the namespace's nftables filter still matches
+          # the plan (`ip netns exec … nft flush ruleset` must not leave an automatic
+          # restart with open egress) and that the last setup succeeded. Non-zero refuses
+          # the start.
+          ExecStartPre = [ "+${launcherExe} preflight --config ${spec}" ];
           ExecStart = "${launcherExe} run --config ${spec}";
           ExecStartPost = [ "-${readinessCheck name inst}" ];
+          TimeoutStartSec = mkDefault startTimeoutSec;
           Restart = mkDefault "on-failure";
           RestartSec = mkDefault 5;
           # opencode exits 143 on SIGTERM; it can swallow SIGTERM during a plugin install, so
@@ -248,12 +297,68 @@ let
           # No MemoryDenyWriteExecute: opencode is a Bun binary and its JIT needs W+X pages.
           MemoryDenyWriteExecute = mkDefault false;
         }
+        (mkIf (inst.environmentFile != null) {
+          LoadCredential = [ "${credentialId}:${inst.environmentFile}" ];
+        })
         (mkIf (homeRw != [ ]) { BindPaths = map (p: "-${p}") homeRw; })
         (mkIf (bindReadOnly != [ ]) { BindReadOnlyPaths = bindReadOnly; })
         (mkIf inst.networkIsolation.enable { NetworkNamespacePath = "/run/netns/${netnsOf name}"; })
         inst.serviceOverrides
       ];
     };
+
+  # Runs before setup, as root: a missing `directory` fails here with what to do, instead
+  # of deep inside the launcher.
+  directoryCheck =
+    name: inst:
+    let
+      dir = lib.escapeShellArg inst.directory;
+      user = userOf name;
+      how =
+        if inst.createDirectory then
+          "services.opencode.instances.${name}.createDirectory is on, but systemd-tmpfiles did not create it: run `systemd-tmpfiles --create` and see its errors (a parent that is a file or a read-only mount)"
+        else
+          "create it, writable by ${user} (e.g. `install -d -o ${user} -g ${user} -m 0750 ${lib.escapeShellArg inst.directory}`), or set services.opencode.instances.${name}.createDirectory = true";
+    in
+    pkgs.writeShellScript "opencode-${name}-check-directory" ''
+      if [ ! -d ${dir} ]; then
+        echo ${lib.escapeShellArg "opencode-${name}: directory ${inst.directory} does not exist; ${how}."} >&2
+        exit 1
+      fi
+    '';
+
+  # ExecReload of setup (nftables reloads propagate to it). Two things a plain re-run of
+  # setup would get wrong:
+  # - A failed reload leaves a oneshot unit "active" while `run` refuses to start after a
+  #   failed setup, forever. So a failure restarts the setup unit: a full teardown and setup
+  #   (and, through Requires=, a restart of the server). If that fails too, the setup unit
+  #   is failed and the server stopped, which is what `systemctl status` then shows.
+  # - resolv.conf: setup replaces /etc/netns/opencode-<name>/resolv.conf by rename (so no
+  #   reader ever sees half a file), but the server's unit bind-mounted the previous file,
+  #   by inode, when it started. A bind mount cannot follow a rename, and a directory bind
+  #   cannot stand in for the file /etc/resolv.conf. So when the file the server sees
+  #   (through /proc/<pid>/root, its mount namespace) differs from the new one, the server
+  #   is restarted to pick it up. An unchanged file (the usual case) restarts nothing.
+  setupReload =
+    name: inst: spec:
+    pkgs.writeShellScript "opencode-${name}-setup-reload" (
+      ''
+        set -u
+        if ! ${launcherExe} setup --config ${spec}; then
+          echo "opencode-${name}: setup failed on reload; restarting ${unitOf name}-setup.service (teardown and setup; the server restarts with it)" >&2
+          ${systemctl} restart --no-block ${unitOf name}-setup.service
+          exit 1
+        fi
+      ''
+      + lib.optionalString inst.networkIsolation.enable ''
+        pid=$(${systemctl} show --property MainPID --value ${unitOf name}.service)
+        if [ -n "$pid" ] && [ "$pid" != 0 ] &&
+          ! ${pkgs.diffutils}/bin/cmp -s ${netnsEtcDir name}/resolv.conf "/proc/$pid/root/etc/resolv.conf"; then
+          echo "opencode-${name}: ${netnsEtcDir name}/resolv.conf changed; restarting ${unitOf name}.service, which still sees the previous one" >&2
+          ${systemctl} try-restart --no-block ${unitOf name}.service
+        fi
+      ''
+    );
 
   setupService =
     name: inst:
@@ -263,8 +368,17 @@ let
     in
     {
       description = "opencode instance ${name}: state, config, network and init scripts";
-      after = [ "network.target" ] ++ lib.optional nftables "nftables.service";
-      wants = lib.optional netIso "network.target";
+      # An isolated instance's egress needs the uplink: network-online.target, pulled in
+      # only for those (a consumer must not pull in network.target; isolated instances do
+      # need network-online.target). tmpfiles-resetup: on `nixos-rebuild switch`, the rule
+      # that creates `directory` is applied by that unit.
+      after = [
+        "network.target"
+      ]
+      ++ lib.optional netIso "network-online.target"
+      ++ lib.optional nftables "nftables.service"
+      ++ lib.optional inst.createDirectory "systemd-tmpfiles-resetup.service";
+      wants = lib.optional netIso "network-online.target";
       # NixOS reloads nftables with `flush ruleset`, which removes the host-side forwarding
       # and masquerade of isolated instances (the filter inside the namespace stays: fail
       # closed). Re-running the idempotent setup on that reload repairs it without restarting
@@ -275,8 +389,9 @@ let
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
+        ExecStartPre = [ "${directoryCheck name inst}" ];
         ExecStart = "${launcherExe} setup --config ${spec}";
-        ExecReload = "${launcherExe} setup --config ${spec}";
+        ExecReload = "${setupReload name inst spec}";
         # Two init scripts, each bounded by initScriptTimeout, plus the setup steps.
         TimeoutStartSec = 2 * inst.initScriptTimeout + 60;
       }
@@ -303,7 +418,7 @@ let
       "${unitOf name}-proxy.socket"
     ];
     serviceConfig = {
-      ExecStart = "${pkgs.systemd}/lib/systemd/systemd-socket-proxyd ${proxyTarget inst.listen.port}";
+      ExecStart = "${config.systemd.package}/lib/systemd/systemd-socket-proxyd ${proxyTarget inst.listen.port}";
       NetworkNamespacePath = "/run/netns/${netnsOf name}";
       DynamicUser = true;
       NoNewPrivileges = mkDefault true;
@@ -336,6 +451,37 @@ let
     }
   ) { } enabled;
 
+  enabledNames = builtins.attrNames enabled;
+
+  # Paths of another instance that this instance's stateDir must stay clear of: its
+  # stateDir is private (0700) to its user and holds its secrets and stamps.
+  otherPathsOf =
+    name:
+    lib.concatLists (
+      lib.mapAttrsToList (
+        other: o:
+        lib.optionals (other != name) (
+          [
+            {
+              inherit other;
+              option = "stateDir";
+              path = o.stateDir;
+            }
+            {
+              inherit other;
+              option = "directory";
+              path = o.directory;
+            }
+          ]
+          ++ map (p: {
+            inherit other;
+            option = "sandbox.readWritePaths";
+            path = p;
+          }) o.sandbox.readWritePaths
+        )
+      ) enabled
+    );
+
   instanceAssertions =
     name: inst:
     let
@@ -344,6 +490,18 @@ let
       others = lib.remove name portUsers.${toString inst.listen.port};
       badOf = pred: lib.filter (x: !(pred x));
       listMsg = xs: lib.concatMapStringsSep ", " (x: ''"${x}"'') xs;
+      clashes = check.unitNameClashes enabledNames name;
+      stateOverlaps = lib.filter (o: check.pathsOverlap inst.stateDir o.path) (otherPathsOf name);
+      # Two tmpfiles rules for one path, with different owners: only one can win.
+      createdTwice = lib.filter (
+        other:
+        other != name
+        && enabled.${other}.createDirectory
+        && check.stripTrailingSlashes enabled.${other}.directory == check.stripTrailingSlashes inst.directory
+      ) enabledNames;
+      overlapMsg = lib.concatMapStringsSep "; " (
+        o: "`services.opencode.instances.${o.other}.${o.option}` is \"${o.path}\""
+      ) stateOverlaps;
       pathListAssertion = o: paths: {
         assertion = badOf check.isAbsolute paths == [ ];
         message = "${opt o}: paths must be absolute, got ${listMsg (badOf check.isAbsolute paths)}.";
@@ -365,6 +523,18 @@ let
       {
         assertion = check.stripTrailingSlashes inst.stateDir != check.stripTrailingSlashes inst.directory;
         message = "${opt "stateDir"}: must differ from `directory` (\"${inst.directory}\"): the state directory is made private (0700) to the instance user and holds its secrets.";
+      }
+      {
+        assertion = clashes == [ ];
+        message = "${sameName}: the instance(s) ${listMsg clashes} would get the unit names of this instance (`${unitOf name}-<setup|proxy|dns>.service`, the suffixes ${listMsg check.unitSuffixes} are the module's). Rename ${listMsg clashes}.";
+      }
+      {
+        assertion = stateOverlaps == [ ];
+        message = "${opt "stateDir"}: \"${inst.stateDir}\" is, contains or lies inside a path of another instance (${overlapMsg}). Each instance needs a stateDir of its own, apart from the other instances' paths: it is private (0700) to `${userOf name}` and holds its secrets.";
+      }
+      {
+        assertion = !inst.createDirectory || createdTwice == [ ];
+        message = "${opt "createDirectory"}: the instance(s) ${listMsg createdTwice} share the directory \"${inst.directory}\" and create it too; it can be owned by one instance user only. Set `createDirectory = false` on all but one, and give the others access (e.g. a group).";
       }
       {
         assertion = others == [ ];
@@ -399,13 +569,23 @@ let
     name: inst:
     let
       opt = o: "`services.opencode.instances.${name}.${o}`";
-      tmpSockets = lib.filter underTmp inst.sandbox.unixSockets.allow;
+      # PrivateTmp= gives the unit its own /tmp and /var/tmp: any path there is not the
+      # host's. For environmentFile LoadCredential reads the host's file, so it is fine.
+      tmpPaths = lib.concatLists [
+        (lib.optional (underTmp inst.directory) { o = "directory"; p = inst.directory; })
+        (map (p: { o = "sandbox.readWritePaths"; inherit p; }) (lib.filter underTmp inst.sandbox.readWritePaths))
+        (map (p: { o = "sandbox.readOnlyPaths"; inherit p; }) (lib.filter underTmp inst.sandbox.readOnlyPaths))
+        (map (p: { o = "sandbox.unixSockets.allow"; inherit p; }) (lib.filter underTmp inst.sandbox.unixSockets.allow))
+      ];
     in
     lib.optional (inst.networkIsolation.enable && !nftables) "${opt "networkIsolation.enable"}: `networking.nftables.enable` is off. The launcher programs nftables itself (inside the namespace and for the host-side masquerade), which works beside the iptables firewall, but the nftables firewall is what this module is tested with."
     ++ lib.optional (inst.listen.port < 1024)
       "${opt "listen.port"}: ${toString inst.listen.port} is a privileged port, and the server runs without capabilities (CapabilityBoundingSet is empty and the launcher drops them), so it cannot bind it. Use a port from 1024 up, or put a reverse proxy in front."
-    ++ lib.optional (tmpSockets != [ ] && (inst.serviceOverrides.PrivateTmp or true) != false)
-      "${opt "sandbox.unixSockets.allow"}: ${lib.concatStringsSep ", " tmpSockets} is under /tmp or /var/tmp, which the unit's PrivateTmp= hides. Move the socket, or set `serviceOverrides.PrivateTmp = false`.";
+    ++ lib.optionals ((inst.serviceOverrides.PrivateTmp or true) != false) (
+      map (
+        t: "${opt t.o}: ${t.p} is under /tmp or /var/tmp, which the unit's PrivateTmp= replaces with a private, empty one: the server would not see the host's ${t.p}. Move it, or set `serviceOverrides.PrivateTmp = false`."
+      ) tmpPaths
+    );
 in
 {
   config = mkIf cfg.enable {
@@ -413,9 +593,24 @@ in
     warnings = lib.concatLists (lib.mapAttrsToList instanceWarnings enabled);
 
     services.opencode.specs = lib.mapAttrs specOf enabled;
+    services.opencode.serviceSpecs = lib.mapAttrs serviceSpecOf enabled;
     services.opencode.specFiles = lib.mapAttrs checkedSpecOf enabled;
 
     environment.systemPackages = [ cfg.launcherPackage ];
+
+    # `directory`, when createDirectory is on: created if missing, owned by the instance
+    # user; the ":" prefixes make systemd-tmpfiles leave an existing one's mode and owner
+    # alone (tmpfiles.d(5)).
+    systemd.tmpfiles.settings."10-opencode" = lib.mapAttrs' (
+      name: inst:
+      lib.nameValuePair inst.directory {
+        d = {
+          mode = ":0750";
+          user = ":${userOf name}";
+          group = ":${userOf name}";
+        };
+      }
+    ) (lib.filterAttrs (_: inst: inst.createDirectory) enabled);
 
     # The checked spec of each instance, at a stable path for operators:
     #   opencode-launcher explain --config /etc/ocnix/instances/<name>.json

@@ -4,6 +4,13 @@
 let
   l = import ../lib.nix;
   cases = fn: expected: inputs: map (x: { inherit fn x expected; got = l.${fn} x; }) inputs;
+  # Two-argument functions: each input is [ first second ].
+  cases2 =
+    fn: expected: inputs:
+    map (x: {
+      inherit fn x expected;
+      got = l.${fn} (builtins.elemAt x 0) (builtins.elemAt x 1);
+    }) inputs;
   all = builtins.concatLists [
     (cases "isCidr" true [
       "10.10.0.0/16"
@@ -78,6 +85,34 @@ let
       "srv/x"
       "./x"
       ""
+    ])
+    (cases2 "isWithin" true [
+      [ "/srv/a" "/srv/a" ]
+      [ "/srv/a/b" "/srv/a" ]
+      [ "/srv/a/" "/srv/a" ]
+      [ "/srv/a" "/srv/a//" ]
+      [ "/srv" "/" ]
+    ])
+    (cases2 "isWithin" false [
+      [ "/srv/ab" "/srv/a" ]
+      [ "/srv" "/srv/a" ]
+      [ "/var/lib/x" "/srv" ]
+    ])
+    (cases2 "pathsOverlap" true [
+      [ "/var/lib/opencode/a" "/var/lib/opencode/a/sub" ]
+      [ "/var/lib/opencode/a/sub" "/var/lib/opencode/a" ]
+      [ "/x" "/x/" ]
+    ])
+    (cases2 "pathsOverlap" false [
+      [ "/var/lib/opencode/a" "/var/lib/opencode/a-b" ]
+      [ "/var/lib/opencode/a" "/var/lib/opencode/b" ]
+    ])
+    (cases2 "unitNameClashes" [ "a-setup" "a-dns" ] [
+      [ [ "a" "a-setup" "b" "a-dns" "a-other" ] "a" ]
+    ])
+    (cases2 "unitNameClashes" [ ] [
+      [ [ "a" "ab-setup" "setup" "a-setups" ] "a" ]
+      [ [ "a-setup" ] "a-setup" ]
     ])
   ];
 in

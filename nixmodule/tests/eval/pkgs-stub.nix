@@ -1,0 +1,42 @@
+# The few pkgs attributes the module touches at evaluation time. Derivations are stand-ins
+# with a store-like outPath; builders return a path string that names their input, so tests
+# can look into generated scripts (`scriptText`).
+lib:
+let
+  drv = name: {
+    type = "derivation";
+    inherit name;
+    pname = name;
+    outPath = "/nix/store/00000000000000000000000000000000-${name}";
+    meta.mainProgram = name;
+  };
+  builder = name: _: "/nix/store/00000000000000000000000000000000-${name}";
+in
+{
+  inherit lib;
+  system = "x86_64-linux";
+  stdenv.hostPlatform.system = "x86_64-linux";
+  opencode = drv "opencode";
+  opencode-launcher = drv "opencode-launcher";
+  postgresql = drv "postgresql";
+  git = drv "git";
+  jq = drv "jq";
+  bash = drv "bash";
+  coreutils = drv "coreutils";
+  curl = drv "curl";
+  diffutils = drv "diffutils";
+  systemd = drv "systemd";
+  writeText = builder;
+  writeTextFile = a: builder a.name a;
+  # The script's text is appended to its stand-in store path, so that a test can look for
+  # it in the unit setting that runs the script (`lib.hasInfix` on ExecStartPre and such).
+  writeShellScript = name: text: "/nix/store/00000000000000000000000000000000-${name}#script:${text}";
+  writeShellScriptBin = builder;
+  writeScript = builder;
+  runCommand = name: env: script: drv name;
+  runCommandLocal = name: env: script: drv name;
+  formats.json = _: {
+    type = lib.types.attrsOf lib.types.anything;
+    generate = name: value: builder name value;
+  };
+}

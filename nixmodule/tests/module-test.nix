@@ -1,0 +1,374 @@
+# Evaluation tests of the NixOS module: real nixpkgs `lib.evalModules`, stubbed NixOS options
+# (./eval). Evaluates to the list of failing cases; ./eval.sh requires it to be empty:
+#   nix-instantiate --eval --strict --json nixmodule/tests/module-test.nix --arg lib 'import <nixpkgs.lib>/lib'
+{ lib }:
+let
+  ev = configuration: import ./eval/eval.nix { inherit lib configuration; };
+
+  # One configuration: the instances given, the nftables firewall on.
+  withInstances = instances: {
+    services.opencode = {
+      enable = true;
+      inherit instances;
+    };
+    networking.nftables.enable = true;
+  };
+  evI = instances: ev (withInstances instances);
+
+  plain = {
+    directory = "/srv/p";
+    listen.port = 8787;
+  };
+  isolatedInst = plain // {
+    networkIsolation = {
+      enable = true;
+      outboundAllowCidrs = [ "10.10.0.0/16" ];
+    };
+  };
+
+  svc = r: name: r.config.systemd.services.${name};
+  sc = r: name: (svc r name).serviceConfig;
+  asList = v: if builtins.isList v then v else [ v ];
+
+  hasInfixIn = needle: lib.any (lib.hasInfix needle);
+  noneHas = needle: xs: !(hasInfixIn needle xs);
+
+  # [ name ] when not ok: the list of failures is the test result.
+  check = name: ok: if ok then [ ] else [ name ];
+  # Every part of a case; the case's name prefixes each failing part.
+  caseOf = name: parts: map (p: "${name}: ${p}") (lib.concatLists parts);
+
+  seed = ev (
+    { pkgs, ... }:
+    {
+      services.opencode = {
+        enable = true;
+        instances = {
+          my-project = {
+            directory = "/srv/my-project";
+            listen.port = 8787;
+            environmentFile = "/run/secrets/opencode-my-project.env";
+          };
+          db-project = {
+            directory = "/srv/db-project";
+            listen.port = 8788;
+            path = [ pkgs.postgresql ];
+            sandbox.unixSockets.allow = [ "/run/postgresql/.s.PGSQL.5432" ];
+          };
+          restricted = {
+            directory = "/srv/restricted";
+            listen.port = 8789;
+            networkIsolation = {
+              enable = true;
+              outboundAllowCidrs = [ "10.10.0.0/16" ];
+            };
+          };
+        };
+      };
+      networking.nftables.enable = true;
+    }
+  );
+
+  # Forces every unit setting, so that nothing in them fails evaluation unnoticed.
+  forced = r: builtins.deepSeq [ r.config.systemd.services r.config.systemd.sockets r.config.systemd.tmpfiles.settings r.config.services.opencode.specs r.config.services.opencode.serviceSpecs ] true;
+
+  # --- 1. directory creation ---
+  created = evI { p = plain; };
+  notCreated = evI { p = plain // { createDirectory = false; }; };
+  sharedDir = evI {
+    p = plain;
+    q = plain // {
+      listen.port = 8788;
+    };
+  };
+
+  # --- 2-4. readiness, ordering, restarts ---
+  iso = evI { p = isolatedInst; };
+  plainR = evI { p = plain; };
+
+  # --- 6. names and state directories ---
+  clash = suffix: evI {
+    a = plain;
+    "a-${suffix}" = plain // {
+      listen.port = 8788;
+    };
+  };
+  stateShared = evI {
+    a = plain // {
+      stateDir = "/var/lib/oc/shared";
+    };
+    b = plain // {
+      directory = "/srv/b";
+      listen.port = 8788;
+      stateDir = "/var/lib/oc/shared/";
+    };
+  };
+  stateNested = evI {
+    a = plain // {
+      stateDir = "/var/lib/oc/a";
+    };
+    b = plain // {
+      directory = "/srv/b";
+      listen.port = 8788;
+      stateDir = "/var/lib/oc/a/b";
+    };
+  };
+  stateInOthersProject = evI {
+    a = plain // {
+      directory = "/srv/a";
+    };
+    b = plain // {
+      directory = "/srv/b";
+      listen.port = 8788;
+      stateDir = "/srv/a/.state-b";
+    };
+  };
+  stateApart = evI {
+    a = plain // {
+      stateDir = "/var/lib/oc/a";
+    };
+    ab = plain // {
+      directory = "/srv/b";
+      listen.port = 8788;
+      stateDir = "/var/lib/oc/ab";
+    };
+  };
+
+  # --- 7. PrivateTmp ---
+  inTmp = evI {
+    p = plain // {
+      directory = "/tmp/proj";
+      sandbox.readWritePaths = [ "/var/tmp/cache" ];
+      sandbox.readOnlyPaths = [ "/tmp/ro" ];
+    };
+  };
+  inTmpNoPrivate = evI {
+    p = plain // {
+      directory = "/tmp/proj";
+      serviceOverrides.PrivateTmp = false;
+    };
+  };
+
+  # --- 8. opencodeCfg with pkgs ---
+  withPkgs = ev (
+    { pkgs, ... }:
+    withInstances {
+      p = plain // {
+        opencodeCfg = [
+          (
+            { pkgs, lib, ... }:
+            {
+              formatter.git.command = [ "${pkgs.git}/bin/git" ];
+              share = lib.mkForce "manual";
+            }
+          )
+        ];
+      };
+    }
+  );
+
+  # --- 10. conventions ---
+  withEnv = evI {
+    p = plain // {
+      environmentFile = "/run/secrets/p.env";
+    };
+  };
+  ownSystemd = ev {
+    imports = [ (withInstances { p = isolatedInst; }) ];
+    systemd.package = {
+      type = "derivation";
+      name = "my-systemd";
+      outPath = "/nix/store/11111111111111111111111111111111-my-systemd";
+    };
+  };
+in
+lib.concatLists [
+  (caseOf "seed examples" [
+    (check "no failed assertions, got ${toString seed.failedAssertions}" (seed.failedAssertions == [ ]))
+    (check "units" (
+      lib.all (u: seed.config.systemd.services ? ${u}) [
+        "opencode-my-project"
+        "opencode-my-project-setup"
+        "opencode-db-project"
+        "opencode-restricted"
+        "opencode-restricted-setup"
+        "opencode-restricted-proxy"
+      ]
+    ))
+    (check "proxy socket" (seed.config.systemd.sockets ? opencode-restricted-proxy))
+    (check "every unit setting evaluates" (forced seed))
+  ])
+
+  (caseOf "1. createDirectory (default on): a tmpfiles rule that only creates" [
+    (check "no failed assertions" (created.failedAssertions == [ ] && forced created))
+    (check "rule" (
+      created.config.systemd.tmpfiles.settings."10-opencode"."/srv/p".d == {
+        mode = ":0750";
+        user = ":opencode-p";
+        group = ":opencode-p";
+      }
+    ))
+    (check "setup ordered after tmpfiles-resetup" (
+      builtins.elem "systemd-tmpfiles-resetup.service" (svc created "opencode-p-setup").after
+    ))
+    (check "setup checks the directory first" (
+      hasInfixIn "if [ ! -d /srv/p ]" (sc created "opencode-p-setup").ExecStartPre
+    ))
+  ])
+  (caseOf "1. createDirectory = false: no rule; the failure names the option" [
+    (check "no rule" ((notCreated.config.systemd.tmpfiles.settings."10-opencode" or { }) == { }))
+    (check "message says what to do" (
+      hasInfixIn "set services.opencode.instances.p.createDirectory = true" (sc notCreated "opencode-p-setup").ExecStartPre
+      && hasInfixIn "install -d -o opencode-p -g opencode-p -m 0750 /srv/p" (sc notCreated "opencode-p-setup").ExecStartPre
+    ))
+  ])
+  (caseOf "1. two instances creating one directory" [
+    (check "assertion names createDirectory" (
+      hasInfixIn "`services.opencode.instances.p.createDirectory`: the instance(s) \"q\"" sharedDir.failedAssertions
+    ))
+  ])
+
+  (caseOf "2. readiness fits in the start timeout" [
+    (check "bounded by the clock" (
+      hasInfixIn "deadline=$((SECONDS + 60))" (sc iso "opencode-p").ExecStartPost
+    ))
+    (check "non-fatal" (lib.all (lib.hasPrefix "-") (sc iso "opencode-p").ExecStartPost))
+    # 60 s of polling, one last request of at most 2 s (curl -m 2), the preflight.
+    (check "TimeoutStartSec ${toString ((sc iso "opencode-p").TimeoutStartSec or "unset")} > 60 + 2 + margin" (
+      ((sc iso "opencode-p").TimeoutStartSec or 0) >= 90
+    ))
+    (check "curl per request bounded" (hasInfixIn "curl -s -o /dev/null -m 2" (sc iso "opencode-p").ExecStartPost))
+  ])
+
+  (caseOf "3. isolated setup: network-online.target, not network.target" [
+    (check "after network-online" (builtins.elem "network-online.target" (svc iso "opencode-p-setup").after))
+    (check "wants network-online" ((svc iso "opencode-p-setup").wants == [ "network-online.target" ]))
+    (check "after nftables" (builtins.elem "nftables.service" (svc iso "opencode-p-setup").after))
+    (check "reload propagated from nftables" (
+      (svc iso "opencode-p-setup").unitConfig.ReloadPropagatedFrom == [ "nftables.service" ]
+    ))
+  ])
+  (caseOf "3. non-isolated setup pulls in nothing" [
+    (check "no wants" ((svc plainR "opencode-p-setup").wants == [ ]))
+    (check "not after network-online" (!builtins.elem "network-online.target" (svc plainR "opencode-p-setup").after))
+  ])
+  (caseOf "3. resolv.conf replaced by rename reaches the server" [
+    (check "bind-mounted" (
+      builtins.elem "/etc/netns/opencode-p/resolv.conf:/etc/resolv.conf" (sc iso "opencode-p").BindReadOnlyPaths
+    ))
+    (check "reload compares what the server sees and restarts it" (
+      lib.hasInfix "cmp -s /etc/netns/opencode-p/resolv.conf \"/proc/$pid/root/etc/resolv.conf\"" (sc iso "opencode-p-setup").ExecReload
+      && lib.hasInfix "try-restart --no-block opencode-p.service" (sc iso "opencode-p-setup").ExecReload
+    ))
+    (check "not for a non-isolated instance" (noneHas "resolv.conf" [ (sc plainR "opencode-p-setup").ExecReload ]))
+  ])
+
+  (caseOf "4. restarts give up" [
+    (check "start limit" (
+      (svc iso "opencode-p").startLimitBurst == 5 && (svc iso "opencode-p").startLimitIntervalSec == 300
+    ))
+    # The limit must be reachable: 5 starts, 5 s apart, within the interval.
+    (check "limit reachable with RestartSec" (
+      (svc iso "opencode-p").startLimitBurst * (sc iso "opencode-p").RestartSec < (svc iso "opencode-p").startLimitIntervalSec
+    ))
+    (check "failed reload restarts setup" (
+      lib.hasInfix "restart --no-block opencode-p-setup.service" (sc iso "opencode-p-setup").ExecReload
+      && lib.hasInfix "exit 1" (sc iso "opencode-p-setup").ExecReload
+    ))
+  ])
+
+  (caseOf "5. privileged preflight before the server" [
+    (check "ExecStartPre" (
+      (sc iso "opencode-p").ExecStartPre == [
+        "+/nix/store/00000000000000000000000000000000-opencode-launcher/bin/opencode-launcher preflight --config /nix/store/00000000000000000000000000000000-opencode-p-spec-checked.json"
+      ]
+    ))
+    (check "same spec as ExecStart" (
+      lib.hasSuffix (lib.removePrefix "+/nix/store/00000000000000000000000000000000-opencode-launcher/bin/opencode-launcher preflight" (builtins.head (sc iso "opencode-p").ExecStartPre)) (sc iso "opencode-p").ExecStart
+    ))
+  ])
+
+  (lib.concatMap (
+    suffix:
+    let
+      r = clash suffix;
+    in
+    caseOf "6. instances a and a-${suffix}" [
+      (check "assertion names both, got ${toString r.failedAssertions}" (
+        hasInfixIn "`services.opencode.instances.a`: the instance(s) \"a-${suffix}\" would get the unit names" r.failedAssertions
+      ))
+    ]
+  ) [ "setup" "proxy" "dns" ])
+  (caseOf "6. shared stateDir" [
+    (check "assertion on both, naming the other's option" (
+      hasInfixIn "`services.opencode.instances.a.stateDir`: \"/var/lib/oc/shared\" is, contains or lies inside a path of another instance (`services.opencode.instances.b.stateDir`" stateShared.failedAssertions
+      && hasInfixIn "`services.opencode.instances.b.stateDir`" stateShared.failedAssertions
+    ))
+  ])
+  (caseOf "6. nested stateDir" [
+    (check "assertion" (hasInfixIn "`services.opencode.instances.b.stateDir`: \"/var/lib/oc/a/b\"" stateNested.failedAssertions))
+  ])
+  (caseOf "6. stateDir inside another instance's directory" [
+    (check "assertion" (
+      hasInfixIn "(`services.opencode.instances.a.directory` is \"/srv/a\")" stateInOthersProject.failedAssertions
+    ))
+  ])
+  (caseOf "6. a and ab: neighbours, not nested" [
+    (check "no failed assertions, got ${toString stateApart.failedAssertions}" (stateApart.failedAssertions == [ ]))
+  ])
+
+  (caseOf "7. paths under /tmp and /var/tmp warn" [
+    (check "directory" (hasInfixIn "`services.opencode.instances.p.directory`: /tmp/proj is under /tmp" inTmp.warnings))
+    (check "readWritePaths" (hasInfixIn "`services.opencode.instances.p.sandbox.readWritePaths`: /var/tmp/cache" inTmp.warnings))
+    (check "readOnlyPaths" (hasInfixIn "`services.opencode.instances.p.sandbox.readOnlyPaths`: /tmp/ro" inTmp.warnings))
+    (check "not with PrivateTmp = false" (noneHas "under /tmp" inTmpNoPrivate.warnings))
+  ])
+
+  (caseOf "8. opencodeCfg modules take pkgs" [
+    (check "evaluates" (
+      withPkgs.config.services.opencode.specs.p.opencodeConfig == {
+        formatter.git.command = [ "/nix/store/00000000000000000000000000000000-git/bin/git" ];
+        share = "manual";
+      }
+    ))
+  ])
+
+  (caseOf "10. environmentFile through LoadCredential" [
+    (check "LoadCredential" ((sc withEnv "opencode-p").LoadCredential == [ "env:/run/secrets/p.env" ]))
+    (check "the server's spec reads the credential" (
+      withEnv.config.services.opencode.serviceSpecs.p.environmentFile == "/run/credentials/opencode-p.service/env"
+    ))
+    (check "setup and /etc/ocnix keep the original" (
+      withEnv.config.services.opencode.specs.p.environmentFile == "/run/secrets/p.env"
+    ))
+    (check "server runs the service spec" (
+      lib.hasSuffix "opencode-p-service-spec-checked.json" (sc withEnv "opencode-p").ExecStart
+    ))
+    (check "setup runs the plain spec" (
+      lib.hasSuffix "opencode-p-spec-checked.json" (sc withEnv "opencode-p-setup").ExecStart
+    ))
+    (check "no environmentFile: one spec, no LoadCredential" (
+      !((sc plainR "opencode-p") ? LoadCredential)
+      && lib.hasSuffix "opencode-p-spec-checked.json" (sc plainR "opencode-p").ExecStart
+    ))
+  ])
+  (caseOf "10. conventions" [
+    (check "command is <package>/bin/opencode" (
+      created.config.services.opencode.specs.p.command == [ "/nix/store/00000000000000000000000000000000-opencode/bin/opencode" ]
+    ))
+    (check "launcher through lib.getExe" (
+      lib.hasPrefix "/nix/store/00000000000000000000000000000000-opencode-launcher/bin/opencode-launcher run " (sc created "opencode-p").ExecStart
+    ))
+    (check "socket-proxyd from config.systemd.package" (
+      lib.hasPrefix "/nix/store/11111111111111111111111111111111-my-systemd/lib/systemd/systemd-socket-proxyd " (sc ownSystemd "opencode-p-proxy").ExecStart
+    ))
+    (check "meta.doc is the module's chapter" (lib.hasSuffix "doc.md" (toString created.config.meta.doc)))
+    # nixos-render-docs wants an id on every heading of a chapter.
+    (check "every heading of meta.doc has an id" (
+      lib.all (l: !(lib.hasPrefix "#" l) || builtins.match "#+ .* [{]#[a-z0-9-]+[}]" l != null) (
+        lib.splitString "\n" (builtins.readFile created.config.meta.doc)
+      )
+    ))
+    (check "meta.maintainers" (created.config.meta ? maintainers))
+  ])
+]
