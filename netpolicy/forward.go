@@ -1,0 +1,50 @@
+package netpolicy
+
+import "path/filepath"
+
+// The host's IPv4 forwarding, shared by every instance on the host. doc.go
+// ("Forwarding on the host") explains the model.
+const (
+	// ForwardTableName is the host table (family inet) that holds the
+	// forward chain. Instance host tables are "ip ocnix-<name>"; this one
+	// is in another family and has no "-", so no instance name can clash.
+	ForwardTableName = "ocnix"
+	// ForwardStateDir holds the record of the forwarding sysctls ocnix
+	// switched on, and the lock that serialises changing them. It is on
+	// tmpfs like the sysctls themselves: both are gone after a reboot.
+	ForwardStateDir = "/run/ocnix"
+	// forwardOwner names the shared rules in their comments
+	// ("ocnix:host-forward:<key>").
+	forwardOwner = "host-forward"
+)
+
+// ForwardStateFile lists the interfaces whose
+// net.ipv4.conf.<if>.forwarding ocnix turned from 0 to 1.
+var ForwardStateFile = filepath.Join(ForwardStateDir, "forwarding.json")
+
+// ForwardTable is the host's forward filter for the instances: it accepts
+// what an instance sends (its own netns filter has already decided), the
+// replies to it, and drops everything else that arrives on one of enabled,
+// the interfaces whose forwarding ocnix switched on. Traffic between other
+// interfaces is left to the host (policy accept), so a host that forwards
+// on purpose keeps doing so.
+func ForwardTable(enabled []string) Table {
+	r := func(key string, v Verdict, m ...Match) Rule {
+		return Rule{Key: key, Matches: m, Counter: true, Verdict: v, Comment: ruleComment(forwardOwner, key)}
+	}
+	rules := []Rule{
+		r("from-instance", VerdictAccept, Match{Kind: MatchIIFPrefix, Value: vethPrefix}),
+		r("reply-to-instance", VerdictAccept, Match{Kind: MatchOIFPrefix, Value: vethPrefix}, Match{Kind: MatchCtState}),
+		// New flows into an instance: its netns input chain would drop them
+		// too; dropping here keeps them off the veth.
+		r("new-to-instance", VerdictDrop, Match{Kind: MatchOIFPrefix, Value: vethPrefix}),
+	}
+	for _, dev := range enabled {
+		rules = append(rules, r("not-ours:"+dev, VerdictDrop, Match{Kind: MatchIIFName, Value: dev}))
+	}
+	return Table{
+		Family: "inet",
+		Name:   ForwardTableName,
+		Chains: []Chain{{Name: "forward", Type: "filter", Hook: "forward", Priority: 0, Policy: "accept", Rules: rules}},
+	}
+}
