@@ -214,6 +214,14 @@ func TestFreshHostForwarding(t *testing.T) {
 		if d := Diagnose(p); len(d) != 0 {
 			t.Errorf("Diagnose on a working fresh host: %q", d)
 		}
+		// The kernel holds what explain shows (the "oc-*" wildcard too).
+		norm := func(s string) string {
+			return strings.Join(strings.Fields(counterRE.ReplaceAllString(s, "counter")), " ")
+		}
+		want := ForwardTable(st.Enabled).String()
+		if got := run(t, "nft", "list", "table", "inet", ForwardTableName); norm(got) != norm(want) {
+			t.Errorf("kernel forward table:\n%s\nwant:\n%s", got, want)
+		}
 	})
 	t.Run("TCPToAllowedConnects", func(t *testing.T) {
 		for _, a := range []string{wan.tcp(wan.allowed), lan.tcp(lan.allowed)} {
