@@ -175,13 +175,28 @@ func TestNetworkOnAFreshHost(t *testing.T) {
 			t.Fatalf("status: %d %s", code, errs)
 		}
 		var st struct {
-			Problems []string `json:"problems"`
+			Problems          []string `json:"problems"`
+			ForwardingEnabled []string `json:"forwardingEnabled"`
 		}
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			t.Fatal(err)
 		}
 		if len(st.Problems) != 0 {
 			t.Errorf("status problems on a working host: %q", st.Problems)
+		}
+		if got := strings.Join(st.ForwardingEnabled, " "); !strings.Contains(got, wan.hostVeth) || !strings.Contains(got, lan.hostVeth) {
+			t.Errorf("status forwardingEnabled = %q, want %s and %s", got, wan.hostVeth, lan.hostVeth)
+		}
+		// Switched off behind setup's back (what a network manager may do):
+		// status says which interface and what to do.
+		os.WriteFile("/proc/sys/net/ipv4/conf/"+wan.hostVeth+"/forwarding", []byte("0"), 0o644)
+		out, _, _ = si.launcher(context.Background(), "status")
+		if !strings.Contains(out, "WARNING: net.ipv4.conf."+wan.hostVeth+".forwarding") || !strings.Contains(out, "run setup again") {
+			t.Errorf("status with forwarding off on %s:\n%s", wan.hostVeth, out)
+		}
+		si.setup()
+		if got := si.probe("connect-tcp", wan.allowed+":7001"); got != "ok" {
+			t.Errorf("after setup again: connect = %q", got)
 		}
 	})
 	t.Run("TeardownRestoresForwarding", func(t *testing.T) {

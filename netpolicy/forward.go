@@ -1,6 +1,12 @@
 package netpolicy
 
-import "path/filepath"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
 
 // The host's IPv4 forwarding, shared by every instance on the host. doc.go
 // ("Forwarding on the host") explains the model.
@@ -47,4 +53,35 @@ func ForwardTable(enabled []string) Table {
 		Name:   ForwardTableName,
 		Chains: []Chain{{Name: "forward", Type: "filter", Hook: "forward", Priority: 0, Policy: "accept", Rules: rules}},
 	}
+}
+
+// forwardState is the content of ForwardStateFile.
+type forwardState struct {
+	// Enabled are the interfaces whose IPv4 forwarding ocnix switched from
+	// 0 to 1, sorted. Only these get a drop rule, and only these are
+	// switched back when the last instance goes.
+	Enabled []string `json:"enabled"`
+}
+
+// ForwardingEnabled returns the interfaces whose IPv4 forwarding setup
+// turned on and that the shared forward table guards (for status). It
+// needs no privileges.
+func ForwardingEnabled() ([]string, error) {
+	st, err := readForwardState()
+	return st.Enabled, err
+}
+
+func readForwardState() (forwardState, error) {
+	var st forwardState
+	b, err := os.ReadFile(ForwardStateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("read %s: %w", ForwardStateFile, err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%s is corrupt (%v): compare it with `sysctl -a | grep 'ipv4.conf.*forwarding'`, fix or remove it, then run setup again", ForwardStateFile, err)
+	}
+	return st, nil
 }

@@ -18,14 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// forwardState is the content of ForwardStateFile.
-type forwardState struct {
-	// Enabled are the interfaces whose IPv4 forwarding ocnix switched from
-	// 0 to 1, sorted. Only these get a drop rule, and only these are
-	// switched back when the last instance goes.
-	Enabled []string `json:"enabled"`
-}
-
 // hostForwards reports whether the operator made the host a router
 // (net.ipv4.ip_forward, which is conf.all.forwarding). ocnix then leaves
 // the host's forwarding alone: it records, drops and restores nothing.
@@ -55,21 +47,6 @@ func lockForward() (unlock func(), err error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return func() { f.Close() }, nil
-}
-
-func readForwardState() (forwardState, error) {
-	var st forwardState
-	b, err := os.ReadFile(ForwardStateFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return st, nil
-	}
-	if err != nil {
-		return st, fmt.Errorf("read %s: %w", ForwardStateFile, err)
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("%s is corrupt (%v): compare it with `sysctl -a | grep 'ipv4.conf.*forwarding'`, fix or remove it, then run setup again", ForwardStateFile, err)
-	}
-	return st, nil
 }
 
 // writeForwardState replaces the record atomically, so a crash leaves the
