@@ -422,3 +422,59 @@ func TestServesSomeOf(t *testing.T) {
 		t.Errorf("/32 = %d-%d", r.first, r.last)
 	}
 }
+
+// TestNixOSFilterForward reproduces the forward chain NixOS's nftables
+// firewall makes with networking.firewall.filterForward = true: no
+// priority of ours can accept past its drop, Diagnose names it, and the
+// documented extraForwardRules line makes instance egress work while the
+// host still routes nothing else.
+func TestNixOSFilterForward(t *testing.T) {
+	hostForwardingOff(t)
+	wan := newInternet(t)
+	lan := newInternet(t)
+	routeBetween(t, lan, wan)
+	const fw = "ocnix-test-nixos-fw"
+	load := func(extraForwardRules string) {
+		t.Helper()
+		f := filepath.Join(t.TempDir(), "fw.nft")
+		// What nixos/modules/services/networking/firewall-nftables.nix emits.
+		rules := fmt.Sprintf(`table inet %s {
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state vmap { invalid : drop, established : accept, related : accept, new : jump forward-allow, untracked : jump forward-allow }
+	}
+	chain forward-allow {
+		icmpv6 type != { router-renumbering, 139 } accept
+		ct status dnat accept comment "allow port forward"
+		%s
+	}
+}
+`, fw, extraForwardRules)
+		tryRun("nft", "delete", "table", "inet", fw)
+		if err := os.WriteFile(f, []byte(rules), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		run(t, "nft", "-f", f)
+	}
+	t.Cleanup(func() { tryRun("nft", "delete", "table", "inet", fw) })
+	load("")
+	p := setupInstance(t, Input{Instance: testName(), Enable: true, AllowCIDRs: []string{wan.AllowedCIDR(), lan.AllowedCIDR()}})
+
+	if err := tcpHello(t, p.NetnsPath, wan.tcp(wan.allowed)); err == nil {
+		t.Errorf("instance egress passed a foreign forward chain with policy drop: doc.go says it cannot")
+	}
+	if d := strings.Join(Diagnose(p), "\n"); !strings.Contains(d, "inet "+fw+" chain forward") || !strings.Contains(d, `extraForwardRules = ''iifname "oc-*" accept''`) {
+		t.Errorf("Diagnose does not name the dropping chain and the fix: %q", d)
+	}
+
+	load(`iifname "oc-*" accept`)
+	if err := tcpHello(t, p.NetnsPath, wan.tcp(wan.allowed)); err != nil {
+		t.Errorf("with the documented extraForwardRules, instance egress: %v", err)
+	}
+	if err := udpEcho(t, p.NetnsPath, wan.udp(wan.allowed)); err != nil {
+		t.Errorf("with the documented extraForwardRules, UDP: %v", err)
+	}
+	if err := tcpHello(t, lan.path, wan.tcp(wan.allowed)); err == nil {
+		t.Errorf("lan reached wan through the host")
+	}
+}
