@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 )
 
 // The host's IPv4 forwarding, shared by every instance on the host. doc.go
 // ("Forwarding on the host") explains the model.
 const (
 	// ForwardTableName is the host table (family inet) that holds the
-	// forward chain. Instance host tables are "ip ocnix-<name>"; this one
-	// is in another family and has no "-", so no instance name can clash.
+	// forward chain. Instance host tables are "ip ocnix-<name>" with a
+	// non-empty name, so none can be this one (which is in family inet, too).
 	ForwardTableName = "ocnix"
 	// ForwardStateDir holds the record of the forwarding sysctls ocnix
 	// switched on, and the lock that serialises changing them. It is on
@@ -26,7 +25,7 @@ const (
 
 // ForwardStateFile lists the interfaces whose
 // net.ipv4.conf.<if>.forwarding ocnix turned from 0 to 1.
-var ForwardStateFile = filepath.Join(ForwardStateDir, "forwarding.json")
+const ForwardStateFile = ForwardStateDir + "/forwarding.json"
 
 // ForwardTable is the host's forward filter for the instances: it accepts
 // what an instance sends (its own netns filter has already decided), the

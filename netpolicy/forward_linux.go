@@ -81,7 +81,7 @@ func ensureForwarding(host *netlink.Handle, p Plan) error {
 	if err != nil {
 		return err
 	}
-	want := st
+	want := forwardState{Enabled: slices.Clone(st.Enabled)}
 	if hostForwards() {
 		// The operator routes on purpose: forget what we enabled, so that
 		// their forwarding is neither dropped nor switched off later.
