@@ -185,8 +185,8 @@ func ReplyDevices(h *netlink.Handle, allow4 []Interval) ([]string, error) {
 	var local []v4route // the local table is consulted before every other
 	for _, r := range routes {
 		vr, ok := toV4route(r)
-		if !ok {
-			continue
+		if !ok || !routeOverlapsAllowed(vr, allow4) {
+			continue // cannot be, nor hide, the route of an allowed address
 		}
 		if r.Table == unix.RT_TABLE_LOCAL {
 			local = append(local, vr)
@@ -262,6 +262,15 @@ func toV4route(r netlink.Route) (v4route, bool) {
 	vr.first = binary.BigEndian.Uint32(ip4) & mask
 	vr.last = vr.first | ^mask
 	return vr, true
+}
+
+func routeOverlapsAllowed(r v4route, allow4 []Interval) bool {
+	for _, iv := range allow4 {
+		if iv.First.Is4() && r.first <= v4(iv.Last) && v4(iv.First) <= r.last {
+			return true
+		}
+	}
+	return false
 }
 
 func v4(a netip.Addr) uint32 {
