@@ -178,24 +178,24 @@
 // addresses, which does. Neither conntrack, the masquerade rule, the
 // in-netns input chain nor rp_filter drops UDP replies.
 //
-// So Ensure, holding the lock /run/ocnix/forwarding.lock (setup units of
+// So Ensure sets forwarding on the instance's veth (ours, gone with it)
+// and then, holding the lock /run/ocnix/forwarding.lock (setup units of
 // many instances run in parallel):
 //
-//  1. sets forwarding on the instance's veth (ours, gone with it);
-//  2. finds the reply interfaces ([ReplyDevices]): per routing table,
+//  1. finds the reply interfaces ([ReplyDevices]): per routing table,
 //     the devices of the routes that are the longest match for some
 //     allowed address (a default route counts only for the allowed
 //     addresses no more specific route covers, so allowing a LAN does not
 //     touch the uplink), plus a route lookup per interval for policy
 //     routing;
-//  3. records each one whose forwarding is 0 in /run/ocnix/forwarding.json
+//  2. records each one whose forwarding is 0 in /run/ocnix/forwarding.json
 //     (tmpfs, like the sysctls: a reboot resets both);
-//  4. replaces the shared host table "inet ocnix": chain forward, hook
+//  3. replaces the shared host table "inet ocnix": chain forward, hook
 //     forward, priority filter, policy accept:
 //     iifname "oc-*" accept; oifname "oc-*" ct state established,related
 //     accept; oifname "oc-*" drop; and one iifname "<if>" drop for each
 //     recorded interface;
-//  5. only then writes forwarding=1 on the recorded interfaces.
+//  4. only then writes forwarding=1 on the recorded interfaces.
 //
 // The record is written before the table, and the table before the
 // sysctl, so no interface ever forwards without its drop rule, and a
@@ -217,9 +217,9 @@
 // A host forward chain with policy drop is a different matter. In
 // nftables every base chain on a hook sees the packet, and an accept ends
 // only its own chain: a drop in any other chain is final. No priority of
-// ours can make NixOS's nixos-fw forward chain (networking.firewall.
-// filterForward = true), Docker's FORWARD DROP or any other drop policy
-// accept the instances' flows. The operator must accept them there; on
+// ours can make NixOS's nixos-fw forward chain
+// (networking.firewall.filterForward = true), Docker's FORWARD DROP or
+// any other drop policy accept the instances' flows. The operator must accept them there; on
 // NixOS:
 //
 //	networking.firewall.extraForwardRules = ''iifname "oc-*" accept'';
