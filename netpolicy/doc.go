@@ -167,9 +167,9 @@
 // replies are dropped on the uplink). With forwarding on the veth and the
 // reply interface, both work, and ip_forward can stay 0.
 //
-// The "UDP fails while TCP works" report had another cause, measured
-// too: a UDP server on a wildcard address of a host with several
-// addresses that answers without IP_PKTINFO sends the reply from the
+// "UDP fails while TCP works" with forwarding on could be reproduced here
+// in one way only, which is not ocnix's: a UDP server on a wildcard
+// address of a host with several addresses that answers without IP_PKTINFO sends the reply from the
 // address its route picks, not the one that was asked. The reply then
 // matches no conntrack entry (not NAT's fault: the host itself, without
 // netns or NAT, gets no answer from such a server either, since its
