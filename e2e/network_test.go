@@ -21,6 +21,8 @@ type testInternet struct {
 	ns, hostVeth     string
 	allowed, blocked string // addresses
 	allowedCIDR      string
+	link, peer       string // host side and netns side of the /31
+	octet            int
 }
 
 func newTestInternet(t *testing.T) *testInternet {
@@ -56,13 +58,12 @@ func newTestInternet(t *testing.T) *testInternet {
 	})
 	link := fmt.Sprintf("198.19.%d.248", octet)
 	peer := fmt.Sprintf("198.19.%d.249", octet)
+	ti.link, ti.peer, ti.octet = link, peer, octet
 	mustRun(t, "ip", "netns", "add", ti.ns)
 	mustRun(t, "ip", "link", "add", ti.hostVeth, "type", "veth", "peer", "name", "inet0", "netns", ti.ns)
 	mustRun(t, "ip", "addr", "add", link+"/31", "dev", ti.hostVeth)
-	// Replies arrive on this interface and are forwarded back to the instance.
-	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+ti.hostVeth+"/forwarding", []byte("1"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// Replies arrive on this interface like on an uplink: setup, not the
+	// test, turns forwarding on for it.
 	mustRun(t, "ip", "link", "set", ti.hostVeth, "up")
 	mustRun(t, "ip", "-n", ti.ns, "link", "set", "lo", "up")
 	mustRun(t, "ip", "-n", ti.ns, "addr", "add", peer+"/31", "dev", "inet0")

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ocnix/ocnix/netpolicy"
 	"golang.org/x/sys/unix"
 )
 
@@ -115,6 +116,11 @@ func (st *setup) run(ctx context.Context) (err error) {
 	if st.netSetup != nil {
 		if err := st.netSetup(st.spec); err != nil {
 			return fmt.Errorf("set up the network: %w", err)
+		}
+		if np, err := buildNetwork(st.spec); err == nil {
+			for _, w := range netpolicy.Diagnose(np) { // host settings that still break egress
+				st.log.Warn(w)
+			}
 		}
 	}
 	pre, post := initPhases(st.spec)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 
 	"github.com/ocnix/ocnix/netpolicy"
 )
@@ -25,7 +26,10 @@ type Status struct {
 	Isolated    bool                         `json:"isolated"`
 	NetnsExists bool                         `json:"netnsExists,omitempty"`
 	Counters    map[string]netpolicy.Counter `json:"counters,omitempty"`
-	Problems    []string                     `json:"problems,omitempty"`
+	// ForwardingEnabled are the host interfaces whose IPv4 forwarding setup
+	// turned on (shared by all instances; guarded by table inet ocnix).
+	ForwardingEnabled []string `json:"forwardingEnabled,omitempty"`
+	Problems          []string `json:"problems,omitempty"`
 }
 
 func (c *StatusCmd) Run(g *Globals) error {
@@ -47,6 +51,9 @@ func (c *StatusCmd) Run(g *Globals) error {
 		_, err = os.Stat(np.NetnsPath)
 		st.NetnsExists = err == nil
 		st.Problems = append(st.Problems, netpolicy.Diagnose(np)...)
+		if st.ForwardingEnabled, err = netpolicy.ForwardingEnabled(); err != nil {
+			st.Problems = append(st.Problems, err.Error())
+		}
 		if st.NetnsExists && os.Geteuid() == 0 {
 			if st.Counters, err = netpolicy.Counters(np); err != nil {
 				st.Problems = append(st.Problems, err.Error())
@@ -72,6 +79,9 @@ func (c *StatusCmd) Run(g *Globals) error {
 		fmt.Fprintf(w, "  network: not isolated\n")
 	} else {
 		fmt.Fprintf(w, "  network: netns present: %v\n", st.NetnsExists)
+		if len(st.ForwardingEnabled) > 0 {
+			fmt.Fprintf(w, "  host forwarding turned on by setup (guarded by table inet %s): %s\n", netpolicy.ForwardTableName, strings.Join(st.ForwardingEnabled, ", "))
+		}
 		keys := make([]string, 0, len(st.Counters))
 		for k := range st.Counters {
 			keys = append(keys, k)

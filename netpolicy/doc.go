@@ -22,6 +22,8 @@
 //	default via .1 dev host0       the netns's only route off the box
 //	table inet opencode            the filter, inside the netns
 //	table ip ocnix-web             the host side: masquerade of .2 only
+//	table inet ocnix               shared by all instances: the forward guard
+//	/run/ocnix/forwarding.json     the interfaces whose forwarding setup turned on
 //	/etc/netns/opencode-web/resolv.conf
 //
 // The netns is always "opencode-<name>". The peer inside it is always
@@ -112,12 +114,18 @@
 //
 // # Fail closed
 //
-// The whole policy lives in the netns. The host table holds only the
-// masquerade. `nft flush ruleset` on the host, which NixOS runs on every
-// nftables reload, therefore removes only that masquerade. Egress can then
+// The whole policy lives in the netns. The instance's host table holds
+// only the masquerade. `nft flush ruleset` on the host, which NixOS runs on
+// every nftables reload, therefore removes that masquerade. Egress can then
 // only get narrower: allowed destinations stop answering because the
 // packets leave un-NATed. Blocked destinations stay blocked and logged.
-// The next Ensure (setup) restores the masquerade. Nothing running in the
+// The next Ensure (setup) restores the masquerade. The same flush also
+// removes the shared forward guard (table inet ocnix, see "Forwarding on
+// the host"): that one fails open for the *host*, not for the instance.
+// Until setup runs again, the host forwards other traffic that arrives on
+// the interfaces setup turned forwarding on for. The NixOS setup unit has
+// ReloadPropagatedFrom=nftables.service, so that window ends when the
+// nftables reload does; [Diagnose] reports it. Nothing running in the
 // host netns can change the filter without entering the instance netns,
 // and the instance itself has no CAP_NET_ADMIN there. If the netns cannot
 // be joined, [Enter] fails. If the process is not in it, [Verify] fails
@@ -146,14 +154,92 @@
 // are visible in explain (with a note) and are ready if IPv6 is ever
 // enabled.
 //
+// # Forwarding on the host
+//
+// IPv4 forwards a packet only if net.ipv4.conf.<input interface>.forwarding
+// is 1 (ip_route_input_slow; net.ipv4.ip_forward is just
+// conf.all.forwarding, which writes every interface). The instance's
+// packets come in on its veth. The replies come in on the uplink, are
+// de-NATed in prerouting and are then *forwarded* to the veth, so the
+// uplink needs forwarding too. Measured here, from a host with
+// ip_forward=0: with forwarding only on the veth, TCP and UDP to an
+// allowed address both time out (the SYN and the datagram leave, the
+// replies are dropped on the uplink). With forwarding on the veth and the
+// reply interface, both work, and ip_forward can stay 0.
+//
+// "UDP fails while TCP works" with forwarding on could be reproduced here
+// in one way only, which is not ocnix's: a UDP server on a wildcard
+// address of a host with several addresses that answers without IP_PKTINFO sends the reply from the
+// address its route picks, not the one that was asked. The reply then
+// matches no conntrack entry (not NAT's fault: the host itself, without
+// netns or NAT, gets no answer from such a server either, since its
+// connected socket drops the reply). Real resolvers answer from the asked
+// address; the tests use miekg/dns on 0.0.0.0:53 in a netns with several
+// addresses, which does. Neither conntrack, the masquerade rule, the
+// in-netns input chain nor rp_filter drops UDP replies.
+//
+// So Ensure sets forwarding on the instance's veth (ours, gone with it)
+// and then, holding the lock /run/ocnix/forwarding.lock (setup units of
+// many instances run in parallel):
+//
+//  1. finds the reply interfaces ([ReplyDevices]): per routing table,
+//     the devices of the routes that are the longest match for some
+//     allowed address (a default route counts only for the allowed
+//     addresses no more specific route covers, so allowing a LAN does not
+//     touch the uplink), plus a route lookup per interval for policy
+//     routing;
+//  2. records each one whose forwarding is 0 in /run/ocnix/forwarding.json
+//     (tmpfs, like the sysctls: a reboot resets both);
+//  3. replaces the shared host table "inet ocnix": chain forward, hook
+//     forward, priority filter, policy accept:
+//     iifname "oc-*" accept; oifname "oc-*" ct state established,related
+//     accept; oifname "oc-*" drop; and one iifname "<if>" drop for each
+//     recorded interface;
+//  4. only then writes forwarding=1 on the recorded interfaces.
+//
+// The record is written before the table, and the table before the
+// sysctl, so no interface ever forwards without its drop rule, and a
+// crash at any step is repaired by the next run. The result: the host
+// forwards the instances' flows and their replies, and nothing else that
+// arrives on an interface ocnix switched on. Forwarding between interfaces
+// ocnix did not touch stays the host's business (policy accept). If
+// conf.all.forwarding is already 1 the operator made the host a router:
+// Ensure then records nothing, adds no drop rule and turns nothing off
+// later.
+//
+// Teardown restores "where that is safe": only when no instance veth
+// (alias "ocnix:*") is left on the host, because the others may need the
+// same interfaces. Then it writes forwarding=0 on each recorded
+// interface that is still 1 (unless conf.all.forwarding has become 1
+// meanwhile: the operator's decision wins), deletes table inet ocnix and
+// the record. It keeps the lock file.
+//
+// A host forward chain with policy drop is a different matter. In
+// nftables every base chain on a hook sees the packet, and an accept ends
+// only its own chain: a drop in any other chain is final. No priority of
+// ours can make NixOS's nixos-fw forward chain
+// (networking.firewall.filterForward = true), Docker's FORWARD DROP or
+// any other drop policy accept the instances' flows. The operator must accept them there; on
+// NixOS:
+//
+//	networking.firewall.extraForwardRules = ''iifname "oc-*" accept'';
+//
+// (nixos-fw already accepts established and related, so that covers the
+// replies). [Diagnose] lists forward chains with policy drop in other
+// tables.
+//
+// Limits: an interface that starts carrying replies after setup (a VPN
+// that comes up, a changed uplink) has forwarding off until setup runs
+// again, and a network manager that rewrites per-link forwarding
+// (systemd-networkd's IPv4Forwarding=) can switch it off; [Diagnose] says
+// so in both cases. Traffic that arrives on an enabled interface and is
+// routed back out of the same interface is dropped too (the guard
+// matches the input interface).
+//
 // # What the operator (or the NixOS module) must set
 //
-//   - net.ipv4.conf.<uplink>.forwarding=1 on every interface that replies
-//     arrive on, or simply net.ipv4.conf.all.forwarding=1. IPv4 checks
-//     forwarding on the *input* interface. Ensure enables forwarding on the
-//     instance's own veth (outbound). It does not enable it on the uplinks,
-//     because that is a host-wide routing decision, so replies need it
-//     there.
+//   - Nothing for forwarding; see "Forwarding on the host" for a host
+//     forward chain with policy drop.
 //   - net.netfilter.nf_log_all_netns=1. Without it the kernel drops nft log
 //     lines from every netns except the initial one. Ensure sets it,
 //     because the design requires blocked attempts in the host kernel log.
@@ -161,11 +247,10 @@
 //     host log. The NixOS module should set it declaratively, so that
 //     nothing undoes it. Blocked-attempt lines look like
 //     "opencode-web-blocked: IN= OUT=host0 SRC=100.… DST=198.… PROTO=TCP SPT=… DPT=…".
-//   - [Diagnose] checks the first two without privileges and says what is
-//     missing; setup should print its findings as warnings.
-//   - A host forward filter, if the host has one (Docker sets FORWARD to
-//     drop, for instance), must accept iifname/oifname "oc-*". An accept in
-//     our table could not override another table's drop.
+//   - [Diagnose] checks forwarding on the veth and the reply interfaces
+//     and nf_log_all_netns without privileges, and (as root) the forward
+//     guard and foreign forward drop chains; setup logs its findings as
+//     warnings and status shows them.
 //
 // # DNS
 //
@@ -211,12 +296,13 @@
 // the /run/netns shared mount, the netns, IPv6 off in the netns, the filter
 // table (one batch), the veth pair (one netlink request, so no half pair can
 // exist), host-side sysctls, address and link up, then lo, address, link and
-// default route inside, the host table (one batch), and resolv.conf
-// (written atomically). The filter comes before any link to the outside,
+// default route inside, the host table (one batch), the host forwarding
+// (record, forward table, sysctls; see above), and resolv.conf (written
+// atomically). The filter comes before any link to the outside,
 // so even a crash mid-way never leaves a routed netns without its filter.
 // [Enter] also refuses a netns whose filter chains are missing. Each step compares or replaces. An interrupted run
 // (kill -9 at any point) is repaired by the next. Two Ensure runs give
 // identical `nft list ruleset` and `ip -d link`/`ip addr` output. There is
-// one nft transaction per namespace, two in all. The kernel commits each
+// one nft transaction per table, three in all. The kernel commits each
 // one whole or not at all.
 package netpolicy

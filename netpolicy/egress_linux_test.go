@@ -258,7 +258,11 @@ func TestListenPortOnlyFromHostSide(t *testing.T) {
 	} else {
 		c.Close()
 	}
-	// From the test internet (routed through the host, as a LAN would be).
+	// From the test internet, routed through the host as a LAN would be on
+	// a host that forwards on purpose.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+ti.hostVeth+"/forwarding", []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	run(t, "ip", "-n", ti.ns, "route", "add", p.Subnet.String(), "via", ti.hostLinkIP.String())
 	if err := tcpHello(t, ti.path, target); err == nil {
 		t.Errorf("forwarded traffic from the test internet reached the server at %s", target)

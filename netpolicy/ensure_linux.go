@@ -102,6 +102,9 @@ func ensure(p Plan) error {
 	if err := applyTable(p.Host, -1); err != nil {
 		return fmt.Errorf("host: %w", err)
 	}
+	if err := ensureForwarding(host, p); err != nil {
+		return fmt.Errorf("host forwarding: %w", err)
+	}
 	return writeResolvConf(p)
 }
 

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -64,11 +63,8 @@ func newInternet(t testing.TB) *testInternet {
 	run(t, "ip", "netns", "add", ti.ns)
 	run(t, "ip", "link", "add", ti.hostVeth, "type", "veth", "peer", "name", "inet0", "netns", ti.ns)
 	run(t, "ip", "addr", "add", fmt.Sprintf("198.19.%d.249/30", o), "dev", ti.hostVeth)
-	// Replies from the internet arrive here and must be forwarded back to
-	// the instance: forwarding on this input interface only.
-	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+ti.hostVeth+"/forwarding", []byte("1"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// No forwarding sysctl here: replies arrive on this interface, and
+	// turning forwarding on for it is Ensure's job (like an uplink's).
 	run(t, "ip", "link", "set", ti.hostVeth, "up")
 	run(t, "ip", "-n", ti.ns, "link", "set", "lo", "up")
 	run(t, "ip", "-n", ti.ns, "addr", "add", fmt.Sprintf("198.19.%d.250/30", o), "dev", "inet0")

@@ -111,6 +111,8 @@ func lowerChain(t *nftables.Table, c Chain) (*nftables.Chain, error) {
 		nc.Hooknum = nftables.ChainHookInput
 	case "output":
 		nc.Hooknum = nftables.ChainHookOutput
+	case "forward":
+		nc.Hooknum = nftables.ChainHookForward
 	case "postrouting":
 		nc.Hooknum = nftables.ChainHookPostrouting
 	default:
@@ -180,6 +182,16 @@ func lowerMatch(fam nftables.TableFamily, m Match, sets map[string]*nftables.Set
 		return []expr.Any{
 			&expr.Meta{Key: key, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(m.Value)},
+		}, nil
+	case MatchIIFPrefix, MatchOIFPrefix:
+		key := expr.MetaKeyIIFNAME
+		if m.Kind == MatchOIFPrefix {
+			key = expr.MetaKeyOIFNAME
+		}
+		// What nft emits for "oc-*": compare only the prefix bytes, no NUL.
+		return []expr.Any{
+			&expr.Meta{Key: key, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(m.Value)},
 		}, nil
 	case MatchCtState:
 		return []expr.Any{

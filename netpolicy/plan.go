@@ -33,7 +33,9 @@ type Input struct {
 //     plan finds exactly what Ensure created and nothing else;
 //   - Filter is the complete egress/ingress policy and lives inside the
 //     netns, so nothing in the host ruleset can widen it;
-//   - Host holds only masquerade, so losing it can only cut egress.
+//   - Host holds only masquerade, so losing it can only cut egress. The
+//     shared ForwardTable guards the forwarding setup turns on; losing it
+//     opens forwarding on those interfaces until the next setup (doc.go).
 type Plan struct {
 	Instance string `json:"instance"`
 	Enable   bool   `json:"enable"`
@@ -317,6 +319,9 @@ func (p Plan) String() string {
 	for _, s := range p.HostSysctls {
 		fmt.Fprintf(&b, "  sysctl host  %s=%s\n", s.Key, s.Value)
 	}
+	if len(p.Allow4) > 0 {
+		fmt.Fprintf(&b, "  sysctl host  net.ipv4.conf.<if>.forwarding=1 on the interfaces replies from outboundAllowCidrs arrive on, chosen at setup from the routes (unless the host already forwards); undone by the last teardown\n")
+	}
 	for _, s := range p.NetnsSysctls {
 		fmt.Fprintf(&b, "  sysctl netns %s=%s\n", s.Key, s.Value)
 	}
@@ -328,5 +333,6 @@ func (p Plan) String() string {
 	}
 	fmt.Fprintf(&b, "# inside netns %s\n%s", p.Netns, p.Filter)
 	fmt.Fprintf(&b, "# host\n%s", p.Host)
+	fmt.Fprintf(&b, "# host, shared by all instances; setup adds `iifname \"<if>\" counter drop` for each interface it turned forwarding on for\n%s", ForwardTable(nil))
 	return b.String()
 }

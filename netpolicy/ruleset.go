@@ -30,7 +30,7 @@ type Set struct {
 type Chain struct {
 	Name     string `json:"name"`
 	Type     string `json:"type"` // "filter" or "nat"
-	Hook     string `json:"hook"` // "input", "output", "postrouting"
+	Hook     string `json:"hook"` // "input", "output", "forward", "postrouting"
 	Priority int    `json:"priority"`
 	Policy   string `json:"policy"` // "accept" or "drop"
 	Rules    []Rule `json:"rules"`
@@ -64,6 +64,10 @@ const (
 	MatchSaddr4    MatchKind = "saddr4"    // ip saddr == Value
 	MatchTCPDport  MatchKind = "tcp-dport" // tcp dport == Value
 	MatchL4TCP     MatchKind = "l4-tcp"    // meta l4proto tcp
+	// MatchIIFPrefix and MatchOIFPrefix match every interface whose name
+	// starts with Value (nft's wildcard "Value*").
+	MatchIIFPrefix MatchKind = "iifname-prefix"
+	MatchOIFPrefix MatchKind = "oifname-prefix"
 )
 
 // Match is one condition of a rule.
@@ -171,6 +175,10 @@ func (m Match) String() string {
 		return fmt.Sprintf("iifname %q", m.Value)
 	case MatchOIFName:
 		return fmt.Sprintf("oifname %q", m.Value)
+	case MatchIIFPrefix:
+		return fmt.Sprintf("iifname %q", m.Value+"*")
+	case MatchOIFPrefix:
+		return fmt.Sprintf("oifname %q", m.Value+"*")
 	case MatchCtState:
 		return "ct state established,related"
 	case MatchDaddr4Set:

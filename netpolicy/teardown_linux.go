@@ -14,7 +14,9 @@ import (
 // Teardown removes everything Ensure created for this instance and
 // nothing else: the host table, the veth pair (only if it carries this
 // instance's alias or its peer is in this instance's netns), the named
-// netns and the netns resolv.conf. It is idempotent and keeps going after
+// netns and the netns resolv.conf. When it removed the last instance on
+// the host, it also restores the forwarding sysctls Ensure turned on and
+// removes the shared forward table (see doc.go). It is idempotent and keeps going after
 // an error, returning all of them. It works on plans with isolation
 // disabled too, so disabling isolation and tearing down cleans up.
 func Teardown(p Plan) error {
@@ -30,6 +32,10 @@ func Teardown(p Plan) error {
 	}
 	if err := deleteNetns(p.NetnsPath); err != nil {
 		errs = append(errs, err)
+	}
+	// After the veth is gone, so that the last instance finds none left.
+	if err := releaseForwarding(); err != nil {
+		errs = append(errs, fmt.Errorf("host forwarding: %w", err))
 	}
 	if err := os.Remove(p.ResolvConf); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("remove %s: %w", p.ResolvConf, err))

@@ -644,8 +644,8 @@ in
     );
 
     boot.kernel.sysctl = mkIf anyIsolated {
-      # Forwarding between the instances' veth pairs and the uplink.
-      "net.ipv4.ip_forward" = mkDefault 1;
+      # No host-wide ip_forward: setup turns forwarding on per interface (the veth and the
+      # interfaces replies arrive on) behind a forward table of its own (netpolicy/doc.go).
       # nftables `log` inside a non-initial network namespace is silent without this; it is
       # what makes `opencode-<name>-blocked:` lines appear in the kernel log.
       "net.netfilter.nf_log_all_netns" = mkDefault 1;

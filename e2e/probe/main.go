@@ -6,6 +6,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -120,6 +122,19 @@ var probes = map[string]func(args []string) (string, error){
 		}
 		c.Close()
 		return "", nil
+	},
+	// lookup resolves a name with the pure-Go resolver, which reads
+	// /etc/resolv.conf (the instance's own, inside its netns) and asks
+	// over UDP.
+	"lookup": func(a []string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r := &net.Resolver{PreferGo: true}
+		addrs, err := r.LookupHost(ctx, a[0])
+		if err != nil {
+			return "", unwrap(err)
+		}
+		return strings.Join(addrs, ","), nil
 	},
 	"udp-send": func(a []string) (string, error) {
 		c, err := net.Dial("udp", a[0])
