@@ -72,7 +72,7 @@
           # The NAR hash of `go mod vendor` for go.mod/go.sum. CI recomputes it
           # (scripts/check-vendor-hash.sh) and names the new value when go.sum changes;
           # keep it on this one line, which the script reads.
-          vendorHash = "sha256-6VPq7FFRRwNDS7Cjr8PdlIW25Ad0wttB5XyFJpkfCh4=";
+          vendorHash = "sha256-Gw8c8kBPrZm6LZBSz0kilnuP3xEgy3dkTKxbhaGj9LM=";
 
           # libseccomp-golang is cgo.
           env.CGO_ENABLED = 1;

@@ -643,6 +643,14 @@ in
       lib.filterAttrs (_: inst: inst.openFirewall) enabled
     );
 
+    # With `networking.firewall.filterForward = true` NixOS's forward chain drops what it does
+    # not accept, and an accept in our own table cannot override a drop in another base
+    # chain. Instance egress is already filtered inside each netns, so accepting what comes
+    # from the instance veths here opens nothing the instance policy does not allow.
+    networking.firewall.extraForwardRules = mkIf (anyIsolated && config.networking.nftables.enable) ''
+      iifname "oc-*" accept
+    '';
+
     boot.kernel.sysctl = mkIf anyIsolated {
       # No host-wide ip_forward: setup turns forwarding on per interface (the veth and the
       # interfaces replies arrive on) behind a forward table of its own (netpolicy/doc.go).

@@ -352,6 +352,12 @@ lib.concatLists [
       && lib.hasSuffix "opencode-p-spec-checked.json" (sc plainR "opencode-p").ExecStart
     ))
   ])
+  (caseOf "forwarding: no host-wide ip_forward; NixOS's forward chain accepts the instance veths" [
+    (check "no ip_forward sysctl" (!(iso.config.boot.kernel.sysctl ? "net.ipv4.ip_forward")))
+    (check "nf_log_all_netns" (iso.config.boot.kernel.sysctl."net.netfilter.nf_log_all_netns" == 1))
+    (check "extraForwardRules accepts oc-*" (lib.hasInfix ''iifname "oc-*" accept'' iso.config.networking.firewall.extraForwardRules))
+    (check "no rule without isolated instances" (plainR.config.networking.firewall.extraForwardRules == ""))
+  ])
   (caseOf "10. conventions" [
     (check "command is <package>/bin/opencode" (
       created.config.services.opencode.specs.p.command == [ "/nix/store/00000000000000000000000000000000-opencode/bin/opencode" ]
