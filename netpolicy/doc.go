@@ -219,8 +219,8 @@
 // only its own chain: a drop in any other chain is final. No priority of
 // ours can make NixOS's nixos-fw forward chain
 // (networking.firewall.filterForward = true), Docker's FORWARD DROP or
-// any other drop policy accept the instances' flows. The operator must accept them there; on
-// NixOS:
+// any other drop policy accept the instances' flows. They must be accepted there; the NixOS
+// module does it for the nftables firewall:
 //
 //	networking.firewall.extraForwardRules = ''iifname "oc-*" accept'';
 //
