@@ -31,6 +31,7 @@ func SandboxInput(s *Spec, argv0 string) sandbox.Input {
 		TmpDir:         LayoutFor(s).Tmp,
 		ReadWritePaths: s.Sandbox.ReadWritePaths,
 		ReadOnlyPaths:  s.Sandbox.ReadOnlyPaths,
+		LauncherDir:    privateDirFor(s.Name),
 		ExecPaths:      exec,
 		UnixSockets:    s.Sandbox.UnixSockets.Allow,
 		ListenPort:     s.Listen.Port,

@@ -80,8 +80,8 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 		}
 	}
 	if !debugCmd {
-		if err := writeOpencodeConfig(s, p.Layout); err != nil {
-			return withCode(ExitOSErr, fmt.Errorf("instance %q: write %s: %w", s.Name, p.Layout.ConfigFile, err))
+		if err := checkOpencodeConfig(s, p.Layout); err != nil {
+			return withCode(ExitInitScript, fmt.Errorf("instance %q: %w", s.Name, err))
 		}
 	}
 
@@ -172,7 +172,8 @@ func checkCaller(s *Spec) error {
 	return nil
 }
 
-// checkStateReady refuses to start an instance whose setup never ran or last failed.
+// checkStateReady refuses to start an instance whose setup never ran or last
+// failed, as recorded in the root-owned private directory.
 func checkStateReady(s *Spec, p *Plan, server bool) error {
 	if _, err := os.Stat(p.Layout.Tmp); err != nil {
 		return withCode(ExitNoInput, fmt.Errorf("instance %q: state directory %s is not set up (%w); run: opencode-launcher setup --config <spec>", s.Name, p.Layout.StateDir, err))

@@ -66,7 +66,7 @@ func (c *StatusCmd) Run(g *Globals) error {
 	case st.SetupFailed:
 		fmt.Fprintf(w, "  setup: FAILED: %s\n", st.SetupDetail)
 	default:
-		fmt.Fprintf(w, "  setup: ok (or never run here)\n")
+		fmt.Fprintf(w, "  setup: ok\n")
 	}
 	if !st.Isolated {
 		fmt.Fprintf(w, "  network: not isolated\n")
