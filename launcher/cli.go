@@ -48,12 +48,13 @@ func (g *Globals) logger(instance string) *slog.Logger {
 type CLI struct {
 	Globals
 
-	Check    CheckCmd    `cmd:"" help:"Validate an instance spec; list every problem with its key."`
-	Explain  ExplainCmd  `cmd:"" help:"Print the effective plan (sandbox, network, argv, env names, opencode.json) without side effects."`
-	Setup    SetupCmd    `cmd:"" help:"Converge an instance's state dir, opencode.json, network and init scripts (root, idempotent)."`
-	Run      RunCmd      `cmd:"" help:"Run the server (or -- CMD) confined by the instance's sandbox and network."`
-	Status   StatusCmd   `cmd:"" help:"Show the last setup result and, with network isolation, the netns and the egress filter's hit counters."`
-	Teardown TeardownCmd `cmd:"" help:"Remove the instance's netns, links and nft tables (root, idempotent). Never touches directory or stateDir."`
+	Check     CheckCmd     `cmd:"" help:"Validate an instance spec; list every problem with its key."`
+	Explain   ExplainCmd   `cmd:"" help:"Print the effective plan (sandbox, network, argv, env names, opencode.json) without side effects."`
+	Setup     SetupCmd     `cmd:"" help:"Converge an instance's state dir, opencode.json, network and init scripts (root, idempotent)."`
+	Run       RunCmd       `cmd:"" help:"Run the server (or -- CMD) confined by the instance's sandbox and network."`
+	Status    StatusCmd    `cmd:"" help:"Show the last setup result and, with network isolation, the netns and the egress filter's hit counters."`
+	Preflight PreflightCmd `cmd:"" help:"Root, before the server starts (ExecStartPre=+): refuse unless the last setup succeeded, opencode.json matches the spec and the netns holds exactly the planned egress filter."`
+	Teardown  TeardownCmd  `cmd:"" help:"Remove the instance's netns, links and nft tables (root, idempotent). Never touches directory or stateDir."`
 }
 
 // ConfigFlag is the --config flag every command takes.

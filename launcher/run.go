@@ -139,6 +139,11 @@ func sandboxExitCode(err error) int {
 // Either way it fails closed: no egress filter, no server.
 func enterNetwork(np netpolicy.Plan) error {
 	if os.Geteuid() == 0 {
+		// As root, read the filter back and compare it with the plan, as
+		// preflight does for the unit; Enter alone checks its chains only.
+		if err := netpolicy.VerifyFilter(np); err != nil {
+			return err
+		}
 		if err := netpolicy.Enter(np); err != nil {
 			return fmt.Errorf("join network namespace %s (run setup first): %w", np.Netns, err)
 		}
