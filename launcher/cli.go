@@ -123,8 +123,14 @@ func (c *CheckCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if _, err := BuildPlan(s, DetectHost(), nil); err != nil {
+	p, err := BuildPlan(s, DetectHost(), nil)
+	if err != nil {
 		return withCode(ExitSpecInvalid, err)
+	}
+	// Warnings do not fail the check: each names something that may be
+	// intended (and the Nix build must not break on a host fact).
+	for _, w := range p.Warnings {
+		fmt.Fprintf(g.stderr, "instance %q: warning: %s\n", s.Name, w)
 	}
 	fmt.Fprintf(g.stdout, "instance %q: spec is valid\n", s.Name)
 	return nil

@@ -79,6 +79,9 @@ func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("listen.address %s is not loopback and no OPENCODE_SERVER_PASSWORD can be set (no environmentFile): the agent's API would be open to the network", s.Listen.Address))
 		}
 	}
+	if s.NetworkIsolation.Enable {
+		p.Warnings = append(p.Warnings, nameServiceWarnings(s.Sandbox.UnixSockets.Allow)...)
+	}
 	if !s.NetworkIsolation.Enable && len(s.NetworkIsolation.OutboundAllowCidrs) > 0 {
 		p.Warnings = append(p.Warnings, "networkIsolation.outboundAllowCidrs is set but networkIsolation.enable is false: no egress filter is in force")
 	}

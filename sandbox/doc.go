@@ -96,9 +96,13 @@
 // SO_PEERCRED (the uid, gid and groups are the caller's).
 //
 // Not allowed unless listed, on every ABI: nscd (/run/nscd/socket, which
-// glibc tries before reading /etc/passwd itself, so "connect denied" log
-// lines for it are expected and harmless), D-Bus, the systemd journal
-// and notify sockets, and the Docker socket.
+// glibc tries before reading /etc/passwd itself; the gate logs that denial
+// at debug only, since it happens on every user lookup and glibc falls
+// back), D-Bus, the systemd journal and notify sockets, and the Docker
+// socket. Name services (nscd, systemd-resolved's varlink socket, the
+// D-Bus system bus, avahi) resolve with the host's network: for an
+// isolated instance, `check` and `explain` warn when the allow-list
+// reaches one.
 //
 // # Seccomp
 //
