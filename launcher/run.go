@@ -122,7 +122,7 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 
 func sandboxExitCode(err error) int {
 	switch {
-	case errors.Is(err, sandbox.ErrLandlockTooOld):
+	case errors.Is(err, sandbox.ErrLandlockTooOld), errors.Is(err, sandbox.ErrGateUnavailable):
 		return ExitUnavailable
 	case errors.Is(err, sandbox.ErrWrongUser):
 		return ExitPermission

@@ -54,7 +54,7 @@ func Build(in Input, caps Caps) (Plan, error) {
 		Seccomp:  buildSeccomp(abi, caps.SeccompAPI),
 		Gate:     buildGate(in, abi),
 	}
-	p.Protections = buildProtections(in, abi)
+	p.Protections = buildProtections(in, abi, caps.PtraceScope)
 	if p.Gate.Mode == GateSupervisor && caps.SeccompAPI > 0 && caps.SeccompAPI < 6 {
 		return p, fmt.Errorf("sandbox: libseccomp API level %d is below 6 and cannot build the user-notification filter the unix-socket gate needs (Landlock ABI %d < 9): upgrade libseccomp to 2.5 or newer", caps.SeccompAPI, abi)
 	}

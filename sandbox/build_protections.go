@@ -14,7 +14,7 @@ func protection(ok bool, name, enforced, degraded string) Protection {
 	return Protection{Name: name, Status: StatusDegraded, Detail: degraded}
 }
 
-func buildProtections(in Input, abi int) []Protection {
+func buildProtections(in Input, abi, ptraceScope int) []Protection {
 	ports := []string{strconv.Itoa(in.ListenPort), "0 (ephemeral)"}
 	bind := slices.Clone(in.BindPorts)
 	slices.Sort(bind)
@@ -40,7 +40,7 @@ func buildProtections(in Input, abi int) []Protection {
 		protection(abi >= 6, "signals",
 			"cannot signal processes outside the sandbox (Landlock scope, ABI ≥ 6)",
 			fmt.Sprintf("can signal any process of the same user: Landlock ABI %d < 6", abi)),
-		unixProtection(abi),
+		unixProtection(abi, ptraceScope),
 		protection(abi >= 9, "unix datagram sockets",
 			"allowed; sends are checked by Landlock resolve_unix",
 			fmt.Sprintf("socket() and socketpair() of AF_UNIX SOCK_DGRAM are denied (EACCES): their sends cannot be gated on Landlock ABI %d < 9", abi)),
@@ -57,10 +57,18 @@ func buildProtections(in Input, abi int) []Protection {
 	}
 }
 
-func unixProtection(abi int) Protection {
+func unixProtection(abi, ptraceScope int) Protection {
 	if abi >= 9 {
 		return Protection{Name: "unix socket allow-list", Status: StatusEnforced,
 			Detail: fmt.Sprintf("enforced by Landlock resolve_unix (ABI %d ≥ 9); the launcher execs the server", abi)}
+	}
+	switch {
+	case ptraceScope >= 3:
+		return Protection{Name: "unix socket allow-list", Status: StatusDegraded,
+			Detail: fmt.Sprintf("BROKEN: kernel.yama.ptrace_scope=%d forbids pidfd_getfd, which the seccomp supervisor (Landlock ABI %d < 9) needs: every unix connect fails with EACCES, allowed ones too; run refuses to start when sandbox.unixSockets.allow is set (the value cannot be lowered without a reboot)", ptraceScope, abi)}
+	case ptraceScope == 2:
+		return Protection{Name: "unix socket allow-list", Status: StatusDegraded,
+			Detail: fmt.Sprintf("kernel.yama.ptrace_scope=2: the seccomp supervisor (Landlock ABI %d < 9) needs CAP_SYS_PTRACE for pidfd_getfd, so it works when run starts as root but not as the instance user (systemd User=), where every unix connect fails with EACCES; run refuses to start then when sandbox.unixSockets.allow is set; set the sysctl to 1 or lower", abi)}
 	}
 	return Protection{Name: "unix socket allow-list", Status: StatusEnforced,
 		Detail: fmt.Sprintf("enforced by seccomp supervisor (Landlock ABI %d < 9): the launcher stays resident and connects on the caller's behalf, so servers see the supervisor's pid in SO_PEERCRED", abi)}

@@ -95,6 +95,12 @@
 // WARNING: servers reached through the gate see the supervisor's pid in
 // SO_PEERCRED (the uid, gid and groups are the caller's).
 //
+// pidfd_getfd needs ptrace access to the caller: Yama's ptrace_scope 1
+// allows it to the supervisor (an ancestor), 2 only with CAP_SYS_PTRACE
+// (run as root, not systemd User=), 3 never. Caps.PtraceScope makes the
+// plan say so, and Run refuses a plan with an allow-list the gate cannot
+// serve (ErrGateUnavailable).
+//
 // Not allowed unless listed, on every ABI: nscd (/run/nscd/socket, which
 // glibc tries before reading /etc/passwd itself; the gate logs that denial
 // at debug only, since it happens on every user lookup and glibc falls
