@@ -93,6 +93,12 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 			return withCode(ExitPermission, fmt.Errorf("instance %q: %w", s.Name, err))
 		}
 	}
+	if os.Geteuid() == 0 {
+		// Under systemd User= the unit's ProtectProc=invisible does this.
+		if err := privateProc(); err != nil {
+			return withCode(ExitOSErr, fmt.Errorf("instance %q: %w", s.Name, err))
+		}
+	}
 	if debugCmd {
 		log.Info("running command in sandbox", "argv", strings.Join(p.Argv, " "))
 	} else {

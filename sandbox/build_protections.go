@@ -51,7 +51,7 @@ func buildProtections(in Input, abi, ptraceScope int) []Protection {
 		{Name: "privileges", Status: StatusEnforced,
 			Detail: "runs as the instance user with its own groups only, no capabilities, no_new_privs"},
 		{Name: "/proc", Status: StatusDegraded,
-			Detail: "read-only /proc is granted (Bun/Node need it), which shows other processes' command lines; run under systemd with ProtectProc=invisible to hide them"},
+			Detail: "read-only /proc is granted (Bun/Node need it); other users' processes are hidden by a private /proc mounted hidepid=invisible when the launcher starts as root, and by ProtectProc=invisible under systemd User= (not when run starts as the instance user outside systemd); /proc/net/unix still lists the unix sockets of the network namespace (the host's without networkIsolation)"},
 		{Name: "TCP connect", Status: StatusDelegated,
 			Detail: "not restricted by the sandbox on purpose: outbound traffic is the network policy's job"},
 	}

@@ -70,7 +70,10 @@
 //     without them); it marks the rule Missing.
 //   - the system baseline, device nodes and /proc, /sys views are
 //     optional: skipped when absent on this host (a container may lack
-//     /lib64 or /dev/tty).
+//     /lib64 or /dev/tty). /proc is whatever the caller's mount
+//     namespace holds: the launcher, as root, mounts a private one with
+//     hidepid=invisible first (systemd's ProtectProc=invisible under
+//     User=), so other users' processes are not listed.
 //   - unix-socket allow-list entries are checked per connect by the
 //     supervisor, so a socket may appear later. On ABI ≥ 9 a rule needs
 //     the inode, so a missing socket file is skipped; allow its
