@@ -36,6 +36,7 @@ func SandboxInput(s *Spec, argv0 string) sandbox.Input {
 		UnixSockets:    s.Sandbox.UnixSockets.Allow,
 		ListenPort:     s.Listen.Port,
 		BindPorts:      s.Sandbox.AllowBindPorts,
+		SharedNetwork:  !s.NetworkIsolation.Enable,
 	}
 }
 

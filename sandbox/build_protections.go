@@ -73,3 +73,31 @@ func unixProtection(abi, ptraceScope int) Protection {
 	return Protection{Name: "unix socket allow-list", Status: StatusEnforced,
 		Detail: fmt.Sprintf("enforced by seccomp supervisor (Landlock ABI %d < 9): the launcher stays resident and connects on the caller's behalf, so servers see the supervisor's pid in SO_PEERCRED", abi)}
 }
+
+// bindProtections covers what Landlock's TCP bind rule leaves open in a
+// shared network namespace: abstract unix names that host clients connect
+// to, and UDP ports.
+func bindProtections(in Input, abi int) []Protection {
+	if !in.SharedNetwork {
+		return []Protection{
+			{Name: "abstract unix socket bind", Status: StatusDelegated,
+				Detail: "the instance has its own network namespace, whose abstract names no host client sees"},
+			{Name: "UDP bind", Status: StatusDelegated,
+				Detail: "the instance has its own network namespace; its input filter drops what the host did not ask for"},
+		}
+	}
+	if abi >= 9 {
+		return []Protection{
+			{Name: "abstract unix socket bind", Status: StatusDegraded,
+				Detail: fmt.Sprintf("not restricted: Landlock ABI %d has no supervisor to gate bind(2), and Landlock scopes only connects; enable networkIsolation", abi)},
+			{Name: "UDP bind", Status: StatusDegraded,
+				Detail: fmt.Sprintf("any free UDP port can be bound: Landlock ABI %d restricts TCP only and no supervisor runs; enable networkIsolation", abi)},
+		}
+	}
+	return []Protection{
+		{Name: "abstract unix socket bind", Status: StatusEnforced,
+			Detail: "denied (EACCES), autobind too: the seccomp supervisor binds on the caller's behalf and refuses abstract names in the host's network namespace; socket files only in the read-write paths"},
+		{Name: "UDP bind", Status: StatusEnforced,
+			Detail: "only ports 0 (ephemeral), listen.port and sandbox.allowBindPorts, as for TCP: the seccomp supervisor binds on the caller's behalf"},
+	}
+}

@@ -98,6 +98,14 @@
 // WARNING: servers reached through the gate see the supervisor's pid in
 // SO_PEERCRED (the uid, gid and groups are the caller's).
 //
+// With Input.SharedNetwork (no network namespace of its own) the filter
+// also notifies bind(2), and the supervisor binds on the caller's behalf:
+// no abstract unix names (host clients look them up: X11, D-Bus-like
+// names), socket files only in the read-write paths, TCP and UDP ports
+// only 0, the listen port and BindPorts. Landlock does not confine the
+// supervisor, so these rules restate Landlock's for the binds it does.
+// On ABI ≥ 9 nothing gates them: explain says DEGRADED.
+//
 // pidfd_getfd needs ptrace access to the caller: Yama's ptrace_scope 1
 // allows it to the supervisor (an ancestor), 2 only with CAP_SYS_PTRACE
 // (run as root, not systemd User=), 3 never. Caps.PtraceScope makes the

@@ -18,6 +18,10 @@ type Input struct {
 	UnixSockets []string // allow-list: socket files or directories
 	ListenPort  int
 	BindPorts   []int // sandbox.allowBindPorts
+	// SharedNetwork: the instance runs in the host's network namespace (no
+	// network isolation), whose abstract unix names and UDP ports host
+	// clients use; below Landlock ABI 9 the supervisor then gates bind(2).
+	SharedNetwork bool
 }
 
 // Command is the program Run starts inside the sandbox. Env is the
