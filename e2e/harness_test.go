@@ -23,6 +23,9 @@ import (
 // instances can be granted it through `path`.
 var launcherBin, probeBin, binDir string
 
+// launcherDirBase is launcher.LauncherDirBase; e2e drives the binary only.
+const launcherDirBase = "/var/lib/opencode/launcher"
+
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
 }
@@ -50,7 +53,17 @@ func runMain(m *testing.M) int {
 			}
 		}
 	}
-	return m.Run()
+	var made []string
+	for d := launcherDirBase; d != "/var/lib"; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err != nil {
+			made = append(made, d)
+		}
+	}
+	code := m.Run()
+	for _, d := range made {
+		os.Remove(d) // only if the tests left it empty
+	}
+	return code
 }
 
 func requireRoot(t testing.TB) {
@@ -108,6 +121,8 @@ func newInstance(t testing.TB, name string, mutate func(in *instance)) *instance
 		specPath: filepath.Join(base, "spec.json"),
 	}
 	addUser(t, in.user)
+	// setup keeps the instance's root-owned bookkeeping there.
+	t.Cleanup(func() { os.RemoveAll(filepath.Join(launcherDirBase, name)) })
 	mustRun(t, "install", "-d", "-o", in.user, "-g", in.user, "-m", "0750", in.dir)
 	in.spec = map[string]any{
 		"name":      name,

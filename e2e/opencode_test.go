@@ -41,6 +41,13 @@ func TestOpencodeServesUnderTheSandboxWithComposedConfig(t *testing.T) {
 		t.Fatalf("explain --json is not JSON: %v", err)
 	}
 	in.setup()
+	// The agent tries to loosen its policy before the (re)start: it cannot
+	// write the launcher's opencode.json, so it tries the project config.
+	out, errs, code := in.sandboxed("/bin/sh", "-c", `echo '{"permission":{"webfetch":"allow"}}' > "$OPENCODE_CONFIG" && echo EDITED
+echo '{"model":"anthropic/claude-haiku-4-5","permission":{"webfetch":"allow"}}' > opencode.json; true`)
+	if code != 0 || strings.Contains(out, "EDITED") {
+		t.Fatalf("the instance edited $OPENCODE_CONFIG (exit %d): %s %s", code, out, errs)
+	}
 
 	srv := in.start()
 	base := fmt.Sprintf("http://127.0.0.1:%d", in.port())
@@ -59,6 +66,9 @@ func TestOpencodeServesUnderTheSandboxWithComposedConfig(t *testing.T) {
 	}
 	if cfg["model"] != "anthropic/claude-sonnet-4-5" {
 		t.Errorf("config model = %v, want anthropic/claude-sonnet-4-5 (model+provider folded)", cfg["model"])
+	}
+	if perm, _ := cfg["permission"].(map[string]any); perm["webfetch"] != "deny" {
+		t.Errorf("config permission = %v, want webfetch deny from opencodeConfig (an instance-written project config overrode it)", cfg["permission"])
 	}
 	if cfg["share"] != "disabled" || cfg["autoupdate"] != false {
 		t.Errorf("locked-down defaults missing: share=%v autoupdate=%v", cfg["share"], cfg["autoupdate"])

@@ -48,12 +48,13 @@ func (g *Globals) logger(instance string) *slog.Logger {
 type CLI struct {
 	Globals
 
-	Check    CheckCmd    `cmd:"" help:"Validate an instance spec; list every problem with its key."`
-	Explain  ExplainCmd  `cmd:"" help:"Print the effective plan (sandbox, network, argv, env names, opencode.json) without side effects."`
-	Setup    SetupCmd    `cmd:"" help:"Converge an instance's state dir, opencode.json, network and init scripts (root, idempotent)."`
-	Run      RunCmd      `cmd:"" help:"Run the server (or -- CMD) confined by the instance's sandbox and network."`
-	Status   StatusCmd   `cmd:"" help:"Show the last setup result and, with network isolation, the netns and the egress filter's hit counters."`
-	Teardown TeardownCmd `cmd:"" help:"Remove the instance's netns, links and nft tables (root, idempotent). Never touches directory or stateDir."`
+	Check     CheckCmd     `cmd:"" help:"Validate an instance spec; list every problem with its key."`
+	Explain   ExplainCmd   `cmd:"" help:"Print the effective plan (sandbox, network, argv, env names, opencode.json) without side effects."`
+	Setup     SetupCmd     `cmd:"" help:"Converge an instance's state dir, opencode.json, network and init scripts (root, idempotent)."`
+	Run       RunCmd       `cmd:"" help:"Run the server (or -- CMD) confined by the instance's sandbox and network."`
+	Status    StatusCmd    `cmd:"" help:"Show the last setup result and, with network isolation, the netns and the egress filter's hit counters."`
+	Preflight PreflightCmd `cmd:"" help:"Root, before the server starts (ExecStartPre=+): refuse unless the last setup succeeded, opencode.json matches the spec and the netns holds exactly the planned egress filter."`
+	Teardown  TeardownCmd  `cmd:"" help:"Remove the instance's netns, links and nft tables (root, idempotent). Never touches directory or stateDir."`
 }
 
 // ConfigFlag is the --config flag every command takes.
@@ -122,8 +123,14 @@ func (c *CheckCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if _, err := BuildPlan(s, DetectHost(), nil); err != nil {
+	p, err := BuildPlan(s, DetectHost(), nil)
+	if err != nil {
 		return withCode(ExitSpecInvalid, err)
+	}
+	// Warnings do not fail the check: each names something that may be
+	// intended (and the Nix build must not break on a host fact).
+	for _, w := range p.Warnings {
+		fmt.Fprintf(g.stderr, "instance %q: warning: %s\n", s.Name, w)
 	}
 	fmt.Fprintf(g.stdout, "instance %q: spec is valid\n", s.Name)
 	return nil

@@ -1,6 +1,8 @@
 package launcher
 
 import (
+	"encoding/json"
+
 	"github.com/ocnix/ocnix/sandbox"
 	"path/filepath"
 	"sort"
@@ -12,14 +14,16 @@ import (
 // under stateDir, so that one Landlock rule covers it and instances never share
 // a data dir (opencode crashes when two servers create one DB at once).
 type Layout struct {
-	StateDir   string `json:"stateDir"`
-	Data       string `json:"data"`
-	Config     string `json:"config"`
-	State      string `json:"state"`
-	Cache      string `json:"cache"`
-	Tmp        string `json:"tmp"`
-	ConfigFile string `json:"configFile"`
-	Meta       string `json:"meta"` // launcher bookkeeping: stamps, last setup result
+	StateDir string `json:"stateDir"`
+	Data     string `json:"data"`
+	Config   string `json:"config"`
+	State    string `json:"state"`
+	Cache    string `json:"cache"`
+	Tmp      string `json:"tmp"`
+	// Private is the launcher's root-owned directory for this instance
+	// (privdir.go): what run and setup trust must not be instance-writable.
+	Private    string `json:"private"`
+	ConfigFile string `json:"configFile"` // in Private; the server reads it
 }
 
 // LayoutFor derives the state layout from the spec.
@@ -32,14 +36,16 @@ func LayoutFor(s *Spec) Layout {
 		State:      filepath.Join(d, "state"),
 		Cache:      filepath.Join(d, "cache"),
 		Tmp:        filepath.Join(d, "tmp"),
-		ConfigFile: filepath.Join(d, "config", "opencode", "opencode.json"),
-		Meta:       filepath.Join(d, ".ocnix"),
+		Private:    privateDirFor(s.Name),
+		ConfigFile: filepath.Join(privateDirFor(s.Name), "opencode.json"),
 	}
 }
 
-// Dirs lists the directories setup creates, parents first.
+// Dirs lists the directories setup creates in stateDir, parents first.
+// config/opencode is opencode's own (global) config dir; it stays writable
+// for opencode, and the policy file is not in it.
 func (l Layout) Dirs() []string {
-	return []string{l.StateDir, l.Data, l.Config, filepath.Dir(l.ConfigFile), l.State, l.Cache, l.Tmp, l.Meta}
+	return []string{l.StateDir, l.Data, l.Config, filepath.Join(l.Config, "opencode"), l.State, l.Cache, l.Tmp}
 }
 
 // Host is what the plan needs to know about the machine, detected once and
@@ -93,6 +99,11 @@ func BaseEnv(s *Spec, h Host) []EnvEntry {
 		{Name: "XDG_STATE_HOME", Value: l.State, Source: "launcher"},
 		{Name: "XDG_CACHE_HOME", Value: l.Cache, Source: "launcher"},
 		{Name: "OPENCODE_CONFIG", Value: l.ConfigFile, Source: "launcher"},
+		// opencode merges project configs (opencode.json in directory, which
+		// the agent writes) and .opencode/ dirs over OPENCODE_CONFIG; the
+		// content layer is merged after them, so the operator's keys win
+		// and a project can only add what the operator left unset.
+		{Name: "OPENCODE_CONFIG_CONTENT", Value: configContent(s), Source: "launcher"},
 	}
 	env = append(env, lockdownEnv...)
 	keys := make([]string, 0, len(s.Environment))
@@ -155,6 +166,15 @@ func SearchPath(s *Spec, h Host) []string {
 		return append(out, "/run/wrappers/bin", "/run/current-system/sw/bin")
 	}
 	return append(out, "/usr/local/bin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/sbin", "/sbin")
+}
+
+// configContent is the composed config as one line of JSON.
+func configContent(s *Spec) string {
+	b, err := json.Marshal(ComposeConfig(s))
+	if err != nil {
+		return "{}" // opencodeConfig came from JSON, so it always marshals
+	}
+	return string(b)
 }
 
 // ComposeConfig is the opencode.json content: ocnix's locked-down defaults,

@@ -22,16 +22,16 @@ import (
 // # Stamps
 //
 // After a script succeeds, setup records a digest of (phase, path, content) in
-// stateDir/.ocnix/init-<phase>.sha256. A script runs when the digest differs,
-// when there is none, or with --rerun-init. The stamp is removed (durably)
-// before the script starts and written (atomically) only after it exited 0,
-// so a failure, a timeout or kill -9 at any point leaves no stamp and the next
-// setup runs the script again.
+// the launcher's private directory as init-<phase>.sha256 (root, 0600; see
+// privdir.go). A script runs when the digest differs, when there is none, or
+// with --rerun-init. The stamp is removed (durably) before the script starts
+// and written (atomically) only after it exited 0, so a failure, a timeout or
+// kill -9 at any point leaves no stamp and the next setup runs the script
+// again.
 //
-// The instance user owns .ocnix and could forge a stamp to skip a script. That
-// gains it nothing: the script runs with the instance's own privileges and
-// sandbox, so whatever the script would do, the instance can undo anyway.
-// Stamps are a way to skip repeated work, not a security boundary.
+// The stamps used to live in stateDir, where the instance could forge one and
+// make setup skip a script whose content changed, for example one that an
+// operator fixed to revoke something. Only root can write them now.
 
 // initPhase is one of the two init scripts.
 type initPhase struct {
@@ -172,16 +172,13 @@ func (st *setup) runInitScript(ctx context.Context, ph initPhase) error {
 	if err != nil {
 		return err
 	}
-	meta, err := st.root.openDir(st.layout.Meta)
-	if err != nil {
-		return err
-	}
-	defer meta.Close()
+	meta := st.priv
 	recorded := ""
-	if data, _, err := readFileAt(meta, ph.stampName()); err == nil {
+	if data, err := readTrustedFile(meta, ph.stampName()); err == nil {
 		recorded = parseStamp(data)
-	} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, errNotRegular) {
-		return fmt.Errorf("%s: read stamp: %w", ph.key, err)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		// Not root's or not a file: not our stamp; the script runs.
+		st.log.Warn("ignoring an untrusted stamp", "script", ph.key, "err", err)
 	}
 	run, why := stampDecision(recorded, digest, st.rerunInit)
 	if !run {
@@ -207,7 +204,7 @@ func (st *setup) runInitScript(ctx context.Context, ph initPhase) error {
 	if res.timedOut || res.status != 0 {
 		return withCode(ExitInitScript, &scriptError{phase: ph, result: res, timeout: st.timeout(), tail: tail.Lines()})
 	}
-	if _, err := ensureFileAt(meta, ph.stampName(), []byte(digest+"\n"), 0o600, st.id.owner()); err != nil {
+	if _, err := ensureFileAt(meta, ph.stampName(), []byte(digest+"\n"), privateStampMode, &owner{}); err != nil {
 		return fmt.Errorf("%s: record stamp: %w", ph.key, err)
 	}
 	st.log.Info("init script succeeded", "script", ph.key, "duration", time.Since(start).Round(time.Millisecond).String())
@@ -221,12 +218,7 @@ func (st *setup) timeout() time.Duration {
 // dropStamp forgets a phase that has no script any more, so that adding the
 // same script back later runs it again, as an operator would expect.
 func (st *setup) dropStamp(ph initPhase) error {
-	meta, err := st.root.openDir(st.layout.Meta)
-	if err != nil {
-		return err
-	}
-	defer meta.Close()
-	if err := removeFileAt(meta, ph.stampName()); err != nil {
+	if err := removeFileAt(st.priv, ph.stampName()); err != nil {
 		return fmt.Errorf("%s: %w", ph.key, err)
 	}
 	return nil

@@ -1,17 +1,13 @@
 package launcher
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 )
-
-// configGitignore goes next to opencode.json. opencode writes a .gitignore
-// into every config dir it sees and treats EROFS there as fatal (opencode
-// gotcha C); it leaves an existing one alone. With the file in place the
-// config dir may be made read-only later without breaking the server.
-const configGitignore = "node_modules\npackage.json\npackage-lock.json\nbun.lock\n.gitignore\n"
 
 // opencodeConfigJSON renders the composed opencode.json. encoding/json sorts
 // map keys, so the same spec always gives the same bytes and an unchanged
@@ -24,50 +20,49 @@ func opencodeConfigJSON(s *Spec) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// writeOpencodeConfig makes l.ConfigFile hold the composed opencode.json
-// (0600) with a .gitignore next to it. It is idempotent: nothing is written
-// when both already match. Setup calls it, and run may call it before
-// starting the server so that a changed spec takes effect without setup.
+// ensureOpencodeConfig makes opencode.json in the private directory hold the
+// composed config, root:gid 0640, atomically (the server never sees a
+// half-written file) and only when something differs.
 //
-// As root the files belong to the instance user; as the instance user they
-// are created as that user. The config directory must exist (setup creates
-// it). The write is atomic: the server never sees a half-written file.
-func writeOpencodeConfig(s *Spec, l Layout) error {
-	var own *owner
-	if os.Geteuid() == 0 {
-		id, err := lookupIdentity(s)
-		if err != nil {
-			return err
-		}
-		own = id.owner()
-	}
-	root, err := openStateRoot(l.StateDir, nil)
-	if err != nil {
-		return fmt.Errorf("write opencode.json: %w", err)
-	}
-	defer root.Close()
-	_, err = ensureOpencodeConfig(root, s, l, own)
-	return err
-}
-
-// ensureOpencodeConfig is writeOpencodeConfig on an open stateDir.
-func ensureOpencodeConfig(root *stateRoot, s *Spec, l Layout, own *owner) (changed bool, err error) {
+// opencode never needs to write it: it writes a .gitignore into config
+// *directories* (the global one in stateDir stays writable), and the
+// "$schema" rewrite does not apply because the composed config always has
+// one; both tolerate EACCES anyway.
+func ensureOpencodeConfig(priv *os.File, s *Spec, gid int) (changed bool, err error) {
 	data, err := opencodeConfigJSON(s)
 	if err != nil {
 		return false, err
 	}
-	dir, err := root.openDir(filepath.Dir(l.ConfigFile))
+	changed, err = ensureFileAt(priv, "opencode.json", data, privateReadMode, &owner{uid: 0, gid: gid})
 	if err != nil {
-		return false, fmt.Errorf("write opencode.json: %w; run setup first", err)
+		return false, fmt.Errorf("write %s: %w", filepath.Join(priv.Name(), "opencode.json"), err)
 	}
-	defer dir.Close()
-	c1, err := ensureFileAt(dir, filepath.Base(l.ConfigFile), data, 0o600, own)
+	return changed, nil
+}
+
+// errConfigStale means opencode.json is not what the spec composes.
+var errConfigStale = errors.New("opencode.json does not match the spec")
+
+// checkOpencodeConfig makes run refuse a server whose opencode.json is not
+// the one setup would write for this spec: missing, changed since (the spec
+// was edited and setup did not run), or not root's. run never writes it,
+// so that run as the instance user and run as root behave the same.
+func checkOpencodeConfig(s *Spec, l Layout) error {
+	want, err := opencodeConfigJSON(s)
 	if err != nil {
-		return false, fmt.Errorf("write %s: %w", l.ConfigFile, err)
+		return err
 	}
-	c2, err := ensureFileAt(dir, ".gitignore", []byte(configGitignore), 0o600, own)
+	priv, err := openPrivateDir(l.Private, -1)
 	if err != nil {
-		return false, fmt.Errorf("write %s: %w", filepath.Join(filepath.Dir(l.ConfigFile), ".gitignore"), err)
+		return err
 	}
-	return c1 || c2, nil
+	defer priv.Close()
+	got, err := readTrustedFile(priv, filepath.Base(l.ConfigFile))
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("%s: %w (the spec changed since the last setup); run setup", l.ConfigFile, errConfigStale)
+	}
+	return nil
 }

@@ -79,6 +79,9 @@ func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("listen.address %s is not loopback and no OPENCODE_SERVER_PASSWORD can be set (no environmentFile): the agent's API would be open to the network", s.Listen.Address))
 		}
 	}
+	if s.NetworkIsolation.Enable {
+		p.Warnings = append(p.Warnings, nameServiceWarnings(s.Sandbox.UnixSockets.Allow)...)
+	}
 	if !s.NetworkIsolation.Enable && len(s.NetworkIsolation.OutboundAllowCidrs) > 0 {
 		p.Warnings = append(p.Warnings, "networkIsolation.outboundAllowCidrs is set but networkIsolation.enable is false: no egress filter is in force")
 	}
@@ -105,7 +108,7 @@ func (p *Plan) String() string {
 	if p.EnvironmentFile != "" {
 		fmt.Fprintf(&b, "  then the variables of %s, read by run at start  [environmentFile]\n", p.EnvironmentFile)
 	}
-	fmt.Fprintf(&b, "\n# state layout\n  stateDir %s (0700)\n  opencode.json %s (0600)\n", p.Layout.StateDir, p.Layout.ConfigFile)
+	fmt.Fprintf(&b, "\n# state layout\n  stateDir %s (0700, the instance user's)\n  launcher dir %s (0750 root:%s, read-only for the instance: setup record 0640, stamps 0600 root)\n  opencode.json %s (0640 root:%s)\n", p.Layout.StateDir, p.Layout.Private, p.Group, p.Layout.ConfigFile, p.Group)
 	if len(p.InitScripts) > 0 {
 		b.WriteString("\n# init scripts (run by setup, as the instance user, in this sandbox)\n")
 		for _, s := range p.InitScripts {

@@ -31,10 +31,12 @@ func SandboxInput(s *Spec, argv0 string) sandbox.Input {
 		TmpDir:         LayoutFor(s).Tmp,
 		ReadWritePaths: s.Sandbox.ReadWritePaths,
 		ReadOnlyPaths:  s.Sandbox.ReadOnlyPaths,
+		LauncherDir:    privateDirFor(s.Name),
 		ExecPaths:      exec,
 		UnixSockets:    s.Sandbox.UnixSockets.Allow,
 		ListenPort:     s.Listen.Port,
 		BindPorts:      s.Sandbox.AllowBindPorts,
+		SharedNetwork:  !s.NetworkIsolation.Enable,
 	}
 }
 

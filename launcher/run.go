@@ -80,8 +80,8 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 		}
 	}
 	if !debugCmd {
-		if err := writeOpencodeConfig(s, p.Layout); err != nil {
-			return withCode(ExitOSErr, fmt.Errorf("instance %q: write %s: %w", s.Name, p.Layout.ConfigFile, err))
+		if err := checkOpencodeConfig(s, p.Layout); err != nil {
+			return withCode(ExitInitScript, fmt.Errorf("instance %q: %w", s.Name, err))
 		}
 	}
 
@@ -91,6 +91,12 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 	if s.NetworkIsolation.Enable {
 		if err := enterNetwork(p.Network); err != nil {
 			return withCode(ExitPermission, fmt.Errorf("instance %q: %w", s.Name, err))
+		}
+	}
+	if os.Geteuid() == 0 {
+		// Under systemd User= the unit's ProtectProc=invisible does this.
+		if err := privateProc(); err != nil {
+			return withCode(ExitOSErr, fmt.Errorf("instance %q: %w", s.Name, err))
 		}
 	}
 	if debugCmd {
@@ -122,7 +128,7 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 
 func sandboxExitCode(err error) int {
 	switch {
-	case errors.Is(err, sandbox.ErrLandlockTooOld):
+	case errors.Is(err, sandbox.ErrLandlockTooOld), errors.Is(err, sandbox.ErrGateUnavailable):
 		return ExitUnavailable
 	case errors.Is(err, sandbox.ErrWrongUser):
 		return ExitPermission
@@ -139,6 +145,11 @@ func sandboxExitCode(err error) int {
 // Either way it fails closed: no egress filter, no server.
 func enterNetwork(np netpolicy.Plan) error {
 	if os.Geteuid() == 0 {
+		// As root, read the filter back and compare it with the plan, as
+		// preflight does for the unit; Enter alone checks its chains only.
+		if err := netpolicy.VerifyFilter(np); err != nil {
+			return err
+		}
 		if err := netpolicy.Enter(np); err != nil {
 			return fmt.Errorf("join network namespace %s (run setup first): %w", np.Netns, err)
 		}
@@ -172,7 +183,8 @@ func checkCaller(s *Spec) error {
 	return nil
 }
 
-// checkStateReady refuses to start an instance whose setup never ran or last failed.
+// checkStateReady refuses to start an instance whose setup never ran or last
+// failed, as recorded in the root-owned private directory.
 func checkStateReady(s *Spec, p *Plan, server bool) error {
 	if _, err := os.Stat(p.Layout.Tmp); err != nil {
 		return withCode(ExitNoInput, fmt.Errorf("instance %q: state directory %s is not set up (%w); run: opencode-launcher setup --config <spec>", s.Name, p.Layout.StateDir, err))

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ocnix/ocnix/netpolicy"
@@ -70,6 +69,7 @@ type setup struct {
 
 	id   identity
 	root *stateRoot
+	priv *os.File // the private directory (privdir.go)
 }
 
 // run performs the steps of docs/setup.md in order. Steps that the sandbox
@@ -93,7 +93,14 @@ func (st *setup) run(ctx context.Context) (err error) {
 		return withCode(ExitOSErr, err)
 	}
 	defer st.root.Close()
+	if st.priv, err = openPrivateDir(st.layout.Private, st.id.gid); err != nil {
+		return withCode(ExitOSErr, err)
+	}
+	defer st.priv.Close()
 	if err := st.sweep(); err != nil {
+		return err
+	}
+	if err := st.migrateLegacy(); err != nil {
 		return err
 	}
 	if err := st.recordSetup(setupRunning, ""); err != nil {
@@ -127,7 +134,7 @@ func (st *setup) run(ctx context.Context) (err error) {
 	if err := st.runInitScript(ctx, pre); err != nil {
 		return err
 	}
-	changed, err := ensureOpencodeConfig(st.root, st.spec, st.layout, st.id.owner())
+	changed, err := ensureOpencodeConfig(st.priv, st.spec, st.id.gid)
 	if err != nil {
 		return withCode(ExitOSErr, err)
 	}
@@ -150,18 +157,10 @@ func (st *setup) lockWaitOrDefault() time.Duration {
 	return 2*st.timeout() + time.Minute
 }
 
-// sweep removes temp files that a killed setup left in the dirs it writes.
+// sweep removes temp files that a killed setup left in the dir it writes.
 func (st *setup) sweep() error {
-	for _, d := range []string{st.layout.Meta, filepath.Dir(st.layout.ConfigFile)} {
-		f, err := st.root.openDir(d)
-		if err != nil {
-			return withCode(ExitOSErr, err)
-		}
-		err = sweepTempFiles(f)
-		f.Close()
-		if err != nil {
-			return withCode(ExitOSErr, err)
-		}
+	if err := sweepTempFiles(st.priv); err != nil {
+		return withCode(ExitOSErr, err)
 	}
 	return nil
 }

@@ -65,8 +65,24 @@ func TestSetupTwiceGivesTheSameTreeAndRunsScriptsOnce(t *testing.T) {
 	}
 	s, _ := LoadFile(in.specPath)
 	want, _ := opencodeConfigJSON(s)
-	if got := in.read(LayoutFor(s).ConfigFile); got != string(want) {
+	l := LayoutFor(s)
+	if got := in.read(l.ConfigFile); got != string(want) {
 		t.Errorf("opencode.json = %s, want %s", got, want)
+	}
+	// The private dir: root's, readable by the instance group only where
+	// the server or run needs it.
+	gid := lookupTestUser(t, in.user).gid
+	for _, e := range walkTree(t, l.Private) {
+		wantMode, wantGID := os.FileMode(0o640), gid
+		switch {
+		case e.Mode.IsDir():
+			wantMode = os.ModeDir | 0o750
+		case strings.HasSuffix(e.Path, ".sha256"):
+			wantMode, wantGID = 0o600, 0
+		}
+		if e.Mode != wantMode || e.UID != 0 || e.GID != wantGID {
+			t.Errorf("private %s: mode %v owner %d:%d, want %v root:%d", e.Path, e.Mode, e.UID, e.GID, wantMode, wantGID)
+		}
 	}
 	if failed, why, err := lastSetupFailed(LayoutFor(s)); failed || err != nil {
 		t.Errorf("lastSetupFailed = %v, %q, %v after a good setup", failed, why, err)
@@ -134,7 +150,7 @@ echo pre >> %s`, flag, filepath.Join(in.dir, "counter")))
 	if failed, why, _ := lastSetupFailed(l); !failed || !strings.Contains(why, "status 3") {
 		t.Errorf("lastSetupFailed = %v, %q; want failed with the status", failed, why)
 	}
-	if _, err := os.Stat(filepath.Join(l.Meta, "init-pre.sha256")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(l.Private, "init-pre.sha256")); !os.IsNotExist(err) {
 		t.Errorf("a failed script left a stamp: %v", err)
 	}
 	if c := in.read(filepath.Join(in.dir, "counter")); c != "" {
@@ -346,10 +362,12 @@ func TestSetupReplacesPlantedSymlinksWithoutFollowingThem(t *testing.T) {
 	before := walkTree(t, victimDir)
 	// What a hostile instance can do inside its own stateDir.
 	plant := map[string]string{
-		l.Data:                               victimDir,
-		l.ConfigFile:                         victim,
-		filepath.Join(l.Meta, lastSetupFile): victim,
-		filepath.Join(filepath.Dir(l.ConfigFile), ".gitignore"): victim,
+		l.Data:  victimDir,
+		l.Cache: victim,
+	}
+	// The old bookkeeping dir is no longer setup's: a link there stays, unfollowed.
+	if err := os.Symlink(victimDir, filepath.Join(l.StateDir, legacyMetaDir)); err != nil {
+		t.Fatal(err)
 	}
 	for p, target := range plant {
 		if err := os.RemoveAll(p); err != nil {
@@ -489,10 +507,10 @@ func TestLastSetupFailedRefusesWhileARecordSaysRunning(t *testing.T) {
 	if st.id, err = lookupIdentity(s); err != nil {
 		t.Fatal(err)
 	}
-	if st.root, err = ensureLayout(st.layout, st.id.owner()); err != nil {
+	if st.priv, err = openPrivateDir(st.layout.Private, st.id.gid); err != nil {
 		t.Fatal(err)
 	}
-	defer st.root.Close()
+	defer st.priv.Close()
 	if err := st.recordSetup(setupRunning, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -107,6 +107,7 @@ func newTestInstance(t *testing.T) *testInstance {
 		}
 		exec.Command("groupdel", in.user).Run() // gone with the user on most systems
 	})
+	t.Cleanup(func() { os.RemoveAll(privateDirFor(in.name)) })
 	in.base = t.TempDir()
 	// The instance user must traverse to its dirs; t.TempDir makes them 0700.
 	for _, d := range []string{filepath.Dir(in.base), in.base} {

@@ -25,7 +25,18 @@ func TestMain(m *testing.M) {
 	}
 	_, err := os.Stat(defaultLockDir)
 	lockDirExisted := err == nil
+	// The private dirs live in the production place; remove what the tests
+	// created (each test removes its own instance's dir).
+	var madeDirs []string
+	for d := LauncherDirBase; d != "/" && d != "/var/lib"; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err != nil {
+			madeDirs = append(madeDirs, d)
+		}
+	}
 	code := m.Run()
+	for _, d := range madeDirs {
+		os.Remove(d) // only if empty
+	}
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

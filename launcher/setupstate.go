@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// lastSetupFile records how the last setup ended, in the meta dir, so that
-// run can refuse to start a server whose setup failed or never finished.
+// lastSetupFile records how the last setup ended, in the private directory
+// (privdir.go), so that run can refuse to start a server whose setup failed
+// or never finished. Only root can write it.
 const lastSetupFile = "last-setup.json"
 
 // Results stored in lastSetupFile. Setup writes setupRunning first and
@@ -32,17 +33,12 @@ type setupRecord struct {
 
 // recordSetup writes the last-setup record atomically.
 func (st *setup) recordSetup(result, reason string) error {
-	meta, err := st.root.openDir(st.layout.Meta)
-	if err != nil {
-		return err
-	}
-	defer meta.Close()
 	rec := setupRecord{Result: result, Time: st.now().UTC().Truncate(time.Second), Reason: reason}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return setupBug(fmt.Errorf("marshal setup record: %w", err))
 	}
-	if err := writeFileAt(meta, lastSetupFile, append(b, '\n'), 0o600, st.id.owner()); err != nil {
+	if err := writeFileAt(st.priv, lastSetupFile, append(b, '\n'), privateReadMode, &owner{uid: 0, gid: st.id.gid}); err != nil {
 		return fmt.Errorf("record setup result: %w", err)
 	}
 	return nil
@@ -58,39 +54,32 @@ func failureReason(err error) string {
 }
 
 // lastSetupFailed reports whether the last setup of the instance with layout
-// l failed or did not finish, with a one-line reason for the error message.
-// run calls it before starting the server, as root or as the instance user.
+// l failed, did not finish or never ran, with a one-line reason for the error
+// message. run calls it before starting the server, as root or as the
+// instance user; preflight calls it as root.
 //
-// When there is no record at all (stateDir or the record missing: setup never
-// ran here) it returns false with an empty reason; run decides what that
-// means. A record that is unreadable or malformed counts as failed.
+// Only the root-owned record counts: a missing private directory or record
+// means no setup completed since this release, and a record that is
+// unreadable, malformed or not root's counts as failed.
 func lastSetupFailed(l Layout) (bool, string, error) {
-	root, err := openStateRoot(l.StateDir, nil)
+	priv, err := openPrivateDir(l.Private, -1)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return false, "", nil
+			return true, "no setup has completed (" + l.Private + " does not exist); run setup", nil
 		}
-		return false, "", err
+		return true, err.Error(), nil
 	}
-	defer root.Close()
-	meta, err := root.openDir(l.Meta)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return false, "", nil
-		}
-		return false, "", err
-	}
-	defer meta.Close()
-	data, _, err := readFileAt(meta, lastSetupFile)
+	defer priv.Close()
+	data, err := readTrustedFile(priv, lastSetupFile)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return false, "", nil
+		return true, fmt.Sprintf("no setup has completed (no %s/%s); run setup", l.Private, lastSetupFile), nil
 	case err != nil:
-		return true, fmt.Sprintf("the last setup record %s/%s cannot be read (%v); run setup again", l.Meta, lastSetupFile, err), nil
+		return true, fmt.Sprintf("the last setup record %s/%s cannot be trusted (%v); run setup again", l.Private, lastSetupFile, err), nil
 	}
 	var rec setupRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
-		return true, fmt.Sprintf("the last setup record %s/%s is malformed; run setup again", l.Meta, lastSetupFile), nil
+		return true, fmt.Sprintf("the last setup record %s/%s is malformed; run setup again", l.Private, lastSetupFile), nil
 	}
 	when := rec.Time.Format(time.RFC3339)
 	switch rec.Result {

@@ -83,6 +83,12 @@ func TestParseRejects(t *testing.T) {
 			m["sandbox"] = map[string]any{"unixSockets": map[string]any{"alow": []any{}}}
 		}, "sandbox.unixSockets.alow", "not a known key"},
 		{"MissingDirectory", func(m map[string]any) { delete(m, "directory") }, "directory", "required"},
+		{"OpencodeConfigTooLargeForTheEnvironment", func(m map[string]any) {
+			m["opencodeConfig"] = map[string]any{"instructions": []any{strings.Repeat("x", 130*1024)}}
+		}, "opencodeConfig", "OPENCODE_CONFIG_CONTENT"},
+		{"ConfigContentIsReserved", func(m map[string]any) {
+			m["environment"] = map[string]any{"OPENCODE_CONFIG_CONTENT": "{}"}
+		}, "environment.OPENCODE_CONFIG_CONTENT", "set by the launcher"},
 		{"MissingCommand", func(m map[string]any) { delete(m, "command") }, "command", "required"},
 		{"EmptyCommand", func(m map[string]any) { m["command"] = []any{} }, "command", "empty"},
 		{"RelativeCommand", func(m map[string]any) { m["command"] = []any{"opencode"} }, "command[0]", "relative"},

@@ -43,6 +43,14 @@ func (c *StatusCmd) Run(g *Globals) error {
 		st.Problems = append(st.Problems, "read last setup result: "+err.Error())
 	}
 	st.SetupFailed, st.SetupDetail = failed, why
+	if h := DetectHost(); h.Sandbox.LandlockABI < 9 {
+		switch scope := h.Sandbox.PtraceScope; {
+		case scope >= 3:
+			st.Problems = append(st.Problems, fmt.Sprintf("kernel.yama.ptrace_scope=%d: the unix-socket gate cannot work (pidfd_getfd is forbidden below Landlock ABI 9): every unix connect of the instance fails; run refuses to start when sandbox.unixSockets.allow is set", scope))
+		case scope == 2:
+			st.Problems = append(st.Problems, "kernel.yama.ptrace_scope=2: the unix-socket gate needs CAP_SYS_PTRACE, so unix connects fail when run starts as the instance user (systemd User=); set it to 1")
+		}
+	}
 	if st.Isolated {
 		np, err := buildNetwork(s)
 		if err != nil {
@@ -73,7 +81,7 @@ func (c *StatusCmd) Run(g *Globals) error {
 	case st.SetupFailed:
 		fmt.Fprintf(w, "  setup: FAILED: %s\n", st.SetupDetail)
 	default:
-		fmt.Fprintf(w, "  setup: ok (or never run here)\n")
+		fmt.Fprintf(w, "  setup: ok\n")
 	}
 	if !st.Isolated {
 		fmt.Fprintf(w, "  network: not isolated\n")

@@ -20,18 +20,22 @@ var (
 // reservedEnv are set by the launcher so that the instance's view of HOME, the
 // XDG dirs and TMPDIR always lies inside its own stateDir. Letting a spec move
 // them would point opencode at paths the sandbox does not grant.
+// maxConfigContent leaves room for the name under MAX_ARG_STRLEN.
+const maxConfigContent = 128*1024 - 64
+
 var reservedEnv = map[string]string{
-	"HOME":            "stateDir",
-	"PATH":            "path",
-	"TMPDIR":          "stateDir",
-	"XDG_CONFIG_HOME": "stateDir",
-	"XDG_DATA_HOME":   "stateDir",
-	"XDG_STATE_HOME":  "stateDir",
-	"XDG_CACHE_HOME":  "stateDir",
-	"XDG_RUNTIME_DIR": "stateDir",
-	"OPENCODE_CONFIG": "opencodeConfig",
-	"USER":            "user",
-	"LOGNAME":         "user",
+	"HOME":                    "stateDir",
+	"PATH":                    "path",
+	"TMPDIR":                  "stateDir",
+	"XDG_CONFIG_HOME":         "stateDir",
+	"XDG_DATA_HOME":           "stateDir",
+	"XDG_STATE_HOME":          "stateDir",
+	"XDG_CACHE_HOME":          "stateDir",
+	"XDG_RUNTIME_DIR":         "stateDir",
+	"OPENCODE_CONFIG":         "opencodeConfig",
+	"OPENCODE_CONFIG_CONTENT": "opencodeConfig",
+	"USER":                    "user",
+	"LOGNAME":                 "user",
 }
 
 // flagsOwnedByLauncher may not appear in extraArgs: the launcher sets them
@@ -150,6 +154,11 @@ func (s *Spec) validate(ps *Problems) {
 		if strings.Contains(s.Provider, "/") {
 			ps.add("provider", "%q contains '/'; give the provider id alone, e.g. \"anthropic\"", s.Provider)
 		}
+	}
+
+	// The kernel caps one environment string (MAX_ARG_STRLEN, 128 KiB).
+	if n := len(configContent(s)); n > maxConfigContent {
+		ps.add("opencodeConfig", "composes to %d bytes of JSON; at most %d fit in OPENCODE_CONFIG_CONTENT, which keeps project configs from overriding it", n, maxConfigContent)
 	}
 
 	for i, p := range s.Sandbox.ReadWritePaths {

@@ -26,3 +26,6 @@ func unsupported(p Plan) error {
 
 // Diagnose is only implemented on Linux.
 func Diagnose(p Plan) []string { return nil }
+
+// VerifyFilter is only implemented on Linux; it fails closed elsewhere.
+func VerifyFilter(p Plan) error { return unsupported(p) }

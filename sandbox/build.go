@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -55,10 +56,11 @@ func Build(in Input, caps Caps) (Plan, error) {
 		TmpDir:   in.TmpDir,
 		Layout:   layout,
 		Landlock: buildLandlock(in, caps, layout),
-		Seccomp:  buildSeccomp(abi, caps.SeccompAPI),
+		Seccomp:  buildSeccomp(abi, caps.SeccompAPI, in.SharedNetwork),
 		Gate:     buildGate(in, abi),
 	}
-	p.Protections = buildProtections(in, abi)
+	p.Protections = buildProtections(in, abi, caps.PtraceScope)
+	p.Protections = append(p.Protections, bindProtections(in, abi)...)
 	if p.Gate.Mode == GateSupervisor && caps.SeccompAPI > 0 && caps.SeccompAPI < 6 {
 		return p, fmt.Errorf("sandbox: libseccomp API level %d is below 6 and cannot build the user-notification filter the unix-socket gate needs (Landlock ABI %d < 9): upgrade libseccomp to 2.5 or newer", caps.SeccompAPI, abi)
 	}
@@ -150,6 +152,12 @@ func buildGate(in Input, abi int) GatePlan {
 	if abi >= 9 {
 		g.Mode = GateLandlock
 		g.MaxPending = 0
+		return g
+	}
+	if in.SharedNetwork {
+		ports := append([]int{in.ListenPort}, in.BindPorts...)
+		slices.Sort(ports)
+		g.Bind = &BindGate{Ports: slices.Compact(ports)}
 	}
 	return g
 }

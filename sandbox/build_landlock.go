@@ -130,6 +130,9 @@ func buildLandlock(in Input, caps Caps, layout string) LandlockPlan {
 	for _, p := range in.ReadOnlyPaths {
 		add(p, KindReadOnly, rightsRX, true, "sandbox.readOnlyPaths")
 	}
+	if in.LauncherDir != "" {
+		add(in.LauncherDir, KindReadOnly, rightsRO, false, "the launcher's root-owned dir (opencode.json), never writable")
+	}
 	for _, p := range in.ExecPaths {
 		add(p, KindExec, rightsRX, true, "path entry or server command")
 	}

@@ -14,7 +14,7 @@ func protection(ok bool, name, enforced, degraded string) Protection {
 	return Protection{Name: name, Status: StatusDegraded, Detail: degraded}
 }
 
-func buildProtections(in Input, abi int) []Protection {
+func buildProtections(in Input, abi, ptraceScope int) []Protection {
 	ports := []string{strconv.Itoa(in.ListenPort), "0 (ephemeral)"}
 	bind := slices.Clone(in.BindPorts)
 	slices.Sort(bind)
@@ -40,7 +40,7 @@ func buildProtections(in Input, abi int) []Protection {
 		protection(abi >= 6, "signals",
 			"cannot signal processes outside the sandbox (Landlock scope, ABI ≥ 6)",
 			fmt.Sprintf("can signal any process of the same user: Landlock ABI %d < 6", abi)),
-		unixProtection(abi),
+		unixProtection(abi, ptraceScope),
 		protection(abi >= 9, "unix datagram sockets",
 			"allowed; sends are checked by Landlock resolve_unix",
 			fmt.Sprintf("socket() and socketpair() of AF_UNIX SOCK_DGRAM are denied (EACCES): their sends cannot be gated on Landlock ABI %d < 9", abi)),
@@ -51,17 +51,53 @@ func buildProtections(in Input, abi int) []Protection {
 		{Name: "privileges", Status: StatusEnforced,
 			Detail: "runs as the instance user with its own groups only, no capabilities, no_new_privs"},
 		{Name: "/proc", Status: StatusDegraded,
-			Detail: "read-only /proc is granted (Bun/Node need it), which shows other processes' command lines; run under systemd with ProtectProc=invisible to hide them"},
+			Detail: "read-only /proc is granted (Bun/Node need it); other users' processes are hidden by a private /proc mounted hidepid=invisible when the launcher starts as root, and by ProtectProc=invisible under systemd User= (not when run starts as the instance user outside systemd); /proc/net/unix still lists the unix sockets of the network namespace (the host's without networkIsolation)"},
 		{Name: "TCP connect", Status: StatusDelegated,
 			Detail: "not restricted by the sandbox on purpose: outbound traffic is the network policy's job"},
 	}
 }
 
-func unixProtection(abi int) Protection {
+func unixProtection(abi, ptraceScope int) Protection {
 	if abi >= 9 {
 		return Protection{Name: "unix socket allow-list", Status: StatusEnforced,
 			Detail: fmt.Sprintf("enforced by Landlock resolve_unix (ABI %d ≥ 9); the launcher execs the server", abi)}
 	}
+	switch {
+	case ptraceScope >= 3:
+		return Protection{Name: "unix socket allow-list", Status: StatusDegraded,
+			Detail: fmt.Sprintf("BROKEN: kernel.yama.ptrace_scope=%d forbids pidfd_getfd, which the seccomp supervisor (Landlock ABI %d < 9) needs: every unix connect fails with EACCES, allowed ones too; run refuses to start when sandbox.unixSockets.allow is set (the value cannot be lowered without a reboot)", ptraceScope, abi)}
+	case ptraceScope == 2:
+		return Protection{Name: "unix socket allow-list", Status: StatusDegraded,
+			Detail: fmt.Sprintf("kernel.yama.ptrace_scope=2: the seccomp supervisor (Landlock ABI %d < 9) needs CAP_SYS_PTRACE for pidfd_getfd, so it works when run starts as root but not as the instance user (systemd User=), where every unix connect fails with EACCES; run refuses to start then when sandbox.unixSockets.allow is set; set the sysctl to 1 or lower", abi)}
+	}
 	return Protection{Name: "unix socket allow-list", Status: StatusEnforced,
 		Detail: fmt.Sprintf("enforced by seccomp supervisor (Landlock ABI %d < 9): the launcher stays resident and connects on the caller's behalf, so servers see the supervisor's pid in SO_PEERCRED", abi)}
+}
+
+// bindProtections covers what Landlock's TCP bind rule leaves open in a
+// shared network namespace: abstract unix names that host clients connect
+// to, and UDP ports.
+func bindProtections(in Input, abi int) []Protection {
+	if !in.SharedNetwork {
+		return []Protection{
+			{Name: "abstract unix socket bind", Status: StatusDelegated,
+				Detail: "the instance has its own network namespace, whose abstract names no host client sees"},
+			{Name: "UDP bind", Status: StatusDelegated,
+				Detail: "the instance has its own network namespace; its input filter drops what the host did not ask for"},
+		}
+	}
+	if abi >= 9 {
+		return []Protection{
+			{Name: "abstract unix socket bind", Status: StatusDegraded,
+				Detail: fmt.Sprintf("not restricted: Landlock ABI %d has no supervisor to gate bind(2), and Landlock scopes only connects; enable networkIsolation", abi)},
+			{Name: "UDP bind", Status: StatusDegraded,
+				Detail: fmt.Sprintf("any free UDP port can be bound: Landlock ABI %d restricts TCP only and no supervisor runs; enable networkIsolation", abi)},
+		}
+	}
+	return []Protection{
+		{Name: "abstract unix socket bind", Status: StatusEnforced,
+			Detail: "denied (EACCES), autobind too: the seccomp supervisor binds on the caller's behalf and refuses abstract names in the host's network namespace; socket files only in the read-write paths"},
+		{Name: "UDP bind", Status: StatusEnforced,
+			Detail: "only ports 0 (ephemeral), listen.port and sandbox.allowBindPorts, as for TCP: the seccomp supervisor binds on the caller's behalf"},
+	}
 }

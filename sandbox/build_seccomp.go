@@ -42,7 +42,7 @@ func eq32(arg uint, v uint64) ArgCond {
 	return ArgCond{Arg: arg, Op: OpMaskedEqual, Mask: lower32, Value: v}
 }
 
-func buildSeccomp(abi, api int) SeccompPlan {
+func buildSeccomp(abi, api int, sharedNetwork bool) SeccompPlan {
 	s := SeccompPlan{
 		DefaultAction: ActionAllow,
 		BadArchAction: ActionKillProcess,
@@ -88,6 +88,12 @@ func buildSeccomp(abi, api int) SeccompPlan {
 			Syscall: "connect", Action: ActionNotify,
 			Why: "unix-socket allow-list: the supervisor checks and connects on the caller's behalf (Landlock ABI < 9)",
 		})
+		if sharedNetwork {
+			s.Rules = append(s.Rules, SyscallRule{
+				Syscall: "bind", Action: ActionNotify,
+				Why: "host network namespace: the supervisor binds on the caller's behalf, refusing abstract unix names, socket files outside the read-write paths and TCP/UDP ports other than 0, listen.port and allowBindPorts",
+			})
+		}
 	}
 	return s
 }

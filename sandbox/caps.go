@@ -23,12 +23,20 @@ type Caps struct {
 	SeccompAPI int `json:"seccompAPI"`
 	// Layout is LayoutNixOS or LayoutFHS.
 	Layout string `json:"layout"`
+	// PtraceScope is kernel.yama.ptrace_scope, NoYama without Yama. From 2
+	// on, the unix-socket gate's pidfd_getfd needs CAP_SYS_PTRACE (2) or
+	// is impossible (3).
+	PtraceScope int `json:"ptraceScope"`
 	// FS is used to find out whether paths exist and whether they are
 	// directories; it is read, never written. Nil means the real root
 	// filesystem. Paths are looked up without the leading slash, as
 	// io/fs requires.
 	FS fs.StatFS `json:"-"`
 }
+
+// NoYama is Caps.PtraceScope on a kernel without the Yama LSM, where
+// ptrace access follows the classic same-uid rules.
+const NoYama = -1
 
 func (c Caps) fsys() fs.StatFS {
 	if c.FS != nil {

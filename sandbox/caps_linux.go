@@ -1,8 +1,11 @@
 package sandbox
 
 import (
+	"errors"
 	"io/fs"
 	"os"
+	"strconv"
+	"strings"
 
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	seccomp "github.com/seccomp/libseccomp-golang"
@@ -24,6 +27,24 @@ func DetectCaps() Caps {
 		LandlockABI: abi,
 		SeccompAPI:  int(api),
 		Layout:      detectLayout(fsys),
+		PtraceScope: readPtraceScope(),
 		FS:          fsys,
 	}
+}
+
+// readPtraceScope reads kernel.yama.ptrace_scope; NoYama without Yama. An
+// unreadable value counts as 3 so that the plan fails closed.
+func readPtraceScope() int {
+	b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
+	if errors.Is(err, fs.ErrNotExist) {
+		return NoYama
+	}
+	if err != nil {
+		return 3
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 3
+	}
+	return n
 }

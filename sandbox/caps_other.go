@@ -11,5 +11,5 @@ import (
 // Build explains why the sandbox cannot run here.
 func DetectCaps() Caps {
 	fsys := os.DirFS("/").(fs.StatFS)
-	return Caps{Layout: detectLayout(fsys), FS: fsys}
+	return Caps{Layout: detectLayout(fsys), PtraceScope: NoYama, FS: fsys}
 }

@@ -70,7 +70,10 @@
 //     without them); it marks the rule Missing.
 //   - the system baseline, device nodes and /proc, /sys views are
 //     optional: skipped when absent on this host (a container may lack
-//     /lib64 or /dev/tty).
+//     /lib64 or /dev/tty). /proc is whatever the caller's mount
+//     namespace holds: the launcher, as root, mounts a private one with
+//     hidepid=invisible first (systemd's ProtectProc=invisible under
+//     User=), so other users' processes are not listed.
 //   - unix-socket allow-list entries are checked per connect by the
 //     supervisor, so a socket may appear later. On ABI ≥ 9 a rule needs
 //     the inode, so a missing socket file is skipped; allow its
@@ -95,10 +98,28 @@
 // WARNING: servers reached through the gate see the supervisor's pid in
 // SO_PEERCRED (the uid, gid and groups are the caller's).
 //
+// With Input.SharedNetwork (no network namespace of its own) the filter
+// also notifies bind(2), and the supervisor binds on the caller's behalf:
+// no abstract unix names (host clients look them up: X11, D-Bus-like
+// names), socket files only in the read-write paths, TCP and UDP ports
+// only 0, the listen port and BindPorts. Landlock does not confine the
+// supervisor, so these rules restate Landlock's for the binds it does.
+// On ABI ≥ 9 nothing gates them: explain says DEGRADED.
+//
+// pidfd_getfd needs ptrace access to the caller: Yama's ptrace_scope 1
+// allows it to the supervisor (an ancestor), 2 only with CAP_SYS_PTRACE
+// (run as root, not systemd User=), 3 never. Caps.PtraceScope makes the
+// plan say so, and Run refuses a plan with an allow-list the gate cannot
+// serve (ErrGateUnavailable).
+//
 // Not allowed unless listed, on every ABI: nscd (/run/nscd/socket, which
-// glibc tries before reading /etc/passwd itself, so "connect denied" log
-// lines for it are expected and harmless), D-Bus, the systemd journal
-// and notify sockets, and the Docker socket.
+// glibc tries before reading /etc/passwd itself; the gate logs that denial
+// at debug only, since it happens on every user lookup and glibc falls
+// back), D-Bus, the systemd journal and notify sockets, and the Docker
+// socket. Name services (nscd, systemd-resolved's varlink socket, the
+// D-Bus system bus, avahi) resolve with the host's network: for an
+// isolated instance, `check` and `explain` warn when the allow-list
+// reaches one.
 //
 // # Seccomp
 //

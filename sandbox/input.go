@@ -11,10 +11,17 @@ type Input struct {
 	TmpDir         string   // private TMPDIR; empty means StateDir/tmp
 	ReadWritePaths []string // read-write; must exist at run time
 	ReadOnlyPaths  []string // read and execute; must exist at run time
-	ExecPaths      []string // `path` entries and the command's own file: read+execute
-	UnixSockets    []string // allow-list: socket files or directories
-	ListenPort     int
-	BindPorts      []int // sandbox.allowBindPorts
+	// LauncherDir is the launcher's root-owned directory for this instance
+	// (its opencode.json); read-only, and skipped while setup has not made it.
+	LauncherDir string
+	ExecPaths   []string // `path` entries and the command's own file: read+execute
+	UnixSockets []string // allow-list: socket files or directories
+	ListenPort  int
+	BindPorts   []int // sandbox.allowBindPorts
+	// SharedNetwork: the instance runs in the host's network namespace (no
+	// network isolation), whose abstract unix names and UDP ports host
+	// clients use; below Landlock ABI 9 the supervisor then gates bind(2).
+	SharedNetwork bool
 }
 
 // Command is the program Run starts inside the sandbox. Env is the

@@ -179,6 +179,15 @@ type GatePlan struct {
 	OwnDirs []string `json:"ownDirs"`
 	// MaxPending bounds the connects the supervisor handles at once.
 	MaxPending int `json:"maxPending,omitempty"`
+	// Bind, when set, makes the supervisor gate bind(2) too: no abstract
+	// unix names, socket files only in OwnDirs, TCP and UDP ports only 0
+	// and BindPorts. Set for an instance in the host's network namespace.
+	Bind *BindGate `json:"bind,omitempty"`
+}
+
+// BindGate is GatePlan.Bind.
+type BindGate struct {
+	Ports []int `json:"ports"` // besides 0 (ephemeral)
 }
 
 // Protection statuses.

@@ -58,6 +58,15 @@ func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, er
 	if plan.Gate.Mode == GateLandlock {
 		return -1, runDirect(plan, cmd, id)
 	}
+	if err := gateUsable(readPtraceScope(), hasCapSysPtrace()); err != nil {
+		// Fail closed either way: the gate answers EACCES to what it
+		// cannot serve. Refuse when the operator allowed sockets, because
+		// the server would start and then fail on every one of them.
+		if len(plan.Gate.Allow) > 0 {
+			return -1, fmt.Errorf("sandbox: instance %q: sandbox.unixSockets.allow is set but %w", plan.Instance, err)
+		}
+		log.Warn("sandbox: unix sockets will not work, not even in the instance's own directories: "+err.Error(), "instance", plan.Instance)
+	}
 	return supervise(ctx, plan, cmd, id, log)
 }
 

@@ -104,6 +104,9 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 	gateDone := make(chan error, 1)
 	gateStopped := make(chan struct{})
 	pol := unixgate.Policy{Instance: plan.Instance, Allow: plan.Gate.Allow, OwnDirs: plan.Gate.OwnDirs, MaxPending: plan.Gate.MaxPending}
+	if plan.Gate.Bind != nil {
+		pol.Bind = &unixgate.BindPolicy{Ports: plan.Gate.Bind.Ports}
+	}
 	go func() {
 		defer close(gateStopped)
 		defer unix.Close(nfd)

@@ -153,6 +153,50 @@ var probes = map[string]func(args []string) (string, error){
 		defer l.Close()
 		return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
 	},
+	"bind-udp": func(a []string) (string, error) {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:"+a[0])
+		if err != nil {
+			return "", unwrap(err)
+		}
+		defer c.Close()
+		return strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port), nil
+	},
+	// bind-unix NAME binds a stream socket: a path, "@name" for an abstract
+	// name, or "autobind" for the kernel's abstract autobind; with a second
+	// argument it first changes into that directory (relative names).
+	"bind-unix": func(a []string) (string, error) {
+		if len(a) > 1 {
+			if err := os.Chdir(a[1]); err != nil {
+				return "", unwrap(err)
+			}
+		}
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return "", err
+		}
+		defer unix.Close(fd)
+		if a[0] == "autobind" {
+			// sockaddr_un with the family only: addrlen 2.
+			fam := [2]byte{}
+			*(*uint16)(unsafe.Pointer(&fam[0])) = unix.AF_UNIX
+			if _, _, e := unix.Syscall(unix.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(&fam[0])), 2); e != 0 {
+				return "", e
+			}
+		} else if err := unix.Bind(fd, &unix.SockaddrUnix{Name: a[0]}); err != nil {
+			return "", err
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			return "", err
+		}
+		if name := sa.(*unix.SockaddrUnix).Name; name != "" && (name[0] == 0 || name[0] == '@') {
+			return "@" + name[1:], nil
+		}
+		if a[0] != "autobind" && a[0][0] != '@' && (len(a) < 3 || a[2] != "keep") {
+			os.Remove(a[0])
+		}
+		return "", nil
+	},
 	"socket-dgram-unix": func(a []string) (string, error) {
 		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err == nil {
@@ -268,7 +312,8 @@ var probes = map[string]func(args []string) (string, error){
 		groups, _ := unix.Getgroups()
 		return fmt.Sprintf("uid=%d gid=%d groups=%v", unix.Getuid(), unix.Getgid(), groups), nil
 	},
-	"race": race,
+	"race":      race,
+	"bind-race": bindRace,
 	"connect-loop": func(a []string) (string, error) {
 		// ns per connect+close to a unix socket, for the benchmarks.
 		n, _ := strconv.Atoi(a[1])
@@ -471,4 +516,62 @@ func walkOnce(root string) (int, time.Duration, error) {
 		return nil
 	})
 	return files, time.Since(start), err
+}
+
+// bindRace binds fresh unix sockets N times to an address whose first
+// byte another thread flips between a pathname in dir and NUL (the same
+// bytes as an abstract name). It reports how many binds got a file and how
+// many an abstract name; a gate that checked one read and let the kernel
+// read again would sometimes bind the abstract name.
+func bindRace(a []string) (string, error) {
+	dir := a[0]
+	n, _ := strconv.Atoi(a[1])
+	name := filepath.Join(dir, "race.sock")
+	var sa unix.RawSockaddrUnix
+	sa.Family = unix.AF_UNIX
+	for i := 0; i < len(name); i++ {
+		*(*byte)(unsafe.Pointer(&sa.Path[i])) = name[i]
+	}
+	first := name[0]
+	var stop atomic.Bool
+	go func() {
+		runtime.LockOSThread()
+		// Hold each state for a while, so that both kinds of bind happen
+		// when nothing gates them (the bare twin).
+		var sink int
+		for !stop.Load() {
+			*(*byte)(unsafe.Pointer(&sa.Path[0])) = 0
+			for i := 0; i < 2000; i++ {
+				sink += i
+			}
+			*(*byte)(unsafe.Pointer(&sa.Path[0])) = first
+			for i := 0; i < 2000; i++ {
+				sink += i
+			}
+		}
+		_ = sink
+	}()
+	var files, abstract, denied int
+	for i := 0; i < n; i++ {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return "", err
+		}
+		_, _, e := unix.Syscall(unix.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(2+len(name)))
+		if e == 0 {
+			if got, err := unix.Getsockname(fd); err == nil {
+				if nm := got.(*unix.SockaddrUnix).Name; nm != "" && (nm[0] == 0 || nm[0] == '@') {
+					abstract++
+				} else {
+					files++
+					os.Remove(name)
+				}
+			}
+		} else {
+			denied++
+		}
+		unix.Close(fd)
+	}
+	stop.Store(true)
+	return fmt.Sprintf("files=%d abstract=%d denied=%d", files, abstract, denied), nil
 }

@@ -23,6 +23,17 @@
 // own errno. Other families are connected with the caller's credentials, so that
 // capability checks (netlink groups) see the caller, not the supervisor.
 //
+// # Bind
+//
+// With [Policy.Bind] set (an instance in the host's network namespace) the filter sends
+// bind(2) too, and [Serve] binds its copy of the socket to its copy of the address, with
+// the caller's credentials: abstract names and autobind fail with EACCES; a pathname's
+// parent is resolved and pinned as for connect and must really lie in one of the
+// instance's own directories, and the bind goes to /proc/self/fd/N/<name>; AF_INET and
+// AF_INET6 ports other than 0 and [BindPolicy.Ports] fail with EACCES, for TCP and UDP
+// alike; other families bind as they are. A bind whose answer a signal made the caller
+// miss is replayed as success when it restarts (see lostAnswers).
+//
 // # Errors the caller sees
 //
 //   - the kernel's own errno for every allowed or non-unix connect (EINPROGRESS, EISCONN,

@@ -15,8 +15,10 @@ import (
 // address is read exactly once; every decision uses that copy.
 func (s *server) handle(req *notifReq) error {
 	id := req.ID
-	if req.Data.Arch != s.arch || req.Data.Nr != unix.SYS_CONNECT {
-		// The filter should only send native connect; anything else has another ABI.
+	isBind := req.Data.Nr == unix.SYS_BIND && s.pol.Bind != nil
+	if req.Data.Arch != s.arch || (req.Data.Nr != unix.SYS_CONNECT && !isBind) {
+		// The filter should only send native connect (and bind when Bind is set);
+		// anything else has another ABI.
 		s.respond(id, unix.ENOSYS)
 		return nil
 	}
@@ -57,6 +59,9 @@ func (s *server) handle(req *notifReq) error {
 		}
 	}
 	c := call{id: id, tid: tid, pidfd: pidfd, cfd: cfd, addr: addr, owned: &owned}
+	if isBind {
+		return s.bind(c)
+	}
 	switch addrFamily(addr) {
 	case unix.AF_UNIX:
 		return s.connectUnix(c)

@@ -30,6 +30,46 @@ type Policy struct {
 	OwnDirs []string
 	// MaxPending bounds in-flight on-behalf connects; 0 means DefaultMaxPending.
 	MaxPending int
+	// Bind, when set, means bind(2) is gated too (the filter notifies it): the instance
+	// shares the host's network namespace, whose abstract unix names and UDP ports host
+	// clients use. Nil leaves bind alone (the filter does not send it).
+	Bind *BindPolicy
+}
+
+// BindPolicy is what an instance in the host's network namespace may bind.
+//
+// Every bind is done on the caller's behalf with its credentials, never answered
+// CONTINUE: the caller could swap the address or the descriptor between our check and the
+// kernel's second read. That also means Landlock, which does not confine the supervisor,
+// no longer sees these binds, so the rules below restate Landlock's: TCP ports, and now
+// UDP ports too, only 0 (ephemeral) and Ports; socket files only in OwnDirs (Landlock's
+// make_sock right); abstract names never.
+type BindPolicy struct {
+	// Ports are the TCP and UDP ports that may be bound besides 0.
+	Ports []int
+}
+
+func (b *BindPolicy) portAllowed(port int) bool {
+	if port == 0 {
+		return true
+	}
+	for _, p := range b.Ports {
+		if p == port {
+			return true
+		}
+	}
+	return false
+}
+
+// mayCreateSocket reports whether a socket file may be created in the directory whose
+// real path is dir: only in the instance's own read-write paths.
+func (p Policy) mayCreateSocket(dir string) bool {
+	for _, d := range p.OwnDirs {
+		if dir == filepath.Clean(d) || beneath(dir, d) {
+			return true
+		}
+	}
+	return false
 }
 
 // Validate reports entries that cannot be enforced as written.

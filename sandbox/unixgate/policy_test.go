@@ -184,3 +184,18 @@ func TestCanonicalNeverFollowsInstanceLinks(t *testing.T) {
 		t.Errorf("an operator-made link outside the instance's dirs is no longer followed: %+v", pol)
 	}
 }
+
+func TestBindPolicy(t *testing.T) {
+	b := &BindPolicy{Ports: []int{8080, 9000}}
+	for port, want := range map[int]bool{0: true, 8080: true, 9000: true, 53: false, 8081: false} {
+		if got := b.portAllowed(port); got != want {
+			t.Errorf("portAllowed(%d) = %v, want %v", port, got, want)
+		}
+	}
+	p := Policy{OwnDirs: []string{"/srv/p", "/var/lib/p/"}}
+	for dir, want := range map[string]bool{"/srv/p": true, "/srv/p/sub": true, "/var/lib/p/tmp": true, "/var/lib/p": true, "/srv/pp": false, "/tmp": false, "/srv": false} {
+		if got := p.mayCreateSocket(dir); got != want {
+			t.Errorf("mayCreateSocket(%s) = %v, want %v", dir, got, want)
+		}
+	}
+}

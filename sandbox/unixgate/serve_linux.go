@@ -114,6 +114,7 @@ type server struct {
 	cache      credCache       // loop goroutine only
 	ident      *threadIdentity // the loop thread's
 	lost       lostAnswers
+	lostBind   lostAnswers
 	denyLog    *logLimiter
 	buf        [maxAddrLen]byte
 }

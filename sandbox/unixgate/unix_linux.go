@@ -179,6 +179,18 @@ func (s *server) unixWorker(id uint64, cfd, ofd int, addr []byte, cr creds, old 
 	s.answer(id, cfd, addr, errno)
 }
 
+// nscdSockets are where glibc looks for nscd (NixOS links /var/run to /run).
+var nscdSockets = []string{"/run/nscd/socket", "/var/run/nscd/socket"}
+
+func isNameServiceProbe(p string) bool {
+	for _, s := range nscdSockets {
+		if p == s {
+			return true
+		}
+	}
+	return false
+}
+
 // deny answers EACCES and writes the one log line for a denied connect. A fd that is not
 // a socket gets ENOTSOCK, as the kernel checks that before the address; the check is only
 // made here because an allowed connect on a non-socket fails with ENOTSOCK by itself.
@@ -198,6 +210,15 @@ func (s *server) deny(c call, path, realPath, reason string) {
 	// warning per miss would bury the denials that matter.
 	if reason == "resolve: "+unix.ENOENT.Error() {
 		s.log.Debug("unixgate: connect to a missing socket", attrs...)
+		return
+	}
+	// Likewise nscd, which is running on NixOS: glibc connects to it before
+	// every passwd, group or hosts lookup and falls back to the files when
+	// refused. Denying it is the point (its hosts cache would resolve names
+	// with the host's network, outside the instance netns); warning about
+	// it on every `ls -l` is not.
+	if isNameServiceProbe(path) || isNameServiceProbe(realPath) {
+		s.log.Debug("unixgate: connect to nscd denied (expected; glibc falls back to the files)", attrs...)
 		return
 	}
 	ok, suppressed := s.denyLog.allow()

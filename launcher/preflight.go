@@ -1,0 +1,47 @@
+package launcher
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/ocnix/ocnix/netpolicy"
+)
+
+// PreflightCmd re-checks, with root's privileges, what `run` as the instance
+// user cannot see, right before the server starts: the unit runs it as
+// ExecStartPre=+ so that an automatic restart after someone flushed the
+// netns ruleset (or a setup that failed since) never starts a server with
+// open egress or a stale config.
+type PreflightCmd struct {
+	ConfigFlag
+}
+
+func (c *PreflightCmd) Run(g *Globals) error {
+	s, err := LoadFile(c.Config)
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errorf(ExitPermission, "instance %q: preflight needs root (it reads the nft ruleset inside the instance's netns); run it as ExecStartPre=+ or with sudo", s.Name)
+	}
+	l := LayoutFor(s)
+	failed, why, err := lastSetupFailed(l)
+	if err != nil {
+		return withCode(ExitOSErr, fmt.Errorf("instance %q: read the last setup result: %w", s.Name, err))
+	}
+	if failed {
+		return withCode(ExitInitScript, fmt.Errorf("instance %q: refusing to start: %s", s.Name, why))
+	}
+	if err := checkOpencodeConfig(s, l); err != nil {
+		return withCode(ExitInitScript, fmt.Errorf("instance %q: refusing to start: %w", s.Name, err))
+	}
+	np, err := buildNetwork(s)
+	if err != nil {
+		return withCode(ExitSpecInvalid, fmt.Errorf("instance %q: %w", s.Name, err))
+	}
+	if err := netpolicy.VerifyFilter(np); err != nil {
+		return withCode(ExitInitScript, fmt.Errorf("instance %q: refusing to start: %w", s.Name, err))
+	}
+	g.logger(s.Name).Info("preflight passed", "isolated", np.Enable)
+	return nil
+}

@@ -1,0 +1,196 @@
+package unixgate
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// bind performs a gated bind(2) on the caller's behalf (see BindPolicy): it binds our
+// copy of the caller's socket to our copy of its address, so what was checked is what
+// the kernel gets.
+func (s *server) bind(c call) error {
+	switch addrFamily(c.addr) {
+	case unix.AF_UNIX:
+		return s.bindUnix(c)
+	case unix.AF_INET, unix.AF_INET6:
+		// Shorter addresses are the kernel's EINVAL; it sees exactly these bytes.
+		if len(c.addr) >= 4 {
+			port := int(binary.BigEndian.Uint16(c.addr[2:4]))
+			if !s.pol.Bind.portAllowed(port) {
+				s.denyBind(c, "port "+strconv.Itoa(port), "port not allowed (only 0, listen.port and sandbox.allowBindPorts)")
+				return nil
+			}
+		}
+	}
+	return s.bindAsCaller(c, c.addr)
+}
+
+// bindUnix refuses abstract names and creates socket files only in the instance's own
+// directories, resolving the parent as the caller would (its cwd or root) and binding to
+// /proc/self/fd/<pinned parent>/<name>, so a renamed or swapped path cannot redirect it.
+func (s *server) bindUnix(c call) error {
+	if len(c.addr) == sunPathOffset {
+		s.denyBind(c, "@(autobind)", "abstract socket (autobind): the instance shares the host's network namespace")
+		return nil
+	}
+	path, abstract, errno := unixTarget(c.addr)
+	switch {
+	case errno != 0:
+		s.respond(c.id, errno)
+		return nil
+	case abstract:
+		s.denyBind(c, path, "abstract socket: the instance shares the host's network namespace")
+		return nil
+	}
+	dir, name := ".", path
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		dir, name = path[:i+1], path[i+1:]
+	}
+	if name == "" || name == "." || name == ".." {
+		s.respond(c.id, unix.EINVAL)
+		return nil
+	}
+	leaf := "root"
+	if path[0] != '/' {
+		leaf = "cwd"
+	}
+	dirfd, err := unix.Open(procPath(c.tid, leaf), unix.O_PATH|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
+	if err != nil {
+		s.respond(c.id, supervisorErrno(err))
+		return nil
+	}
+	defer unix.Close(dirfd)
+	cr, err := s.cache.lookup(c.tid, c.pidfd)
+	if err != nil {
+		s.respond(c.id, supervisorErrno(err))
+		return nil
+	}
+	if !idValid(s.fd, c.id) {
+		return nil
+	}
+	if err := s.ident.become(cr); err != nil {
+		s.denyBind(c, path, "take caller credentials: "+err.Error())
+		if errors.Is(err, errTainted) {
+			return err
+		}
+		return nil
+	}
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS}
+	if path[0] == '/' {
+		how.Resolve |= unix.RESOLVE_IN_ROOT
+	}
+	pfd, err := unix.Openat2(dirfd, dir, &how)
+	for try := 0; err == unix.EAGAIN && try < 3; try++ {
+		pfd, err = unix.Openat2(dirfd, dir, &how)
+	}
+	if err != nil {
+		// The kernel's own errno for a missing or unsearchable parent.
+		s.respond(c.id, supervisorErrno(err))
+		return nil
+	}
+	defer unix.Close(pfd)
+	var buf [unix.PathMax]byte
+	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(pfd), buf[:])
+	if err != nil {
+		s.respond(c.id, supervisorErrno(err))
+		return nil
+	}
+	if real := string(buf[:n]); !s.pol.mayCreateSocket(real) {
+		s.denyBind(c, path, "socket files may only be created in the instance's read-write paths (real directory "+real+")")
+		return nil
+	}
+	target := procFdAddr(pfd)
+	target = append(target, '/')
+	target = append(target, name...)
+	if len(target) > unix.SizeofSockaddrUnix-1 {
+		// The pinned form is longer than the caller's name; rare, and never a bypass.
+		s.respond(c.id, unix.ENAMETOOLONG)
+		return nil
+	}
+	s.answerBind(c.id, c.cfd, c.addr, rawBind(c.cfd, target))
+	return nil
+}
+
+// bindAsCaller binds with the caller's credentials, so that privileged ports, netlink
+// groups and the owner of what is created are the caller's business, not ours.
+func (s *server) bindAsCaller(c call, addr []byte) error {
+	cr, err := s.cache.lookup(c.tid, c.pidfd)
+	if err != nil {
+		s.respond(c.id, supervisorErrno(err))
+		return nil
+	}
+	if !idValid(s.fd, c.id) {
+		return nil
+	}
+	if err := s.ident.become(cr); err != nil {
+		s.denyBind(c, "", "take caller credentials: "+err.Error())
+		if errors.Is(err, errTainted) {
+			return err
+		}
+		return nil
+	}
+	s.answerBind(c.id, c.cfd, c.addr, rawBind(c.cfd, addr))
+	return nil
+}
+
+// denyBind answers EACCES, as Landlock does for a denied TCP bind, and logs one line.
+func (s *server) denyBind(c call, what, reason string) {
+	s.respond(c.id, unix.EACCES)
+	ok, suppressed := s.denyLog.allow()
+	if !ok {
+		return
+	}
+	attrs := []any{"instance", s.pol.Instance, "addr", what, "tid", c.tid, "reason", reason}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
+	s.log.Warn("unixgate: bind denied", attrs...)
+}
+
+// answerBind is answer for binds: a restarted bind after a lost success would fail with
+// EINVAL (already bound); the caller gets the success it missed instead.
+func (s *server) answerBind(id uint64, cfd int, addr []byte, errno unix.Errno) {
+	errno = s.lostBind.replayBind(cfd, addr, errno)
+	err := sendResp(s.fd, id, errno)
+	switch {
+	case err == unix.ENOENT:
+		s.lostBind.record(cfd, addr, errno)
+	case err != nil:
+		s.log.Debug("unixgate: answer notification", "instance", s.pol.Instance, "err", err)
+	}
+}
+
+func (l *lostAnswers) replayBind(cfd int, addr []byte, errno unix.Errno) unix.Errno {
+	if errno != unix.EINVAL {
+		return errno
+	}
+	var st unix.Stat_t
+	if unix.Fstat(cfd, &st) != nil {
+		return errno
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a, ok := l.m[st.Ino]
+	if !ok || a.errno != 0 || time.Since(a.at) > lostAnswerTTL || !bytes.Equal(a.addr, addr) {
+		return errno
+	}
+	delete(l.m, st.Ino)
+	return 0
+}
+
+// rawBind binds fd to a raw sockaddr and returns the kernel's errno.
+func rawBind(fd int, addr []byte) unix.Errno {
+	var p unsafe.Pointer
+	if len(addr) > 0 {
+		p = unsafe.Pointer(&addr[0])
+	}
+	_, _, e := unix.Syscall(unix.SYS_BIND, uintptr(fd), uintptr(p), uintptr(len(addr)))
+	return e
+}
