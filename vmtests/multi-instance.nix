@@ -54,7 +54,7 @@ pkgs.testers.runNixOSTest {
         machine.succeed("runuser -u opencode-alpha -- ${probe} read /srv/beta/notes")  # modes allow it
         must_deny(machine, "alpha", "${probe} read /srv/beta/notes", "alpha reads beta's project", "EACCES")
         must_deny(machine, "beta", "${probe} write /srv/alpha/notes", "beta writes alpha's project", "EACCES")
-        must_deny(machine, "alpha", "${probe} read /var/lib/opencode/instance-state/beta/config/opencode/opencode.json", "alpha reads beta's state")
+        must_deny(machine, "alpha", "${probe} read /var/lib/opencode/launcher/beta/opencode.json", "alpha reads beta's config")
 
     with subtest("an instance cannot reach its neighbour's server"):
         # Inside alpha's namespace 127.0.0.1 is alpha's own loopback: nothing listens on 8812.

@@ -4,6 +4,8 @@
 { pkgs, common }:
 let
   stateDir = "/var/lib/opencode/instance-state/idem";
+  # Root-owned bookkeeping: the instance reads it, never writes it.
+  launcherDir = "/var/lib/opencode/launcher/idem";
   spec = "/etc/ocnix/instances/idem.json";
 in
 pkgs.testers.runNixOSTest {
@@ -43,7 +45,7 @@ pkgs.testers.runNixOSTest {
             "find ${stateDir} -path '*/data' -prune -o -path '*/cache' -prune -o -path '*/tmp' -prune "
             "-o -printf '%P %y %m %U:%G\\n' | sort"
         )
-        config = machine.succeed("find ${stateDir} -name opencode.json -exec sha256sum {} +")
+        config = machine.succeed("sha256sum ${launcherDir}/opencode.json")
         netns = machine.succeed("ip netns list | grep -c '^opencode-idem' || true")
         links = machine.succeed("ip -o link show | awk -F': ' '{print $2}' | sort")
         # -s: stateless, without counters (health checks move them)
@@ -63,8 +65,8 @@ pkgs.testers.runNixOSTest {
         assert lines("${stateDir}/post-runs") == ["post v1"], f"post-runs: {lines('${stateDir}/post-runs')}"
         mode = machine.succeed("stat -c '%a %U' ${stateDir}").strip()
         assert mode == "700 opencode-idem", f"stateDir: {mode}"
-        cfg_mode = machine.succeed("find ${stateDir} -name opencode.json -printf '%m %u'").strip()
-        assert cfg_mode == "600 opencode-idem", f"opencode.json: {cfg_mode!r}"
+        cfg_mode = machine.succeed("stat -c '%a %U:%G' ${launcherDir}/opencode.json").strip()
+        assert cfg_mode == "640 root:opencode-idem", f"opencode.json: {cfg_mode!r}"
 
     before = snapshot()
 
@@ -93,7 +95,7 @@ pkgs.testers.runNixOSTest {
             assert before[k] == after[k], f"manual setup changed {k}:\n--- before\n{before[k]}\n--- after\n{after[k]}"
 
     with subtest("a removed opencode.json is restored"):
-        machine.succeed("find ${stateDir} -name opencode.json -delete")
+        machine.succeed("rm ${launcherDir}/opencode.json")
         machine.succeed("systemctl reload opencode-idem-setup.service")
         after = snapshot()
         assert before["config"] == after["config"], f"opencode.json not restored:\n{after['config']}"
