@@ -30,6 +30,10 @@ var ErrLandlockTooOld = errors.New("landlock ABI too old")
 // work everywhere.
 var ErrUnsupported = errors.New("sandbox: Landlock and seccomp need Linux")
 
+// ErrGateUnavailable means the unix-socket gate cannot take the caller's
+// socket (pidfd_getfd) on this host, so no unix connect could succeed.
+var ErrGateUnavailable = errors.New("the unix-socket gate cannot work on this host")
+
 // ErrWrongUser means Run was started as neither root nor the instance
 // user.
 var ErrWrongUser = errors.New("wrong user")

@@ -1,15 +1,10 @@
 package sandbox
 
 import (
-	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
 )
-
-// ErrGateUnavailable means the unix-socket gate cannot take the caller's
-// socket (pidfd_getfd) on this host, so no unix connect could succeed.
-var ErrGateUnavailable = errors.New("the unix-socket gate cannot work on this host")
 
 // gateUsable says whether the supervisor may pidfd_getfd from its
 // children. pidfd_getfd asks for PTRACE_MODE_ATTACH_REALCREDS: Yama's
