@@ -49,8 +49,13 @@ for fx in "$here"/fixtures/*.nix; do
   done
   jq -r '.sysusers' "$j" >"$d/sysusers.conf"
   jq -r '.tmpfiles' "$j" >"$d/tmpfiles.conf"
+  jq -r '.sysctl' "$j" >"$d/sysctl.conf"
   jq -r '.warnings[]' "$j" >"$d/warnings.txt"
-  [ -s "$d/warnings.txt" ] && sed "s/^/render.sh: $name: warning: /" "$d/warnings.txt" >&2
+  if [ -s "$d/warnings.txt" ]; then
+    sed "s/^/render.sh: $name: warning: /" "$d/warnings.txt" >&2
+  else
+    rm "$d/warnings.txt"
+  fi
   # Files the renderer wrote to the store (scripts), and the files they name, recursively.
   while :; do
     new=0

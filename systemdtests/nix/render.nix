@@ -1,7 +1,7 @@
 # Renders the systemd units that nixmodule/ generates for one NixOS configuration into
 # unit-file text, the way nixpkgs' nixos/lib/systemd-lib.nix does (serviceToUnit,
 # socketToUnit, attrsToSection), plus what the units need around them: the instance specs,
-# sysusers and tmpfiles lines. Store paths stay in the output; render.sh maps them.
+# sysusers, tmpfiles and sysctl lines. Store paths stay in the output; render.sh maps them.
 #
 #   nix-instantiate --eval --strict --json --read-write-mode render.nix \
 #     --arg lib 'import NIXPKGS_LIB/lib' --arg configuration ../fixtures/X.nix
@@ -245,12 +245,24 @@ let
         ) cfg.systemd.tmpfiles.settings
       )
     );
+
+  # boot.kernel.sysctl as a sysctl.d file.
+  sysctl = lib.concatStrings (
+    lib.mapAttrsToList (k: v: "${k} = ${toOption v}\n") (
+      lib.filterAttrs (_: v: v != null) cfg.boot.kernel.sysctl
+    )
+  );
 in
 if failed != [ ] then
   throw "the module's assertions failed:\n${lib.concatStringsSep "\n" failed}"
 else
   {
-    inherit units sysusers tmpfiles;
+    inherit
+      units
+      sysusers
+      tmpfiles
+      sysctl
+      ;
     inherit (cfg) warnings;
     specs = lib.mapAttrs (_: builtins.toJSON) cfg.services.opencode.specs;
     specFiles = lib.mapAttrs (_: f: "${f}") cfg.services.opencode.specFiles;
