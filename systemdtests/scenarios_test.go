@@ -232,15 +232,17 @@ func TestTwoInstances(t *testing.T) {
 	c.deny(t, "alpha", "alpha reads beta's project", "read", "/srv/beta/notes")
 	c.deny(t, "beta", "beta writes alpha's project", "write", "/srv/alpha/notes")
 
-	// A server on beta's side of its veth: reachable from the host, not from alpha.
+	// A server on beta's side of its veth, on the port that beta's inbound filter
+	// lets the host reach (the server itself listens on beta's loopback):
+	// reachable from the host, not from alpha.
 	betaIP := strings.TrimSpace(c.must(t, "ip -n opencode-beta -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -n1"))
 	if betaIP == "" {
 		t.Fatal("beta's namespace has no IPv4 address")
 	}
-	c.must(t, "systemd-run --quiet --unit=ocnix-beta-listener -p NetworkNamespacePath=/run/netns/opencode-beta "+probe+" serve-tcp "+betaIP+":9000")
+	c.must(t, "systemd-run --quiet --unit=ocnix-beta-listener -p NetworkNamespacePath=/run/netns/opencode-beta "+probe+" serve-tcp "+betaIP+":18812")
 	t.Cleanup(func() { c.run(cmdTimeout, "systemctl stop ocnix-beta-listener.service") })
-	c.eventually(t, "control: the host reaches beta's listener", startTimeout, probe+" connect-tcp "+betaIP+":9000 | grep -qx ok")
-	c.deny(t, "alpha", "alpha to a listener in beta's namespace", "connect-tcp", betaIP+":9000")
+	c.eventually(t, "control: the host reaches beta's listener", startTimeout, probe+" connect-tcp "+betaIP+":18812 | grep -qx ok")
+	c.deny(t, "alpha", "alpha to a listener in beta's namespace", "connect-tcp", betaIP+":18812")
 	c.deny(t, "alpha", "alpha to beta's port on its own loopback", "connect-tcp", "127.0.0.1:18812")
 	c.deny(t, "beta", "beta to alpha's port on its own loopback", "connect-tcp", "127.0.0.1:18811")
 
