@@ -18,8 +18,30 @@ let
   unsupported =
     what: _:
     throw "systemdtests/nix/pkgs-stub.nix: the module uses pkgs.${what}, which the systemd tier cannot render yet; add it to pkgs-stub.nix and store-paths.tsv";
+  # Everyday tools a unit's scripts may call; each maps to /usr in the container.
+  tools = [
+    "bash"
+    "coreutils"
+    "curl"
+    "diffutils"
+    "findutils"
+    "gawk"
+    "git"
+    "gnugrep"
+    "gnused"
+    "gnutar"
+    "gzip"
+    "iproute2"
+    "jq"
+    "nftables"
+    "procps"
+    "ripgrep"
+    "systemd"
+    "util-linux"
+  ];
 in
-{
+lib.genAttrs tools pkg
+// {
   inherit lib;
   system = "x86_64-linux";
   stdenv.hostPlatform = {
@@ -29,19 +51,7 @@ in
   runtimeShell = shell;
   opencode = pkg "opencode";
   postgresql = pkg "postgresql";
-  git = pkg "git";
-  jq = pkg "jq";
-  bash = pkg "bash";
   bashInteractive = pkg "bash";
-  coreutils = pkg "coreutils";
-  findutils = pkg "findutils";
-  gnugrep = pkg "gnugrep";
-  gnused = pkg "gnused";
-  curl = pkg "curl";
-  systemd = pkg "systemd";
-  iproute2 = pkg "iproute2";
-  nftables = pkg "nftables";
-  util-linux = pkg "util-linux";
   writeText = file;
   writeTextFile =
     a:
