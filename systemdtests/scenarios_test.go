@@ -24,7 +24,9 @@ var instances = []struct {
 
 // The test's "internet": a namespace inside the container holding an allowed
 // address (192.0.2.1, in the isolated instances' outboundAllowCidrs) and a
-// blocked one (198.51.100.1), each with a TCP server on port 80.
+// blocked one (198.51.100.1), each with a TCP server on port 80. Like the real
+// one it has no route back to the instances' subnets: their replies return only
+// through setup's masquerade.
 const (
 	inetNS      = "ocnix-inet"
 	allowedAddr = "192.0.2.1"
@@ -60,7 +62,6 @@ ip -n `+inetNS+` link set lo up
 ip -n `+inetNS+` addr add 10.250.0.2/30 dev inet0 && ip -n `+inetNS+` link set inet0 up
 ip -n `+inetNS+` addr add `+allowedAddr+`/32 dev lo
 ip -n `+inetNS+` addr add `+blockedAddr+`/32 dev lo
-ip -n `+inetNS+` route add default via 10.250.0.1
 ip route add 192.0.2.0/24 via 10.250.0.2
 ip route add 198.51.100.0/24 via 10.250.0.2
 for a in `+allowedAddr+` `+blockedAddr+`; do
@@ -201,9 +202,16 @@ func TestIsolatedEgress(t *testing.T) {
 
 	// A flush of the host ruleset must not open the filter; the nftables reload
 	// propagates to setup (ReloadPropagatedFrom=) and repairs egress.
+	const hostTable = "nft list tables | grep -qx 'table ip ocnix-restricted'"
+	c.must(t, hostTable)
 	c.must(t, "nft flush ruleset")
+	c.mustFail(t, "the host-side table is gone after the flush", hostTable)
 	c.deny(t, name, "blocked address after a host flush", "connect-tcp", blockedAddr+":80")
+	// netpolicy's "fail closed": without the masquerade the allowed address
+	// stops answering; this is also what the reload below must repair.
+	c.deny(t, name, "allowed address while the masquerade is flushed", "connect-tcp", allowedAddr+":80")
 	c.must(t, "systemctl reload nftables.service")
+	c.eventually(t, "the nftables reload restores the host-side table", startTimeout, hostTable)
 	c.eventually(t, "egress to the allowed address after the nftables reload", startTimeout,
 		fmt.Sprintf("%s run --config %s -- %s connect-tcp %s:80 2>/dev/null | grep -qx ok", launcher, specOf(name), probe, allowedAddr))
 	c.deny(t, name, "blocked address after the reload", "connect-tcp", blockedAddr+":80")
