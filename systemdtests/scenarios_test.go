@@ -258,6 +258,32 @@ func TestTwoInstances(t *testing.T) {
 	c.mustFail(t, "the disabled instance has no user", "id opencode-gamma")
 }
 
+// TestFilterTamperRefused: after the egress filter inside an instance's
+// namespace is flushed, a restart of the server must refuse to run it with open
+// egress (ExecStartPre=+ `opencode-launcher preflight`, issue 9), and the setup
+// reload repairs it.
+func TestFilterTamperRefused(t *testing.T) {
+	c := need(t)
+	if _, code, _ := c.run(cmdTimeout, "grep -q '^ExecStartPre=+.* preflight ' /etc/systemd/system/opencode-beta.service"); code != 0 {
+		t.Skipf("SKIPPED %s: the rendered units predate the privileged preflight check (no `ExecStartPre=+… preflight` in opencode-beta.service); run systemdtests/render.sh once nixmodule/ has it", t.Name())
+	}
+	c.health(t, 18812)
+	c.must(t, "ip netns exec opencode-beta nft flush ruleset")
+	t.Cleanup(func() {
+		c.run(startTimeout, "systemctl reload opencode-beta-setup.service; systemctl reset-failed opencode-beta.service; systemctl restart opencode-beta.service")
+	})
+	c.mustFail(t, "restarting beta's server with its filter flushed", "systemctl restart opencode-beta.service")
+	c.mustFail(t, "beta's server is not active with its filter flushed", "systemctl is-active --quiet opencode-beta.service")
+	c.mustFail(t, "`run -- CMD` in beta with its filter flushed",
+		fmt.Sprintf("%s run --config %s -- %s connect-tcp %s:80", launcher, specOf("beta"), probe, blockedAddr))
+
+	c.must(t, "systemctl reload opencode-beta-setup.service")
+	c.must(t, "ip netns exec opencode-beta nft list table inet opencode >/dev/null")
+	c.must(t, "systemctl reset-failed opencode-beta.service; systemctl restart opencode-beta.service")
+	c.health(t, 18812)
+	c.deny(t, "beta", "blocked address after the repair", "connect-tcp", blockedAddr+":80")
+}
+
 // TestSetupIdempotence: restarting and reloading the setup unit, and running
 // setup by hand, change nothing and rerun no init script; a removed
 // opencode.json is restored (vmtests/setup-idempotence.nix).
