@@ -57,8 +57,12 @@ done
 : >"$tmp/etc/machine-id"
 rm -rf "$tmp/var/cache/apt/archives"/*.deb "$tmp/var/lib/apt/lists"/* 2>/dev/null || true
 touch "$tmp/.ocnix-complete"
-mv "$tmp" "$root"
-trap - EXIT
-# Older keys are dead weight.
-find "$cache" -mindepth 1 -maxdepth 1 -name "$suite-*" ! -name "$suite-$key" -exec rm -rf {} + 2>/dev/null || true
+# A concurrent run may have finished the same root first: keep theirs.
+if ! mv -T "$tmp" "$root" 2>/dev/null && [ ! -e "$root/.ocnix-complete" ]; then
+  echo "rootfs.sh: cannot move $tmp to $root" >&2
+  exit 1
+fi
+# Older keys are dead weight (their logs and finished roots, not runs in progress).
+find "$cache" -mindepth 1 -maxdepth 1 -name "$suite-*" ! -name "$suite-$key*" ! -name "*.tmp.*" -exec rm -rf {} + 2>/dev/null || true
+find "$cache" -mindepth 1 -maxdepth 1 -name "debootstrap-*.log" ! -name "debootstrap-$key.log" -delete 2>/dev/null || true
 echo "$root"
