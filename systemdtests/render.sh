@@ -17,7 +17,7 @@ die() {
   echo "render.sh: $*" >&2
   exit 1
 }
-[ -n "$lib" ] || die "usage: $0 NIXPKGS_LIB_DIR (a checkout of nixpkgs' lib, e.g. nix-community/nixpkgs.lib)"
+[ -n "$lib" ] || die "usage: $0 NIXPKGS_LIB_DIR (a checkout of nixpkgs' lib, e.g. git clone https://github.com/nix-community/nixpkgs.lib)"
 [ -f "$lib/lib/default.nix" ] || die "$lib/lib/default.nix not found: pass the folder that holds lib/"
 lib=$(cd "$lib" && pwd)
 for c in nix-instantiate jq sed grep; do command -v "$c" >/dev/null || die "$c not found"; done
