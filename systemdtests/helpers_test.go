@@ -17,6 +17,12 @@ func need(t *testing.T) *container {
 	if ct == nil {
 		t.Fatal("no container (boot failed; see TestMain's output)")
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _, _ := ct.run(cmdTimeout, "systemctl --no-pager --failed; journalctl --no-pager -n 60 -u 'opencode-*'")
+			t.Logf("%s failed; the container's failed units and the last journal lines of the ocnix units:\n%s", t.Name(), out)
+		}
+	})
 	if !started && t.Name() != "TestUnitsLoadAndStart" {
 		t.Fatal("the rendered units did not start (TestUnitsLoadAndStart failed), so this scenario cannot run")
 	}
