@@ -165,6 +165,24 @@ runuser -u postgres -- psql -q -c 'CREATE ROLE "opencode-db" LOGIN' -c 'CREATE D
 	c.deny(t, "nodb", "nodb connects to PostgreSQL without the allowance", "connect-unix", sock)
 }
 
+// TestJournalPriorities: under journald the launcher's lines carry their
+// syslog priority (a "<N>" prefix that journald turns into PRIORITY=), without
+// a timestamp of their own; only a real journald can show that.
+func TestJournalPriorities(t *testing.T) {
+	c := need(t)
+	const warn = "OPENCODE_SERVER_PASSWORD is not set"
+	c.eventually(t, "the warning in the journal at priority warning", startTimeout,
+		"journalctl --no-pager -o cat -u opencode-db.service -p warning..warning | grep -q '"+warn+"'")
+	c.eventually(t, "the start line in the journal at priority info", startTimeout,
+		"journalctl --no-pager -o cat -u opencode-db.service -p info..info | grep -q 'starting server'")
+	c.mustFail(t, "the start line is not logged as a warning or worse",
+		"journalctl --no-pager -o cat -u opencode-db.service -p warning | grep -q 'starting server'")
+	out := c.must(t, "journalctl --no-pager -o cat -u opencode-db.service | grep '"+warn+"' | head -n1")
+	if strings.HasPrefix(out, "<") || strings.Contains(out, "time=") {
+		t.Errorf("a launcher line in the journal keeps its priority prefix or carries its own timestamp: %s", out)
+	}
+}
+
 // TestIsolatedEgress: the isolated instance runs in its own namespace, is
 // published through the socket unit and systemd-socket-proxyd, reaches the
 // allowed address and not the blocked one, keeps the filter when the host
