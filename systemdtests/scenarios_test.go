@@ -139,6 +139,10 @@ runuser -u postgres -- psql -q -c 'CREATE ROLE "opencode-db" LOGIN' -c 'CREATE D
 	})
 
 	c.health(t, 18788)
+	// Made by tmpfiles: the module's createDirectory rule, or the fixture's before it had one.
+	if m := strings.TrimSpace(c.must(t, "stat -c '%a %U' /srv/db")); m != "750 opencode-db" {
+		t.Errorf("/srv/db: %s, want 750 opencode-db", m)
+	}
 	if u := strings.TrimSpace(c.must(t, "ps -o user= -p "+c.mainPID(t, "opencode-db.service"))); u != "opencode-db" {
 		t.Errorf("opencode-db.service's main process runs as %q, want opencode-db", u)
 	}
