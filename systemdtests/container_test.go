@@ -197,6 +197,8 @@ func boot(repo string) (*container, error) {
 		"--bind-ro="+bin+":"+binDir,
 		"--bind-ro="+filepath.Join(repo, "systemdtests/units")+":"+unitsDir,
 		"--bind-ro="+opencodeReal+":"+opencodeBin,
+		// Boot progress in nspawn's log, which a failed boot prints.
+		"systemd.show_status=true",
 	)
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	// nspawn's own seccomp allow-list (systemd 252) lacks the Landlock system
@@ -224,7 +226,7 @@ func boot(repo string) (*container, error) {
 		if time.Now().After(deadline) {
 			return c, fmt.Errorf("no container PID 1 after %s", bootTimeout)
 		}
-		c.leader = childOf(c.cmd.Process.Pid)
+		c.leader = containerInit(c.cmd.Process.Pid)
 		if c.leader == 0 {
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -265,18 +267,28 @@ func boot(repo string) (*container, error) {
 	return c, nil
 }
 
-// childOf returns a child of pid (nspawn has exactly one: the container's init).
-func childOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+// containerInit returns the child of nspawn that is PID 1 of its own PID
+// namespace (NSpid ends in 1), or 0. nspawn's first child is a short-lived
+// helper that forks the init and exits: taking it would point every nsenter at
+// a process that is gone.
+func containerInit(nspawn int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", nspawn, nspawn))
 	if err != nil {
 		return 0
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
+	for _, f := range strings.Fields(string(b)) {
+		pid, _ := strconv.Atoi(f)
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(st), "\n") {
+			if ns := strings.Fields(strings.TrimPrefix(l, "NSpid:")); strings.HasPrefix(l, "NSpid:") && len(ns) >= 2 && ns[len(ns)-1] == "1" {
+				return pid
+			}
+		}
 	}
-	n, _ := strconv.Atoi(f[0])
-	return n
+	return 0
 }
 
 // run executes a shell script inside the container, in all its namespaces, as

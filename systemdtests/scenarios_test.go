@@ -37,6 +37,9 @@ const (
 
 var started bool
 
+// The value in db's environmentFile.
+const envSecret = "s3cret-from-the-environment-file"
+
 // TestUnitsLoadAndStart installs the rendered units as NixOS would (users,
 // tmpfiles, sysctls, the units with their wantedBy links), checks that systemd
 // loads them, and starts them: ordering, NetworkNamespacePath= and the
@@ -71,6 +74,14 @@ done`)
 		c.eventually(t, "the internet server at "+a, startTimeout, probe+" connect-tcp "+a+":80 | grep -qx ok")
 	}
 
+	// db's environmentFile: root-only when the unit hands it over by LoadCredential=
+	// (issue 9), readable by the instance user when the launcher reads it itself.
+	envMode := "root:opencode-db 0440"
+	if _, code, _ := c.run(cmdTimeout, "grep -q '^LoadCredential=' "+unitsDir+"/postgres/system/opencode-db.service"); code == 0 {
+		envMode = "root:root 0400"
+	}
+	t.Logf("db's environmentFile is %s", envMode)
+
 	for _, fx := range fixtures {
 		d := unitsDir + "/" + fx
 		c.must(t, fmt.Sprintf(`set -e
@@ -87,6 +98,12 @@ cp %[1]s/sysctl.conf /etc/sysctl.d/60-ocnix-%[2]s.conf
 sysctl -e -q -p /etc/sysctl.d/60-ocnix-%[2]s.conf`, d, fx))
 	}
 	c.must(t, "systemctl daemon-reload")
+	owner, mode, _ := strings.Cut(envMode, " ")
+	c.must(t, `set -e
+install -d -m 0755 /etc/ocnix-test/secrets
+printf 'OCNIX_TEST_SECRET=`+envSecret+`\n' >/etc/ocnix-test/secrets/db.env
+chown `+owner+` /etc/ocnix-test/secrets/db.env
+chmod `+mode+` /etc/ocnix-test/secrets/db.env`)
 
 	// The lead merges a module that calls `opencode-launcher preflight` together
 	// with the launcher side; say so plainly when only one half is here.
@@ -167,6 +184,28 @@ runuser -u postgres -- psql -q -c 'CREATE ROLE "opencode-db" LOGIN' -c 'CREATE D
 	c.mustFail(t, "psql inside db over the socket that is not allowed",
 		fmt.Sprintf("%s run --config %s -- /usr/lib/postgresql/15/bin/psql -h %s -d opencode-db -tAc 'select 1'", launcher, specOf("db"), otherPGDir))
 	c.deny(t, "nodb", "nodb connects to PostgreSQL without the allowance", "connect-unix", sock)
+}
+
+// TestEnvironmentFile: the variables of environmentFile reach the server; once
+// the unit passes the file by LoadCredential=, the file stays root-only 0400 and
+// the instance user cannot read it (issue 9).
+func TestEnvironmentFile(t *testing.T) {
+	c := need(t)
+	const file = "/etc/ocnix-test/secrets/db.env"
+	c.health(t, 18788)
+	// The server is the launcher's child; look at every process of the instance user.
+	if out, code, _ := c.run(cmdTimeout, "for p in $(pgrep -u opencode-db); do tr '\\0' '\\n' </proc/$p/environ; echo; done | grep -x 'OCNIX_TEST_SECRET="+envSecret+"'"); code != 0 {
+		t.Errorf("OCNIX_TEST_SECRET from environmentFile is in no process of opencode-db: %s", out)
+	}
+	if _, code, _ := c.run(cmdTimeout, "grep -q '^LoadCredential=' /etc/systemd/system/opencode-db.service"); code != 0 {
+		t.Logf("opencode-db.service predates LoadCredential=: %s is readable by opencode-db", file)
+		return
+	}
+	if m := strings.TrimSpace(c.must(t, "stat -c '%a %U' "+file)); m != "400 root" {
+		t.Fatalf("%s: %s, want 400 root", file, m)
+	}
+	c.must(t, "cat "+file+" >/dev/null") // root reads it: the twin
+	c.mustFail(t, "the instance user reads the root-only environmentFile", "runuser -u opencode-db -- cat "+file)
 }
 
 // TestJournalPriorities: under journald the launcher's lines carry their

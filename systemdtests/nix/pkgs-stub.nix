@@ -15,6 +15,12 @@ let
   };
   shell = "${store}-bash/bin/bash";
   file = name: text: builtins.toFile name text;
+  runCommand =
+    name: _env: script:
+    let
+      copied = builtins.match ".*\ncp (/nix/store/[^ \n]+) [$]out\n?.*" ("\n" + script);
+    in
+    if copied != null then builtins.head copied else pkg name;
   unsupported =
     what: _:
     throw "systemdtests/nix/pkgs-stub.nix: the module uses pkgs.${what}, which the systemd tier cannot render yet; add it to pkgs-stub.nix and store-paths.tsv";
@@ -63,10 +69,11 @@ lib.genAttrs tools pkg
   writeScript = file;
   writeShellScriptBin = unsupported "writeShellScriptBin";
   writeShellApplication = unsupported "writeShellApplication";
-  # The only runCommand in the module checks the spec with the launcher at build time; here
-  # the spec is written from config.services.opencode.specs and checked in the container.
-  runCommand = name: _env: _script: pkg name;
-  runCommandLocal = name: _env: _script: pkg name;
+  # The module's runCommands check a spec with the launcher at build time and copy it to
+  # $out: here their output is the copied file itself (the launcher checks it in the
+  # container). Any other runCommand is an opaque stand-in, which store-paths.tsv must map.
+  runCommand = runCommand;
+  runCommandLocal = runCommand;
   formats.json = _: {
     type = lib.types.attrsOf lib.types.anything;
     generate = name: value: file name (builtins.toJSON value);
