@@ -64,7 +64,7 @@ lib.genAttrs tools pkg
     if (a.destination or "") != "" then
       unsupported "writeTextFile with a destination" a
     else
-      file a.name ((lib.optionalString (a.executable or false) "") + a.text);
+      file a.name a.text; # the test installs every such file executable
   writeShellScript = name: text: file name "#!${shell}\n${text}";
   writeScript = file;
   writeShellScriptBin = unsupported "writeShellScriptBin";
@@ -72,7 +72,7 @@ lib.genAttrs tools pkg
   # The module's runCommands check a spec with the launcher at build time and copy it to
   # $out: here their output is the copied file itself (the launcher checks it in the
   # container). Any other runCommand is an opaque stand-in, which store-paths.tsv must map.
-  runCommand = runCommand;
+  inherit runCommand;
   runCommandLocal = runCommand;
   formats.json = _: {
     type = lib.types.attrsOf lib.types.anything;
