@@ -13,7 +13,7 @@ GOTEST    := $(GO) test -count=1 -p 1 -timeout 30m
 FUZZTIME  ?= 300000x
 export CGO_ENABLED := 1
 
-.PHONY: all build deps test test-unit test-root fuzz nixcheck bench demo lint clean
+.PHONY: all build deps test test-unit test-root test-systemd fuzz nixcheck bench demo lint clean
 
 all: build
 
@@ -28,10 +28,18 @@ test: deps build lint
 	$(GOTEST) ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 	$(MAKE) nixcheck
+	$(MAKE) test-systemd
 
 ## test-unit: no root, no network: what a laptop runs.
 test-unit:
 	$(GO) test -count=1 ./launcher/... ./sandbox/... ./netpolicy/...
+
+## test-systemd: the NixOS module's rendered units on a real systemd, booted in a
+## systemd-nspawn container (systemdtests/README.md). Skips loudly without root/nspawn.
+## Needs no host lock: the container has its own network namespace for every netns,
+## veth and nft table that the units make.
+test-systemd: build
+	OCNIX_SYSTEMD_TIER=1 $(GO) test -count=1 -v -timeout 30m ./systemdtests/
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./launcher

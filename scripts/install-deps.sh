@@ -19,10 +19,12 @@ if [ ! -e "$stamp" ]; then
   # nftables: looking at rulesets in tests; libseccomp-dev + pkg-config: cgo build;
   # nix-bin: nix-instantiate for the Nix checks; postgresql: a real unix socket;
   # iproute2: test namespaces; systemd: systemd-socket-activate/-proxyd for the
-  # published port; bubblewrap: the startup benchmark's peer; strace, psmisc: debugging.
+  # published port; bubblewrap: the startup benchmark's peer; strace, psmisc: debugging;
+  # systemd-container, debootstrap: the systemd tier's container (systemdtests/).
   apt-get install -y -qq --no-install-recommends \
     nftables libseccomp-dev pkg-config gcc libc6-dev nix-bin postgresql postgresql-client \
-    iproute2 systemd bubblewrap strace psmisc curl ca-certificates git make >/dev/null
+    iproute2 systemd bubblewrap strace psmisc curl ca-certificates git make \
+    systemd-container debootstrap >/dev/null
   # The image's Node.js (nodesource) bundles npm; Debian's npm conflicts with it.
   command -v npm >/dev/null || apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
   mkdir -p "$prefix/opencode"
