@@ -71,6 +71,7 @@ func init() {
 		"serve-abstract":      serveAbstract,
 		"connect-abstract":    connectAbstract,
 		"exchange-loop":       exchangeLoop,
+		"signalable":          signalable,
 	} {
 		probes[name] = f
 	}
@@ -110,6 +111,16 @@ func swapLink(link, a, b string, stop *atomic.Bool) {
 			}
 		}
 	}
+}
+
+// raceSetup points link at benign before the swapper starts, and gives
+// the Go runtime two threads: GOMAXPROCS follows the cgroup CPU quota,
+// and with one P the swapper and the opener would take turns instead of
+// racing.
+func raceSetup(link, benign string) {
+	runtime.GOMAXPROCS(max(2, runtime.NumCPU()))
+	unix.Unlink(link)
+	unix.Symlink(benign, link)
 }
 
 // symlinkRace: RWDIR TARGET N MODE, MODE one of read, write (a symlink
@@ -152,6 +163,7 @@ func symlinkRace(a []string) (string, error) {
 	if mode == "write" {
 		flags = unix.O_WRONLY | unix.O_APPEND
 	}
+	raceSetup(link, benign)
 	var stop atomic.Bool
 	done := make(chan struct{})
 	go func() { swapLink(link, benign, target, &stop); close(done) }()
@@ -229,6 +241,7 @@ func hardlinkRace(a []string) (string, error) {
 		return "", unwrap(err)
 	}
 	src, dst := filepath.Join(rw, "src"), filepath.Join(rw, "dst")
+	raceSetup(src, inside)
 	var stop atomic.Bool
 	done := make(chan struct{})
 	go func() { swapLink(src, inside, target, &stop); close(done) }()
@@ -366,8 +379,11 @@ func openByHandle(a []string) (string, error) {
 }
 
 func pidArg(s string) int {
-	if s == "parent" {
+	switch s {
+	case "parent":
 		return unix.Getppid()
+	case "self":
+		return unix.Getpid()
 	}
 	pid, _ := strconv.Atoi(s)
 	return pid
@@ -819,4 +835,25 @@ func exchangeLoop(a []string) (string, error) {
 			return "", err
 		}
 	}
+}
+
+// signalable lists the processes (pid:comm) this one may send signal 0,
+// itself excepted: what kill(-1, SIG) would reach.
+func signalable(a []string) (string, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return "", unwrap(err)
+	}
+	var got []string
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if unix.Kill(pid, 0) == nil {
+			comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
+			got = append(got, e.Name()+":"+strings.TrimSpace(string(comm)))
+		}
+	}
+	return strings.Join(got, ","), nil
 }
