@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -72,6 +73,12 @@ func init() {
 		"connect-abstract":    connectAbstract,
 		"exchange-loop":       exchangeLoop,
 		"signalable":          signalable,
+		"connect-from-cwd":    connectFromCwd,
+		"connect-procfd":      connectProcFD,
+		"sigio":               sigio,
+		"tiocsti-hi":          tiocstiHi,
+		"shm-read":            shmRead,
+		"mq-read":             mqRead,
 	} {
 		probes[name] = f
 	}
@@ -856,4 +863,102 @@ func signalable(a []string) (string, error) {
 		}
 	}
 	return strings.Join(got, ","), nil
+}
+
+// connectFromCwd: DIR NAME. chdir (which Landlock does not restrict) into
+// DIR, then connect to NAME, relative or through /proc/self/cwd.
+func connectFromCwd(a []string) (string, error) {
+	if err := unix.Chdir(a[0]); err != nil {
+		return "", err
+	}
+	return probes["connect-unix"](a[1:])
+}
+
+// connectProcFD: PATH [SUFFIX]. Connect to /proc/self/fd/N+SUFFIX, N an
+// O_PATH fd of PATH (a socket, or its directory with SUFFIX "/name").
+func connectProcFD(a []string) (string, error) {
+	fd, err := unix.Open(a[0], unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	suffix := ""
+	if len(a) > 1 {
+		suffix = a[1]
+	}
+	return probes["connect-unix"]([]string{"/proc/self/fd/" + strconv.Itoa(fd) + suffix})
+}
+
+// sigio: PID SIG. Make PID the owner of a pipe with O_ASYNC and F_SETSIG
+// SIG, then write to it: the kernel sends SIG to PID on our behalf.
+func sigio(a []string) (string, error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return "", err
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	if _, err := unix.FcntlInt(uintptr(p[0]), unix.F_SETOWN, pidArg(a[0])); err != nil {
+		return "", err
+	}
+	n, _ := strconv.Atoi(a[1])
+	if _, err := unix.FcntlInt(uintptr(p[0]), unix.F_SETSIG, n); err != nil {
+		return "", err
+	}
+	fl, err := unix.FcntlInt(uintptr(p[0]), unix.F_GETFL, 0)
+	if err != nil {
+		return "", err
+	}
+	if _, err := unix.FcntlInt(uintptr(p[0]), unix.F_SETFL, fl|unix.O_ASYNC); err != nil {
+		return "", err
+	}
+	if _, err := unix.Write(p[1], []byte("x")); err != nil {
+		return "", err
+	}
+	time.Sleep(200 * time.Millisecond)
+	return "", nil
+}
+
+// tiocstiHi: FD CHAR. TIOCSTI with bits set above the 32 the kernel
+// reads: a filter comparing all 64 bits would miss it.
+func tiocstiHi(a []string) (string, error) {
+	fd, _ := strconv.Atoi(a[0])
+	c := a[1][0]
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), 1<<32|unix.TIOCSTI, uintptr(unsafe.Pointer(&c)))
+	if e != 0 {
+		return "", e
+	}
+	return "", nil
+}
+
+// shmRead: KEY. Attach the System V shared memory segment KEY read-only
+// and print what it holds.
+func shmRead(a []string) (string, error) {
+	key, _ := strconv.Atoi(a[0])
+	id, err := unix.SysvShmGet(key, 0, 0)
+	if err != nil {
+		return "", err
+	}
+	b, err := unix.SysvShmAttach(id, 0, unix.SHM_RDONLY)
+	if err != nil {
+		return "", err
+	}
+	defer unix.SysvShmDetach(b)
+	return strings.TrimRight(string(b[:32]), "\x00"), nil
+}
+
+// mqRead: NAME. Open the POSIX message queue /NAME and receive a message.
+func mqRead(a []string) (string, error) {
+	name, _ := unix.BytePtrFromString(a[0])
+	fd, _, e := unix.Syscall6(unix.SYS_MQ_OPEN, uintptr(unsafe.Pointer(name)), unix.O_RDONLY|unix.O_NONBLOCK, 0, 0, 0, 0)
+	if e != 0 {
+		return "", e
+	}
+	defer unix.Close(int(fd))
+	buf := make([]byte, 8192)
+	n, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDRECEIVE, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
+	if e != 0 {
+		return "", e
+	}
+	return string(buf[:n]), nil
 }
