@@ -1049,9 +1049,18 @@ func TestRedTeamFindingOtherInstanceProc(t *testing.T) {
 // and an abstract name spelled like an allowed path.
 func TestRedTeamUnixGateTricks(t *testing.T) {
 	var fx unixFixture
+	var rootOnlyDir, rootOnlySock string
 	si := newSandboxInstance(t, "rtgate", func(in *instance) {
 		fx = newUnixFixture(t, in.base)
-		in.spec["sandbox"].(map[string]any)["unixSockets"] = map[string]any{"allow": []any{fx.good, fx.allowedDir}}
+		// Allowed by the list, refused by DAC: the gate must connect
+		// with the caller's credentials, never the supervisor's (root).
+		rootOnlyDir = filepath.Join(in.base, "rootonly", "s.sock")
+		rootOnlySock = filepath.Join(in.base, "sock", "root.sock")
+		mustRun(t, "install", "-d", "-m", "0700", filepath.Dir(rootOnlyDir))
+		startBg(t, true, probeBin, "serve-unix", rootOnlyDir, "root")
+		startBg(t, true, probeBin, "serve-unix", rootOnlySock, "root")
+		mustRun(t, "chmod", "0600", rootOnlySock)
+		in.spec["sandbox"].(map[string]any)["unixSockets"] = map[string]any{"allow": []any{fx.good, fx.allowedDir, rootOnlyDir, rootOnlySock}}
 	})
 	startBg(t, true, probeBin, "serve-abstract", fx.good)
 	sockDir := filepath.Dir(fx.good)
@@ -1070,7 +1079,98 @@ func TestRedTeamUnixGateTricks(t *testing.T) {
 		{name: "SupervisorRootEvil", args: []string{"at-parent", "connect-unix", "/proc/{parent}/root" + fx.evil}, want: "EACCES"},
 		{name: "ThreadSelfRootEvil", args: []string{"connect-unix", "/proc/thread-self/root" + fx.evil}, want: "EACCES", bareWant: "ok"},
 		{name: "AbstractNamedLikeAllowedPath", args: []string{"connect-abstract", fx.good}, want: "EACCES", bareWant: "ok"},
+		{name: "AllowedButDirIsRootOnly", args: []string{"connect-unix", rootOnlyDir}, want: "EACCES", bareWant: "ok"},
+		{name: "AllowedButSocketIsRootOnly", args: []string{"connect-unix", rootOnlySock}, want: "EACCES", bareWant: "ok"},
 	})
+	// The same refusal for the instance user outside the sandbox: DAC's.
+	for _, p := range []string{rootOnlyDir, rootOnlySock} {
+		if out, _, _ := si.asInstanceUserBare("connect-unix", p); out != "EACCES" {
+			t.Errorf("unconfined instance user: connect %s = %q, want EACCES", p, out)
+		}
+	}
+}
+
+// TestRedTeamSetUIDExec: no_new_privs. A set-user-ID root program the
+// instance may execute (in a read-only path) runs with the instance's uid.
+func TestRedTeamSetUIDExec(t *testing.T) {
+	si := newSandboxInstance(t, "rtsuid", nil)
+	suid := filepath.Join(si.ro, "suid-id")
+	mustRun(t, "install", "-o", "root", "-m", "4755", "/usr/bin/id", suid)
+	uid := strings.TrimSpace(mustRun(t, "id", "-u", si.user))
+	if got := si.probe("exec", suid, "-u"); got != "ok "+uid {
+		t.Errorf("set-uid root id in the sandbox = %q, want ok %s", got, uid)
+	}
+	// Twin: the instance user unconfined (without no_new_privs) gets euid 0.
+	if out, errs, code := si.asInstanceUserBare("exec", suid, "-u"); out != "ok 0" {
+		t.Errorf("unconfined instance user: set-uid id = %q (exit %d, %s), want ok 0 (the twin)", out, code, errs)
+	}
+}
+
+// TestRedTeamFindingTargetOutlivesSupervisor: FINDING (open today). The
+// target may clear its own parent-death signal (prctl(PR_SET_PDEATHSIG,
+// 0), an ordinary call) and then outlives a SIGKILLed supervisor, still
+// confined (its connects fail, ENOSYS) but running, like the setsid
+// descendants the package documentation already names. Outside systemd
+// nothing ends it. Fails until the target cannot outlive the supervisor
+// (e.g. it runs in a PID namespace whose init is the supervisor, or in a
+// cgroup the launcher kills).
+func TestRedTeamFindingTargetOutlivesSupervisor(t *testing.T) {
+	var denied string
+	si := newSandboxInstance(t, "rtnodeath", func(in *instance) {
+		denied = filepath.Join(in.base, "sock", "denied.sock")
+		mustRun(t, "install", "-d", "-m", "0755", filepath.Dir(denied))
+	})
+	var accepts atomic.Int64
+	l, err := net.Listen("unix", denied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(denied, 0o777)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepts.Add(1)
+			c.Close()
+		}
+	}()
+	out := filepath.Join(si.rw, "nodeath")
+	mustRun(t, "install", "-d", "-o", si.user, "-m", "0755", out)
+	cmd := exec.Command(launcherBin, "run", "--config", si.specPath, "--", probeBin, "nodeath-loop", denied, out)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	pids := waitPidFiles(t, out, 1, 20*time.Second)
+	waitCounts(t, out, pids, "EACCES", 20*time.Second)
+	var target int
+	for p := range pids {
+		target = p
+	}
+	cmd.Process.Kill()
+	<-done
+	deadline := time.Now().Add(3 * time.Second)
+	for alive(target) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alive(target) {
+		time.Sleep(300 * time.Millisecond)
+		t.Errorf("FINDING: the target %d cleared its parent-death signal and outlived the SIGKILLed supervisor (counts %v)", target, readCounts(out, target))
+		if c := readCounts(out, target); c["ok"] != 0 {
+			t.Errorf("ESCAPE: the orphaned target connected %d times", c["ok"])
+		}
+		killAndWait(target)
+	} else {
+		waitGone(target)
+	}
+	if n := accepts.Load(); n != 0 {
+		t.Errorf("ESCAPE: the denied socket accepted %d connections", n)
+	}
 }
 
 // TestRedTeamFindingSysVIPC: FINDING (open today). Landlock does not cover

@@ -79,6 +79,7 @@ func init() {
 		"tiocsti-hi":          tiocstiHi,
 		"shm-read":            shmRead,
 		"mq-read":             mqRead,
+		"nodeath-loop":        nodeathLoop,
 	} {
 		probes[name] = f
 	}
@@ -491,6 +492,9 @@ func killAll(a []string) (string, error) {
 func connectDeniedLoop(a []string) (string, error) {
 	path, out := a[0], a[1]
 	role := "descendant"
+	if len(a) > 2 {
+		role = a[2]
+	}
 	if len(a) < 3 {
 		role = "target"
 		cmd := exec.Command("/proc/self/exe", "connect-denied-loop", path, out, "descendant")
@@ -961,4 +965,14 @@ func mqRead(a []string) (string, error) {
 		return "", e
 	}
 	return string(buf[:n]), nil
+}
+
+// nodeathLoop: PATH OUTDIR. The target clears its own parent-death signal
+// (an ordinary prctl), then loops like connect-denied-loop without a
+// descendant.
+func nodeathLoop(a []string) (string, error) {
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0); err != nil {
+		return "", err
+	}
+	return connectDeniedLoop([]string{a[0], a[1], "nodeath"})
 }
