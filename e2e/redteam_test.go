@@ -1229,3 +1229,74 @@ func TestRedTeamPosixMessageQueue(t *testing.T) {
 		t.Errorf("bare mq-read = %q, want ok host message (the twin)", got)
 	}
 }
+
+// TestRedTeamSyscallEncodings: the same denied calls spelled so that a
+// filter reading too much or too little would miss them: arguments with
+// bits above the 32 the kernel reads, and the 32-bit system call table
+// (int 0x80; IA-32 emulation is on in this kernel), which must kill.
+func TestRedTeamSyscallEncodings(t *testing.T) {
+	si := newSandboxInstance(t, "rtenc", nil)
+	runRTCases(t, si, []rtCase{
+		{name: "PacketSocketHighBits", args: []string{"socket-hi", "17", "3", "0"}, want: "EAFNOSUPPORT", bareWant: "ok"},
+		{name: "SockDiagHighBits", args: []string{"socket-hi", "16", "3", "4"}, want: "EPROTONOSUPPORT", bareWant: "ok"},
+		{name: "RawSocketHighBits", args: []string{"socket-hi", "2", "3", "1"}, want: "EPERM", bareWant: "ok"},
+		{name: "MPTCPHighBits", args: []string{"socket-hi", "2", "1", "262"}, want: "EPROTONOSUPPORT", bareWant: "ok"},
+		{name: "UnixDgramHighBits", args: []string{"socket-hi", "1", "2", "0"}, want: "EACCES", bareWant: "ok"},
+	})
+	if got := bare(t, "ia32", "20", "0"); !strings.HasPrefix(got, "ok ret=") {
+		t.Fatalf("bare int 0x80 getpid = %q: the 32-bit table is not reachable here, the test proves nothing", got)
+	}
+	for _, c := range []struct{ name, nr, arg string }{
+		{"Getpid", "20", "0"},
+		{"UnshareNewUser", "310", "0x10000000"},
+	} {
+		t.Run("IA32"+c.name, func(t *testing.T) {
+			out, errs, code := si.sandboxed(probeBin, "ia32", c.nr, c.arg)
+			if strings.TrimSpace(out) != "" || code != 128+int(syscall.SIGSYS) {
+				t.Errorf("int 0x80 %s in the sandbox: stdout %q, exit %d, want killed by SIGSYS (exit %d)\nstderr: %s", c.name, out, code, 128+int(syscall.SIGSYS), errs)
+			}
+		})
+	}
+}
+
+// TestRedTeamFindingSetUIDCreation: FINDING (open today). The seccomp rules
+// that stop set-user-ID files look at chmod, fchmod, fchmodat(2), creat,
+// and open/openat with O_CREAT, but a set-user-ID file can also be made
+// with openat2 (the mode is in struct open_how, out of seccomp's sight),
+// with O_TMPFILE (no O_CREAT) and a link, and with mknod(S_IFREG). Fails
+// until each is refused as systemd's RestrictSUIDSGID= does (EPERM;
+// openat2 ENOSYS, so that libc falls back to openat).
+func TestRedTeamFindingSetUIDCreation(t *testing.T) {
+	si := newSandboxInstance(t, "rtsuidc", nil)
+	bareDir := filepath.Join(si.base, "bare-suid")
+	mustRun(t, "install", "-d", "-m", "0755", bareDir)
+	for _, c := range []struct {
+		name   string
+		args   func(dir string) []string
+		secure []string
+	}{
+		{"Openat2", func(d string) []string { return []string{"openat2-create", filepath.Join(d, "o2"), "4755"} }, []string{"EPERM", "ENOSYS"}},
+		{"Openat2SetGID", func(d string) []string { return []string{"openat2-create", filepath.Join(d, "o2g"), "2755"} }, []string{"EPERM", "ENOSYS"}},
+		{"OTmpfile", func(d string) []string { return []string{"tmpfile-create", d, "tmp", "4755"} }, []string{"EPERM"}},
+		{"Mknod", func(d string) []string { return []string{"mknod-create", filepath.Join(d, "mk"), "4755"} }, []string{"EPERM"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := si.probe(c.args(si.dir)...)
+			ok := false
+			for _, s := range c.secure {
+				ok = ok || got == s
+			}
+			if !ok {
+				t.Errorf("FINDING: %s in the sandbox = %q, want one of %v (a set-ID file of the instance user)", c.name, got, c.secure)
+			}
+			// Twin: as root outside, the file gets its set-ID bit.
+			if b := bare(t, c.args(bareDir)...); !strings.HasPrefix(b, "ok mode=4") && !strings.HasPrefix(b, "ok mode=2") {
+				t.Errorf("bare %s = %q, want a set-ID mode", c.name, b)
+			}
+		})
+	}
+	// The allowed variant: the same calls without the bits.
+	if got := si.probe("openat2-create", filepath.Join(si.dir, "plain"), "0755"); got != "ok mode=755" {
+		t.Errorf("plain openat2 create = %q, want ok mode=755", got)
+	}
+}

@@ -80,6 +80,12 @@ func init() {
 		"shm-read":            shmRead,
 		"mq-read":             mqRead,
 		"nodeath-loop":        nodeathLoop,
+		"ia32":                ia32,
+		"socket-hi":           socketHi,
+		"openat2-create":      openat2Create,
+		"tmpfile-create":      tmpfileCreate,
+		"mknod-create":        mknodCreate,
+		"mkdir-mode":          mkdirMode,
 	} {
 		probes[name] = f
 	}
@@ -975,4 +981,105 @@ func nodeathLoop(a []string) (string, error) {
 		return "", err
 	}
 	return connectDeniedLoop([]string{a[0], a[1], "nodeath"})
+}
+
+// ia32: NR ARG. A 32-bit system call (int 0x80, IA-32 emulation) with one
+// argument, from a page of machine code: mov eax, NR; mov ebx, ARG;
+// int 0x80; ret. Go's register ABI returns RAX as the result. A filter
+// for the 64-bit table alone would not see it; ocnix's kills the process.
+func ia32(a []string) (string, error) {
+	nr, _ := strconv.ParseUint(a[0], 0, 32)
+	arg, _ := strconv.ParseUint(a[1], 0, 32)
+	code, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
+	if err != nil {
+		return "", err
+	}
+	prog := []byte{0xb8, 0, 0, 0, 0, 0xbb, 0, 0, 0, 0, 0xcd, 0x80, 0xc3}
+	*(*uint32)(unsafe.Pointer(&prog[1])) = uint32(nr)
+	*(*uint32)(unsafe.Pointer(&prog[6])) = uint32(arg)
+	copy(code, prog)
+	if err := unix.Mprotect(code, unix.PROT_READ|unix.PROT_EXEC); err != nil {
+		return "", err
+	}
+	entry := uintptr(unsafe.Pointer(&code[0]))
+	fn := *(*func() uintptr)(unsafe.Pointer(&struct{ p *uintptr }{&entry}))
+	r := int32(fn())
+	if r < 0 && r > -4096 {
+		return "", unix.Errno(-r)
+	}
+	return fmt.Sprintf("ret=%d", r), nil
+}
+
+// socketHi: FAMILY TYPE PROTO, each with bit 32 set, which the kernel
+// drops (the arguments are ints): a filter comparing 64 bits would miss.
+func socketHi(a []string) (string, error) {
+	var v [3]uintptr
+	for i := range v {
+		n, _ := strconv.ParseUint(a[i], 0, 32)
+		v[i] = uintptr(n) | 1<<32
+	}
+	fd, _, e := unix.Syscall(unix.SYS_SOCKET, v[0], v[1], v[2])
+	if e != 0 {
+		return "", e
+	}
+	unix.Close(int(fd))
+	return "", nil
+}
+
+func modeOf(p string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("mode=%o", st.Mode&0o7777), nil
+}
+
+func octal(s string) uint32 {
+	m, _ := strconv.ParseUint(s, 8, 32)
+	return uint32(m)
+}
+
+// openat2Create: PATH MODE. A creating openat2, whose mode lives in
+// struct open_how where seccomp cannot read it.
+func openat2Create(a []string) (string, error) {
+	fd, err := unix.Openat2(unix.AT_FDCWD, a[0], &unix.OpenHow{
+		Flags: unix.O_CREAT | unix.O_EXCL | unix.O_WRONLY | unix.O_CLOEXEC,
+		Mode:  uint64(octal(a[1])),
+	})
+	if err != nil {
+		return "", err
+	}
+	unix.Close(fd)
+	return modeOf(a[0])
+}
+
+// tmpfileCreate: DIR NAME MODE. An O_TMPFILE open (no O_CREAT) with MODE,
+// linked into DIR as NAME.
+func tmpfileCreate(a []string) (string, error) {
+	fd, err := unix.Open(a[0], unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, octal(a[2]))
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	dst := filepath.Join(a[0], a[1])
+	if err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW); err != nil {
+		return "", err
+	}
+	return modeOf(dst)
+}
+
+// mknodCreate: PATH MODE. A regular file made by mknod, which needs no
+// privilege.
+func mknodCreate(a []string) (string, error) {
+	if err := unix.Mknodat(unix.AT_FDCWD, a[0], unix.S_IFREG|octal(a[1]), 0); err != nil {
+		return "", err
+	}
+	return modeOf(a[0])
+}
+
+func mkdirMode(a []string) (string, error) {
+	if err := unix.Mkdir(a[0], octal(a[1])); err != nil {
+		return "", err
+	}
+	return modeOf(a[0])
 }
