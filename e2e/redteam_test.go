@@ -1300,3 +1300,31 @@ func TestRedTeamFindingSetUIDCreation(t *testing.T) {
 		t.Errorf("plain openat2 create = %q, want ok mode=755", got)
 	}
 }
+
+// TestRedTeamFindingMetadataOutsideGrants: FINDING (open today; a Landlock
+// limitation). Landlock has no right for chmod, chown, utimes or xattrs,
+// so the instance changes the metadata of files it owns anywhere on the
+// host, beyond its grants: here it opens up its own 0600 file in a
+// directory it may not read. Fails until something refuses it (EACCES):
+// Landlock cannot; a mount namespace that hides the path, or owning
+// nothing outside the grants (an operator rule, for `check` to enforce),
+// can.
+func TestRedTeamFindingMetadataOutsideGrants(t *testing.T) {
+	si := newSandboxInstance(t, "rtmeta", nil)
+	f := filepath.Join(si.outside, "instance-owned")
+	if err := os.WriteFile(f, []byte("old data of the instance user\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "chown", si.user, f)
+	if got := si.probe("read", f); got != "EACCES" {
+		t.Fatalf("read %s = %q, want EACCES: the grant is not what this test assumes", f, got)
+	}
+	if got := si.probe("chmod", f, "0644"); got != "EACCES" {
+		st, _ := os.Stat(f)
+		t.Errorf("FINDING: chmod of the instance's own file outside its grants = %q (mode now %v), want EACCES", got, st.Mode())
+	}
+	// Twin: the instance user unconfined may.
+	if out, _, _ := si.asInstanceUserBare("chmod", f, "0640"); out != "ok" {
+		t.Errorf("unconfined instance user: chmod = %q, want ok (the twin)", out)
+	}
+}

@@ -183,7 +183,9 @@ func symlinkRace(a []string) (string, error) {
 	go func() { swapLink(link, benign, target, &stop); close(done) }()
 	var good, escaped, denied, other int
 	var others []string
-	for i := 0; i < n; i++ {
+	// At least n tries, and on until both sides were seen (a loaded
+	// machine may not switch threads for a while), at most 50n.
+	for i := 0; i < n || (good == 0 || escaped+denied == 0) && i < 50*n; i++ {
 		ino, err := openIno(open, flags)
 		switch {
 		case err == nil && ino == targetIno:
@@ -261,7 +263,7 @@ func hardlinkRace(a []string) (string, error) {
 	go func() { swapLink(src, inside, target, &stop); close(done) }()
 	var good, escaped, denied, other int
 	var others []string
-	for i := 0; i < n; i++ {
+	for i := 0; i < n || (good == 0 || escaped+denied == 0) && i < 50*n; i++ {
 		err := unix.Linkat(unix.AT_FDCWD, src, unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
 		switch {
 		case err == nil:
