@@ -277,7 +277,20 @@ func TestRedTeamProcTricks(t *testing.T) {
 	}
 	mustRun(t, "chown", si.user, own)
 	victim := strconv.Itoa(sameUserVictim(t, si.user))
+	// A program outside the grants (root's, 0755): readable and executable
+	// by DAC, not by Landlock.
+	outsideBin := filepath.Join(si.outside, "true")
+	mustRun(t, "install", "-m", "0755", "/bin/true", outsideBin)
 	runRTCases(t, si, []rtCase{
+		{name: "ExecOutside", args: []string{"exec", outsideBin}, want: "EACCES", bareWant: "ok"},
+		// The exec'd /bin/true prints nothing: the probe's "ok" never
+		// comes, so an escape shows as "".
+		{name: "ExecveatOPathOutside", args: []string{"execveat-opath", outsideBin}, want: "EACCES"},
+		{name: "ExecProcFDOutside", args: []string{"execveat-opath", outsideBin, "procfd"}, want: "EACCES"},
+		{name: "ExecveatOPathAllowed", args: []string{"execveat-opath", probeBin, "whoami"}, want: "ok " + strings.TrimPrefix(si.probe("whoami"), "ok ")},
+		{name: "TruncateProcFDOutside", args: []string{"truncate-procfd", secret}, want: "EACCES"},
+		{name: "TruncateProcFDReadOnly", args: []string{"truncate-procfd", roFile}, want: "EACCES"},
+		{name: "TruncateProcFDOwn", args: []string{"truncate-procfd", own}, want: "ok"},
 		// O_PATH is not an access: Landlock and DAC let it through. What
 		// matters is that it cannot be turned into one.
 		{name: "OPathOutside", args: []string{"opath", secret}, want: "ok"},

@@ -86,6 +86,8 @@ func init() {
 		"tmpfile-create":      tmpfileCreate,
 		"mknod-create":        mknodCreate,
 		"mkdir-mode":          mkdirMode,
+		"execveat-opath":      execveatOPath,
+		"truncate-procfd":     truncateProcFD,
 	} {
 		probes[name] = f
 	}
@@ -1084,4 +1086,36 @@ func mkdirMode(a []string) (string, error) {
 		return "", err
 	}
 	return modeOf(a[0])
+}
+
+// execveatOPath: PATH ARGS... Replace this process with PATH through an
+// O_PATH fd (execveat AT_EMPTY_PATH), or through /proc/self/fd/N when the
+// first ARG is "procfd".
+func execveatOPath(a []string) (string, error) {
+	fd, err := unix.Open(a[0], unix.O_PATH, 0)
+	if err != nil {
+		return "", err
+	}
+	args := a[1:]
+	if len(args) > 0 && args[0] == "procfd" {
+		p := "/proc/self/fd/" + strconv.Itoa(fd)
+		return "", unix.Exec(p, append([]string{p}, args[1:]...), os.Environ())
+	}
+	argv, _ := syscall.SlicePtrFromStrings(append([]string{a[0]}, args...))
+	envp, _ := syscall.SlicePtrFromStrings(os.Environ())
+	empty, _ := unix.BytePtrFromString("")
+	_, _, e := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(empty)),
+		uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
+	return "", e
+}
+
+// truncateProcFD: PATH. truncate(2) by path through the magic link of an
+// O_PATH fd.
+func truncateProcFD(a []string) (string, error) {
+	fd, err := unix.Open(a[0], unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	return "", unix.Truncate("/proc/self/fd/"+strconv.Itoa(fd), 0)
 }
