@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // The red-team battery (issue 10, item 7). Every probe runs inside a real
