@@ -2,7 +2,10 @@
 
 package netpolicy
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
 
 // Counter is the packet and byte count of one rule.
 type Counter struct {
@@ -37,3 +40,16 @@ func unsupported(p Plan) error {
 
 // Diagnose is only implemented on Linux.
 func Diagnose(p Plan) []string { return nil }
+
+// DNSEntries is only implemented on Linux.
+func DNSEntries(p Plan) ([]DNSEntry, error) {
+	if p.DNS == nil {
+		return nil, nil
+	}
+	return nil, ErrUnsupported
+}
+
+// RunResolver is only implemented on Linux.
+func RunResolver(ctx context.Context, p Plan, cfg ResolverConfig, ready func()) error {
+	return ErrUnsupported
+}

@@ -286,7 +286,11 @@ func writeResolvConf(p Plan) error {
 		return fmt.Errorf("write %s: %w", p.ResolvConf, err)
 	}
 	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(renderResolvConf(p.Instance, servers, skipped))
+	content := renderResolvConf(p.Instance, servers, skipped)
+	if p.DNS != nil {
+		content = renderResolverConf(p)
+	}
+	_, err = tmp.Write(content)
 	if err == nil {
 		err = tmp.Chmod(0o644)
 	}

@@ -41,6 +41,10 @@ func applyTable(t Table, nsfd int) error {
 // This is the guard behind elemChunks.
 func (l lowered) verifySets(c *nftables.Conn) error {
 	for _, s := range l.sets {
+		if s.set.HasTimeout {
+			// Filled by the resolver, possibly already: nothing to compare.
+			continue
+		}
 		got, err := c.GetSetElements(s.set)
 		if err != nil {
 			return fmt.Errorf("set %s: read back: %w", s.set.Name, err)
