@@ -130,6 +130,25 @@ func TestParseRejects(t *testing.T) {
 		{"BindPortZero", func(m map[string]any) {
 			m["sandbox"] = map[string]any{"allowBindPorts": []any{0}}
 		}, "sandbox.allowBindPorts[0]", "1 to 65535"},
+		{"DomainIsURL", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"enable": true, "outboundAllowDomains": []any{"api.anthropic.com", "https://api.openai.com"}}
+		}, "networkIsolation.outboundAllowDomains[1]", "URL"},
+		{"DomainWildcardInside", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{"api.*.com"}}
+		}, "networkIsolation.outboundAllowDomains[0]", "whole first label"},
+		{"DomainBadPort", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{"registry.npmjs.org:99999"}}
+		}, "networkIsolation.outboundAllowDomains[0]", "1 to 65535"},
+		{"DomainIsAddress", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{"10.1.2.3"}}
+		}, "networkIsolation.outboundAllowDomains[0]", "outboundAllowCidrs"},
+		{"DomainNotString", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{42}}
+		}, "networkIsolation.outboundAllowDomains[0]", "want a string"},
+		{"DomainsWithListenPort53", func(m map[string]any) {
+			m["listen"] = map[string]any{"port": 53}
+			m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{"api.anthropic.com"}}
+		}, "listen.port", "resolver"},
 		{"SocketListNotList", func(m map[string]any) {
 			m["sandbox"] = map[string]any{"unixSockets": map[string]any{"allow": "/run/x"}}
 		}, "sandbox.unixSockets.allow", "list of strings"},
@@ -170,6 +189,24 @@ func TestParseListsEveryProblemInOnePass(t *testing.T) {
 	want := []string{"bogus", "directory", "stateDir", "listen.port", "command"}
 	if d := cmp.Diff(want, keys); d != "" {
 		t.Errorf("problem keys (-want +got):\n%s", d)
+	}
+}
+
+func TestParseDomainsEveryProblemKeyed(t *testing.T) {
+	_, err := Parse(specWith(t, func(m map[string]any) {
+		m["networkIsolation"] = map[string]any{"enable": true, "outboundAllowDomains": []any{"ok.example.com", "*", "a..b.com", "x.com:0", "*.github.com:22"}}
+	}))
+	var ps *Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("err = %v", err)
+	}
+	var keys []string
+	for _, p := range ps.List {
+		keys = append(keys, p.Key)
+	}
+	want := []string{"networkIsolation.outboundAllowDomains[1]", "networkIsolation.outboundAllowDomains[2]", "networkIsolation.outboundAllowDomains[3]"}
+	if d := cmp.Diff(want, keys); d != "" {
+		t.Errorf("problem keys (-want +got):\n%s\n%v", d, err)
 	}
 }
 

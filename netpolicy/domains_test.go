@@ -112,3 +112,34 @@ func TestMatchDomains(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseDomain: any entry is either refused or gives a rule whose
+// canonical spelling parses to the same rule and matches what it names.
+func FuzzParseDomain(f *testing.F) {
+	for _, s := range []string{"api.anthropic.com", "*.github.com", "registry.npmjs.org:443", "*.", "a.*.b", ":443", "x.com:0", "[::1]:53", "A.B.C.", "_x.y.z:65535"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseDomain(s)
+		if err != nil {
+			return
+		}
+		if len(r.Ports) == 0 || r.Name == "" || strings.ContainsAny(r.Name, "*:") {
+			t.Fatalf("ParseDomain(%q) = %+v", s, r)
+		}
+		again, err := ParseDomain(fmt.Sprintf("%s:%d", r, r.Ports[0]))
+		if err != nil || again.Name != r.Name || again.Wildcard != r.Wildcard {
+			t.Fatalf("canonical form of %q does not re-parse: %+v, %v", s, again, err)
+		}
+		probe := r.Name
+		if r.Wildcard {
+			probe = "x." + r.Name
+			if r.Matches(r.Name) {
+				t.Fatalf("%q matches its own suffix %q", s, r.Name)
+			}
+		}
+		if !r.Matches(probe) {
+			t.Fatalf("%q does not match %q", s, probe)
+		}
+	})
+}
