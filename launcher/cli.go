@@ -54,6 +54,7 @@ type CLI struct {
 	Run      RunCmd      `cmd:"" help:"Run the server (or -- CMD) confined by the instance's sandbox and network."`
 	Status   StatusCmd   `cmd:"" help:"Show the last setup result and, with network isolation, the netns and the egress filter's hit counters."`
 	Teardown TeardownCmd `cmd:"" help:"Remove the instance's netns, links and nft tables (root, idempotent). Never touches directory or stateDir."`
+	DNS      DNSCmd      `cmd:"" name:"dns" help:"Run the instance's DNS resolver for networkIsolation.outboundAllowDomains (root, long-running; the opencode-<name>-dns unit)."`
 }
 
 // ConfigFlag is the --config flag every command takes.

@@ -53,3 +53,11 @@ func DNSEntries(p Plan) ([]DNSEntry, error) {
 func RunResolver(ctx context.Context, p Plan, cfg ResolverConfig, ready func()) error {
 	return ErrUnsupported
 }
+
+// ProbeResolver is only implemented on Linux.
+func ProbeResolver(p Plan) error {
+	if p.DNS == nil {
+		return nil
+	}
+	return ErrUnsupported
+}

@@ -203,3 +203,38 @@ func (g *HostGuard) refresh() {
 		}
 	}
 }
+
+// ProbeResolver asks the instance's resolver, from inside the netns, for
+// a sign of life: a STATUS query, which it answers NOTIMP without logging
+// or forwarding anything. It needs root (it joins the netns).
+func ProbeResolver(p Plan) error {
+	if p.DNS == nil {
+		return nil
+	}
+	fd, err := unix.Open(p.NetnsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("netpolicy: probe resolver %s: %w", p.Instance, err)
+	}
+	defer unix.Close(fd)
+	var c net.Conn
+	if err := inNetns(fd, func() error {
+		var err error
+		c, err = net.Dial("udp", p.DNS.Listen.String())
+		return err
+	}); err != nil {
+		return fmt.Errorf("netpolicy: probe resolver %s: %w", p.Instance, err)
+	}
+	defer c.Close()
+	m := new(dns.Msg)
+	m.Id = dns.Id()
+	m.Opcode = dns.OpcodeStatus
+	cl := &dns.Client{Timeout: time.Second}
+	r, _, err := cl.ExchangeWithConn(m, &dns.Conn{Conn: c})
+	if err != nil {
+		return fmt.Errorf("netpolicy: resolver %s on %s in %s does not answer: %w", p.Instance, p.DNS.Listen, p.Netns, err)
+	}
+	if r.Rcode != dns.RcodeNotImplemented {
+		return fmt.Errorf("netpolicy: resolver %s: something else answers on %s (rcode %s)", p.Instance, p.DNS.Listen, dns.RcodeToString[r.Rcode])
+	}
+	return nil
+}
