@@ -29,6 +29,10 @@ func dnsSet(t *nftables.Table, name, typ string) (*nftables.Set, error) {
 	return s, nil
 }
 
+func dnsElement(e DNSEntry) nftables.SetElement {
+	return nftables.SetElement{Key: dnsKey(e.Addr, e.Port), Timeout: e.Timeout, Comment: e.Name}
+}
+
 // SetWriter adds resolved addresses to an instance's DNS sets. It keeps one
 // netlink socket open in the instance netns, so it keeps working on the
 // same netns whatever happens to /run/netns; [NetnsReplaced] tells the
@@ -70,7 +74,7 @@ func OpenSetWriter(p Plan) (*SetWriter, error) {
 func (w *SetWriter) Add(entries []DNSEntry) error {
 	var e4, e6 []nftables.SetElement
 	for _, e := range entries {
-		el := nftables.SetElement{Key: dnsKey(e.Addr, e.Port), Timeout: e.Timeout, Comment: e.Name}
+		el := dnsElement(e)
 		if e.Addr.Unmap().Is4() {
 			e4 = append(e4, el)
 		} else {

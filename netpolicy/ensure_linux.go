@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -76,7 +78,7 @@ func ensure(p Plan) error {
 	// that no moment exists (not even after a crash here) in which the
 	// netns has a route and no filter. The rules match interfaces by name,
 	// so they do not need the veth to exist.
-	if err := applyTable(p.Filter, int(ns)); err != nil {
+	if err := applyTable(p.Filter, int(ns), carryDNSEntries(p)...); err != nil {
 		return fmt.Errorf("in netns: %w", err)
 	}
 
@@ -103,6 +105,31 @@ func ensure(p Plan) error {
 		return fmt.Errorf("host: %w", err)
 	}
 	return writeResolvConf(p)
+}
+
+// carryDNSEntries returns the DNS set elements worth keeping when Ensure
+// replaces the filter table of a running instance: those whose name still
+// matches a rule that allows their port, with the time they had left.
+// Without them every address a client resolved before the setup would be
+// rejected until it resolves again, which clients that cache answers do
+// only after the TTL. Nothing is carried from a table that is not there.
+func carryDNSEntries(p Plan) []DNSEntry {
+	if p.DNS == nil {
+		return nil
+	}
+	old, err := DNSEntries(p)
+	if err != nil {
+		return nil
+	}
+	var keep []DNSEntry
+	for _, e := range old {
+		if e.Expires < time.Second || !slices.Contains(MatchDomains(p.Domains, e.Name), e.Port) {
+			continue
+		}
+		e.Timeout, e.Expires = min(e.Expires, p.DNS.MaxTTL), 0
+		keep = append(keep, e)
+	}
+	return keep
 }
 
 func aliasOf(p Plan) string { return aliasPrefix + p.Instance }

@@ -401,6 +401,39 @@ func TestResolverEgressByName(t *testing.T) {
 			}
 		}
 	})
+	t.Run("SetupAgainKeepsWhatIsStillAllowed", func(t *testing.T) {
+		mustResolve(t, p, "anything.wild.test", in.wild)
+		mustResolve(t, p, "cname.test", in.cdn)
+		// A setup with cname.test dropped from the list: the table is
+		// replaced; the wildcard's address survives, cname.test's does not.
+		in2 := p
+		smaller, err := Build(Input{Instance: name, Enable: true, ListenPort: 8787,
+			AllowDomains: []string{"*.wild.test:7001"}, Nameservers: []string{in.server.Addr().String()}, DNSMinTTL: testMinTTL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Ensure(smaller); err != nil {
+			t.Fatal(err)
+		}
+		if es := entriesFor(t, p, "anything.wild.test"); len(es) != 1 || es[0].Port != 7001 {
+			t.Errorf("after setup, anything.wild.test entries = %v, want its 7001 entry kept", es)
+		}
+		if es := entriesFor(t, p, "cname.test"); len(es) != 0 {
+			t.Errorf("after setup without cname.test, its entries = %v, want none", es)
+		}
+		if err := tcpHello(t, p.NetnsPath, in.tcp(in.wild)); err != nil {
+			t.Errorf("connect %s after setup: %v", in.tcp(in.wild), err)
+		}
+		mustBeRejected(t, p, in.tcp(in.cdn))
+		if err := Ensure(in2); err != nil {
+			t.Fatal(err)
+		}
+		// The running resolver writes into the new table.
+		mustResolve(t, p, "cname.test", in.cdn)
+		if err := tcpHello(t, p.NetnsPath, in.tcp(in.cdn)); err != nil {
+			t.Errorf("connect %s after resolving again: %v", in.tcp(in.cdn), err)
+		}
+	})
 }
 
 // TestResolverWithGlibcClient resolves through the netns resolv.conf the
