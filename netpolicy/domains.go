@@ -79,11 +79,11 @@ func ParseDomain(entry string) (DomainRule, error) {
 	if s == "" {
 		return r, fmt.Errorf("is empty; give a host name such as api.anthropic.com")
 	}
-	if strings.ContainsAny(s, " \t\r\n\x00/@?#") {
-		return r, fmt.Errorf("%q contains a space, control character, '/', '@', '?' or '#'; give a bare host name, not a URL", entry)
-	}
 	if strings.Contains(s, "://") {
 		return r, fmt.Errorf("%q is a URL; give the host name alone", entry)
+	}
+	if strings.ContainsAny(s, " \t\r\n\x00/@?#") {
+		return r, fmt.Errorf("%q contains a space, control character, '/', '@', '?' or '#'; give a bare host name, not a URL", entry)
 	}
 	if _, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
 		return r, fmt.Errorf("%q is an IP address; put addresses in outboundAllowCidrs (as a /32 or /128)", entry)

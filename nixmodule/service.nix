@@ -98,6 +98,7 @@ let
         inherit (inst.networkIsolation)
           enable
           outboundAllowCidrs
+          outboundAllowDomains
           subnet
           nameservers
           ;
