@@ -371,7 +371,9 @@ func TestResolverEgressByName(t *testing.T) {
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("connect %s after expiry: %v, want ECONNREFUSED", allowed, err)
 		}
-		if age := time.Since(resolvedAt); age < testMinTTL {
+		// The element was added just before the answer returned, so allow
+		// that much before resolvedAt.
+		if age := time.Since(resolvedAt); age < testMinTTL-200*time.Millisecond {
 			t.Fatalf("address closed after %v, before the %v floor", age, testMinTTL)
 		}
 		if es := entriesFor(t, p, "allowed.test"); len(es) != 0 {
