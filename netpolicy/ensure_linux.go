@@ -98,7 +98,14 @@ func ensure(p Plan) error {
 	if err := ensureNetnsSide(inner, p); err != nil {
 		return err
 	}
-	if err := inNetns(int(ns), func() error { return writeSysctl(p.NetnsSysctls[1]) }); err != nil {
+	if err := inNetns(int(ns), func() error {
+		for _, s := range p.NetnsSysctls[1:] {
+			if err := writeSysctl(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
 		return fmt.Errorf("in netns: %w", err)
 	}
 	if err := applyTable(p.Host, -1); err != nil {

@@ -236,6 +236,11 @@ func Build(in Input) (Plan, error) {
 		{Key: "net.ipv6.conf.default.disable_ipv6", Value: "1", Why: "interfaces created in the netns start without IPv6"},
 		{Key: "net.ipv6.conf." + PeerVeth + ".disable_ipv6", Value: "1", Why: "IPv6 disabled on the veth by design; ::1 on lo stays for local servers"},
 	}
+	if p.DNS != nil {
+		// The kernel default, made explicit: the instance (no capabilities)
+		// must never be able to take the resolver's port 53 in its netns.
+		p.NetnsSysctls = append(p.NetnsSysctls, Sysctl{Key: "net.ipv4.ip_unprivileged_port_start", Value: "1024", Why: "only root binds the resolver's port 53 in the netns"})
+	}
 	return p, nil
 }
 

@@ -43,6 +43,9 @@ type ResolverConfig struct {
 // the instance costs bounded memory; beyond it queries get SERVFAIL.
 const maxInFlight = 256
 
+// maxTCPClients bounds the open TCP connections to the resolver.
+const maxTCPClients = 64
+
 // Resolver is the DNS server of one instance with outboundAllowDomains. It
 // answers only allowed names, forwards them upstream, refuses answers that
 // point into the host or other instances, and adds every answered address

@@ -12,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -95,7 +96,9 @@ func RunResolver(ctx context.Context, p Plan, cfg ResolverConfig, ready func()) 
 	var started sync.WaitGroup
 	started.Add(2)
 	udp := &dns.Server{PacketConn: pc, Handler: r, NotifyStartedFunc: started.Done}
-	tcp := &dns.Server{Listener: l, Handler: r, NotifyStartedFunc: started.Done,
+	// A bounded number of TCP clients at a time; the rest wait in the
+	// backlog, so a flood of connections costs bounded memory.
+	tcp := &dns.Server{Listener: netutil.LimitListener(l, maxTCPClients), Handler: r, NotifyStartedFunc: started.Done,
 		ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 5 * time.Second }}
 	errc := make(chan error, 2)
 	go func() { errc <- udp.ActivateAndServe() }()
