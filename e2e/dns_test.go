@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -73,11 +75,20 @@ func TestDomainEgressThroughTheLauncherResolver(t *testing.T) {
 		"allowed.test.": inet.allowed,
 		"blocked.test.": inet.blocked,
 		"rebind.test.":  "127.0.0.1",
+		"script.test.":  inet.allowed,
 	})
 	si := newIsolatedInstance(t, "dns", nil, func(in *instance) {
 		ni := in.spec["networkIsolation"].(map[string]any)
-		ni["outboundAllowDomains"] = []any{"allowed.test:7001", "rebind.test:7001"}
+		ni["outboundAllowDomains"] = []any{"allowed.test:7001", "rebind.test:7001", "script.test:7002"}
 		ni["nameservers"] = []any{server}
+		// setup runs this before any dns unit could: it must resolve and
+		// connect through the resolver setup serves for its init scripts.
+		script := filepath.Join(in.base, "pre-init.sh")
+		body := fmt.Sprintf("#!/bin/sh\nout=$(%s udp-echo script.test:7002)\necho \"pre-init: $out\"\n[ \"$out\" = \"ok ping\" ]\n", probeBin)
+		if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		in.spec["preInitScript"] = script
 	})
 
 	// No resolver yet: the name does not resolve, and its address is closed.
@@ -160,9 +171,9 @@ func TestDomainEgressThroughTheLauncherResolver(t *testing.T) {
 		return st
 	}
 	st := status()
-	if st.ResolverAlive == nil || !*st.ResolverAlive || len(st.DNSEntries) != 1 || st.DNSEntries[0].Name != "allowed.test" ||
+	if st.ResolverAlive == nil || !*st.ResolverAlive || len(st.DNSEntries) != 2 || st.DNSEntries[0].Name != "allowed.test" ||
 		st.DNSEntries[0].Addr != inet.allowed || st.DNSEntries[0].Port != 7001 || st.Counters["dns4-tcp"].Packets == 0 {
-		t.Errorf("status = %+v, want the resolver answering, one entry allowed.test %s . 7001, dns4-tcp packets", st, inet.allowed)
+		t.Errorf("status = %+v, want the resolver answering, entries allowed.test %s . 7001 and script.test's (from setup's init script), dns4-tcp packets", st, inet.allowed)
 	}
 	out, _, _ := si.launcher(context.Background(), "status")
 	t.Logf("status:\n%s\nresolver log:\n%s", out, logs)

@@ -1,8 +1,10 @@
 package launcher
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -40,16 +42,9 @@ func (c *DNSCmd) Run(g *Globals) error {
 	if !p.Enable || p.DNS == nil {
 		return errorf(ExitSpecInvalid, "instance %q: networkIsolation.outboundAllowDomains is empty or networkIsolation.enable is false: the resolver has nothing to answer", s.Name)
 	}
-	ups := p.DNS.Upstreams
-	if p.DNS.UpstreamsDerived {
-		b, err := os.ReadFile("/etc/resolv.conf")
-		if err != nil {
-			return errorf(ExitNoInput, "instance %q: read the host's /etc/resolv.conf for upstream resolvers: %v; or set networkIsolation.nameservers", s.Name, err)
-		}
-		ups = netpolicy.HostUpstreams(b)
-	}
-	if len(ups) == 0 {
-		return errorf(ExitConfig, "instance %q: no upstream resolver: the host's /etc/resolv.conf names none; set networkIsolation.nameservers", s.Name)
+	ups, err := resolverUpstreams(s, p)
+	if err != nil {
+		return err
 	}
 	log := g.logger(s.Name)
 	ctx, stop := signal.NotifyContext(g.ctx, unix.SIGTERM, unix.SIGINT)
@@ -68,6 +63,64 @@ func (c *DNSCmd) Run(g *Globals) error {
 	}
 	log.Info("resolver stopped")
 	return nil
+}
+
+// resolverUpstreams are networkIsolation.nameservers, or the host's.
+func resolverUpstreams(s *Spec, p netpolicy.Plan) ([]netip.AddrPort, error) {
+	ups := p.DNS.Upstreams
+	if p.DNS.UpstreamsDerived {
+		b, err := os.ReadFile("/etc/resolv.conf")
+		if err != nil {
+			return nil, errorf(ExitNoInput, "instance %q: read the host's /etc/resolv.conf for upstream resolvers: %v; or set networkIsolation.nameservers", s.Name, err)
+		}
+		ups = netpolicy.HostUpstreams(b)
+	}
+	if len(ups) == 0 {
+		return nil, errorf(ExitConfig, "instance %q: no upstream resolver: the host's /etc/resolv.conf names none; set networkIsolation.nameservers", s.Name)
+	}
+	return ups, nil
+}
+
+// scriptResolver serves the instance's DNS while setup runs its init
+// scripts. The dns unit starts after setup, so without this an init script
+// (a git pull, a package install) could not resolve the allowed names. When
+// a resolver already answers in the netns (the unit, on a re-run of setup),
+// that one serves and this does nothing. A resolver that cannot start is a
+// warning, not a failure: a script that needs no name still works, and one
+// that does fails with its own message.
+func scriptResolver(ctx context.Context, s *Spec, log *slog.Logger) (stop func()) {
+	noop := func() {}
+	if !s.NetworkIsolation.Enable || len(s.NetworkIsolation.OutboundAllowDomains) == 0 || (s.PreInitScript == "" && s.PostInitScript == "") {
+		return noop
+	}
+	p, err := buildNetwork(s)
+	if err != nil || p.DNS == nil {
+		return noop
+	}
+	ups, err := resolverUpstreams(s, p)
+	if err != nil {
+		log.Warn("init scripts run without DNS", "err", err)
+		return noop
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- netpolicy.RunResolver(ctx, p, netpolicy.ResolverConfig{Upstreams: ups, Log: log}, func() { close(ready) })
+	}()
+	select {
+	case <-ready:
+		log.Info("resolver serving the init scripts", "listen", p.DNS.Listen)
+		return func() { cancel(); <-done }
+	case err := <-done:
+		cancel()
+		if errors.Is(err, unix.EADDRINUSE) {
+			log.Debug("a resolver already answers in the netns; the init scripts use it")
+		} else {
+			log.Warn("init scripts run without DNS: the resolver did not start", "err", err)
+		}
+		return noop
+	}
 }
 
 func addrList(a []netip.AddrPort) string {

@@ -117,6 +117,9 @@ func (st *setup) run(ctx context.Context) (err error) {
 			return fmt.Errorf("set up the network: %w", err)
 		}
 	}
+	if st.netSetup != nil {
+		defer scriptResolver(ctx, st.spec, st.log)()
+	}
 	pre, post := initPhases(st.spec)
 	if err := st.runInitScript(ctx, pre); err != nil {
 		return err
