@@ -54,6 +54,9 @@ func RunResolver(ctx context.Context, p Plan, cfg ResolverConfig, ready func()) 
 	return ErrUnsupported
 }
 
+// ProbeResolverHere is only implemented on Linux.
+func ProbeResolverHere(p Plan) error { return ProbeResolver(p) }
+
 // ProbeResolver is only implemented on Linux.
 func ProbeResolver(p Plan) error {
 	if p.DNS == nil {

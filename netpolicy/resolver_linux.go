@@ -227,6 +227,24 @@ func ProbeResolver(p Plan) error {
 	}); err != nil {
 		return fmt.Errorf("netpolicy: probe resolver %s: %w", p.Instance, err)
 	}
+	return probe(p, c)
+}
+
+// ProbeResolverHere is ProbeResolver for a caller already in the netns:
+// the locked thread after Enter, or a process started with
+// NetworkNamespacePath=. It needs no privileges.
+func ProbeResolverHere(p Plan) error {
+	if p.DNS == nil {
+		return nil
+	}
+	c, err := net.Dial("udp", p.DNS.Listen.String())
+	if err != nil {
+		return fmt.Errorf("netpolicy: probe resolver %s: %w", p.Instance, err)
+	}
+	return probe(p, c)
+}
+
+func probe(p Plan, c net.Conn) error {
 	defer c.Close()
 	m := new(dns.Msg)
 	m.Id = dns.Id()
