@@ -264,9 +264,6 @@ func (r *Resolver) refused(a netip.Addr) string {
 			return refusedWhy(p)
 		}
 	}
-	if a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-		return "broadcast"
-	}
 	if r.cfg.Guard != nil {
 		return r.cfg.Guard(a)
 	}
