@@ -30,6 +30,7 @@ type dnsInternet struct {
 	cdn    netip.Addr // cname.test -> cdn.elsewhere.test
 	moveA  netip.Addr // moving.test, first answer
 	moveB  netip.Addr // moving.test, later answers
+	short  netip.Addr // short.test: TTL 1, so it lives for the floor only
 	moving atomic.Int32
 	mu     sync.Mutex
 	zone   map[string][]dns.RR // lower-case FQDN -> answer, for A queries
@@ -46,8 +47,9 @@ func newDNSInternet(t testing.TB) *dnsInternet {
 		cdn:          netip.MustParseAddr(fmt.Sprintf("198.18.%d.12", o)),
 		moveA:        netip.MustParseAddr(fmt.Sprintf("198.18.%d.20", o)),
 		moveB:        netip.MustParseAddr(fmt.Sprintf("198.18.%d.21", o)),
+		short:        netip.MustParseAddr(fmt.Sprintf("198.18.%d.30", o)),
 	}
-	for _, a := range []netip.Addr{d.server.Addr(), d.wild, d.cdn, d.moveA, d.moveB} {
+	for _, a := range []netip.Addr{d.server.Addr(), d.wild, d.cdn, d.moveA, d.moveB, d.short} {
 		run(t, "ip", "-n", ti.ns, "addr", "add", a.String()+"/32", "dev", "lo")
 	}
 	listenIn(t, ti.path, ":7003")
@@ -60,8 +62,9 @@ func newDNSInternet(t testing.TB) *dnsInternet {
 		return r
 	}
 	d.zone = map[string][]dns.RR{
-		"allowed.test.":          {rr(fmt.Sprintf("allowed.test. 1 IN A %s", ti.allowed))},
-		"udp.test.":              {rr(fmt.Sprintf("udp.test. 1 IN A %s", ti.allowed))},
+		"allowed.test.":          {rr(fmt.Sprintf("allowed.test. 300 IN A %s", ti.allowed))},
+		"udp.test.":              {rr(fmt.Sprintf("udp.test. 300 IN A %s", ti.allowed))},
+		"short.test.":            {rr(fmt.Sprintf("short.test. 1 IN A %s", d.short))},
 		"blocked.test.":          {rr(fmt.Sprintf("blocked.test. 300 IN A %s", ti.blocked))},
 		"rebind.test.":           {rr("rebind.test. 300 IN A 127.0.0.1")},
 		"meta.test.":             {rr("meta.test. 300 IN A 169.254.169.254")},
@@ -86,7 +89,7 @@ func newDNSInternet(t testing.TB) *dnsInternet {
 			if d.moving.Add(1) > 1 {
 				a = d.moveB
 			}
-			m.Answer = []dns.RR{rr(fmt.Sprintf("moving.test. 1 IN A %s", a))}
+			m.Answer = []dns.RR{rr(fmt.Sprintf("moving.test. 300 IN A %s", a))}
 		} else if ans, ok := d.zone[name]; !ok {
 			m.Rcode = dns.RcodeNameError
 		} else if q.Qtype == dns.TypeA {
@@ -239,7 +242,7 @@ func TestResolverEgressByName(t *testing.T) {
 	p := setupInstance(t, Input{
 		Instance: name, Enable: true, ListenPort: 8787,
 		AllowDomains: []string{"allowed.test:7001", "udp.test:7002", "*.wild.test:7001", "*.wild.test:7002", "rebind.test:7001",
-			"meta.test:7001", "hostaddr.test:7001", "mixed.test:7001", "cname.test:7001", "moving.test:7001", "long.test:7001"},
+			"meta.test:7001", "hostaddr.test:7001", "mixed.test:7001", "cname.test:7001", "moving.test:7001", "long.test:7001", "short.test:7001"},
 		Nameservers: []string{in.server.Addr().String()},
 		DNSMinTTL:   testMinTTL,
 	})
@@ -263,8 +266,8 @@ func TestResolverEgressByName(t *testing.T) {
 			t.Fatalf("connect %s after resolving allowed.test: %v", allowed, err)
 		}
 		es := entriesFor(t, p, "allowed.test")
-		if len(es) != 1 || es[0].Addr != in.allowed || es[0].Port != 7001 || es[0].Timeout != testMinTTL {
-			t.Errorf("set entries for allowed.test = %v, want %s . 7001 with the %s floor (TTL 1s)", es, in.allowed, testMinTTL)
+		if len(es) != 1 || es[0].Addr != in.allowed || es[0].Port != 7001 || es[0].Timeout != 300*time.Second {
+			t.Errorf("set entries for allowed.test = %v, want %s . 7001 for its TTL of 300s", es, in.allowed)
 		}
 	})
 	t.Run("OnlyTheNamedPort", func(t *testing.T) {
@@ -356,33 +359,36 @@ func TestResolverEgressByName(t *testing.T) {
 		}
 	})
 	t.Run("ExpiredAddressIsGone", func(t *testing.T) {
-		// allowed.test has TTL 1 and the floor is 2s. Poll rather than sleep
+		// short.test has TTL 1 and the floor is 2s. Poll rather than sleep
 		// a fixed time: under load the kernel still expires it on time,
-		// but the test may be slow to look.
-		mustResolve(t, p, "allowed.test", in.allowed)
-		resolvedAt := time.Now()
+		// but the test may be slow to look. The element is added after
+		// "before", so it cannot expire before before+floor.
+		target := in.tcp(in.short)
+		before := time.Now()
+		mustResolve(t, p, "short.test", in.short)
+		if es := entriesFor(t, p, "short.test"); len(es) != 1 || es[0].Timeout != testMinTTL {
+			t.Fatalf("entries for short.test = %v, want one with the %v floor (TTL 1s)", es, testMinTTL)
+		}
 		var err error
-		for time.Since(resolvedAt) < 30*time.Second {
-			time.Sleep(500 * time.Millisecond)
-			if err = tcpHello(t, p.NetnsPath, allowed); err != nil {
+		for time.Since(before) < 30*time.Second {
+			if err = tcpHello(t, p.NetnsPath, target); err != nil {
 				break
 			}
+			time.Sleep(250 * time.Millisecond)
 		}
 		if !errors.Is(err, syscall.ECONNREFUSED) {
-			t.Fatalf("connect %s after expiry: %v, want ECONNREFUSED", allowed, err)
+			t.Fatalf("connect %s after expiry: %v, want ECONNREFUSED", target, err)
 		}
-		// The element was added just before the answer returned, so allow
-		// that much before resolvedAt.
-		if age := time.Since(resolvedAt); age < testMinTTL-200*time.Millisecond {
+		if age := time.Since(before); age < testMinTTL {
 			t.Fatalf("address closed after %v, before the %v floor", age, testMinTTL)
 		}
-		if es := entriesFor(t, p, "allowed.test"); len(es) != 0 {
+		if es := entriesFor(t, p, "short.test"); len(es) != 0 {
 			t.Errorf("set still lists %v", es)
 		}
-		// The rule before it let the old address of moving.test expire too.
-		mustResolve(t, p, "allowed.test", in.allowed)
-		if err := tcpHello(t, p.NetnsPath, allowed); err != nil {
-			t.Fatalf("connect after resolving again: %v", err)
+		// Resolving again opens it again.
+		mustResolve(t, p, "short.test", in.short)
+		if es := entriesFor(t, p, "short.test"); len(es) != 1 {
+			t.Fatalf("after resolving again: %v", es)
 		}
 	})
 	t.Run("CountersAndStatus", func(t *testing.T) {
