@@ -1,6 +1,7 @@
 package netpolicy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,7 @@ type Resolver struct {
 	udp, tcp *dns.Client
 	sem      chan struct{}
 	blocked  *onceLog
+	failures *onceLog // upstream and set errors: rate-limited, not deduplicated
 }
 
 // NewResolver checks cfg against p.
@@ -79,7 +81,8 @@ func NewResolver(p Plan, cfg ResolverConfig) (*Resolver, error) {
 		udp:     &dns.Client{Net: "udp", Timeout: cfg.UpstreamTimeout, UDPSize: 1232},
 		tcp:     &dns.Client{Net: "tcp", Timeout: cfg.UpstreamTimeout},
 		sem:     make(chan struct{}, maxInFlight),
-		blocked: newOnceLog(blockedLogRate, blockedLogBurst, blockedNamesMax),
+		blocked:  newOnceLog(blockedLogRate, blockedLogBurst, blockedNamesMax),
+		failures: newOnceLog(blockedLogRate, blockedLogBurst, blockedNamesMax),
 	}, nil
 }
 
@@ -144,7 +147,7 @@ func (r *Resolver) Answer(req *dns.Msg) *dns.Msg {
 	}
 	resp, err := r.forward(q)
 	if err != nil {
-		r.cfg.Log.Warn("dns upstream failed", "name", q.Name, "err", err)
+		r.logFailure(slog.LevelWarn, "dns upstream failed", "name", q.Name, "err", err)
 		m.SetRcode(req, dns.RcodeServerFailure)
 		return m
 	}
@@ -172,7 +175,7 @@ func (r *Resolver) Answer(req *dns.Msg) *dns.Msg {
 		if err := r.cfg.Sets.Add(entries); err != nil {
 			// Fail closed: an answer whose addresses are not in the set
 			// would only produce rejected connects.
-			r.cfg.Log.Error("dns set update failed", "name", q.Name, "err", err)
+			r.logFailure(slog.LevelError, "dns set update failed", "name", q.Name, "err", err)
 			m.SetRcode(req, dns.RcodeServerFailure)
 			return m
 		}
@@ -295,7 +298,20 @@ func (r *Resolver) logBlocked(what string, args ...any) {
 	r.cfg.Log.Warn(LogPrefix(r.p.Instance)+what, args...)
 }
 
-// onceLog lets a key through the first time only, and no more than rate
+// logFailure logs at a bounded rate: a dead upstream must not turn every
+// query of a looping agent into a log line.
+func (r *Resolver) logFailure(level slog.Level, msg string, args ...any) {
+	ok, suppressed := r.failures.allow("")
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	r.cfg.Log.Log(context.Background(), level, msg, args...)
+}
+
+// onceLog lets a key through the first time only (the empty key every time), and no more than rate
 // keys per second (burst), counting what the rate limit dropped. After max
 // distinct keys it forgets them all, so memory stays bounded.
 type onceLog struct {
@@ -317,7 +333,7 @@ func newOnceLog(rate, burst, max int) *onceLog {
 func (o *onceLog) allow(key string) (bool, int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.seen[key] {
+	if key != "" && o.seen[key] {
 		return false, 0
 	}
 	now := o.now()
@@ -330,10 +346,12 @@ func (o *onceLog) allow(key string) (bool, int) {
 		return false, 0
 	}
 	o.tokens--
-	if len(o.seen) >= o.max {
-		clear(o.seen)
+	if key != "" {
+		if len(o.seen) >= o.max {
+			clear(o.seen)
+		}
+		o.seen[key] = true
 	}
-	o.seen[key] = true
 	s := o.suppressed
 	o.suppressed = 0
 	return true, s

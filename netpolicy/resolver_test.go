@@ -263,6 +263,17 @@ func TestOnceLog(t *testing.T) {
 	if ok, _ := o.allow("n50"); !ok {
 		t.Errorf("a name suppressed by the rate limit is never logged")
 	}
+	// The empty key is rate-limited only.
+	now = now.Add(time.Hour)
+	n = 0
+	for range 100 {
+		if ok, _ := o.allow(""); ok {
+			n++
+		}
+	}
+	if n != 10 {
+		t.Errorf("empty key: %d of 100 through, want the burst of 10", n)
+	}
 }
 
 func TestDNSKeyRoundTrip(t *testing.T) {
