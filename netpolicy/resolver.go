@@ -76,11 +76,11 @@ func NewResolver(p Plan, cfg ResolverConfig) (*Resolver, error) {
 		cfg.UpstreamTimeout = 2 * time.Second
 	}
 	return &Resolver{
-		p:       p,
-		cfg:     cfg,
-		udp:     &dns.Client{Net: "udp", Timeout: cfg.UpstreamTimeout, UDPSize: 1232},
-		tcp:     &dns.Client{Net: "tcp", Timeout: cfg.UpstreamTimeout},
-		sem:     make(chan struct{}, maxInFlight),
+		p:        p,
+		cfg:      cfg,
+		udp:      &dns.Client{Net: "udp", Timeout: cfg.UpstreamTimeout, UDPSize: 1232},
+		tcp:      &dns.Client{Net: "tcp", Timeout: cfg.UpstreamTimeout},
+		sem:      make(chan struct{}, maxInFlight),
 		blocked:  newOnceLog(blockedLogRate, blockedLogBurst, blockedNamesMax),
 		failures: newOnceLog(blockedLogRate, blockedLogBurst, blockedNamesMax),
 	}, nil
