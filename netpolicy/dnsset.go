@@ -25,6 +25,18 @@ func (e DNSEntry) String() string {
 	return s + fmt.Sprintf(" (%s)", e.Name)
 }
 
+// maxCommentLen keeps element comments well inside the kernel's 256-byte
+// user data. A name under a wildcard can be 253 characters, more with
+// escapes; the tail is kept, since it is what matches the rule.
+const maxCommentLen = 128
+
+func elementComment(name string) string {
+	if len(name) <= maxCommentLen {
+		return name
+	}
+	return "~" + name[len(name)-maxCommentLen+1:]
+}
+
 // dnsKey encodes the element key of an address . inet_service set: the
 // address, then the port in network order padded to 4 bytes, because each
 // field of a concatenation occupies whole 32-bit registers.

@@ -30,7 +30,7 @@ func dnsSet(t *nftables.Table, name, typ string) (*nftables.Set, error) {
 }
 
 func dnsElement(e DNSEntry) nftables.SetElement {
-	return nftables.SetElement{Key: dnsKey(e.Addr, e.Port), Timeout: e.Timeout, Comment: e.Name}
+	return nftables.SetElement{Key: dnsKey(e.Addr, e.Port), Timeout: e.Timeout, Comment: elementComment(e.Name)}
 }
 
 // SetWriter adds resolved addresses to an instance's DNS sets. It keeps one
@@ -53,7 +53,7 @@ func OpenSetWriter(p Plan) (*SetWriter, error) {
 		return nil, fmt.Errorf("netpolicy: dns sets of %s: open %s: %w", p.Netns, p.NetnsPath, err)
 	}
 	defer ns.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns)), nftables.AsLasting())
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)), nftables.AsLasting(), nftables.WithSockOptions(forceSndBuf))
 	if err != nil {
 		return nil, fmt.Errorf("netpolicy: dns sets of %s: open nftables: %w", p.Netns, err)
 	}

@@ -224,7 +224,9 @@
 //     rebinding therefore cannot point the instance into the host.
 //   - Before it returns the answer it adds every address . port pair to the
 //     set dns4 (or dns6) in the netns with an element timeout of
-//     max(TTL, 60 s), at most 1 h, commented with the queried name; the
+//     max(TTL, 60 s), at most 1 h, commented with the queried name that
+//     first opened it (the tail of it beyond 128 bytes); each set holds
+//     at most 65536 elements, beyond which inserts fail; the
 //     answer's TTLs are capped at the same 1 h. A client's first connect
 //     therefore never races the set, and no client caches an address
 //     longer than the set keeps it. If the set cannot be written the

@@ -83,6 +83,7 @@ func lowerSet(t *nftables.Table, s Set, id uint32) (loweredSet, error) {
 			return loweredSet{}, err
 		}
 		ns.ID = id
+		ns.Size = s.Size
 		if len(s.Elements) > 0 {
 			return loweredSet{}, bug(fmt.Errorf("timeout set with planned elements"))
 		}

@@ -142,6 +142,11 @@ const (
 	// dnsMaxTTL caps it, so that an address a name stopped using does not
 	// stay open for days because of a long TTL.
 	dnsMaxTTL = time.Hour
+	// dnsSetSize bounds each DNS set, so that answers with ever new
+	// addresses (a wildcard zone that answers anything) cannot grow kernel
+	// memory without end: a full set fails the insert, and the resolver
+	// answers SERVFAIL.
+	dnsSetSize = 65536
 )
 
 // dnsListen is the resolver's address inside the netns: the netns's own
@@ -366,8 +371,8 @@ func filterTable(p Plan) Table {
 			r("dns6-udp", VerdictAccept, true, Match{Kind: MatchDaddrUDPDport6Set, Value: p.DNS.Set6}),
 		)
 		sets = append(sets,
-			Set{Name: p.DNS.Set4, Type: "ipv4_addr . inet_service", Timeout: true},
-			Set{Name: p.DNS.Set6, Type: "ipv6_addr . inet_service", Timeout: true},
+			Set{Name: p.DNS.Set4, Type: "ipv4_addr . inet_service", Timeout: true, Size: dnsSetSize},
+			Set{Name: p.DNS.Set6, Type: "ipv6_addr . inet_service", Timeout: true, Size: dnsSetSize},
 		)
 	}
 	output = append(output,

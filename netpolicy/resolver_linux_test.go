@@ -31,6 +31,7 @@ type dnsInternet struct {
 	moveA  netip.Addr // moving.test, first answer
 	moveB  netip.Addr // moving.test, later answers
 	short  netip.Addr // short.test: TTL 1, so it lives for the floor only
+	other  netip.Addr // any other name below wild.test
 	moving atomic.Int32
 	mu     sync.Mutex
 	zone   map[string][]dns.RR // lower-case FQDN -> answer, for A queries
@@ -48,6 +49,7 @@ func newDNSInternet(t testing.TB) *dnsInternet {
 		moveA:        netip.MustParseAddr(fmt.Sprintf("198.18.%d.20", o)),
 		moveB:        netip.MustParseAddr(fmt.Sprintf("198.18.%d.21", o)),
 		short:        netip.MustParseAddr(fmt.Sprintf("198.18.%d.30", o)),
+		other:        netip.MustParseAddr(fmt.Sprintf("198.18.%d.40", o)),
 	}
 	for _, a := range []netip.Addr{d.server.Addr(), d.wild, d.cdn, d.moveA, d.moveB, d.short} {
 		run(t, "ip", "-n", ti.ns, "addr", "add", a.String()+"/32", "dev", "lo")
@@ -90,6 +92,8 @@ func newDNSInternet(t testing.TB) *dnsInternet {
 				a = d.moveB
 			}
 			m.Answer = []dns.RR{rr(fmt.Sprintf("moving.test. 300 IN A %s", a))}
+		} else if _, ok := d.zone[name]; !ok && strings.HasSuffix(name, ".wild.test.") && q.Qtype == dns.TypeA {
+			m.Answer = []dns.RR{rr(fmt.Sprintf("%s 300 IN A %s", dns.Fqdn(q.Name), d.other))}
 		} else if ans, ok := d.zone[name]; !ok {
 			m.Rcode = dns.RcodeNameError
 		} else if q.Qtype == dns.TypeA {
@@ -307,6 +311,23 @@ func TestResolverEgressByName(t *testing.T) {
 		}
 		mustRefuse(t, p, "wild.test") // *.wild.test does not cover wild.test itself
 	})
+	t.Run("LongNameUnderWildcard", func(t *testing.T) {
+		long := strings.Repeat(strings.Repeat("x", 60)+".", 3) + strings.Repeat("y", 50) + ".wild.test"
+		mustResolve(t, p, long, in.other)
+		all, err := DNSEntries(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, e := range all {
+			if strings.HasPrefix(e.Name, "~") && strings.HasSuffix(e.Name, "y.wild.test") && len(e.Name) == maxCommentLen {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no entry with the name's tail as comment: %v", all)
+		}
+	})
 	t.Run("RebindingRefused", func(t *testing.T) {
 		for _, n := range []string{"rebind.test", "meta.test", "hostaddr.test", "mixed.test"} {
 			mustRefuse(t, p, n)
@@ -505,6 +526,35 @@ func TestResolverFailsClosed(t *testing.T) {
 		t.Fatalf("new netns sets: %v %v, want empty", es, err)
 	}
 	mustBeRejected(t, p, in.tcp(in.allowed))
+}
+
+// TestDNSSetIsBounded: a set holds at most dnsSetSize elements; the next
+// insert fails (and the resolver answers SERVFAIL), kernel memory stays
+// bounded whatever a wildcard zone answers.
+func TestDNSSetIsBounded(t *testing.T) {
+	p := setupInstance(t, Input{Instance: testName(), Enable: true, ListenPort: 8787, AllowDomains: []string{"*.bound.test"}})
+	w, err := OpenSetWriter(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	batch := make([]DNSEntry, 0, 4096)
+	for i := range dnsSetSize {
+		batch = append(batch, DNSEntry{Addr: netip.AddrFrom4([4]byte{203, 0, byte(i >> 8), byte(i)}), Port: 443, Name: "n.bound.test", Timeout: time.Minute})
+		if len(batch) == cap(batch) {
+			if err := w.Add(batch); err != nil {
+				t.Fatalf("insert up to %d: %v", i+1, err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := w.Add([]DNSEntry{{Addr: netip.MustParseAddr("203.1.0.1"), Port: 443, Name: "n.bound.test", Timeout: time.Minute}}); err == nil {
+		t.Fatalf("insert %d into a set of size %d succeeded", dnsSetSize+1, dnsSetSize)
+	}
+	// Refreshing an element that is there still works.
+	if err := w.Add([]DNSEntry{{Addr: netip.MustParseAddr("203.0.0.1"), Port: 443, Name: "n.bound.test", Timeout: 2 * time.Minute}}); err != nil {
+		t.Errorf("refresh in a full set: %v", err)
+	}
 }
 
 // BenchmarkResolver: one A query answered through the instance's resolver

@@ -26,6 +26,7 @@ type Set struct {
 	Name     string     `json:"name"`
 	Type     string     `json:"type"` // "ipv4_addr", "ipv6_addr", or with Timeout "ipv4_addr . inet_service", "ipv6_addr . inet_service"
 	Timeout  bool       `json:"timeout,omitempty"`
+	Size     uint32     `json:"size,omitempty"` // maximum number of elements; 0: no limit
 	Elements []Interval `json:"elements"`
 }
 
@@ -124,7 +125,11 @@ func (t Table) String() string {
 		if s.Timeout {
 			flags = "timeout"
 		}
-		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n\t\tflags %s\n", s.Name, s.Type, flags)
+		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n", s.Name, s.Type)
+		if s.Size > 0 {
+			fmt.Fprintf(&b, "\t\tsize %d\n", s.Size)
+		}
+		fmt.Fprintf(&b, "\t\tflags %s\n", flags)
 		if len(s.Elements) > 0 {
 			els := make([]string, len(s.Elements))
 			for i, e := range s.Elements {
