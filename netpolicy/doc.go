@@ -231,7 +231,9 @@
 //     therefore never races the set, and no client caches an address
 //     longer than the set keeps it. If the set cannot be written the
 //     answer is SERVFAIL. The kernel removes expired elements by itself;
-//     answering again refreshes the timeout (Linux 6.11 and later).
+//     answering again refreshes the timeout (TestDNSSetIsBounded pins that
+//     on the test kernel; kernels that keep the first timeout expire a
+//     busy name's address early, and the next answer opens it again).
 //
 // Names open addresses, never the reverse: an address nobody resolved
 // through the resolver stays closed, by IP too. DNS to any other server,

@@ -555,6 +555,17 @@ func TestDNSSetIsBounded(t *testing.T) {
 	if err := w.Add([]DNSEntry{{Addr: netip.MustParseAddr("203.0.0.1"), Port: 443, Name: "n.bound.test", Timeout: 2 * time.Minute}}); err != nil {
 		t.Errorf("refresh in a full set: %v", err)
 	}
+	// ... and the kernel takes the new timeout (what a repeated answer
+	// relies on to keep a busy name's address open).
+	all, err := DNSEntries(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range all {
+		if e.Addr == netip.MustParseAddr("203.0.0.1") && (e.Timeout != 2*time.Minute || e.Expires <= time.Minute) {
+			t.Errorf("refreshed element: %v, want timeout 2m and more than 1m left", e)
+		}
+	}
 }
 
 // BenchmarkResolver: one A query answered through the instance's resolver
