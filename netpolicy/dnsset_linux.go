@@ -69,8 +69,9 @@ func OpenSetWriter(p Plan) (*SetWriter, error) {
 }
 
 // Add inserts entries in one transaction. An element that is already
-// there gets the new timeout (Linux 6.11 and later update it in place;
-// older kernels keep the old one until it expires).
+// there gets the new timeout (see TestDNSSetIsBounded; kernels without
+// in-place timeout updates keep the old one until it expires) and keeps
+// its first comment.
 func (w *SetWriter) Add(entries []DNSEntry) error {
 	var e4, e6 []nftables.SetElement
 	for _, e := range entries {

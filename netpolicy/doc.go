@@ -246,7 +246,9 @@
 // expires within its timeout: fail closed. It checks every second that
 // /run/netns/opencode-<name> is still the netns it serves and exits with
 // [ErrNetnsReplaced] otherwise (teardown, or teardown and setup), so that
-// its supervisor restarts it in the new one. [ProbeResolver] tells
+// its supervisor restarts it in the new one. While setup runs the init
+// scripts it serves the instance's DNS itself, since the unit starts only
+// after setup; `run` warns when nothing answers. [ProbeResolver] tells
 // `status` whether it answers; [DNSEntries] lists the sets with the time
 // each element has left. Ensure replaces the filter table atomically; it
 // carries the DNS elements over into the new table when their name and
