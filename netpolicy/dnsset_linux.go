@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netns"
@@ -38,6 +39,11 @@ func dnsElement(e DNSEntry) nftables.SetElement {
 // same netns whatever happens to /run/netns; [NetnsReplaced] tells the
 // caller when that netns is no longer the instance's.
 type SetWriter struct {
+	// mu makes each Add its own batch: google/nftables queues messages per
+	// connection, so concurrent Adds would share a Flush, and a failing
+	// element would abort the other caller's elements while its own Flush
+	// found nothing to send and reported success.
+	mu     sync.Mutex
 	c      *nftables.Conn
 	s4, s6 *nftables.Set
 }
@@ -73,6 +79,8 @@ func OpenSetWriter(p Plan) (*SetWriter, error) {
 // in-place timeout updates keep the old one until it expires) and keeps
 // its first comment.
 func (w *SetWriter) Add(entries []DNSEntry) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	var e4, e6 []nftables.SetElement
 	for _, e := range entries {
 		el := dnsElement(e)

@@ -129,7 +129,7 @@ func (r *Resolver) Answer(req *dns.Msg) *dns.Msg {
 	name := NormalizeName(q.Name)
 	ports := MatchDomains(r.p.Domains, name)
 	if ports == nil || q.Qclass != dns.ClassINET {
-		r.logBlocked("dns "+q.Name, "type", dns.TypeToString[q.Qtype])
+		r.logBlocked("dns "+dns.CanonicalName(q.Name), "type", dns.TypeToString[q.Qtype])
 		m.SetRcode(req, dns.RcodeRefused)
 		return m
 	}
@@ -161,7 +161,7 @@ func (r *Resolver) Answer(req *dns.Msg) *dns.Msg {
 	for _, rr := range addrs {
 		a := rrAddr(rr)
 		if why := r.refused(a); why != "" {
-			r.logBlocked(fmt.Sprintf("dns %s answered %s", q.Name, a), "reason", why)
+			r.logBlocked(fmt.Sprintf("dns %s answered %s", dns.CanonicalName(q.Name), a), "reason", why)
 			m.SetRcode(req, dns.RcodeRefused)
 			return m
 		}
