@@ -317,3 +317,50 @@ func TestBaseEnvIsCleanAndEnvironmentOverridesDefaults(t *testing.T) {
 		t.Errorf("HOME/TMPDIR not under stateDir: %+v %+v", env["HOME"], env["TMPDIR"])
 	}
 }
+
+func TestDomainsWithoutIsolationWarn(t *testing.T) {
+	s, err := Parse(specWith(t, func(m map[string]any) {
+		m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{"api.anthropic.com"}}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := BuildPlan(s, goldenHost(false), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(p.Warnings, "\n"), "outboundAllowDomains is set but networkIsolation.enable is false") {
+		t.Errorf("warnings = %v", p.Warnings)
+	}
+	if p.Network.DNS != nil {
+		t.Errorf("a non-isolated instance got a resolver plan")
+	}
+}
+
+func TestDomainsMakeNameserversUpstreams(t *testing.T) {
+	// Without domains a loopback nameserver cannot work from the netns;
+	// with them it is the resolver's upstream, queried from the host.
+	mk := func(domains []any) []byte {
+		return specWith(t, func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"enable": true, "nameservers": []any{"127.0.0.53"}, "outboundAllowDomains": domains}
+		})
+	}
+	s, err := Parse(mk(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BuildPlan(s, goldenHost(false), nil); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("loopback nameserver without domains: %v, want refused", err)
+	}
+	s, err = Parse(mk([]any{"api.anthropic.com"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := BuildPlan(s, goldenHost(false), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Network.DNS == nil || len(p.Network.DNS.Upstreams) != 1 || p.Network.DNS.Upstreams[0].String() != "127.0.0.53:53" {
+		t.Errorf("resolver plan = %+v", p.Network.DNS)
+	}
+}
