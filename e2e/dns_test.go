@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -194,4 +195,42 @@ func TestDomainEgressThroughTheLauncherResolver(t *testing.T) {
 	if st := status(); st.ResolverAlive == nil || *st.ResolverAlive {
 		t.Errorf("status says the resolver answers after it stopped")
 	}
+
+	// The supervision contract: when the netns it serves is replaced
+	// (teardown and setup, what a restart of the setup unit does), the
+	// resolver exits 75 so that its unit starts it again in the new one.
+	t.Run("ReplacedNetnsExits75", func(t *testing.T) {
+		r2 := exec.Command(launcherBin, "dns", "--config", si.specPath)
+		logs2 := &lockedBuffer{}
+		r2.Stdout, r2.Stderr = logs2, logs2
+		r2.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+		if err := r2.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- r2.Wait() }()
+		defer func() {
+			r2.Process.Kill()
+		}()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(logs2.String(), "resolver ready") {
+			if time.Now().After(deadline) {
+				t.Fatalf("resolver not ready after 30s:\n%s", logs2)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if out, errs, code := si.launcher(context.Background(), "teardown"); code != 0 {
+			t.Fatalf("teardown: %d %s %s", code, out, errs)
+		}
+		si.setup()
+		select {
+		case err := <-done:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 75 {
+				t.Errorf("resolver ended with %v, want exit status 75\n%s", err, logs2)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("resolver still running 30s after its netns was replaced\n%s", logs2)
+		}
+	})
 }
