@@ -55,6 +55,7 @@ type CLI struct {
 	Status    StatusCmd    `cmd:"" help:"Show the last setup result and, with network isolation, the netns and the egress filter's hit counters."`
 	Preflight PreflightCmd `cmd:"" help:"Root, before the server starts (ExecStartPre=+): refuse unless the last setup succeeded, opencode.json matches the spec and the netns holds exactly the planned egress filter."`
 	Teardown  TeardownCmd  `cmd:"" help:"Remove the instance's netns, links and nft tables (root, idempotent). Never touches directory or stateDir."`
+	DNS       DNSCmd       `cmd:"" name:"dns" help:"Run the instance's DNS resolver for networkIsolation.outboundAllowDomains (root, long-running; the opencode-<name>-dns unit)."`
 }
 
 // ConfigFlag is the --config flag every command takes.

@@ -42,6 +42,7 @@ func TestExplainGolden(t *testing.T) {
 		{"DemoText", "../examples/demo.json", "explain-demo.txt", false},
 		{"DemoJSON", "../examples/demo.json", "explain-demo.json", false},
 		{"IsolatedText", "../examples/demo.json", "explain-demo-isolated.txt", true},
+		{"DomainsText", "../examples/demo.json", "explain-demo-domains.txt", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,6 +54,9 @@ func TestExplainGolden(t *testing.T) {
 				s.NetworkIsolation.Enable = true
 				s.NetworkIsolation.OutboundAllowCidrs = []string{"10.10.0.0/16", "fd00::/8", "10.10.3.0/24"}
 				s.NetworkIsolation.Nameservers = []string{"10.10.0.53"}
+			}
+			if tt.name == "DomainsText" {
+				s.NetworkIsolation.OutboundAllowDomains = []string{"api.anthropic.com", "*.githubusercontent.com", "registry.npmjs.org:443"}
 			}
 			p, err := BuildPlan(s, goldenHost(false), nil)
 			if err != nil {

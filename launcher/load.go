@@ -377,10 +377,11 @@ func decodeSpec(m map[string]any, ps *Problems) *Spec {
 
 	ni := o.child("networkIsolation")
 	s.NetworkIsolation = NetworkSpec{
-		Enable:             ni.boolean("enable"),
-		OutboundAllowCidrs: ni.strList("outboundAllowCidrs"),
-		Subnet:             ni.str("subnet", false),
-		Nameservers:        ni.strList("nameservers"),
+		Enable:               ni.boolean("enable"),
+		OutboundAllowCidrs:   ni.strList("outboundAllowCidrs"),
+		Subnet:               ni.str("subnet", false),
+		Nameservers:          ni.strList("nameservers"),
+		OutboundAllowDomains: ni.strList("outboundAllowDomains"),
 	}
 	ni.done()
 

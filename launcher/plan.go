@@ -85,6 +85,9 @@ func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 	if !s.NetworkIsolation.Enable && len(s.NetworkIsolation.OutboundAllowCidrs) > 0 {
 		p.Warnings = append(p.Warnings, "networkIsolation.outboundAllowCidrs is set but networkIsolation.enable is false: no egress filter is in force")
 	}
+	if !s.NetworkIsolation.Enable && len(s.NetworkIsolation.OutboundAllowDomains) > 0 {
+		p.Warnings = append(p.Warnings, "networkIsolation.outboundAllowDomains is set but networkIsolation.enable is false: no egress filter is in force")
+	}
 	return p, nil
 }
 

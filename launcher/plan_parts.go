@@ -50,6 +50,7 @@ func NetInput(s *Spec) netpolicy.Input {
 		AllowCIDRs:    s.NetworkIsolation.OutboundAllowCidrs,
 		Subnet:        s.NetworkIsolation.Subnet,
 		Nameservers:   s.NetworkIsolation.Nameservers,
+		AllowDomains:  s.NetworkIsolation.OutboundAllowDomains,
 	}
 }
 

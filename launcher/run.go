@@ -107,6 +107,9 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 			// /config/providers, which returns provider API keys in clear.
 			log.Warn("OPENCODE_SERVER_PASSWORD is not set: anyone who can reach the listen address can drive the agent and read its provider keys; set it in environmentFile")
 		}
+		if err := netpolicy.ProbeResolverHere(p.Network); err != nil {
+			log.Warn("names in networkIsolation.outboundAllowDomains will not resolve until the instance's resolver runs (opencode-"+s.Name+"-dns.service, or opencode-launcher dns)", "err", err)
+		}
 		log.Info("starting server", "listen", fmt.Sprintf("%s:%d", s.Listen.Address, s.Listen.Port), "gate", p.Sandbox.Gate.Mode)
 	}
 	// sandbox.Run owns SIGTERM/SIGINT/SIGHUP: it forwards them to the server

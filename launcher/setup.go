@@ -130,6 +130,9 @@ func (st *setup) run(ctx context.Context) (err error) {
 			}
 		}
 	}
+	if st.netSetup != nil {
+		defer scriptResolver(ctx, st.spec, st.log)()
+	}
 	pre, post := initPhases(st.spec)
 	if err := st.runInitScript(ctx, pre); err != nil {
 		return err

@@ -54,6 +54,10 @@ type NetworkSpec struct {
 	OutboundAllowCidrs []string `json:"outboundAllowCidrs"`
 	Subnet             string   `json:"subnet,omitempty"`
 	Nameservers        []string `json:"nameservers"`
+	// OutboundAllowDomains are host names (exact, "*.suffix", optional
+	// ":port"; 80 and 443 without) the instance may reach through the
+	// resolver of `opencode-launcher dns`.
+	OutboundAllowDomains []string `json:"outboundAllowDomains"`
 }
 
 // Defaults that the seed README promises and that the Nix module also uses.

@@ -136,6 +136,25 @@ func TestParseRejects(t *testing.T) {
 		{"BindPortZero", func(m map[string]any) {
 			m["sandbox"] = map[string]any{"allowBindPorts": []any{0}}
 		}, "sandbox.allowBindPorts[0]", "1 to 65535"},
+		{"DomainIsURL", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"enable": true, "outboundAllowDomains": []any{"api.anthropic.com", "https://api.openai.com"}}
+		}, "networkIsolation.outboundAllowDomains[1]", "URL"},
+		{"DomainWildcardInside", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{"api.*.com"}}
+		}, "networkIsolation.outboundAllowDomains[0]", "whole first label"},
+		{"DomainBadPort", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{"registry.npmjs.org:99999"}}
+		}, "networkIsolation.outboundAllowDomains[0]", "1 to 65535"},
+		{"DomainIsAddress", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{"10.1.2.3"}}
+		}, "networkIsolation.outboundAllowDomains[0]", "outboundAllowCidrs"},
+		{"DomainNotString", func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{42}}
+		}, "networkIsolation.outboundAllowDomains[0]", "want a string"},
+		{"DomainsWithListenPort53", func(m map[string]any) {
+			m["listen"] = map[string]any{"port": 53}
+			m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{"api.anthropic.com"}}
+		}, "listen.port", "resolver"},
 		{"SocketListNotList", func(m map[string]any) {
 			m["sandbox"] = map[string]any{"unixSockets": map[string]any{"allow": "/run/x"}}
 		}, "sandbox.unixSockets.allow", "list of strings"},
@@ -176,6 +195,24 @@ func TestParseListsEveryProblemInOnePass(t *testing.T) {
 	want := []string{"bogus", "directory", "stateDir", "listen.port", "command"}
 	if d := cmp.Diff(want, keys); d != "" {
 		t.Errorf("problem keys (-want +got):\n%s", d)
+	}
+}
+
+func TestParseDomainsEveryProblemKeyed(t *testing.T) {
+	_, err := Parse(specWith(t, func(m map[string]any) {
+		m["networkIsolation"] = map[string]any{"enable": true, "outboundAllowDomains": []any{"ok.example.com", "*", "a..b.com", "x.com:0", "*.github.com:22"}}
+	}))
+	var ps *Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("err = %v", err)
+	}
+	var keys []string
+	for _, p := range ps.List {
+		keys = append(keys, p.Key)
+	}
+	want := []string{"networkIsolation.outboundAllowDomains[1]", "networkIsolation.outboundAllowDomains[2]", "networkIsolation.outboundAllowDomains[3]"}
+	if d := cmp.Diff(want, keys); d != "" {
+		t.Errorf("problem keys (-want +got):\n%s\n%v", d, err)
 	}
 }
 
@@ -284,5 +321,52 @@ func TestBaseEnvIsCleanAndEnvironmentOverridesDefaults(t *testing.T) {
 	}
 	if env["HOME"].Value != s.StateDir || env["TMPDIR"].Value != s.StateDir+"/tmp" {
 		t.Errorf("HOME/TMPDIR not under stateDir: %+v %+v", env["HOME"], env["TMPDIR"])
+	}
+}
+
+func TestDomainsWithoutIsolationWarn(t *testing.T) {
+	s, err := Parse(specWith(t, func(m map[string]any) {
+		m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{"api.anthropic.com"}}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := BuildPlan(s, goldenHost(false), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(p.Warnings, "\n"), "outboundAllowDomains is set but networkIsolation.enable is false") {
+		t.Errorf("warnings = %v", p.Warnings)
+	}
+	if p.Network.DNS != nil {
+		t.Errorf("a non-isolated instance got a resolver plan")
+	}
+}
+
+func TestDomainsMakeNameserversUpstreams(t *testing.T) {
+	// Without domains a loopback nameserver cannot work from the netns;
+	// with them it is the resolver's upstream, queried from the host.
+	mk := func(domains []any) []byte {
+		return specWith(t, func(m map[string]any) {
+			m["networkIsolation"] = map[string]any{"enable": true, "nameservers": []any{"127.0.0.53"}, "outboundAllowDomains": domains}
+		})
+	}
+	s, err := Parse(mk(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BuildPlan(s, goldenHost(false), nil); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("loopback nameserver without domains: %v, want refused", err)
+	}
+	s, err = Parse(mk([]any{"api.anthropic.com"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := BuildPlan(s, goldenHost(false), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Network.DNS == nil || len(p.Network.DNS.Upstreams) != 1 || p.Network.DNS.Upstreams[0].String() != "127.0.0.53:53" {
+		t.Errorf("resolver plan = %+v", p.Network.DNS)
 	}
 }

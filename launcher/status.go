@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ocnix/ocnix/netpolicy"
 )
@@ -29,7 +30,12 @@ type Status struct {
 	// ForwardingEnabled are the host interfaces whose IPv4 forwarding setup
 	// turned on (shared by all instances; guarded by table inet ocnix).
 	ForwardingEnabled []string `json:"forwardingEnabled,omitempty"`
-	Problems          []string `json:"problems,omitempty"`
+	// With outboundAllowDomains: whether the resolver answers, and the
+	// addresses it opened that have not expired yet.
+	Domains       []string             `json:"domains,omitempty"`
+	ResolverAlive *bool                `json:"resolverAlive,omitempty"`
+	DNSEntries    []netpolicy.DNSEntry `json:"dnsEntries,omitempty"`
+	Problems      []string             `json:"problems,omitempty"`
 }
 
 func (c *StatusCmd) Run(g *Globals) error {
@@ -58,6 +64,9 @@ func (c *StatusCmd) Run(g *Globals) error {
 		}
 		_, err = os.Stat(np.NetnsPath)
 		st.NetnsExists = err == nil
+		for _, d := range np.Domains {
+			st.Domains = append(st.Domains, d.String())
+		}
 		st.Problems = append(st.Problems, netpolicy.Diagnose(np)...)
 		if st.ForwardingEnabled, err = netpolicy.ForwardingEnabled(); err != nil {
 			st.Problems = append(st.Problems, err.Error())
@@ -65,6 +74,17 @@ func (c *StatusCmd) Run(g *Globals) error {
 		if st.NetnsExists && os.Geteuid() == 0 {
 			if st.Counters, err = netpolicy.Counters(np); err != nil {
 				st.Problems = append(st.Problems, err.Error())
+			}
+			if np.DNS != nil {
+				alive := true
+				if err := netpolicy.ProbeResolver(np); err != nil {
+					alive = false
+					st.Problems = append(st.Problems, err.Error()+": names do not resolve inside the instance (start opencode-"+s.Name+"-dns, or `opencode-launcher dns`)")
+				}
+				st.ResolverAlive = &alive
+				if st.DNSEntries, err = netpolicy.DNSEntries(np); err != nil {
+					st.Problems = append(st.Problems, err.Error())
+				}
 			}
 		} else if st.NetnsExists {
 			st.Problems = append(st.Problems, "counters need root (they live inside the instance's netns)")
@@ -97,6 +117,17 @@ func (c *StatusCmd) Run(g *Globals) error {
 		sort.Strings(keys)
 		for _, k := range keys {
 			fmt.Fprintf(w, "    %-20s %8d packets %10d bytes\n", k, st.Counters[k].Packets, st.Counters[k].Bytes)
+		}
+		if len(st.Domains) > 0 {
+			alive := "unknown (needs root)"
+			if st.ResolverAlive != nil {
+				alive = map[bool]string{true: "answering", false: "NOT answering"}[*st.ResolverAlive]
+			}
+			fmt.Fprintf(w, "  dns: resolver %s; allowed names: %s\n", alive, strings.Join(st.Domains, ", "))
+			fmt.Fprintf(w, "    %d open address . port pairs (name, address . port, time left of timeout)\n", len(st.DNSEntries))
+			for _, e := range st.DNSEntries {
+				fmt.Fprintf(w, "    %-30s %s . %d  %s of %s\n", e.Name, e.Addr, e.Port, e.Expires.Round(time.Second), e.Timeout)
+			}
 		}
 	}
 	for _, p := range st.Problems {

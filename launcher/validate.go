@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/ocnix/ocnix/netpolicy"
 )
 
 var (
@@ -199,6 +201,14 @@ func (s *Spec) validate(ps *Problems) {
 		if _, err := netip.ParseAddr(n); err != nil {
 			ps.add(fmt.Sprintf("networkIsolation.nameservers[%d]", i), "%q is not an IP address", n)
 		}
+	}
+	for i, d := range s.NetworkIsolation.OutboundAllowDomains {
+		if _, err := netpolicy.ParseDomain(d); err != nil {
+			ps.add(fmt.Sprintf("networkIsolation.outboundAllowDomains[%d]", i), "%s", err)
+		}
+	}
+	if len(s.NetworkIsolation.OutboundAllowDomains) > 0 && s.Listen.Port == 53 {
+		ps.add("listen.port", "is 53, the port of the netns resolver that networkIsolation.outboundAllowDomains needs; choose another")
 	}
 	if s.PreInitScript != "" {
 		checkPath(ps, "preInitScript", s.PreInitScript)

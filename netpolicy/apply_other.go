@@ -2,6 +2,8 @@
 
 package netpolicy
 
+import "context"
+
 // Ensure is only implemented on Linux.
 func Ensure(p Plan) error { return unsupported(p) }
 
@@ -29,3 +31,27 @@ func Diagnose(p Plan) []string { return nil }
 
 // VerifyFilter is only implemented on Linux; it fails closed elsewhere.
 func VerifyFilter(p Plan) error { return unsupported(p) }
+
+// DNSEntries is only implemented on Linux.
+func DNSEntries(p Plan) ([]DNSEntry, error) {
+	if p.DNS == nil {
+		return nil, nil
+	}
+	return nil, ErrUnsupported
+}
+
+// RunResolver is only implemented on Linux.
+func RunResolver(ctx context.Context, p Plan, cfg ResolverConfig, ready func()) error {
+	return ErrUnsupported
+}
+
+// ProbeResolverHere is only implemented on Linux.
+func ProbeResolverHere(p Plan) error { return ProbeResolver(p) }
+
+// ProbeResolver is only implemented on Linux.
+func ProbeResolver(p Plan) error {
+	if p.DNS == nil {
+		return nil
+	}
+	return ErrUnsupported
+}

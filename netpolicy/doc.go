@@ -66,6 +66,8 @@
 //	        ip saddr <host end> tcp dport <listen port> accept; counter drop
 //	output: policy drop; oifname lo accept; ct state established,related accept;
 //	        ip daddr @allow4 accept; ip6 daddr @allow6 accept;
+//	        [ip daddr . tcp dport @dns4 accept; ip daddr . udp dport @dns4 accept;
+//	         the same for ip6 and @dns6: only with outboundAllowDomains]
 //	        limit rate 5/second burst 10 packets log prefix "opencode-<name>-blocked: ";
 //	        meta l4proto tcp reject with tcp reset; reject with icmpx admin-prohibited
 //
@@ -254,6 +256,7 @@
 //
 // # DNS
 //
+// Without outboundAllowDomains (with it, see the next section),
 // /etc/netns/opencode-<name>/resolv.conf (the `ip netns exec` convention)
 // holds networkIsolation.nameservers (Input.Nameservers). Build rejects an
 // entry that is loopback, IPv6 or outside the allowed CIDRs, because it
@@ -269,6 +272,78 @@
 // /etc/resolv.conf in a private mount namespace. Under systemd the unit
 // does the same with BindReadOnlyPaths=. The launcher itself never needs
 // DNS.
+//
+// # Egress by host name (outboundAllowDomains)
+//
+// Input.AllowDomains lists host names: "api.anthropic.com" (that name),
+// "*.github.com" (every name below github.com at any depth, not github.com
+// itself) and either with ":port". A name without a port allows 443 and
+// 80 ([DefaultDomainPorts]); ports hold for TCP and UDP (HTTP/3). See
+// [ParseDomain] for what is refused.
+//
+// The names become addresses in the filter through the instance's own
+// resolver ([RunResolver], the `opencode-launcher dns` command):
+//
+//   - It is a root process in the host netns. Its UDP and TCP sockets are
+//     made on a locked thread that joined the instance netns, on
+//     127.0.0.1:53 there, and that thread is then destroyed ([ListenDNS]).
+//     The netns resolv.conf names only that address. Port 53 is below the
+//     netns's unprivileged port start, so the instance cannot take it.
+//   - It answers A and AAAA queries for allowed names only: everything else
+//     is REFUSED and logged once per name with the prefix
+//     "opencode-<name>-blocked: dns <name>" (rate-limited, 5/s burst 10).
+//     Other record types of an allowed name get an empty answer, because
+//     HTTPS/SVCB address hints would name addresses the filter never saw.
+//   - It forwards the query, from the host netns, to the upstreams:
+//     networkIsolation.nameservers, or the host's /etc/resolv.conf (a
+//     loopback stub such as systemd-resolved's works from there).
+//   - It follows the CNAME chain from the queried name and keeps only the
+//     address records at its end; records for other names are dropped.
+//     The policy is applied to the queried name: CNAME targets (CDN names)
+//     need not be listed.
+//   - It refuses the whole answer (REFUSED, logged with the address) when
+//     any address is loopback, link-local (169.254.169.254 included),
+//     unspecified, multicast, reserved, inside the instance pool
+//     100.64.0.0/10 or the instance's subnet, an address of the host, or
+//     inside a route of another instance's veth ([HostGuard]). DNS
+//     rebinding therefore cannot point the instance into the host.
+//   - Before it returns the answer it adds every address . port pair to the
+//     set dns4 (or dns6) in the netns with an element timeout of
+//     max(TTL, 60 s), at most 1 h, commented with the queried name that
+//     first opened it (the tail of it beyond 128 bytes); each set holds
+//     at most 65536 elements, beyond which inserts fail; the
+//     answer's TTLs are capped at the same 1 h. A client's first connect
+//     therefore never races the set, and no client caches an address
+//     longer than the set keeps it. If the set cannot be written the
+//     answer is SERVFAIL. The kernel removes expired elements by itself;
+//     answering again refreshes the timeout (TestDNSSetIsBounded pins that
+//     on the test kernel; kernels that keep the first timeout expire a
+//     busy name's address early, and the next answer opens it again).
+//
+// Names open addresses, never the reverse: an address nobody resolved
+// through the resolver stays closed, by IP too. DNS to any other server,
+// DoT and DoH go through the same filter as every other destination.
+//
+// Supervision and failure. The resolver runs as its own service
+// (opencode-<name>-dns.service under NixOS, ordered after the setup unit
+// and before the server). If it dies, the instance has no DNS (connection
+// refused on 127.0.0.1:53) and no new addresses open; what is in the sets
+// expires within its timeout: fail closed. It checks every second that
+// /run/netns/opencode-<name> is still the netns it serves and exits with
+// [ErrNetnsReplaced] otherwise (teardown, or teardown and setup), so that
+// its supervisor restarts it in the new one. While setup runs the init
+// scripts it serves the instance's DNS itself, since the unit starts only
+// after setup; `run` warns when nothing answers. [ProbeResolver] tells
+// `status` whether it answers; [DNSEntries] lists the sets with the time
+// each element has left. Ensure replaces the filter table atomically; it
+// carries the DNS elements over into the new table when their name and
+// port are still allowed, with the time they had left.
+//
+// Limits. An allowed name opens its address and port for any traffic to
+// it: a CDN address shared by many names is open to all of them on that
+// port (no TLS SNI or Host check). A wildcard lets the instance send data
+// out in query names to the zone's authoritative servers. AAAA answers go
+// into dns6, which is inert while IPv6 is disabled in the netns.
 //
 // # Publishing the port
 //

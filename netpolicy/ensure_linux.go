@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -80,7 +82,7 @@ func ensure(p Plan) error {
 	// that no moment exists (not even after a crash here) in which the
 	// netns has a route and no filter. The rules match interfaces by name,
 	// so they do not need the veth to exist.
-	if err := applyTable(p.Filter, int(ns)); err != nil {
+	if err := applyTable(p.Filter, int(ns), carryDNSEntries(p)...); err != nil {
 		return fmt.Errorf("in netns: %w", err)
 	}
 
@@ -100,7 +102,14 @@ func ensure(p Plan) error {
 	if err := ensureNetnsSide(inner, p); err != nil {
 		return err
 	}
-	if err := inNetns(int(ns), func() error { return writeSysctl(p.NetnsSysctls[1]) }); err != nil {
+	if err := inNetns(int(ns), func() error {
+		for _, s := range p.NetnsSysctls[1:] {
+			if err := writeSysctl(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
 		return fmt.Errorf("in netns: %w", err)
 	}
 	if err := applyTable(p.Host, -1); err != nil {
@@ -110,6 +119,31 @@ func ensure(p Plan) error {
 		return fmt.Errorf("host forwarding: %w", err)
 	}
 	return writeResolvConf(p)
+}
+
+// carryDNSEntries returns the DNS set elements worth keeping when Ensure
+// replaces the filter table of a running instance: those whose name still
+// matches a rule that allows their port, with the time they had left.
+// Without them every address a client resolved before the setup would be
+// rejected until it resolves again, which clients that cache answers do
+// only after the TTL. Nothing is carried from a table that is not there.
+func carryDNSEntries(p Plan) []DNSEntry {
+	if p.DNS == nil {
+		return nil
+	}
+	old, err := DNSEntries(p)
+	if err != nil {
+		return nil
+	}
+	var keep []DNSEntry
+	for _, e := range old {
+		if e.Expires < time.Second || !slices.Contains(MatchDomains(p.Domains, e.Name), e.Port) {
+			continue
+		}
+		e.Timeout, e.Expires = min(e.Expires, p.DNS.MaxTTL), 0
+		keep = append(keep, e)
+	}
+	return keep
 }
 
 func aliasOf(p Plan) string { return aliasPrefix + p.Instance }
@@ -293,7 +327,11 @@ func writeResolvConf(p Plan) error {
 		return fmt.Errorf("write %s: %w", p.ResolvConf, err)
 	}
 	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(renderResolvConf(p.Instance, servers, skipped))
+	content := renderResolvConf(p.Instance, servers, skipped)
+	if p.DNS != nil {
+		content = renderResolverConf(p)
+	}
+	_, err = tmp.Write(content)
 	if err == nil {
 		err = tmp.Chmod(0o644)
 	}

@@ -67,10 +67,12 @@ func TestRenderingMatchesKernel(t *testing.T) {
 		return strings.Join(strings.Fields(counterRE.ReplaceAllString(s, "counter")), " ")
 	}
 	for _, tc := range []struct {
-		name  string
-		cidrs []string
+		name    string
+		cidrs   []string
+		domains []string
 	}{
 		{name: "Empty", cidrs: nil},
+		{name: "Domains", cidrs: []string{"198.18.0.0/24"}, domains: []string{"allowed.test", "*.wild.test:8443"}},
 		{name: "MergedAdjacentToPrefix", cidrs: []string{"198.18.0.0/24", "198.18.1.0/24", "198.18.0.5/32"}},
 		{name: "MergedToRange", cidrs: []string{"198.18.4.0/24", "198.18.5.0/25", "203.0.113.7/32"}},
 		{name: "IPv6", cidrs: []string{"2001:db8::/48", "2001:db8:1::/48", "2001:db8:ff::1/128"}},
@@ -78,7 +80,7 @@ func TestRenderingMatchesKernel(t *testing.T) {
 		{name: "TopOfSpace", cidrs: []string{"255.255.255.0/24"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := setupInstance(t, Input{Instance: testName(), Enable: true, ListenPort: 4096, AllowCIDRs: tc.cidrs})
+			p := setupInstance(t, Input{Instance: testName(), Enable: true, ListenPort: 4096, AllowCIDRs: tc.cidrs, AllowDomains: tc.domains})
 			got := run(t, "ip", "netns", "exec", p.Netns, "nft", "list", "table", "inet", FilterTable)
 			if diff := cmp.Diff(norm(p.Filter.String()), norm(got)); diff != "" {
 				t.Errorf("filter rendering differs from kernel (-plan +kernel):\n%s\nkernel:\n%s", diff, got)

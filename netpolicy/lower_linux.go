@@ -77,6 +77,18 @@ func tableFamily(f string) (nftables.TableFamily, error) {
 }
 
 func lowerSet(t *nftables.Table, s Set, id uint32) (loweredSet, error) {
+	if s.Timeout {
+		ns, err := dnsSet(t, s.Name, s.Type)
+		if err != nil {
+			return loweredSet{}, err
+		}
+		ns.ID = id
+		ns.Size = s.Size
+		if len(s.Elements) > 0 {
+			return loweredSet{}, bug(fmt.Errorf("timeout set with planned elements"))
+		}
+		return loweredSet{set: ns}, nil
+	}
 	ns := &nftables.Set{Table: t, Name: s.Name, ID: id, Interval: true}
 	switch s.Type {
 	case "ipv4_addr":
@@ -235,6 +247,35 @@ func lowerMatch(fam nftables.TableFamily, m Match, sets map[string]*nftables.Set
 		return append(out,
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a.AsSlice()},
+		), nil
+	case MatchDaddrTCPDport4Set, MatchDaddrUDPDport4Set, MatchDaddrTCPDport6Set, MatchDaddrUDPDport6Set:
+		s, ok := sets[m.Value]
+		if !ok {
+			return nil, bug(fmt.Errorf("set %q not in table", m.Value))
+		}
+		v6 := m.Kind == MatchDaddrTCPDport6Set || m.Kind == MatchDaddrUDPDport6Set
+		l4 := byte(unix.IPPROTO_TCP)
+		if m.Kind == MatchDaddrUDPDport4Set || m.Kind == MatchDaddrUDPDport6Set {
+			l4 = unix.IPPROTO_UDP
+		}
+		// What nft emits for "ip daddr . tcp dport @set": the address in
+		// register 1 and the port in the 32-bit register right after it
+		// (9 after 4 bytes, 2 after 16), the layout of a concatenated key.
+		proto, off, n, portReg := byte(unix.NFPROTO_IPV4), uint32(16), uint32(4), uint32(9)
+		if v6 {
+			proto, off, n, portReg = unix.NFPROTO_IPV6, 24, 16, 2
+		}
+		var out []expr.Any
+		if fam == nftables.TableFamilyINet {
+			out = append(out, &expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}})
+		}
+		return append(out,
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{l4}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Payload{DestRegister: portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
 		), nil
 	case MatchL4TCP:
 		return []expr.Any{

@@ -14,10 +14,21 @@ import (
 const sndBuf = 16 << 20
 
 // applyTable replaces t atomically in the netns nsfd (-1: the caller's).
-func applyTable(t Table, nsfd int) error {
+// carry are elements for its DNS timeout sets, added in the same batch.
+func applyTable(t Table, nsfd int, carry ...DNSEntry) error {
 	l, err := lower(t)
 	if err != nil {
 		return err
+	}
+	for i, s := range l.sets {
+		if !s.set.HasTimeout {
+			continue
+		}
+		for _, e := range carry {
+			if e.Addr.Is4() == (s.set.KeyType.Name == dnsType4.Name) {
+				l.sets[i].elems = append(l.sets[i].elems, dnsElement(e))
+			}
+		}
 	}
 	c, err := connFor(t, nsfd, nftables.WithSockOptions(forceSndBuf))
 	if err != nil {
@@ -41,6 +52,10 @@ func applyTable(t Table, nsfd int) error {
 // This is the guard behind elemChunks.
 func (l lowered) verifySets(c *nftables.Conn) error {
 	for _, s := range l.sets {
+		if s.set.HasTimeout {
+			// Filled by the resolver, possibly already: nothing to compare.
+			continue
+		}
 		got, err := c.GetSetElements(s.set)
 		if err != nil {
 			return fmt.Errorf("set %s: read back: %w", s.set.Name, err)

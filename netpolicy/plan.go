@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrUnsupported is returned by the apply functions on systems other than
@@ -22,6 +24,37 @@ type Input struct {
 	AllowCIDRs    []string
 	Subnet        string   // optional IPv4 /30 overriding the pool
 	Nameservers   []string // optional; empty = derive from the host at Ensure
+	// AllowDomains are host names the instance may reach (see
+	// ParseDomain). With any, DNS inside the netns goes to the resolver
+	// (see doc.go, "Egress by host name") and Nameservers become its
+	// upstreams.
+	AllowDomains []string
+	// DNSMinTTL is the floor of a resolved address's lifetime in the DNS
+	// sets; 0 means DefaultDNSMinTTL. Tests lower it.
+	DNSMinTTL time.Duration
+}
+
+// DNSPlan is the resolver of an instance with outboundAllowDomains.
+type DNSPlan struct {
+	// Listen is where the resolver answers, inside the netns; the netns
+	// resolv.conf names it.
+	Listen netip.AddrPort `json:"listen"`
+	// Upstreams are the resolvers it forwards allowed queries to, from
+	// the host netns. When UpstreamsDerived is set they are the host's
+	// /etc/resolv.conf nameservers, read when the resolver starts.
+	Upstreams        []netip.AddrPort `json:"upstreams"`
+	UpstreamsDerived bool             `json:"upstreamsDerived"`
+	Set4             string           `json:"set4"`
+	Set6             string           `json:"set6"`
+	// An answered address stays in the set for its TTL, at least MinTTL
+	// and at most MaxTTL; answers handed to the client carry at most
+	// MaxTTL, so no client caches an address longer than the set keeps it.
+	MinTTL time.Duration `json:"minTTL"`
+	MaxTTL time.Duration `json:"maxTTL"`
+	// Refused are the address ranges an answer may never point to, on top
+	// of the host's own addresses and other instances' subnets, which the
+	// resolver reads from the host while it runs.
+	Refused []netip.Prefix `json:"refused"`
 }
 
 // Plan is the complete network setup of one instance as plain data. Build
@@ -66,6 +99,10 @@ type Plan struct {
 	NameserversDerived bool         `json:"nameserversDerived"`
 	ResolvConf         string       `json:"resolvConf"`
 
+	// Domains and DNS are set only with outboundAllowDomains.
+	Domains []DomainRule `json:"domains,omitempty"`
+	DNS     *DNSPlan     `json:"dns,omitempty"`
+
 	Filter Table `json:"filter"` // inside the netns
 	Host   Table `json:"host"`   // in the host netns
 
@@ -96,7 +133,46 @@ const (
 	// Set names inside the filter table.
 	set4 = "allow4"
 	set6 = "allow6"
+	// The address . port sets the resolver fills, and its address.
+	dnsSet4 = "dns4"
+	dnsSet6 = "dns6"
+	// DefaultDNSMinTTL is the floor of an answered address's lifetime in
+	// the set: answers with a TTL of a few seconds (CDNs) would otherwise
+	// expire before a slow client connects, or between the connects of
+	// one page load.
+	DefaultDNSMinTTL = 60 * time.Second
+	// dnsMaxTTL caps it, so that an address a name stopped using does not
+	// stay open for days because of a long TTL.
+	dnsMaxTTL = time.Hour
+	// dnsSetSize bounds each DNS set, so that answers with ever new
+	// addresses (a wildcard zone that answers anything) cannot grow kernel
+	// memory without end: a full set fails the insert, and the resolver
+	// answers SERVFAIL.
+	dnsSetSize = 65536
 )
+
+// dnsListen is the resolver's address inside the netns: the netns's own
+// loopback, which the filter always allows and nothing outside the netns
+// can reach. Port 53 is privileged (net.ipv4.ip_unprivileged_port_start is
+// per netns and 1024 by default), so the instance cannot bind it first.
+var dnsListen = netip.MustParseAddrPort("127.0.0.1:53")
+
+// dnsRefused are destinations a DNS answer may never point an instance at:
+// loopback, link-local (which holds the cloud metadata address
+// 169.254.169.254), "this network", multicast, reserved and broadcast
+// space, and the whole instance pool. IPv6 likewise.
+var dnsRefused = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+	PoolPrefix,
+	netip.MustParsePrefix("::/128"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("fe80::/10"),
+	netip.MustParsePrefix("ff00::/8"),
+}
 
 // Build computes the plan for in. It is pure: no files, no syscalls.
 func Build(in Input) (Plan, error) {
@@ -141,18 +217,12 @@ func Build(in Input) (Plan, error) {
 		p.ProxyTarget = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(in.ListenPort)).String()
 	}
 	p.Allow4, p.Allow6 = allow4, allow6
-	if len(in.Nameservers) == 0 {
-		p.NameserversDerived = true
-	}
-	for _, s := range in.Nameservers {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return Plan{}, fmt.Errorf("netpolicy: nameserver %q: %w", s, err)
+	if len(in.AllowDomains) > 0 {
+		if err := buildDNS(&p, in); err != nil {
+			return Plan{}, err
 		}
-		if reason := nameserverProblem(a, allow4); reason != "" {
-			return Plan{}, fmt.Errorf("netpolicy: nameserver %s: %s", a, reason)
-		}
-		p.Nameservers = append(p.Nameservers, a)
+	} else if err := buildNameservers(&p, in); err != nil {
+		return Plan{}, err
 	}
 
 	if len(allow6) > 0 {
@@ -173,7 +243,70 @@ func Build(in Input) (Plan, error) {
 		{Key: "net.ipv6.conf.default.disable_ipv6", Value: "1", Why: "interfaces created in the netns start without IPv6"},
 		{Key: "net.ipv6.conf." + PeerVeth + ".disable_ipv6", Value: "1", Why: "IPv6 disabled on the veth by design; ::1 on lo stays for local servers"},
 	}
+	if p.DNS != nil {
+		// The kernel default, made explicit: the instance (no capabilities)
+		// must never be able to take the resolver's port 53 in its netns.
+		p.NetnsSysctls = append(p.NetnsSysctls, Sysctl{Key: "net.ipv4.ip_unprivileged_port_start", Value: "1024", Why: "only root binds the resolver's port 53 in the netns"})
+	}
 	return p, nil
+}
+
+// buildNameservers fills the netns resolv.conf servers of an instance
+// without outboundAllowDomains: they are queried from inside the netns.
+func buildNameservers(p *Plan, in Input) error {
+	if len(in.Nameservers) == 0 {
+		p.NameserversDerived = true
+	}
+	for _, s := range in.Nameservers {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("netpolicy: nameserver %q: %w", s, err)
+		}
+		if reason := nameserverProblem(a, p.Allow4); reason != "" {
+			return fmt.Errorf("netpolicy: nameserver %s: %s", a, reason)
+		}
+		p.Nameservers = append(p.Nameservers, a)
+	}
+	return nil
+}
+
+// buildDNS plans the resolver of an instance with outboundAllowDomains.
+// The netns resolv.conf then names only the resolver, and the nameservers
+// are its upstreams, queried from the host netns: loopback resolvers
+// (systemd-resolved's 127.0.0.53) work there, and they need no CIDR.
+func buildDNS(p *Plan, in Input) error {
+	rules, err := ParseDomains(in.AllowDomains)
+	if err != nil {
+		return fmt.Errorf("netpolicy: outboundAllowDomains%w", err)
+	}
+	if in.ListenPort == int(dnsListen.Port()) {
+		return fmt.Errorf("netpolicy: listen port %d is the netns resolver's port; choose another", in.ListenPort)
+	}
+	d := &DNSPlan{
+		Listen: dnsListen,
+		Set4:   dnsSet4,
+		Set6:   dnsSet6,
+		MinTTL: DefaultDNSMinTTL,
+		MaxTTL: dnsMaxTTL,
+	}
+	if in.DNSMinTTL > 0 {
+		d.MinTTL = in.DNSMinTTL
+	}
+	if d.MinTTL > d.MaxTTL {
+		return fmt.Errorf("netpolicy: DNS minimum TTL %s exceeds the maximum %s", d.MinTTL, d.MaxTTL)
+	}
+	d.UpstreamsDerived = len(in.Nameservers) == 0
+	for _, s := range in.Nameservers {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("netpolicy: nameserver %q: %w", s, err)
+		}
+		d.Upstreams = append(d.Upstreams, netip.AddrPortFrom(a.Unmap(), 53))
+	}
+	d.Refused = append(slices.Clone(dnsRefused), p.Subnet)
+	p.Domains, p.DNS = rules, d
+	p.Nameservers = []netip.Addr{dnsListen.Addr()}
+	return nil
 }
 
 // nameserverProblem says why a resolver cannot work from inside the netns,
@@ -225,6 +358,26 @@ func filterTable(p Plan) Table {
 		r("out-established", VerdictAccept, true, est),
 		r("allow4", VerdictAccept, true, Match{Kind: MatchDaddr4Set, Value: set4}),
 		r("allow6", VerdictAccept, true, Match{Kind: MatchDaddr6Set, Value: set6}),
+	}
+	sets := []Set{
+		{Name: set4, Type: "ipv4_addr", Elements: p.Allow4},
+		{Name: set6, Type: "ipv6_addr", Elements: p.Allow6},
+	}
+	if p.DNS != nil {
+		// Addresses the resolver answered, each with the ports its name
+		// allows, until the element times out.
+		output = append(output,
+			r("dns4-tcp", VerdictAccept, true, Match{Kind: MatchDaddrTCPDport4Set, Value: p.DNS.Set4}),
+			r("dns4-udp", VerdictAccept, true, Match{Kind: MatchDaddrUDPDport4Set, Value: p.DNS.Set4}),
+			r("dns6-tcp", VerdictAccept, true, Match{Kind: MatchDaddrTCPDport6Set, Value: p.DNS.Set6}),
+			r("dns6-udp", VerdictAccept, true, Match{Kind: MatchDaddrUDPDport6Set, Value: p.DNS.Set6}),
+		)
+		sets = append(sets,
+			Set{Name: p.DNS.Set4, Type: "ipv4_addr . inet_service", Timeout: true, Size: dnsSetSize},
+			Set{Name: p.DNS.Set6, Type: "ipv6_addr . inet_service", Timeout: true, Size: dnsSetSize},
+		)
+	}
+	output = append(output,
 		logRule,
 		// TCP gets a reset: connect() fails at once with ECONNREFUSED.
 		// An ICMP error would be subject to the kernel's ICMP rate limit,
@@ -232,14 +385,11 @@ func filterTable(p Plan) Table {
 		// retransmit (1 s and more) instead of failing.
 		r("blocked-tcp", VerdictRejectRST, true, Match{Kind: MatchL4TCP}),
 		r("blocked", VerdictReject, true),
-	}
+	)
 	return Table{
 		Family: "inet",
 		Name:   FilterTable,
-		Sets: []Set{
-			{Name: set4, Type: "ipv4_addr", Elements: p.Allow4},
-			{Name: set6, Type: "ipv6_addr", Elements: p.Allow6},
-		},
+		Sets:   sets,
 		Chains: []Chain{
 			{Name: "input", Type: "filter", Hook: "input", Priority: 0, Policy: "drop", Rules: input},
 			{Name: "output", Type: "filter", Hook: "output", Priority: 0, Policy: "drop", Rules: output},
@@ -307,9 +457,34 @@ func (p Plan) String() string {
 	fmt.Fprintf(&b, "  subnet       %s (%s)\n", p.Subnet, src)
 	fmt.Fprintf(&b, "  route        default via %s dev %s (in netns)\n", p.HostAddr.Addr(), p.PeerVeth)
 	fmt.Fprintf(&b, "  ipv6         disabled on %s and %s by design; ::1 on lo stays\n", p.HostVeth, p.PeerVeth)
-	if p.NameserversDerived {
+	switch {
+	case p.DNS != nil:
+		fmt.Fprintf(&b, "  dns          %s: %s, the ocnix resolver (opencode-launcher dns), udp+tcp inside the netns\n", p.ResolvConf, p.DNS.Listen.Addr())
+		up := "the host's /etc/resolv.conf nameservers, read when the resolver starts"
+		if !p.DNS.UpstreamsDerived {
+			ups := make([]string, len(p.DNS.Upstreams))
+			for i, a := range p.DNS.Upstreams {
+				ups[i] = a.String()
+			}
+			up = strings.Join(ups, ", ")
+		}
+		fmt.Fprintf(&b, "  resolver     answers only the names below (REFUSED otherwise); forwards them from the host netns to %s\n", up)
+		for _, d := range p.Domains {
+			ports := make([]string, len(d.Ports))
+			for i, pt := range d.Ports {
+				ports[i] = strconv.Itoa(int(pt))
+			}
+			fmt.Fprintf(&b, "  domain       %-30s tcp+udp ports %s\n", d, strings.Join(ports, ","))
+		}
+		fmt.Fprintf(&b, "  dns sets     @%s, @%s: answered address . port, kept for max(TTL, %s), at most %s; added before the answer is returned\n", p.DNS.Set4, p.DNS.Set6, p.DNS.MinTTL, p.DNS.MaxTTL)
+		refused := make([]string, len(p.DNS.Refused))
+		for i, r := range p.DNS.Refused {
+			refused[i] = r.String()
+		}
+		fmt.Fprintf(&b, "  dns refuses  answers pointing into %s, the host's own addresses or another instance's subnet\n", strings.Join(refused, ", "))
+	case p.NameserversDerived:
 		fmt.Fprintf(&b, "  dns          %s: host /etc/resolv.conf nameservers inside outboundAllowCidrs, chosen at setup\n", p.ResolvConf)
-	} else {
+	default:
 		ns := make([]string, len(p.Nameservers))
 		for i, a := range p.Nameservers {
 			ns[i] = a.String()

@@ -48,6 +48,8 @@ func TestBuildExplainGolden(t *testing.T) {
 		{name: "explain-enabled.golden", in: exampleInput},
 		{name: "explain-derived-dns-subnet-override.golden", in: Input{Instance: "web", Enable: true, ListenAddress: "0.0.0.0", ListenPort: 4096, AllowCIDRs: []string{"198.18.0.0/15"}, Subnet: "10.250.0.8/30"}},
 		{name: "explain-disabled.golden", in: Input{Instance: "plain", ListenPort: 4096}},
+		{name: "explain-domains.golden", in: Input{Instance: "agent", Enable: true, ListenAddress: "127.0.0.1", ListenPort: 4096,
+			AllowCIDRs: []string{"10.0.0.0/8"}, AllowDomains: []string{"api.anthropic.com", "*.github.com", "registry.npmjs.org:443", "github.com:22"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := Build(tc.in)

@@ -19,10 +19,14 @@ type Table struct {
 	Chains []Chain `json:"chains"`
 }
 
-// Set is a named interval set of addresses.
+// Set is a named set: an interval set of addresses built from the plan,
+// or (Timeout) a set of address . port pairs whose elements expire, filled
+// at run time by the DNS resolver and empty in the plan.
 type Set struct {
 	Name     string     `json:"name"`
-	Type     string     `json:"type"` // "ipv4_addr" or "ipv6_addr"
+	Type     string     `json:"type"` // "ipv4_addr", "ipv6_addr", or with Timeout "ipv4_addr . inet_service", "ipv6_addr . inet_service"
+	Timeout  bool       `json:"timeout,omitempty"`
+	Size     uint32     `json:"size,omitempty"` // maximum number of elements; 0: no limit
 	Elements []Interval `json:"elements"`
 }
 
@@ -68,6 +72,12 @@ const (
 	// starts with Value (nft's wildcard "Value*").
 	MatchIIFPrefix MatchKind = "iifname-prefix"
 	MatchOIFPrefix MatchKind = "oifname-prefix"
+	// ip daddr . tcp dport @Value, and the udp and ip6 variants: the
+	// address . port sets the DNS resolver fills.
+	MatchDaddrTCPDport4Set MatchKind = "daddr4-tcp-dport-set"
+	MatchDaddrUDPDport4Set MatchKind = "daddr4-udp-dport-set"
+	MatchDaddrTCPDport6Set MatchKind = "daddr6-tcp-dport-set"
+	MatchDaddrUDPDport6Set MatchKind = "daddr6-udp-dport-set"
 )
 
 // Match is one condition of a rule.
@@ -115,7 +125,15 @@ func (t Table) String() string {
 	}
 	for _, s := range t.Sets {
 		sep()
-		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n", s.Name, s.Type)
+		flags := "interval"
+		if s.Timeout {
+			flags = "timeout"
+		}
+		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n", s.Name, s.Type)
+		if s.Size > 0 {
+			fmt.Fprintf(&b, "\t\tsize %d\n", s.Size)
+		}
+		fmt.Fprintf(&b, "\t\tflags %s\n", flags)
 		if len(s.Elements) > 0 {
 			els := make([]string, len(s.Elements))
 			for i, e := range s.Elements {
@@ -191,6 +209,14 @@ func (m Match) String() string {
 		return "tcp dport " + m.Value
 	case MatchL4TCP:
 		return "meta l4proto tcp"
+	case MatchDaddrTCPDport4Set:
+		return "ip daddr . tcp dport @" + m.Value
+	case MatchDaddrUDPDport4Set:
+		return "ip daddr . udp dport @" + m.Value
+	case MatchDaddrTCPDport6Set:
+		return "ip6 daddr . tcp dport @" + m.Value
+	case MatchDaddrUDPDport6Set:
+		return "ip6 daddr . udp dport @" + m.Value
 	}
 	return fmt.Sprintf("<unknown match %q>", m.Kind)
 }

@@ -63,6 +63,7 @@ bad() {
 declare -A EXPECT=(
   [bad-cidr]="networkIsolation.outboundAllowCidrs"
   [bad-paths]="directory"
+  [bad-domain]="networkIsolation.outboundAllowDomains[1]"
 )
 
 echo "== nix-instantiate --parse"

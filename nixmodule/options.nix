@@ -219,6 +219,27 @@ let
             '';
           };
 
+          outboundAllowDomains = mkOption {
+            type = types.listOf types.str;
+            default = [ ];
+            example = [
+              "api.anthropic.com"
+              "*.githubusercontent.com"
+              "registry.npmjs.org:443"
+            ];
+            description = ''
+              Host names the instance may reach, beside `outboundAllowCidrs`: exact names,
+              `*.` wildcards (any name below the suffix, not the suffix itself) and an optional
+              `:port`. A name without a port allows TCP and UDP to 443 and 80 only. With any
+              name set, DNS inside the namespace goes only to the instance's resolver
+              (`opencode-<name>-dns.service`, `opencode-launcher dns`), which answers only
+              these names, forwards them to `nameservers` (or the host's resolvers) from the
+              host namespace, and opens each answered address and port in the namespace's
+              filter for the record's TTL (at least 60 s, at most 1 h). Answers pointing at
+              loopback, link-local, the host itself or another instance are refused.
+            '';
+          };
+
           subnet = mkOption {
             type = types.nullOr types.str;
             default = null;
@@ -237,8 +258,11 @@ let
               Resolvers written to the namespace's `resolv.conf`
               (`/etc/netns/opencode-<name>/resolv.conf`, bind-mounted over `/etc/resolv.conf`
               in the unit). Empty lets the launcher derive them from the host's
-              `/etc/resolv.conf` at each setup. When a setup reload (after an nftables reload)
-              changes the file, the server is restarted so that it sees the new one.
+              `/etc/resolv.conf` at each setup. With `outboundAllowDomains` they are instead the
+              upstreams of the instance's resolver, queried from the host namespace (so they need
+              no CIDR, and a loopback stub such as 127.0.0.53 works). When a setup reload (after
+              an nftables reload) changes the file, the server is restarted so that it sees the
+              new one.
             '';
           };
         };

@@ -107,6 +107,7 @@ let
         inherit (inst.networkIsolation)
           enable
           outboundAllowCidrs
+          outboundAllowDomains
           subnet
           nameservers
           ;

@@ -79,6 +79,7 @@ let
   net' = only "networkIsolation" [
     "enable"
     "outboundAllowCidrs"
+    "outboundAllowDomains"
     "subnet"
     "nameservers"
   ] networkIsolation;
@@ -111,6 +112,7 @@ in
     outboundAllowCidrs = strList "networkIsolation.outboundAllowCidrs" net'.outboundAllowCidrs;
     subnet = nullOrStr "networkIsolation.subnet" net'.subnet;
     nameservers = strList "networkIsolation.nameservers" net'.nameservers;
+    outboundAllowDomains = strList "networkIsolation.outboundAllowDomains" net'.outboundAllowDomains;
   };
   preInitScript = nullOrStr "preInitScript" preInitScript;
   postInitScript = nullOrStr "postInitScript" postInitScript;
