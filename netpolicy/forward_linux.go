@@ -87,7 +87,7 @@ func ensureForwarding(host *netlink.Handle, p Plan) error {
 		// their forwarding is neither dropped nor switched off later.
 		want.Enabled = nil
 	} else {
-		devs, err := ReplyDevices(host, p.Allow4)
+		devs, err := ReplyDevices(host, replyRanges(p))
 		if err != nil {
 			return err
 		}
@@ -115,6 +115,18 @@ func ensureForwarding(host *netlink.Handle, p Plan) error {
 		}
 	}
 	return nil
+}
+
+// replyRanges are the destinations whose replies must be forwarded back to
+// the instance. Names in outboundAllowDomains may resolve to any address the
+// resolver does not refuse, so with domains that is all of IPv4: the
+// interfaces of the routes that could carry an answer's address (the
+// default route's among them), still guarded by the forward table.
+func replyRanges(p Plan) []Interval {
+	if p.DNS == nil {
+		return p.Allow4
+	}
+	return []Interval{{First: netip.IPv4Unspecified(), Last: netip.AddrFrom4([4]byte{255, 255, 255, 255})}}
 }
 
 // releaseForwarding undoes ensureForwarding once no instance is left on the

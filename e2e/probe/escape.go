@@ -96,7 +96,7 @@ func init() {
 			}
 			return "", err
 		},
-		"userfaultfd": func(a []string) (string, error) {
+		"esc-userfaultfd": func(a []string) (string, error) {
 			r, _, e := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC, 0, 0)
 			if e != 0 {
 				return "", e
@@ -104,7 +104,7 @@ func init() {
 			unix.Close(int(r))
 			return "", nil
 		},
-		"perf-event-open": func(a []string) (string, error) {
+		"esc-perf-event-open": func(a []string) (string, error) {
 			attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_CPU_CLOCK, Size: uint32(unsafe.Sizeof(unix.PerfEventAttr{}))}
 			attr.Bits = unix.PerfBitDisabled | unix.PerfBitExcludeKernel | unix.PerfBitExcludeHv
 			fd, err := unix.PerfEventOpen(&attr, 0, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
@@ -113,24 +113,24 @@ func init() {
 			}
 			return "", err
 		},
-		"add-key": func(a []string) (string, error) {
+		"esc-add-key": func(a []string) (string, error) {
 			_, err := unix.AddKey("user", "ocnix-probe", []byte("x"), unix.KEY_SPEC_PROCESS_KEYRING)
 			return "", err
 		},
 		// io-uring-enter and io-uring-register on a bad fd: EBADF when the
 		// call reaches the kernel, the seccomp errno when it does not.
-		"io-uring-enter": func(a []string) (string, error) {
+		"esc-io-uring-enter": func(a []string) (string, error) {
 			_, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, ^uintptr(0), 0, 0, 0, 0, 0)
 			return "", errnoOrNil(e)
 		},
-		"io-uring-register": func(a []string) (string, error) {
+		"esc-io-uring-register": func(a []string) (string, error) {
 			_, _, e := unix.Syscall6(unix.SYS_IO_URING_REGISTER, ^uintptr(0), 0, 0, 0, 0, 0)
 			return "", errnoOrNil(e)
 		},
 		// clone3 with a size too small for any struct: EINVAL when the
 		// kernel sees it, ENOSYS from the filter (which hides every flag,
 		// CLONE_NEW* included, and makes glibc fall back to clone).
-		"clone3": func(a []string) (string, error) {
+		"esc-clone3": func(a []string) (string, error) {
 			var args [88]byte
 			_, _, e := unix.Syscall(unix.SYS_CLONE3, uintptr(unsafe.Pointer(&args[0])), 1, 0)
 			return "", errnoOrNil(e)
@@ -139,7 +139,7 @@ func init() {
 		// there with ARGS; the detail is its verdict. Exec from memory works
 		// (the instance may exec what it writes in its own paths anyway);
 		// what matters is that the new program is as confined as before.
-		"memfd-exec": func(a []string) (string, error) {
+		"esc-memfd-exec": func(a []string) (string, error) {
 			fd, err := unix.MemfdCreate("ocnix-probe", unix.MFD_CLOEXEC)
 			if err != nil {
 				return "", err
@@ -160,7 +160,7 @@ func init() {
 		},
 		// tiocsti: push a byte into a pseudo-terminal's input, as an
 		// injector would into an operator's shell.
-		"tiocsti": func(a []string) (string, error) {
+		"esc-tiocsti": func(a []string) (string, error) {
 			m, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 			if err != nil {
 				return "", err
@@ -183,6 +183,9 @@ func init() {
 			return "", errnoOrNil(e)
 		},
 	} {
+		if _, dup := probes[k]; dup {
+			panic("probe: verb " + k + " registered twice")
+		}
 		probes[k] = v
 	}
 }

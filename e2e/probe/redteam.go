@@ -89,6 +89,9 @@ func init() {
 		"execveat-opath":      execveatOPath,
 		"truncate-procfd":     truncateProcFD,
 	} {
+		if _, dup := probes[name]; dup {
+			panic("probe: verb " + name + " registered twice")
+		}
 		probes[name] = f
 	}
 }
