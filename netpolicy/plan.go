@@ -494,7 +494,10 @@ func (p Plan) String() string {
 	for _, s := range p.HostSysctls {
 		fmt.Fprintf(&b, "  sysctl host  %s=%s\n", s.Key, s.Value)
 	}
-	if len(p.Allow4) > 0 {
+	switch {
+	case p.DNS != nil:
+		fmt.Fprintf(&b, "  sysctl host  net.ipv4.conf.<if>.forwarding=1 on every interface a route could bring replies on (allowed names may resolve anywhere), chosen at setup from the routes (unless the host already forwards); undone by the last teardown\n")
+	case len(p.Allow4) > 0:
 		fmt.Fprintf(&b, "  sysctl host  net.ipv4.conf.<if>.forwarding=1 on the interfaces replies from outboundAllowCidrs arrive on, chosen at setup from the routes (unless the host already forwards); undone by the last teardown\n")
 	}
 	for _, s := range p.NetnsSysctls {
