@@ -72,7 +72,7 @@
           # The NAR hash of `go mod vendor` for go.mod/go.sum. CI recomputes it
           # (scripts/check-vendor-hash.sh) and names the new value when go.sum changes;
           # keep it on this one line, which the script reads.
-          vendorHash = "sha256-Gw8c8kBPrZm6LZBSz0kilnuP3xEgy3dkTKxbhaGj9LM=";
+          vendorHash = "sha256-0SBUJKh63WwW4yJF+1h1V4azU5uT2NmwtBej4zraoT0=";
 
           # libseccomp-golang is cgo.
           env.CGO_ENABLED = 1;

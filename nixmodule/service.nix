@@ -19,6 +19,8 @@ let
   enabled = lib.filterAttrs (_: inst: inst.enable) cfg.instances;
   isolated = lib.filterAttrs (_: inst: inst.networkIsolation.enable) enabled;
   anyIsolated = isolated != { };
+  # Instances whose egress is also allowed by host name run their own resolver unit.
+  withDomains = lib.filterAttrs (_: inst: inst.networkIsolation.outboundAllowDomains != [ ]) isolated;
   nftables = config.networking.nftables.enable;
 
   launcherExe = lib.getExe cfg.launcherPackage;
@@ -226,7 +228,10 @@ let
       description = "opencode server (instance ${name})";
       wantedBy = [ "multi-user.target" ];
       requires = [ "${unitOf name}-setup.service" ];
-      after = [ "${unitOf name}-setup.service" ];
+      # Wants, not Requires, on the resolver: restarting it must not restart the agent, and a
+      # server without its resolver only fails to resolve (fail closed).
+      wants = lib.optional (withDomains ? ${name}) "${unitOf name}-dns.service";
+      after = [ "${unitOf name}-setup.service" ] ++ lib.optional (withDomains ? ${name}) "${unitOf name}-dns.service";
 
       # Restart=on-failure every 5 s, but give up after 5 failed starts within 5 minutes
       # (the default limit, 5 in 10 s, never triggers with RestartSec=5): a server that
@@ -405,6 +410,54 @@ let
     socketConfig = {
       ListenStream = hostPort inst.listen.address inst.listen.port;
       FreeBind = mkDefault true;
+    };
+  };
+
+  # The resolver of outboundAllowDomains: root in the host namespace (it queries the
+  # upstreams from there), with its sockets inside the instance namespace; it fills the nft
+  # sets before it answers. Bound to setup: a setup restart recreates the namespace, and the
+  # resolver, which exits 75 when its namespace is replaced, follows it.
+  dnsService = name: inst: {
+    description = "opencode instance ${name}: DNS resolver for outboundAllowDomains";
+    after = [ "${unitOf name}-setup.service" ];
+    bindsTo = [ "${unitOf name}-setup.service" ];
+    partOf = [ "${unitOf name}-setup.service" ];
+    before = [ "${unitOf name}.service" ];
+    wantedBy = [ "${unitOf name}.service" ];
+    serviceConfig = {
+      Type = "notify"; # READY=1 once both sockets serve inside the namespace
+      ExecStart = "${launcherExe} dns --config ${checkedSpecOf name inst}";
+      Restart = mkDefault "always";
+      RestartSec = mkDefault 1;
+      RestartPreventExitStatus = [
+        65
+        77
+      ]; # an invalid spec or a missing privilege: restarting cannot help
+      # setns into the instance namespace needs CAP_SYS_ADMIN, the nft sets CAP_NET_ADMIN,
+      # port 53 inside it CAP_NET_BIND_SERVICE.
+      CapabilityBoundingSet = mkDefault [
+        "CAP_SYS_ADMIN"
+        "CAP_NET_ADMIN"
+        "CAP_NET_BIND_SERVICE"
+      ];
+      RestrictNamespaces = mkDefault [ "net" ];
+      RestrictAddressFamilies = mkBefore [
+        "AF_UNIX"
+        "AF_INET"
+        "AF_INET6"
+        "AF_NETLINK"
+      ];
+      NoNewPrivileges = mkDefault true;
+      ProtectSystem = mkDefault "strict";
+      ProtectHome = mkDefault true;
+      PrivateTmp = mkDefault true;
+      ProtectKernelModules = mkDefault true;
+      ProtectKernelLogs = mkDefault true;
+      ProtectControlGroups = mkDefault true;
+      ProtectClock = mkDefault true;
+      LockPersonality = mkDefault true;
+      MemoryDenyWriteExecute = mkDefault true;
+      SystemCallArchitectures = mkDefault "native";
     };
   };
 
@@ -635,6 +688,7 @@ in
       (lib.mapAttrs' (name: inst: lib.nameValuePair (unitOf name) (mainService name inst)) enabled)
       (lib.mapAttrs' (name: inst: lib.nameValuePair "${unitOf name}-setup" (setupService name inst)) enabled)
       (lib.mapAttrs' (name: inst: lib.nameValuePair "${unitOf name}-proxy" (proxyService name inst)) isolated)
+      (lib.mapAttrs' (name: inst: lib.nameValuePair "${unitOf name}-dns" (dnsService name inst)) withDomains)
     ];
     systemd.sockets = lib.mapAttrs' (
       name: inst: lib.nameValuePair "${unitOf name}-proxy" (proxySocket name inst)

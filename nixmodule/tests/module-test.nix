@@ -84,6 +84,9 @@ let
 
   # --- 2-4. readiness, ordering, restarts ---
   iso = evI { p = isolatedInst; };
+  domains = evI {
+    p = lib.recursiveUpdate isolatedInst { networkIsolation.outboundAllowDomains = [ "api.anthropic.com" ]; };
+  };
   plainR = evI { p = plain; };
 
   # --- 6. names and state directories ---
@@ -357,6 +360,18 @@ lib.concatLists [
     (check "nf_log_all_netns" (iso.config.boot.kernel.sysctl."net.netfilter.nf_log_all_netns" == 1))
     (check "extraForwardRules accepts oc-*" (lib.hasInfix ''iifname "oc-*" accept'' iso.config.networking.firewall.extraForwardRules))
     (check "no rule without isolated instances" (plainR.config.networking.firewall.extraForwardRules == ""))
+  ])
+  (caseOf "outboundAllowDomains: a resolver unit, wanted by the server" [
+    (check "dns unit runs the launcher's resolver" (lib.hasInfix " dns --config " (sc domains "opencode-p-dns").ExecStart))
+    (check "dns unit is Type=notify" ((sc domains "opencode-p-dns").Type == "notify"))
+    (check "dns unit is bound to setup" ((svc domains "opencode-p-dns").bindsTo == [ "opencode-p-setup.service" ]))
+    (check "server wants and follows the resolver" (
+      lib.elem "opencode-p-dns.service" (svc domains "opencode-p").wants
+      && lib.elem "opencode-p-dns.service" (svc domains "opencode-p").after
+    ))
+    (check "no dns unit without domains" (!(iso.config.systemd.services ? "opencode-p-dns")))
+    (check "server wants no resolver without domains" ((svc iso "opencode-p").wants or [ ] == [ ]))
+    (check "evaluates" (forced domains))
   ])
   (caseOf "10. conventions" [
     (check "command is <package>/bin/opencode" (
