@@ -9,7 +9,7 @@ import (
 )
 
 // The rendered fixtures (fixtures/*.nix), all installed into one container.
-var fixtures = []string{"postgres", "isolated", "multi"}
+var fixtures = []string{"postgres", "isolated", "multi", "domains"}
 
 // Instances, their ports and whether they are isolated, as the fixtures declare them.
 var instances = []struct {
@@ -22,6 +22,7 @@ var instances = []struct {
 	{"restricted", 18789, true},
 	{"alpha", 18811, true},
 	{"beta", 18812, true},
+	{"named", 18791, true},
 }
 
 // The test's "internet": a namespace inside the container holding an allowed
@@ -33,6 +34,10 @@ const (
 	inetNS      = "ocnix-inet"
 	allowedAddr = "192.0.2.1"
 	blockedAddr = "198.51.100.1"
+	// The upstream of named's resolver (fixtures/domains.nix): an authoritative
+	// server for allowed.test and blocked.test, reached from the container's own
+	// namespace like a host's resolver.
+	upstreamDNS = "203.0.113.53"
 	// A second socket of the same PostgreSQL server, not in any allow-list.
 	otherPGDir = "/run/ocnix-other-pg"
 )
@@ -71,10 +76,15 @@ ip route add 192.0.2.0/24 via 10.250.0.2
 ip route add 198.51.100.0/24 via 10.250.0.2
 for a in `+allowedAddr+` `+blockedAddr+`; do
   systemd-run --quiet --unit=ocnix-inet-$a -p NetworkNamespacePath=/run/netns/`+inetNS+` `+probe+` serve-tcp $a:80
-done`)
+done
+ip -n `+inetNS+` addr add `+upstreamDNS+`/32 dev lo
+ip route add `+upstreamDNS+`/32 via 10.250.0.2
+systemd-run --quiet --unit=ocnix-inet-dns -p NetworkNamespacePath=/run/netns/`+inetNS+` `+probe+` serve-dns-zone `+upstreamDNS+`:53 allowed.test=`+allowedAddr+` blocked.test=`+blockedAddr)
 	for _, a := range []string{allowedAddr, blockedAddr} {
 		c.eventually(t, "the internet server at "+a, startTimeout, probe+" connect-tcp "+a+":80 | grep -qx ok")
 	}
+	c.eventually(t, "the internet's DNS server at "+upstreamDNS, startTimeout,
+		probe+" dns-rcode allowed.test "+upstreamDNS+" | grep -qx 'ok NOERROR "+allowedAddr+"'")
 
 	// db's environmentFile: root-only when the unit hands it over by LoadCredential=
 	// (issue 9), readable by the instance user when the launcher reads it itself.
@@ -406,6 +416,128 @@ func TestSetupIdempotence(t *testing.T) {
 		t.Errorf("opencode.json not restored by a reload:\n%s", after["config"])
 	}
 	c.health(t, 18789)
+}
+
+// TestDomainEgressUnit: named's only egress is the name allowed.test on port
+// 80 (fixtures/domains.nix). The opencode-named-dns unit, a root resolver in
+// the container's namespace whose sockets live in named's, answers it from the
+// internet's authoritative server and opens the answered address in the nft set
+// dns4; blocked.test is REFUSED and its address stays closed by IP too. The
+// unit follows its setup unit: restarted with it into the new namespace
+// (PartOf=), stopped with it (BindsTo=).
+func TestDomainEgressUnit(t *testing.T) {
+	c := need(t)
+	const (
+		name  = "named"
+		dns   = "opencode-named-dns.service"
+		setup = "opencode-named-setup.service"
+	)
+	t.Cleanup(func() {
+		// Whatever failed, leave the instance running for the scenarios after this one.
+		if _, code, _ := c.run(cmdTimeout, "systemctl is-active --quiet opencode-named.service "+dns); code != 0 {
+			c.run(startTimeout, "systemctl reset-failed 'opencode-named*'; systemctl start opencode-named.service")
+		}
+	})
+
+	c.eventually(t, dns+" active after the start (Type=notify: READY=1 once it answers in the namespace)", startTimeout, "systemctl is-active --quiet "+dns)
+	c.health(t, 18791)
+	pid := c.mainPID(t, dns)
+	if u := strings.TrimSpace(c.must(t, "ps -o user= -p "+pid)); u != "root" {
+		t.Errorf("%s runs as %q, want root", dns, u)
+	}
+	if ns, host := c.must(t, "readlink /proc/"+pid+"/ns/net"), c.must(t, "readlink /proc/1/ns/net"); ns != host {
+		t.Errorf("%s's main process is in %s, want the container's own network namespace %s (it queries the upstream from there)", dns, ns, host)
+	}
+	c.eventually(t, "the resolver's sockets on 127.0.0.1:53 inside named's namespace", startTimeout,
+		"ip netns exec opencode-named ss -Hlun 'sport = :53' | grep -q 127.0.0.1:53 && ip netns exec opencode-named ss -Hltn 'sport = :53' | grep -q 127.0.0.1:53")
+	if out := c.must(t, "cat /etc/netns/opencode-named/resolv.conf"); !strings.Contains(out, "nameserver 127.0.0.1") || strings.Contains(out, upstreamDNS) {
+		t.Errorf("named's netns resolv.conf must name only the resolver 127.0.0.1:\n%s", out)
+	}
+
+	// Positive twins outside the instance: the upstream answers both names and
+	// both addresses serve port 80.
+	for n, a := range map[string]string{"allowed.test": allowedAddr, "blocked.test": blockedAddr} {
+		if got := c.probeHost(t, "dns-rcode", n, upstreamDNS); got != "ok NOERROR "+a {
+			t.Fatalf("control: the upstream %s answers %s with %q, want \"ok NOERROR %s\"", upstreamDNS, n, got, a)
+		}
+		if got := c.probeHost(t, "connect-tcp", a+":80"); got != "ok" {
+			t.Fatalf("control: the container reaches %s:80: %s", a, got)
+		}
+	}
+
+	// named has no CIDR: before anything resolved allowed.test, its address is closed.
+	if out := c.must(t, "ip netns exec opencode-named nft list set inet opencode dns4"); strings.Contains(out, allowedAddr) {
+		t.Fatalf("dns4 holds %s before anything resolved allowed.test:\n%s", allowedAddr, out)
+	}
+	c.deny(t, name, "connect to allowed.test's address by IP before any lookup (outboundAllowCidrs is empty)", "connect-tcp", allowedAddr+":80")
+
+	resolves := func(when string) {
+		t.Helper()
+		if got := c.probeIn(t, name, "dns-rcode", "allowed.test"); got != "ok NOERROR "+allowedAddr {
+			t.Fatalf("%s: allowed.test through named's resolver = %q, want \"ok NOERROR %s\"", when, got, allowedAddr)
+		}
+		if got := c.probeIn(t, name, "lookup", "allowed.test"); got != "ok "+allowedAddr {
+			t.Errorf("%s: lookup allowed.test (Go's resolver, named's resolv.conf) = %q, want \"ok %s\"", when, got, allowedAddr)
+		}
+		if out := c.must(t, "ip netns exec opencode-named nft list set inet opencode dns4"); !strings.Contains(out, allowedAddr+" . 80") {
+			t.Errorf("%s: the resolver answered allowed.test but dns4 lacks %s . 80:\n%s", when, allowedAddr, out)
+		}
+		c.allow(t, name, when+": connect to allowed.test:80 by name", "connect-tcp", "allowed.test:80")
+		c.allow(t, name, when+": connect to allowed.test's address, opened by the answer", "connect-tcp", allowedAddr+":80")
+	}
+	resolves("after the start")
+
+	if got := c.probeIn(t, name, "dns-rcode", "blocked.test"); got != "ok REFUSED" {
+		t.Errorf("blocked.test through named's resolver = %q, want \"ok REFUSED\"", got)
+	}
+	if got := c.probeIn(t, name, "lookup", "blocked.test"); strings.HasPrefix(got, "ok") {
+		t.Errorf("lookup blocked.test inside named = %q, want a lookup error", got)
+	}
+	c.deny(t, name, "connect to blocked.test by name", "connect-tcp", "blocked.test:80")
+	c.deny(t, name, "connect to blocked.test's address by IP", "connect-tcp", blockedAddr+":80")
+	if got := c.probeIn(t, name, "dns-rcode", "allowed.test", upstreamDNS); strings.HasPrefix(got, "ok") {
+		t.Errorf("named queried the upstream %s directly: %q; only its netns resolver may answer it", upstreamDNS, got)
+	}
+	c.eventually(t, "the refusal of blocked.test in "+dns+"'s journal", startTimeout,
+		"journalctl --no-pager -o cat -u "+dns+" | grep -qF 'opencode-named-blocked: dns blocked.test.'")
+
+	// A restart of setup (teardown, then a new namespace) restarts the resolver
+	// with it (PartOf=), and it serves the new namespace.
+	c.must(t, "systemctl restart "+setup)
+	c.eventually(t, dns+" active again after restarting "+setup, startTimeout, "systemctl is-active --quiet "+dns)
+	c.eventually(t, "the server back after restarting "+setup, startTimeout, "systemctl is-active --quiet opencode-named.service")
+	restarted := c.mainPID(t, dns)
+	if restarted == pid {
+		t.Errorf("%s kept its main process %s across a restart of %s", dns, pid, setup)
+	}
+	// BindsTo=/PartOf= restart it in the same transaction, after the new setup; a
+	// resolver left running would instead exit 75 when its namespace went away
+	// and come back by Restart=always, a second late. That counts in NRestarts.
+	if n := strings.TrimSpace(c.must(t, "systemctl show -P NRestarts "+dns)); n != "0" {
+		t.Errorf("%s: NRestarts=%s after restarting %s: it was restarted by Restart=always (exit 75, its namespace replaced), not with the setup unit (BindsTo=, PartOf=)", dns, n, setup)
+	}
+	resolves("after restarting " + setup)
+	if got := c.probeIn(t, name, "dns-rcode", "blocked.test"); got != "ok REFUSED" {
+		t.Errorf("after restarting %s: blocked.test = %q, want \"ok REFUSED\"", setup, got)
+	}
+
+	// Stopping setup stops the resolver (BindsTo=), cleanly: not failed, not
+	// restarted by Restart=always.
+	c.must(t, "systemctl stop "+setup)
+	if st := strings.TrimSpace(c.mustFail(t, dns+" stops with "+setup, "systemctl is-active "+dns)); st != "inactive" {
+		t.Errorf("%s after stopping %s: %s, want inactive", dns, setup, st)
+	}
+	if r := strings.TrimSpace(c.must(t, "systemctl show -P Result "+dns)); r != "success" {
+		t.Errorf("%s stopped with Result=%s, want success", dns, r)
+	}
+	c.mustFail(t, "the resolver's process is gone after stopping "+setup, "test -e /proc/"+restarted)
+	c.mustFail(t, "named's server stops with its setup unit", "systemctl is-active --quiet opencode-named.service")
+
+	// Starting the server brings setup and the resolver back (Wants=).
+	c.must(t, "systemctl start opencode-named.service")
+	c.eventually(t, dns+" active after starting the server again", startTimeout, "systemctl is-active --quiet "+dns)
+	resolves("after starting the server again")
+	c.health(t, 18791)
 }
 
 // TestStopAndRemoval: stopping the setup unit stops the server and removes the
