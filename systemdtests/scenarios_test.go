@@ -501,6 +501,18 @@ func TestDomainEgressUnit(t *testing.T) {
 	c.eventually(t, "the refusal of blocked.test in "+dns+"'s journal", startTimeout,
 		"journalctl --no-pager -o cat -u "+dns+" | grep -qF 'opencode-named-blocked: dns blocked.test.'")
 
+	// A reload of setup (also what `systemctl reload nftables` propagates to)
+	// re-applies the filter in place: the resolver keeps running and the
+	// addresses it opened stay open without a new lookup.
+	c.must(t, "systemctl reload "+setup)
+	if now := c.mainPID(t, dns); now != pid {
+		t.Errorf("%s's main process changed from %s to %s on a reload of %s", dns, pid, now, setup)
+	}
+	if out := c.must(t, "ip netns exec opencode-named nft list set inet opencode dns4"); !strings.Contains(out, allowedAddr+" . 80") {
+		t.Errorf("a reload of %s dropped %s . 80 from dns4:\n%s", setup, allowedAddr, out)
+	}
+	c.allow(t, name, "connect to allowed.test's address by IP after a reload of "+setup, "connect-tcp", allowedAddr+":80")
+
 	// A restart of setup (teardown, then a new namespace) restarts the resolver
 	// with it (PartOf=), and it serves the new namespace.
 	c.must(t, "systemctl restart "+setup)
