@@ -533,6 +533,16 @@ func TestDomainEgressUnit(t *testing.T) {
 		t.Errorf("after restarting %s: blocked.test = %q, want \"ok REFUSED\"", setup, got)
 	}
 
+	// A resolver that dies comes back by Restart=always and serves again.
+	c.must(t, "systemctl kill --signal=SIGKILL "+dns)
+	c.eventually(t, dns+" restarted by Restart=always after a SIGKILL", startTimeout,
+		"[ \"$(systemctl show -P NRestarts "+dns+")\" -ge 1 ] && systemctl is-active --quiet "+dns)
+	if now := c.mainPID(t, dns); now == restarted {
+		t.Fatalf("%s still has the killed process %s as its main process", dns, now)
+	}
+	restarted = c.mainPID(t, dns)
+	resolves("after the resolver was killed and restarted")
+
 	// Stopping setup stops the resolver (BindsTo=), cleanly: not failed, not
 	// restarted by Restart=always.
 	c.must(t, "systemctl stop "+setup)
