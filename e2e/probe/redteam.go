@@ -78,11 +78,14 @@ func init() {
 		"sigio":               sigio,
 		"tiocsti-hi":          tiocstiHi,
 		"shm-read":            shmRead,
+		"shm-roundtrip":       shmRoundtrip,
 		"mq-read":             mqRead,
 		"nodeath-loop":        nodeathLoop,
 		"ia32":                ia32,
 		"socket-hi":           socketHi,
 		"openat2-create":      openat2Create,
+		"openat-create":       openatCreate,
+		"read-own-pid":        readOwnPid,
 		"tmpfile-create":      tmpfileCreate,
 		"mknod-create":        mknodCreate,
 		"mkdir-mode":          mkdirMode,
@@ -342,7 +345,8 @@ func statIno(a []string) (string, error) {
 
 // openat2: DIR NAME RESOLVE[,RESOLVE...] (beneath, in_root, no_magiclinks,
 // no_symlinks, no_xdev, none). DIR is opened O_PATH, NAME read through
-// openat2 relative to it.
+// openat2 relative to it; RESOLVE "openat" reads it through plain openat
+// instead (the sandbox refuses openat2 whole).
 func openat2(a []string) (string, error) {
 	dfd, err := unix.Open(a[0], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -357,7 +361,12 @@ func openat2(a []string) (string, error) {
 			"no_xdev": unix.RESOLVE_NO_XDEV, "none": 0,
 		}[r]
 	}
-	fd, err := unix.Openat2(dfd, a[1], &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: res})
+	var fd int
+	if a[2] == "openat" {
+		fd, err = unix.Openat(dfd, a[1], unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	} else {
+		fd, err = unix.Openat2(dfd, a[1], &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: res})
+	}
 	if err != nil {
 		return "", err
 	}
@@ -961,6 +970,25 @@ func shmRead(a []string) (string, error) {
 	return strings.TrimRight(string(b[:32]), "\x00"), nil
 }
 
+// shmRoundtrip: create a private segment, write, read back, remove.
+func shmRoundtrip(a []string) (string, error) {
+	id, err := unix.SysvShmGet(unix.IPC_PRIVATE, 4096, unix.IPC_CREAT|0o600)
+	if err != nil {
+		return "", err
+	}
+	defer unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+	b, err := unix.SysvShmAttach(id, 0, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.SysvShmDetach(b)
+	copy(b, "mine")
+	if string(b[:4]) != "mine" {
+		return "", fmt.Errorf("read back %q", b[:4])
+	}
+	return "", nil
+}
+
 // mqRead: NAME. Open the POSIX message queue /NAME and receive a message.
 func mqRead(a []string) (string, error) {
 	name, _ := unix.BytePtrFromString(a[0])
@@ -1055,6 +1083,24 @@ func openat2Create(a []string) (string, error) {
 	}
 	unix.Close(fd)
 	return modeOf(a[0])
+}
+
+// openatCreate: PATH MODE. The openat(O_CREAT) that libc falls back to
+// when openat2 says ENOSYS.
+func openatCreate(a []string) (string, error) {
+	fd, err := unix.Openat(unix.AT_FDCWD, a[0], unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, octal(a[1]))
+	if err != nil {
+		return "", err
+	}
+	unix.Close(fd)
+	return modeOf(a[0])
+}
+
+// readOwnPid: FILE. Read /proc/<own pid>/FILE by number, not through the
+// /proc/self link.
+func readOwnPid(a []string) (string, error) {
+	_, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", os.Getpid(), a[0]))
+	return "", unwrap(err)
 }
 
 // tmpfileCreate: DIR NAME MODE. An O_TMPFILE open (no O_CREAT) with MODE,
