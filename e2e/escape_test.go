@@ -39,12 +39,12 @@ func TestEscapeBattery(t *testing.T) {
 		{"Userfaultfd", []string{"userfaultfd"}, "EPERM", "ok"},
 		{"PerfEventOpen", []string{"perf-event-open"}, "EPERM", "ok"},
 		{"AddKey", []string{"add-key"}, "EPERM", "ok"},
-		{"IoUringEnter", []string{"io-uring-enter"}, "ENOSYS", "EBADF"},
-		{"IoUringRegister", []string{"io-uring-register"}, "ENOSYS", "EINVAL"},
-		{"Clone3", []string{"clone3"}, "ENOSYS", "EINVAL"},
+		{"IoUringEnter", []string{"esc-io-uring-enter"}, "ENOSYS", "EBADF"},
+		{"IoUringRegister", []string{"esc-io-uring-register"}, "ENOSYS", "EINVAL"},
+		{"Clone3", []string{"esc-clone3"}, "ENOSYS", "EINVAL"},
 		{"MemfdExecStaysConfined", []string{"memfd-exec", "read", secret}, "ok EACCES", "ok ok"},
 		{"MemfdExecStaysSeccomped", []string{"memfd-exec", "add-key"}, "ok EPERM", "ok ok"},
-		{"TIOCSTI", []string{"tiocsti"}, "EPERM", "ok"},
+		{"TIOCSTI", []string{"esc-tiocsti"}, "EPERM", "ok"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

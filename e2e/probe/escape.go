@@ -119,20 +119,21 @@ func init() {
 			_, err := unix.AddKey("user", "ocnix-probe", []byte("x"), unix.KEY_SPEC_PROCESS_KEYRING)
 			return "", err
 		},
-		// io-uring-enter and io-uring-register on a bad fd: EBADF when the
+		// esc-io-uring-enter and esc-io-uring-register on a bad fd (the
+		// red-team probes without "esc-" set up a ring): EBADF when the
 		// call reaches the kernel, the seccomp errno when it does not.
-		"io-uring-enter": func(a []string) (string, error) {
+		"esc-io-uring-enter": func(a []string) (string, error) {
 			_, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, ^uintptr(0), 0, 0, 0, 0, 0)
 			return "", errnoOrNil(e)
 		},
-		"io-uring-register": func(a []string) (string, error) {
+		"esc-io-uring-register": func(a []string) (string, error) {
 			_, _, e := unix.Syscall6(unix.SYS_IO_URING_REGISTER, ^uintptr(0), 0, 0, 0, 0, 0)
 			return "", errnoOrNil(e)
 		},
-		// clone3 with a size too small for any struct: EINVAL when the
+		// esc-clone3: clone3 with a size too small for any struct: EINVAL when the
 		// kernel sees it, ENOSYS from the filter (which hides every flag,
 		// CLONE_NEW* included, and makes glibc fall back to clone).
-		"clone3": func(a []string) (string, error) {
+		"esc-clone3": func(a []string) (string, error) {
 			var args [88]byte
 			_, _, e := unix.Syscall(unix.SYS_CLONE3, uintptr(unsafe.Pointer(&args[0])), 1, 0)
 			return "", errnoOrNil(e)
@@ -160,9 +161,9 @@ func init() {
 			}
 			return strings.TrimSpace(string(out)), nil
 		},
-		// tiocsti: push a byte into a pseudo-terminal's input, as an
+		// esc-tiocsti: push a byte into a pseudo-terminal's input, as an
 		// injector would into an operator's shell.
-		"tiocsti": func(a []string) (string, error) {
+		"esc-tiocsti": func(a []string) (string, error) {
 			m, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 			if err != nil {
 				return "", err
