@@ -1388,6 +1388,9 @@ func TestRedTeamSetUIDCreation(t *testing.T) {
 		{"OTmpfileSetGID", func(d string) []string { return []string{"tmpfile-create", d, "tmpg", "2755"} }, "EPERM"},
 		{"Mknod", func(d string) []string { return []string{"mknod-create", filepath.Join(d, "mk"), "4755"} }, "EPERM"},
 		{"MknodSetGID", func(d string) []string { return []string{"mknod-create", filepath.Join(d, "mkg"), "2755"} }, "EPERM"},
+		// The pre-*at syscalls, which raw callers and old libcs use.
+		{"OTmpfileLegacyOpen", func(d string) []string { return []string{"tmpfile-open-legacy", d, "4755"} }, "EPERM"},
+		{"MknodLegacy", func(d string) []string { return []string{"mknod-legacy", filepath.Join(d, "mkl"), "2755"} }, "EPERM"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := si.probe(c.args(si.dir)...); got != c.want {
@@ -1399,7 +1402,7 @@ func TestRedTeamSetUIDCreation(t *testing.T) {
 			}
 		})
 	}
-	for _, p := range []string{"o2", "o2g", "oa", "tmp", "tmpg", "mk", "mkg"} {
+	for _, p := range []string{"o2", "o2g", "oa", "tmp", "tmpg", "mk", "mkg", "mkl"} {
 		if _, err := os.Lstat(filepath.Join(si.dir, p)); err == nil {
 			t.Errorf("%s was created in the sandbox", p)
 		}
@@ -1415,6 +1418,8 @@ func TestRedTeamSetUIDCreation(t *testing.T) {
 		{"PlainOpenat", []string{"openat-create", filepath.Join(si.dir, "plain-oa"), "0755"}, "ok mode=755"},
 		{"PlainOTmpfile", []string{"tmpfile-create", si.dir, "plain-tmp", "0755"}, "ok mode=755"},
 		{"PlainMknod", []string{"mknod-create", filepath.Join(si.dir, "plain-mk"), "0755"}, "ok mode=755"},
+		{"PlainOTmpfileLegacyOpen", []string{"tmpfile-open-legacy", si.dir, "0755"}, "ok mode=755"},
+		{"PlainMknodLegacy", []string{"mknod-legacy", filepath.Join(si.dir, "plain-mkl"), "0755"}, "ok mode=755"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := si.probe(c.args...); got != c.want {

@@ -88,6 +88,8 @@ func init() {
 		"read-own-pid":        readOwnPid,
 		"tmpfile-create":      tmpfileCreate,
 		"mknod-create":        mknodCreate,
+		"tmpfile-open-legacy": tmpfileOpenLegacy,
+		"mknod-legacy":        mknodLegacy,
 		"mkdir-mode":          mkdirMode,
 		"execveat-opath":      execveatOPath,
 		"truncate-procfd":     truncateProcFD,
@@ -1123,6 +1125,37 @@ func tmpfileCreate(a []string) (string, error) {
 func mknodCreate(a []string) (string, error) {
 	if err := unix.Mknodat(unix.AT_FDCWD, a[0], unix.S_IFREG|octal(a[1]), 0); err != nil {
 		return "", err
+	}
+	return modeOf(a[0])
+}
+
+// tmpfileOpenLegacy: DIR MODE. O_TMPFILE through open(2), not openat, as
+// old libcs and raw callers do; reports the unnamed file's mode.
+func tmpfileOpenLegacy(a []string) (string, error) {
+	p, err := unix.BytePtrFromString(a[0])
+	if err != nil {
+		return "", err
+	}
+	r, _, e := unix.Syscall(unix.SYS_OPEN, uintptr(unsafe.Pointer(p)), uintptr(unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC), uintptr(octal(a[1])))
+	if e != 0 {
+		return "", e
+	}
+	defer unix.Close(int(r))
+	var st unix.Stat_t
+	if err := unix.Fstat(int(r), &st); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("mode=%o", st.Mode&0o7777), nil
+}
+
+// mknodLegacy: PATH MODE. A regular file through mknod(2), not mknodat.
+func mknodLegacy(a []string) (string, error) {
+	p, err := unix.BytePtrFromString(a[0])
+	if err != nil {
+		return "", err
+	}
+	if _, _, e := unix.Syscall(unix.SYS_MKNOD, uintptr(unsafe.Pointer(p)), uintptr(unix.S_IFREG|octal(a[1])), 0); e != 0 {
+		return "", e
 	}
 	return modeOf(a[0])
 }
