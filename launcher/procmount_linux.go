@@ -16,9 +16,15 @@ import (
 //
 // /proc/net/unix is per network namespace, not per pid, so it still lists
 // the host's unix sockets for an instance without network isolation.
+//
+// The same unshare gives the thread a System V IPC namespace of its own
+// (systemd's PrivateIPC= under User=): Landlock does not cover shmget,
+// msgget and semget, so the host's and other instances' segments with a
+// loose mode would otherwise be open to the instance. A fresh IPC namespace
+// also brings its own POSIX message queues (mq_open resolves names in it).
 func privateProc() error {
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("private /proc: unshare the mount namespace: %w", err)
+	if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_NEWIPC); err != nil {
+		return fmt.Errorf("private /proc: unshare the mount and IPC namespaces: %w", err)
 	}
 	// Nothing mounted here may propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {

@@ -94,7 +94,8 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 		}
 	}
 	if os.Geteuid() == 0 {
-		// Under systemd User= the unit's ProtectProc=invisible does this.
+		// Under systemd User= the unit's ProtectProc=invisible and
+		// PrivateIPC= do this.
 		if err := privateProc(); err != nil {
 			return withCode(ExitOSErr, fmt.Errorf("instance %q: %w", s.Name, err))
 		}

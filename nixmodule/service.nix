@@ -292,6 +292,9 @@ let
           RestrictRealtime = mkDefault true;
           RestrictSUIDSGID = mkDefault true;
           RemoveIPC = mkDefault true;
+          # Landlock does not cover System V IPC: without it the instance reaches the
+          # host's and other instances' segments whose mode lets its uid in.
+          PrivateIPC = mkDefault true;
           SystemCallArchitectures = mkDefault "native";
           UMask = mkDefault "0077";
           RestrictAddressFamilies = mkBefore [

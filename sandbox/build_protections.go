@@ -46,15 +46,33 @@ func buildProtections(in Input, abi, ptraceScope int) []Protection {
 			fmt.Sprintf("socket() and socketpair() of AF_UNIX SOCK_DGRAM are denied (EACCES): their sends cannot be gated on Landlock ABI %d < 9", abi)),
 		{Name: "seccomp deny-list", Status: StatusEnforced,
 			Detail: "mounts, namespaces, kernel changes, ptrace and friends, bpf, keyring, io_uring, raw/packet sockets, socket families other than unix/inet/inet6/netlink, netlink other than NETLINK_ROUTE, TIOCSTI; 32-bit and x32 syscalls kill the process"},
+		{Name: "set-user-ID and set-group-ID files", Status: StatusEnforced,
+			Detail: "cannot be made (as systemd's RestrictSUIDSGID=): S_ISUID/S_ISGID are refused in chmod, fchmod, fchmodat(2), mknod(at), creat and O_CREAT or O_TMPFILE opens; openat2, whose mode seccomp cannot read, answers ENOSYS (libc falls back to openat)"},
+		{Name: "System V IPC", Status: StatusDegraded,
+			Detail: "Landlock does not cover shmget, msgget and semget: the sandbox gets an IPC namespace of its own when the launcher starts as root, and under systemd User= from PrivateIPC=; run started as the instance user outside systemd cannot make one (no CAP_SYS_ADMIN) and shares the host's segments, message queues and semaphores with a mode that lets the instance's uid in"},
 		{Name: "seccomp audit log", Status: StatusEnforced,
 			Detail: "log bit set: denied syscalls are audited, and so are routine clone3 fallbacks and gated connects; drop \"errno user_notif\" from kernel.seccomp.actions_logged if that is too noisy"},
 		{Name: "privileges", Status: StatusEnforced,
 			Detail: "runs as the instance user with its own groups only, no capabilities, no_new_privs"},
 		{Name: "/proc", Status: StatusDegraded,
 			Detail: "read-only /proc is granted (Bun/Node need it); other users' processes are hidden by a private /proc mounted hidepid=invisible when the launcher starts as root, and by ProtectProc=invisible under systemd User= (not when run starts as the instance user outside systemd); /proc/net/unix still lists the unix sockets of the network namespace (the host's without networkIsolation)"},
+		{Name: "metadata outside the grants", Status: StatusDegraded,
+			Detail: "Landlock has no right for chmod, chown, utimes or xattrs: the instance changes the metadata of files it owns anywhere; under systemd ProtectSystem=strict makes them read-only outside ReadWritePaths, run outside systemd does not (own nothing outside the instance's paths)"},
+		orphanProtection(abi),
+		{Name: "exec from memory", Status: StatusDegraded,
+			Detail: "Landlock restricts exec by path, and a memfd has none: the instance may exec a program it wrote to a memfd; it keeps the same Landlock domain, seccomp filter and user (the read-write paths are executable anyway)"},
 		{Name: "TCP connect", Status: StatusDelegated,
 			Detail: "not restricted by the sandbox on purpose: outbound traffic is the network policy's job"},
 	}
+}
+
+func orphanProtection(abi int) Protection {
+	if abi >= 9 {
+		return Protection{Name: "processes outliving the server", Status: StatusDegraded,
+			Detail: "descendants that leave the server's process group survive it; under systemd the unit's cgroup kills them (KillMode=mixed), outside systemd they run on, confined (no_new_privs, Landlock, seccomp)"}
+	}
+	return Protection{Name: "processes outliving the supervisor", Status: StatusDegraded,
+		Detail: "the server dies with the supervisor by its parent-death signal, which it may clear, and descendants that leave the process group survive it; under systemd the unit's cgroup kills them all (KillMode=mixed), outside systemd they run on, confined (no_new_privs, Landlock, seccomp; gated connects fail with ENOSYS)"}
 }
 
 func unixProtection(abi, ptraceScope int) Protection {

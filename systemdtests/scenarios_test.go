@@ -307,6 +307,13 @@ func TestTwoInstances(t *testing.T) {
 	if na == nb {
 		t.Errorf("alpha and beta share the network namespace %s", na)
 	}
+	// PrivateIPC=: Landlock does not cover System V IPC, so each server needs
+	// an IPC namespace of its own, apart from the host's and from each other.
+	ia := strings.TrimSpace(c.must(t, "readlink /proc/"+c.mainPID(t, "opencode-alpha.service")+"/ns/ipc"))
+	ib := strings.TrimSpace(c.must(t, "readlink /proc/"+c.mainPID(t, "opencode-beta.service")+"/ns/ipc"))
+	if host := strings.TrimSpace(c.must(t, "readlink /proc/1/ns/ipc")); ia == host || ib == host || ia == ib {
+		t.Errorf("IPC namespaces: alpha %s, beta %s, host %s: want three different ones (PrivateIPC=)", ia, ib, host)
+	}
 
 	c.allow(t, "alpha", "alpha reads its project", "read", "/srv/alpha/notes")
 	c.must(t, "runuser -u opencode-alpha -- "+probe+" read /srv/beta/notes | grep -qx ok") // the modes allow it

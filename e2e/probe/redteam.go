@@ -78,13 +78,18 @@ func init() {
 		"sigio":               sigio,
 		"tiocsti-hi":          tiocstiHi,
 		"shm-read":            shmRead,
+		"shm-roundtrip":       shmRoundtrip,
 		"mq-read":             mqRead,
 		"nodeath-loop":        nodeathLoop,
 		"ia32":                ia32,
 		"socket-hi":           socketHi,
 		"openat2-create":      openat2Create,
+		"openat-create":       openatCreate,
+		"read-own-pid":        readOwnPid,
 		"tmpfile-create":      tmpfileCreate,
 		"mknod-create":        mknodCreate,
+		"tmpfile-open-legacy": tmpfileOpenLegacy,
+		"mknod-legacy":        mknodLegacy,
 		"mkdir-mode":          mkdirMode,
 		"execveat-opath":      execveatOPath,
 		"truncate-procfd":     truncateProcFD,
@@ -345,7 +350,8 @@ func statIno(a []string) (string, error) {
 
 // openat2: DIR NAME RESOLVE[,RESOLVE...] (beneath, in_root, no_magiclinks,
 // no_symlinks, no_xdev, none). DIR is opened O_PATH, NAME read through
-// openat2 relative to it.
+// openat2 relative to it; RESOLVE "openat" reads it through plain openat
+// instead (the sandbox refuses openat2 whole).
 func openat2(a []string) (string, error) {
 	dfd, err := unix.Open(a[0], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -360,7 +366,12 @@ func openat2(a []string) (string, error) {
 			"no_xdev": unix.RESOLVE_NO_XDEV, "none": 0,
 		}[r]
 	}
-	fd, err := unix.Openat2(dfd, a[1], &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: res})
+	var fd int
+	if a[2] == "openat" {
+		fd, err = unix.Openat(dfd, a[1], unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	} else {
+		fd, err = unix.Openat2(dfd, a[1], &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: res})
+	}
 	if err != nil {
 		return "", err
 	}
@@ -964,6 +975,25 @@ func shmRead(a []string) (string, error) {
 	return strings.TrimRight(string(b[:32]), "\x00"), nil
 }
 
+// shmRoundtrip: create a private segment, write, read back, remove.
+func shmRoundtrip(a []string) (string, error) {
+	id, err := unix.SysvShmGet(unix.IPC_PRIVATE, 4096, unix.IPC_CREAT|0o600)
+	if err != nil {
+		return "", err
+	}
+	defer unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+	b, err := unix.SysvShmAttach(id, 0, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.SysvShmDetach(b)
+	copy(b, "mine")
+	if string(b[:4]) != "mine" {
+		return "", fmt.Errorf("read back %q", b[:4])
+	}
+	return "", nil
+}
+
 // mqRead: NAME. Open the POSIX message queue /NAME and receive a message.
 func mqRead(a []string) (string, error) {
 	name, _ := unix.BytePtrFromString(a[0])
@@ -1060,6 +1090,24 @@ func openat2Create(a []string) (string, error) {
 	return modeOf(a[0])
 }
 
+// openatCreate: PATH MODE. The openat(O_CREAT) that libc falls back to
+// when openat2 says ENOSYS.
+func openatCreate(a []string) (string, error) {
+	fd, err := unix.Openat(unix.AT_FDCWD, a[0], unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, octal(a[1]))
+	if err != nil {
+		return "", err
+	}
+	unix.Close(fd)
+	return modeOf(a[0])
+}
+
+// readOwnPid: FILE. Read /proc/<own pid>/FILE by number, not through the
+// /proc/self link.
+func readOwnPid(a []string) (string, error) {
+	_, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", os.Getpid(), a[0]))
+	return "", unwrap(err)
+}
+
 // tmpfileCreate: DIR NAME MODE. An O_TMPFILE open (no O_CREAT) with MODE,
 // linked into DIR as NAME.
 func tmpfileCreate(a []string) (string, error) {
@@ -1080,6 +1128,37 @@ func tmpfileCreate(a []string) (string, error) {
 func mknodCreate(a []string) (string, error) {
 	if err := unix.Mknodat(unix.AT_FDCWD, a[0], unix.S_IFREG|octal(a[1]), 0); err != nil {
 		return "", err
+	}
+	return modeOf(a[0])
+}
+
+// tmpfileOpenLegacy: DIR MODE. O_TMPFILE through open(2), not openat, as
+// old libcs and raw callers do; reports the unnamed file's mode.
+func tmpfileOpenLegacy(a []string) (string, error) {
+	p, err := unix.BytePtrFromString(a[0])
+	if err != nil {
+		return "", err
+	}
+	r, _, e := unix.Syscall(unix.SYS_OPEN, uintptr(unsafe.Pointer(p)), uintptr(unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC), uintptr(octal(a[1])))
+	if e != 0 {
+		return "", e
+	}
+	defer unix.Close(int(r))
+	var st unix.Stat_t
+	if err := unix.Fstat(int(r), &st); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("mode=%o", st.Mode&0o7777), nil
+}
+
+// mknodLegacy: PATH MODE. A regular file through mknod(2), not mknodat.
+func mknodLegacy(a []string) (string, error) {
+	p, err := unix.BytePtrFromString(a[0])
+	if err != nil {
+		return "", err
+	}
+	if _, _, e := unix.Syscall(unix.SYS_MKNOD, uintptr(unsafe.Pointer(p)), uintptr(unix.S_IFREG|octal(a[1])), 0); e != 0 {
+		return "", e
 	}
 	return modeOf(a[0])
 }
