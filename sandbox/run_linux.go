@@ -21,19 +21,22 @@ const setupTimeout = 60 * time.Second
 // Run confines cmd with plan and runs it. As root it drops to the
 // instance user first.
 //
-// In gate mode GateSupervisor (Landlock ABI < 9) Run re-executes the
-// launcher as the sandbox child (see ChildMain), stays resident as the
-// unix-socket supervisor, forwards SIGTERM, SIGINT and SIGHUP, and
-// returns the child's exit code (128+signal when it was killed). When
-// ctx is cancelled the child gets SIGTERM, then SIGKILL after 10 s.
-// When the child exits, the rest of its process group is killed.
+// In gate mode GateSupervisor (Landlock ABI < 9) Run confines a new OS
+// thread of the calling process and starts cmd from it (see
+// confineAndStart), stays resident as the unix-socket supervisor,
+// forwards SIGTERM, SIGINT and SIGHUP, and returns the child's exit
+// code (128+signal when it was killed). When ctx is cancelled the child
+// gets SIGTERM, then SIGKILL after 10 s. When the child exits, the rest
+// of its process group is killed. Every fd of the process from 3 up is
+// marked close-on-exec before the start.
 //
 // In gate mode GateLandlock Run confines the calling process and execs
 // cmd: it never returns on success. On error the calling process may
 // already be confined and should exit.
 //
-// Run forks from the calling goroutine's OS thread, so a network
-// namespace joined on that (locked) thread is inherited.
+// The child gets the network and mount namespaces of the calling
+// goroutine's OS thread, so a netns or private /proc set up on that
+// (locked) thread is inherited.
 func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
