@@ -44,33 +44,34 @@ func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, er
 	if err := checkRunnable(plan, cmd); err != nil {
 		return -1, err
 	}
-	id, err := resolveIdentity(plan)
+	cmd.Env = withEnv(cmd.Env, "TMPDIR", plan.TmpDir)
+	if plan.Gate.Mode == GateSupervisor {
+		return supervise(ctx, plan, cmd, log)
+	}
+	id, err := identityFor(plan, log)
 	if err != nil {
 		return -1, err
+	}
+	// Check the missing-path and symlink policy before confining
+	// anything, so a mistake is reported by a process that can still
+	// print it.
+	if err := checkPaths(plan.Landlock, plan.Gate.OwnDirs); err != nil {
+		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
+	}
+	return -1, runDirect(plan, cmd, id)
+}
+
+// identityFor resolves the instance user and warns about groups the
+// server keeps.
+func identityFor(plan Plan, log *slog.Logger) (identity, error) {
+	id, err := resolveIdentity(plan)
+	if err != nil {
+		return id, err
 	}
 	if len(id.ExtraGroups) > 0 {
 		log.Warn("sandbox: the server keeps supplementary groups beyond the user's own (set by whoever started the launcher, e.g. SupplementaryGroups=); they cannot be dropped without root", "instance", plan.Instance, "groups", id.ExtraGroups)
 	}
-	// Check the missing-path and symlink policy here too, so the error
-	// keeps its errno (fs.ErrNotExist) for the caller; the child checks
-	// again when it opens the paths for real.
-	if err := checkPaths(plan.Landlock, plan.Gate.OwnDirs); err != nil {
-		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
-	}
-	cmd.Env = withEnv(cmd.Env, "TMPDIR", plan.TmpDir)
-	if plan.Gate.Mode == GateLandlock {
-		return -1, runDirect(plan, cmd, id)
-	}
-	if err := gateUsable(readPtraceScope(), hasCapSysPtrace()); err != nil {
-		// Fail closed either way: the gate answers EACCES to what it
-		// cannot serve. Refuse when the operator allowed sockets, because
-		// the server would start and then fail on every one of them.
-		if len(plan.Gate.Allow) > 0 {
-			return -1, fmt.Errorf("sandbox: instance %q: sandbox.unixSockets.allow is set but %w", plan.Instance, err)
-		}
-		log.Warn("sandbox: unix sockets will not work, not even in the instance's own directories: "+err.Error(), "instance", plan.Instance)
-	}
-	return supervise(ctx, plan, cmd, id, log)
+	return id, nil
 }
 
 func checkRunnable(plan Plan, cmd Command) error {

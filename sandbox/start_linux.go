@@ -3,7 +3,6 @@ package sandbox
 import (
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"syscall"
 
@@ -17,11 +16,19 @@ const (
 	secbitKeepCaps      = 1 << 4
 )
 
+// startInput is what the confining thread needs once its namespaces
+// and Landlock are in place; err aborts it.
+type startInput struct {
+	id     identity
+	filter compiledFilter
+	err    error
+}
+
 // started is what the confining thread reports to the supervisor.
 type started struct {
-	proc *os.Process
-	nfd  int // the seccomp user-notification fd
-	err  error
+	pid int
+	nfd int // the seccomp user-notification fd
+	err error
 }
 
 // callerNS holds the calling thread's network and mount namespaces
@@ -92,35 +99,42 @@ func (ns callerNS) join() error {
 // capabilities) and starts cmd from it: a forked child inherits the
 // Landlock domain, seccomp filters, no_new_privs and namespaces of the
 // thread that forks, not of the process. The supervisor's other
-// threads stay unconfined, and no second Go program starts.
+// threads stay unconfined, and no second Go program starts. It closes
+// ns.
 //
 // The thread is never unlocked: the Go runtime ends a thread whose
 // goroutine exits locked, so the confined thread is never reused. It
 // waits on release until the child has been reaped, because
 // PR_SET_PDEATHSIG fires when the thread that forked the child exits.
-func confineAndStart(plan Plan, cmd Command, dir string, id identity, filter compiledFilter, ns callerNS, out chan<- started, release <-chan struct{}) {
+func confineAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <-chan startInput, out chan<- started, release <-chan struct{}) {
 	runtime.LockOSThread()
-	s := confineThreadAndStart(plan, cmd, dir, id, filter, ns)
+	s := confineThreadAndStart(plan, cmd, dir, ns, in)
 	out <- s
 	if s.err == nil {
 		<-release
 	}
 }
 
-func confineThreadAndStart(plan Plan, cmd Command, dir string, id identity, filter compiledFilter, ns callerNS) started {
-	fail := func(err error) started { return started{nfd: -1, err: err} }
-	if err := ns.join(); err != nil {
+func confineThreadAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <-chan startInput) started {
+	fail := func(err error) started { return started{pid: -1, nfd: -1, err: err} }
+	err := ns.join()
+	ns.close()
+	if err != nil {
 		return fail(err)
 	}
 	// Order matters (see the package documentation, "Start-up order").
 	if err := applyLandlock(plan.Landlock, plan.Gate.OwnDirs); err != nil {
 		return fail(err)
 	}
-	cred, err := prepareCredentials(id)
+	input := <-in
+	if input.err != nil {
+		return fail(input.err)
+	}
+	cred, err := prepareCredentials(input.id)
 	if err != nil {
 		return fail(err)
 	}
-	nfd, err := loadSeccomp(filter)
+	nfd, err := loadSeccomp(input.filter)
 	if err != nil {
 		return fail(err)
 	}
@@ -134,10 +148,12 @@ func confineThreadAndStart(plan Plan, cmd Command, dir string, id identity, filt
 		unix.Close(nfd)
 		return fail(fmt.Errorf("sandbox: mark fds close-on-exec: %w", err))
 	}
-	p, err := os.StartProcess(cmd.Path, cmd.Args, &os.ProcAttr{
+	// syscall.ForkExec, not os.StartProcess: the os package probes for
+	// pidfd support by forking once more.
+	pid, err := syscall.ForkExec(cmd.Path, cmd.Args, &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   cmd.Env,
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Files: []uintptr{0, 1, 2},
 		Sys: &syscall.SysProcAttr{
 			// Own session: own process group to kill at the end, and
 			// no controlling terminal, so the terminal's SIGINT reaches
@@ -153,7 +169,7 @@ func confineThreadAndStart(plan Plan, cmd Command, dir string, id identity, filt
 		unix.Close(nfd)
 		return fail(fmt.Errorf("sandbox: start %q in %q: %w", cmd.Path, dir, err))
 	}
-	return started{proc: p, nfd: nfd}
+	return started{pid: pid, nfd: nfd}
 }
 
 // prepareCredentials readies the confining thread for the user switch

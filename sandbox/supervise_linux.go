@@ -16,26 +16,62 @@ import (
 
 // supervise starts the server on a confined thread of its own (see
 // confineAndStart) and serves its connects until it exits.
-func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *slog.Logger) (int, error) {
-	ns, err := openCallerNS()
-	if err != nil {
-		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
-	}
-	defer ns.close()
+//
+// The independent slow steps run at the same time: compiling the
+// seccomp filter (libseccomp), resolving the instance user (NSS) and,
+// on the new thread, joining the caller's namespaces and applying
+// Landlock (which also checks the paths). Each is about a millisecond.
+func supervise(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, error) {
 	dir := cmd.Dir
 	if dir == "" {
 		// The confining thread may join another mount namespace, which
 		// resets its working directory; keep the caller's.
+		var err error
 		if dir, err = os.Getwd(); err != nil {
 			return -1, fmt.Errorf("sandbox: instance %q: working directory: %w", plan.Instance, err)
 		}
 	}
-	filter, err := compileSeccomp(plan.Seccomp)
+	ns, err := openCallerNS()
 	if err != nil {
 		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
 	}
-	if !filter.Notify {
-		return -1, bug(fmt.Errorf("gate mode %q but the filter has no notify rule", plan.Gate.Mode))
+	type compiled struct {
+		filter compiledFilter
+		err    error
+	}
+	filterc := make(chan compiled, 1)
+	go func() {
+		f, err := compileSeccomp(plan.Seccomp)
+		filterc <- compiled{f, err}
+	}()
+	inputc := make(chan startInput, 1)
+	startc := make(chan started, 1)
+	release := make(chan struct{})
+	go confineAndStart(plan, cmd, dir, ns, inputc, startc, release) // owns ns
+	abort := func(err error) (int, error) {
+		inputc <- startInput{err: err} // the confined thread then ends
+		return -1, err
+	}
+
+	id, err := identityFor(plan, log)
+	if err != nil {
+		return abort(err)
+	}
+	if err := gateUsable(readPtraceScope(), hasCapSysPtrace()); err != nil {
+		// Fail closed either way: the gate answers EACCES to what it
+		// cannot serve. Refuse when the operator allowed sockets, because
+		// the server would start and then fail on every one of them.
+		if len(plan.Gate.Allow) > 0 {
+			return abort(fmt.Errorf("sandbox: instance %q: sandbox.unixSockets.allow is set but %w", plan.Instance, err))
+		}
+		log.Warn("sandbox: unix sockets will not work, not even in the instance's own directories: "+err.Error(), "instance", plan.Instance)
+	}
+	c := <-filterc
+	if c.err != nil {
+		return abort(fmt.Errorf("sandbox: instance %q: %w", plan.Instance, c.err))
+	}
+	if !c.filter.Notify {
+		return abort(bug(fmt.Errorf("gate mode %q but the filter has no notify rule", plan.Gate.Mode)))
 	}
 
 	// Catch the signals before the child exists, so none is lost.
@@ -43,9 +79,7 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	defer signal.Stop(sigs)
 
-	startc := make(chan started, 1)
-	release := make(chan struct{})
-	go confineAndStart(plan, cmd, dir, id, filter, ns, startc, release)
+	inputc <- startInput{id: id, filter: c.filter}
 	st := <-startc
 	if st.err != nil {
 		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, st.err)
@@ -54,7 +88,7 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 	// the child (and ties its PR_SET_PDEATHSIG) ends only once the child
 	// has been reaped and the gate has stopped.
 	defer close(release)
-	pid := st.proc.Pid
+	pid := st.pid
 
 	gateCtx, stopGate := context.WithCancel(context.Background())
 	gateDone := make(chan error, 1)
@@ -88,7 +122,7 @@ func supervise(ctx context.Context, plan Plan, cmd Command, id identity, log *sl
 	// cannot have been reused. (Under systemd, KillMode=control-group
 	// also ends what left the group.)
 	unix.Kill(-pid, unix.SIGKILL)
-	return waitChild(st.proc), nil
+	return waitChild(pid), nil
 }
 
 // waitExit waits until pid has exited without reaping it.
@@ -139,14 +173,17 @@ func forward(ctx context.Context, pid int, sigs <-chan os.Signal, gateDone <-cha
 
 // waitChild reaps the child and maps its status like a shell does:
 // the exit code, or 128+signal.
-func waitChild(p *os.Process) int {
-	ps, err := p.Wait()
-	if err != nil {
-		return -1
-	}
-	ws, ok := ps.Sys().(syscall.WaitStatus)
-	if !ok {
-		return -1
+func waitChild(pid int) int {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return -1
+		}
+		break
 	}
 	if ws.Signaled() {
 		return 128 + int(ws.Signal())
