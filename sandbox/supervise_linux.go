@@ -31,6 +31,15 @@ func supervise(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (i
 			return -1, fmt.Errorf("sandbox: instance %q: working directory: %w", plan.Instance, err)
 		}
 	}
+	// The thread that starts the server shares its Landlock domain, so
+	// Landlock no longer keeps the server (same uid under systemd User=)
+	// out of this process through that thread: /proc/PID/task/TID/mem,
+	// ptrace. A process that is not dumpable can only be reached with
+	// CAP_SYS_PTRACE. (As root the child's setuid, in the shared memory of
+	// the vfork, does the same.)
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return -1, fmt.Errorf("sandbox: instance %q: make the supervisor non-dumpable: %w", plan.Instance, err)
+	}
 	ns, err := openCallerNS()
 	if err != nil {
 		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
