@@ -5,10 +5,9 @@
 // (the instance spec's sandbox keys) and [Caps] (facts about this
 // kernel and host, from [DetectCaps]) it computes a [Plan], plain data
 // with JSON tags and a String method that `opencode-launcher explain`
-// prints. [Run] applies exactly that plan (its Landlock rules travel to
-// the re-executed child as JSON, its seccomp rules as the BPF program
-// libseccomp compiles from them), so what explain shows is what is
-// enforced.
+// prints. [Run] applies exactly that plan (its Landlock rules as given,
+// its seccomp rules as the BPF program libseccomp compiles from them),
+// so what explain shows is what is enforced.
 //
 // # Invariants
 //
@@ -147,43 +146,61 @@
 //
 // Nothing restricts W^X: Bun and Node JIT keep working.
 //
-// # Child order
+// # Start-up order
 //
-// Below ABI 9, [Run] re-executes /proc/self/exe with a marker in the
-// environment; [ChildMain] (first thing in main) recognises it and, on
-// its locked main thread:
+// Below ABI 9, [Run] starts the server from a new OS thread of the
+// launcher (the supervisor) that it confines first; no second program
+// starts before the server. Meanwhile the calling goroutine resolves the
+// instance user (NSS) and another compiles the seccomp filter
+// (libseccomp). On the new, locked thread:
 //
-//  1. reads the plan from fd 3 and checks its parent is the supervisor;
-//  2. applies Landlock;
-//  3. loads seccomp: a BPF program the supervisor compiled with
-//     libseccomp while the child started, installed with seccomp(2);
-//  4. sends the notify fd to the supervisor over fd 4 (SCM_RIGHTS).
-//     Nothing that can connect(2) may run between 3 and 4;
-//  5. drops to the instance user (setgroups, setresgid, setresuid) and
-//     clears all capabilities, then verifies the result;
-//  6. arms PR_SET_PDEATHSIG(SIGKILL) (setresuid cleared it) and checks
-//     getppid again;
-//  7. marks every fd from 3 up close-on-exec and execs the target.
+//  1. join the calling thread's network and mount namespaces where they
+//     differ (the launcher's netns and private /proc);
+//  2. apply Landlock (opening the rule paths, which checks them);
+//  3. as root, clear ambient and inheritable capabilities and refuse
+//     securebits that keep capabilities across a uid change; started as
+//     the instance user, drop every capability and verify;
+//  4. load seccomp with SECCOMP_FILTER_FLAG_NEW_LISTENER; the notify fd
+//     stays in the process for the gate;
+//  5. mark every fd from 3 up close-on-exec and fork (Go's
+//     syscall.ForkExec): the child, still before execve, switches to
+//     the instance user (setgroups, setgid, setuid: leaving uid 0 clears
+//     the permitted, effective and ambient sets), gets its own session,
+//     arms PR_SET_PDEATHSIG(SIGKILL) and checks its parent is alive,
+//     then execs the target.
 //
-// Steps 2, 3 and 5 act on the calling thread only, on purpose: execve
-// gives the new program the Landlock domain, seccomp filters and
-// credentials of the thread that calls it, and kills every other
-// thread, which until then only run the launcher's own Go runtime.
-// This avoids signalling every thread (psx, glibc setxid), which cost
-// about 10 ms per start.
+// Steps 1–4 act on that thread only, on purpose: a forked child
+// inherits the namespaces, Landlock domain, seccomp filter and
+// no_new_privs of the thread that forks, and the supervisor's other
+// threads stay unconfined. Nothing is signalled to every thread (psx,
+// glibc setxid, TSYNC), which cost about 10 ms per start. As root the
+// thread keeps uid 0: the server (the instance user) cannot signal or
+// trace it. The thread is never unlocked; it waits until the server is
+// reaped, because PR_SET_PDEATHSIG fires when the thread that forked
+// exits, and then ends with its goroutine (the Go runtime destroys a
+// thread whose goroutine exits locked).
 //
-// Any failure exits 126 and sends the reason to the supervisor, which
-// returns it from Run; the target never runs half-confined.
+// Since that thread shares the server's Landlock domain, Landlock no
+// longer separates the server from it: the supervisor makes itself
+// non-dumpable (PR_SET_DUMPABLE 0), so its memory, fds and ptrace need
+// CAP_SYS_PTRACE, which the server never has.
 //
-// Start-up costs about 8–9 ms more than a bare fork and exec on the CI
-// machine (BenchmarkStartupSandboxed vs BenchmarkStartupBare), most of
-// it the re-exec of a cgo Go binary (about 2.5 ms) and its fork.
+// WARNING: when the launcher itself runs as the instance user (systemd
+// User=), the server can send signals to that one thread
+// (tgkill(2); same uid, same Landlock domain), so it can stop or kill
+// its own supervisor. Both fail closed: a killed supervisor takes the
+// server with it (PR_SET_PDEATHSIG), a stopped one answers no connect.
+// With the re-executed child of earlier versions Landlock's signal
+// scope prevented this.
 //
-// The supervisor forks from the calling goroutine's locked OS thread,
-// so the child inherits a network namespace joined on that thread and
-// PR_SET_PDEATHSIG is tied to a thread that lives as long as Run (the
-// package locks the main goroutine to the main thread in init). The
-// child gets its own session and process group: a terminal's SIGINT
+// Any failure before execve is returned by Run; the target never runs
+// half-confined.
+//
+// Start-up costs about 1.5–2 ms more than a bare fork and exec on the
+// CI machine (BenchmarkStartupSandboxed vs BenchmarkStartupBare); the
+// re-executed Go child of earlier versions cost 8–9 ms.
+//
+// The child gets its own session and process group: a terminal's SIGINT
 // reaches only the supervisor, which forwards SIGTERM, SIGINT and
 // SIGHUP once. When the child exits, its process group is killed.
 //
@@ -191,8 +208,10 @@
 // the supervisor; their connects then fail (ENOSYS). Under systemd,
 // KillMode=control-group (the default) ends them with the unit.
 //
-// On ABI ≥ 9 there is no supervisor: Run confines the calling process
-// in the same order (without steps 4 and 6) and execs the target.
+// On ABI ≥ 9 there is no supervisor: Run confines the calling thread
+// (Landlock, seccomp without a listener, then the user switch with
+// per-thread setgroups, setresgid and setresuid, verified) and execs
+// the target from it; execve ends the other threads.
 //
 // # Example
 //

@@ -15,8 +15,6 @@ const probeEnv = "OCNIX_TEST_PROBE"
 const superviseEnv = "OCNIX_TEST_SUPERVISE"
 
 func TestMain(m *testing.M) {
-	// The sandbox child is this test binary re-executed by Run.
-	ChildMain()
 	if f := os.Getenv(superviseEnv); f != "" {
 		os.Exit(runSupervisor(f))
 	}

@@ -21,19 +21,22 @@ const setupTimeout = 60 * time.Second
 // Run confines cmd with plan and runs it. As root it drops to the
 // instance user first.
 //
-// In gate mode GateSupervisor (Landlock ABI < 9) Run re-executes the
-// launcher as the sandbox child (see ChildMain), stays resident as the
-// unix-socket supervisor, forwards SIGTERM, SIGINT and SIGHUP, and
-// returns the child's exit code (128+signal when it was killed). When
-// ctx is cancelled the child gets SIGTERM, then SIGKILL after 10 s.
-// When the child exits, the rest of its process group is killed.
+// In gate mode GateSupervisor (Landlock ABI < 9) Run confines a new OS
+// thread of the calling process and starts cmd from it (see
+// confineAndStart), stays resident as the unix-socket supervisor,
+// forwards SIGTERM, SIGINT and SIGHUP, and returns the child's exit
+// code (128+signal when it was killed). When ctx is cancelled the child
+// gets SIGTERM, then SIGKILL after 10 s. When the child exits, the rest
+// of its process group is killed. Every fd of the process from 3 up is
+// marked close-on-exec before the start.
 //
 // In gate mode GateLandlock Run confines the calling process and execs
 // cmd: it never returns on success. On error the calling process may
 // already be confined and should exit.
 //
-// Run forks from the calling goroutine's OS thread, so a network
-// namespace joined on that (locked) thread is inherited.
+// The child gets the network and mount namespaces of the calling
+// goroutine's OS thread, so a netns or private /proc set up on that
+// (locked) thread is inherited.
 func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -41,33 +44,34 @@ func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, er
 	if err := checkRunnable(plan, cmd); err != nil {
 		return -1, err
 	}
-	id, err := resolveIdentity(plan)
+	cmd.Env = withEnv(cmd.Env, "TMPDIR", plan.TmpDir)
+	if plan.Gate.Mode == GateSupervisor {
+		return supervise(ctx, plan, cmd, log)
+	}
+	id, err := identityFor(plan, log)
 	if err != nil {
 		return -1, err
+	}
+	// Check the missing-path and symlink policy before confining
+	// anything, so a mistake is reported by a process that can still
+	// print it.
+	if err := checkPaths(plan.Landlock, plan.Gate.OwnDirs); err != nil {
+		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
+	}
+	return -1, runDirect(plan, cmd, id)
+}
+
+// identityFor resolves the instance user and warns about groups the
+// server keeps.
+func identityFor(plan Plan, log *slog.Logger) (identity, error) {
+	id, err := resolveIdentity(plan)
+	if err != nil {
+		return id, err
 	}
 	if len(id.ExtraGroups) > 0 {
 		log.Warn("sandbox: the server keeps supplementary groups beyond the user's own (set by whoever started the launcher, e.g. SupplementaryGroups=); they cannot be dropped without root", "instance", plan.Instance, "groups", id.ExtraGroups)
 	}
-	// Check the missing-path and symlink policy here too, so the error
-	// keeps its errno (fs.ErrNotExist) for the caller; the child checks
-	// again when it opens the paths for real.
-	if err := checkPaths(plan.Landlock, plan.Gate.OwnDirs); err != nil {
-		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
-	}
-	cmd.Env = withEnv(cmd.Env, "TMPDIR", plan.TmpDir)
-	if plan.Gate.Mode == GateLandlock {
-		return -1, runDirect(plan, cmd, id)
-	}
-	if err := gateUsable(readPtraceScope(), hasCapSysPtrace()); err != nil {
-		// Fail closed either way: the gate answers EACCES to what it
-		// cannot serve. Refuse when the operator allowed sockets, because
-		// the server would start and then fail on every one of them.
-		if len(plan.Gate.Allow) > 0 {
-			return -1, fmt.Errorf("sandbox: instance %q: sandbox.unixSockets.allow is set but %w", plan.Instance, err)
-		}
-		log.Warn("sandbox: unix sockets will not work, not even in the instance's own directories: "+err.Error(), "instance", plan.Instance)
-	}
-	return supervise(ctx, plan, cmd, id, log)
+	return id, nil
 }
 
 func checkRunnable(plan Plan, cmd Command) error {

@@ -11,6 +11,3 @@ import (
 func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, error) {
 	return -1, ErrUnsupported
 }
-
-// ChildMain does nothing outside Linux.
-func ChildMain() {}

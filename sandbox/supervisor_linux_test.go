@@ -190,6 +190,21 @@ func TestRunAsInstanceUser(t *testing.T) {
 	}
 }
 
+// TestServerCannotReachSupervisorMemory: the thread that starts the
+// server shares its Landlock domain, so Landlock no longer keeps the
+// server out of the supervisor's memory when both run as the instance
+// user (systemd User=); the supervisor makes itself non-dumpable.
+func TestServerCannotReachSupervisorMemory(t *testing.T) {
+	f := newFixture(t)
+	cred := &syscall.Credential{Uid: uint32(f.uid), Gid: uint32(f.gid), Groups: []uint32{uint32(f.gid)}}
+	c, out := f.startSupervisor(t, cred, "supervisor-mem")
+	err := c.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || (ee.ExitCode() != int(unix.EACCES) && ee.ExitCode() != int(unix.EPERM)) {
+		t.Errorf("server opening the supervisor's memory: %v, want EACCES or EPERM; output:\n%s", err, out)
+	}
+}
+
 func TestRunAsOtherUserIsRefused(t *testing.T) {
 	f := newFixture(t)
 	other := newUser(t)

@@ -1,0 +1,232 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Securebits that would let capabilities survive the child's switch
+// away from uid 0 (linux/securebits.h).
+const (
+	secbitNoSetuidFixup = 1 << 2
+	secbitKeepCaps      = 1 << 4
+)
+
+// startInput is what the confining thread needs once its namespaces
+// and Landlock are in place; err aborts it.
+type startInput struct {
+	id     identity
+	filter compiledFilter
+	err    error
+}
+
+// started is what the confining thread reports to the supervisor.
+type started struct {
+	pid int
+	nfd int // the seccomp user-notification fd
+	err error
+}
+
+// callerNS holds the calling thread's network and mount namespaces
+// (the launcher joins the instance's netns and mounts a private /proc
+// on its locked thread). The confining thread is a new OS thread and
+// joins them, so Run keeps forking "from the caller's thread".
+type callerNS struct {
+	net, mnt int
+}
+
+func openCallerNS() (callerNS, error) {
+	ns := callerNS{net: -1, mnt: -1}
+	var err error
+	if ns.net, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		return ns, fmt.Errorf("sandbox: open the calling thread's network namespace: %w", err)
+	}
+	if ns.mnt, err = unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		ns.close()
+		return ns, fmt.Errorf("sandbox: open the calling thread's mount namespace: %w", err)
+	}
+	return ns, nil
+}
+
+func (ns callerNS) close() {
+	for _, fd := range []int{ns.net, ns.mnt} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+}
+
+// join makes the calling (new, locked) thread share the caller's
+// namespaces. Only namespaces that differ are entered: setns needs
+// CAP_SYS_ADMIN, which the launcher lacks under systemd User=, where
+// the unit puts the whole process in its namespaces.
+func (ns callerNS) join() error {
+	for _, n := range []struct {
+		fd   int
+		name string
+		typ  int
+	}{{ns.mnt, "mnt", unix.CLONE_NEWNS}, {ns.net, "net", unix.CLONE_NEWNET}} {
+		var want, have unix.Stat_t
+		if err := unix.Fstat(n.fd, &want); err != nil {
+			return fmt.Errorf("sandbox: stat the caller's %s namespace: %w", n.name, err)
+		}
+		if err := unix.Stat("/proc/thread-self/ns/"+n.name, &have); err != nil {
+			return fmt.Errorf("sandbox: stat this thread's %s namespace: %w", n.name, err)
+		}
+		if want.Dev == have.Dev && want.Ino == have.Ino {
+			continue
+		}
+		if n.typ == unix.CLONE_NEWNS {
+			// setns to a mount namespace needs a filesystem context
+			// (root, cwd) of this thread's own.
+			if err := unix.Unshare(unix.CLONE_FS); err != nil {
+				return fmt.Errorf("sandbox: unshare the filesystem context: %w", err)
+			}
+		}
+		if err := unix.Setns(n.fd, n.typ); err != nil {
+			return fmt.Errorf("sandbox: join the caller's %s namespace: %w", n.name, err)
+		}
+	}
+	return nil
+}
+
+// confineAndStart runs as its own goroutine. It locks itself to a new
+// OS thread, confines that thread (namespaces, Landlock, seccomp,
+// capabilities) and starts cmd from it: a forked child inherits the
+// Landlock domain, seccomp filters, no_new_privs and namespaces of the
+// thread that forks, not of the process. The supervisor's other
+// threads stay unconfined, and no second Go program starts. It closes
+// ns.
+//
+// The thread is never unlocked: the Go runtime ends a thread whose
+// goroutine exits locked, so the confined thread is never reused. It
+// waits on release until the child has been reaped, because
+// PR_SET_PDEATHSIG fires when the thread that forked the child exits.
+func confineAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <-chan startInput, out chan<- started, release <-chan struct{}) {
+	runtime.LockOSThread()
+	s := confineThreadAndStart(plan, cmd, dir, ns, in)
+	out <- s
+	if s.err == nil {
+		<-release
+	}
+}
+
+func confineThreadAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <-chan startInput) started {
+	fail := func(err error) started { return started{pid: -1, nfd: -1, err: err} }
+	err := ns.join()
+	ns.close()
+	if err != nil {
+		return fail(err)
+	}
+	// Order matters (see the package documentation, "Start-up order").
+	if err := applyLandlock(plan.Landlock, plan.Gate.OwnDirs); err != nil {
+		return fail(err)
+	}
+	input := <-in
+	if input.err != nil {
+		return fail(input.err)
+	}
+	cred, err := prepareCredentials(input.id)
+	if err != nil {
+		return fail(err)
+	}
+	nfd, err := loadSeccomp(input.filter)
+	if err != nil {
+		return fail(err)
+	}
+	if nfd < 0 {
+		return fail(bug(errors.New("supervised start but the filter has no notify rule")))
+	}
+	// Nothing of the launcher may leak into the server: Go opens its
+	// own fds close-on-exec, but inherited ones or cgo's may not be.
+	// Files lists the only fds the child gets.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		unix.Close(nfd)
+		return fail(fmt.Errorf("sandbox: mark fds close-on-exec: %w", err))
+	}
+	// syscall.ForkExec, not os.StartProcess: the os package probes for
+	// pidfd support by forking once more.
+	pid, err := syscall.ForkExec(cmd.Path, cmd.Args, &syscall.ProcAttr{
+		Dir:   dir,
+		Env:   cmd.Env,
+		Files: []uintptr{0, 1, 2},
+		Sys: &syscall.SysProcAttr{
+			// Own session: own process group to kill at the end, and
+			// no controlling terminal, so the terminal's SIGINT reaches
+			// only the supervisor (which forwards it once).
+			Setsid: true,
+			// Set in the child after the user switch (which would
+			// clear it), then checked against the parent's pid.
+			Pdeathsig:  unix.SIGKILL,
+			Credential: cred,
+		},
+	})
+	if err != nil {
+		unix.Close(nfd)
+		return fail(fmt.Errorf("sandbox: start %q in %q: %w", cmd.Path, dir, err))
+	}
+	return started{pid: pid, nfd: nfd}
+}
+
+// prepareCredentials readies the confining thread for the user switch
+// and returns what the forked child must switch to (nil: nothing).
+//
+// As root, the child switches itself (Go's fork child: setgroups,
+// setgid, setuid, all before execve), so this thread keeps uid 0 and
+// the server, running as the instance user, cannot signal or otherwise
+// reach it. Leaving uid 0 clears the permitted, effective and ambient
+// capabilities unless securebits keep them: refuse those. Inheritable
+// and ambient capabilities are cleared here, on this thread only.
+//
+// Started as the instance user, there is nothing to switch: this
+// thread drops every capability and becomes exactly what the server
+// will be.
+func prepareCredentials(id identity) (*syscall.Credential, error) {
+	if !id.Drop {
+		return nil, dropCapabilities(id)
+	}
+	bits, err := unix.PrctlRetInt(unix.PR_GET_SECUREBITS, 0, 0, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: read securebits: %w", err)
+	}
+	if bits&(secbitKeepCaps|secbitNoSetuidFixup) != 0 {
+		return nil, fmt.Errorf("sandbox: securebits %#x keep capabilities across the switch to the instance user (SecureBits=keep-caps or no-setuid-fixup): refusing to run", bits)
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return nil, fmt.Errorf("sandbox: clear ambient capabilities: %w", err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return nil, fmt.Errorf("sandbox: capget: %w", err)
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return nil, fmt.Errorf("sandbox: clear inheritable capabilities: %w", err)
+	}
+	groups := make([]uint32, len(id.Groups))
+	for i, g := range id.Groups {
+		groups[i] = uint32(g)
+	}
+	return &syscall.Credential{Uid: uint32(id.UID), Gid: uint32(id.GID), Groups: groups}, nil
+}
+
+// execTarget replaces this process with cmd (the Landlock ABI ≥ 9
+// path). Every fd from 3 up is marked close-on-exec first, so nothing
+// of the launcher leaks in.
+func execTarget(cmd Command) error {
+	if cmd.Dir != "" {
+		if err := unix.Chdir(cmd.Dir); err != nil {
+			return fmt.Errorf("sandbox: chdir %q: %w", cmd.Dir, err)
+		}
+	}
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("sandbox: mark fds close-on-exec: %w", err)
+	}
+	err := unix.Exec(cmd.Path, cmd.Args, cmd.Env)
+	return fmt.Errorf("sandbox: exec %q: %w", cmd.Path, err)
+}
