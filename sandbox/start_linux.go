@@ -31,31 +31,40 @@ type started struct {
 	err error
 }
 
-// callerNS holds the calling thread's network and mount namespaces
-// (the launcher joins the instance's netns and mounts a private /proc
-// on its locked thread). The confining thread is a new OS thread and
-// joins them, so Run keeps forking "from the caller's thread".
-type callerNS struct {
-	net, mnt int
+// callerNS holds the calling thread's mount, IPC and network namespaces
+// (the launcher joins the instance's netns and makes a private /proc and
+// IPC namespace on its locked thread). The confining thread is a new OS
+// thread and joins them, so Run keeps forking "from the caller's thread".
+// The mount namespace comes first: setns to it needs a filesystem
+// context of the thread's own.
+type callerNS []nsRef
+
+type nsRef struct {
+	fd   int
+	name string // as in /proc/thread-self/ns/
+	typ  int
 }
 
+var joinedNS = []nsRef{{-1, "mnt", unix.CLONE_NEWNS}, {-1, "ipc", unix.CLONE_NEWIPC}, {-1, "net", unix.CLONE_NEWNET}}
+
 func openCallerNS() (callerNS, error) {
-	ns := callerNS{net: -1, mnt: -1}
-	var err error
-	if ns.net, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-		return ns, fmt.Errorf("sandbox: open the calling thread's network namespace: %w", err)
-	}
-	if ns.mnt, err = unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-		ns.close()
-		return ns, fmt.Errorf("sandbox: open the calling thread's mount namespace: %w", err)
+	ns := make(callerNS, 0, len(joinedNS))
+	for _, n := range joinedNS {
+		fd, err := unix.Open("/proc/thread-self/ns/"+n.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ns.close()
+			return nil, fmt.Errorf("sandbox: open the calling thread's %s namespace: %w", n.name, err)
+		}
+		n.fd = fd
+		ns = append(ns, n)
 	}
 	return ns, nil
 }
 
 func (ns callerNS) close() {
-	for _, fd := range []int{ns.net, ns.mnt} {
-		if fd >= 0 {
-			unix.Close(fd)
+	for _, n := range ns {
+		if n.fd >= 0 {
+			unix.Close(n.fd)
 		}
 	}
 }
@@ -65,11 +74,7 @@ func (ns callerNS) close() {
 // CAP_SYS_ADMIN, which the launcher lacks under systemd User=, where
 // the unit puts the whole process in its namespaces.
 func (ns callerNS) join() error {
-	for _, n := range []struct {
-		fd   int
-		name string
-		typ  int
-	}{{ns.mnt, "mnt", unix.CLONE_NEWNS}, {ns.net, "net", unix.CLONE_NEWNET}} {
+	for _, n := range ns {
 		var want, have unix.Stat_t
 		if err := unix.Fstat(n.fd, &want); err != nil {
 			return fmt.Errorf("sandbox: stat the caller's %s namespace: %w", n.name, err)
