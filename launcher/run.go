@@ -85,8 +85,9 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 		}
 	}
 
-	// The netns is joined by this OS thread; the sandbox forks from it, so the
-	// goroutine must stay on it until the child exists.
+	// The netns, the private /proc and the IPC namespace are made on this OS
+	// thread only; sandbox.Run reads them from it (its confining thread joins
+	// them), so the goroutine must stay on it until Run has started.
 	runtime.LockOSThread()
 	if s.NetworkIsolation.Enable {
 		if err := enterNetwork(p.Network); err != nil {
