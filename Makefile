@@ -12,6 +12,10 @@ GOTEST    := $(GO) test -count=1 -p 1 -timeout 30m
 # the workers are slow to stop on a loaded machine, which fails a check that found nothing.
 FUZZTIME  ?= 300000x
 export CGO_ENABLED := 1
+SHELL     := /bin/bash
+# The whole verbose log of `make test`'s Go tests; the terminal gets the package lines,
+# every skipped test with its reason, and every failure.
+TESTLOG   ?= test-output.log
 
 .PHONY: all build deps test test-unit test-root test-systemd fuzz nixcheck bench demo lint clean
 
@@ -25,10 +29,15 @@ deps:
 
 ## test: everything CI runs: vet, unit and privileged tests, a short fuzz run, Nix checks.
 test: deps build lint
-	$(GOTEST) ./...
+	@# The systemd tier runs on its own below (test-systemd), not here.
+	@set -o pipefail; $(GOTEST) -v $$($(GO) list ./... | grep -v /systemdtests) 2>&1 | tee $(TESTLOG) | \
+	  awk '/--- (SKIP|FAIL)/ { print; print "    " prev } /^(ok|FAIL|panic)/ { print } { prev = $$0 }' || \
+	  { echo "== failures (full log: $(TESTLOG))"; grep -B1 -A25 -- '--- FAIL' $(TESTLOG) | head -300; exit 1; }
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 	$(MAKE) nixcheck
-	$(MAKE) test-systemd
+	@set -o pipefail; $(MAKE) test-systemd 2>&1 | tee -a $(TESTLOG)
+	@# Top-level tests and subtests alike; any failure has stopped make before this line.
+	@echo "tests: $$(grep -c -- '--- PASS' $(TESTLOG)) passed, 0 failed, $$(grep -c -- '--- SKIP' $(TESTLOG)) skipped"
 
 ## test-unit: no root, no network: what a laptop runs.
 test-unit:
