@@ -3,7 +3,6 @@ package unixgate
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -57,31 +56,11 @@ func (s *server) bindUnix(c call) error {
 		s.respond(c.id, unix.EINVAL)
 		return nil
 	}
-	leaf := "root"
-	if path[0] != '/' {
-		leaf = "cwd"
-	}
-	dirfd, err := unix.Open(procPath(c.tid, leaf), unix.O_PATH|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
-	if err != nil {
-		s.respond(c.id, supervisorErrno(err))
-		return nil
+	dirfd, _, ok, err := s.asCaller(c, path, func(reason string) { s.denyBind(c, path, reason) })
+	if !ok {
+		return err
 	}
 	defer unix.Close(dirfd)
-	cr, err := s.cache.lookup(c.tid, c.pidfd)
-	if err != nil {
-		s.respond(c.id, supervisorErrno(err))
-		return nil
-	}
-	if !idValid(s.fd, c.id) {
-		return nil
-	}
-	if err := s.ident.become(cr); err != nil {
-		s.denyBind(c, path, "take caller credentials: "+err.Error())
-		if errors.Is(err, errTainted) {
-			return err
-		}
-		return nil
-	}
 	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS}
 	if path[0] == '/' {
 		how.Resolve |= unix.RESOLVE_IN_ROOT
@@ -121,20 +100,8 @@ func (s *server) bindUnix(c call) error {
 // bindAsCaller binds with the caller's credentials, so that privileged ports, netlink
 // groups and the owner of what is created are the caller's business, not ours.
 func (s *server) bindAsCaller(c call, addr []byte) error {
-	cr, err := s.cache.lookup(c.tid, c.pidfd)
-	if err != nil {
-		s.respond(c.id, supervisorErrno(err))
-		return nil
-	}
-	if !idValid(s.fd, c.id) {
-		return nil
-	}
-	if err := s.ident.become(cr); err != nil {
-		s.denyBind(c, "", "take caller credentials: "+err.Error())
-		if errors.Is(err, errTainted) {
-			return err
-		}
-		return nil
+	if _, ok, err := s.becomeCaller(c, func(reason string) { s.denyBind(c, "", reason) }); !ok {
+		return err
 	}
 	s.answerBind(c.id, c.cfd, c.addr, rawBind(c.cfd, addr))
 	return nil

@@ -10,6 +10,52 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// asCaller prepares an on-behalf call for path: it opens the caller thread's root, or its
+// cwd when path is relative, then takes the caller's credentials (becomeCaller). On ok the
+// caller closes dirfd and acts with cr.
+func (s *server) asCaller(c call, path string, deny func(reason string)) (dirfd int, cr creds, ok bool, err error) {
+	leaf := "root"
+	if path[0] != '/' {
+		leaf = "cwd" // per thread, so by tid
+	}
+	// Opened with the loop thread's CAP_SYS_PTRACE, which it keeps even while acting as a
+	// caller: a caller that made itself non-dumpable (ssh-agent, gpg-agent) could not open
+	// its own /proc/<tid>/root with only its own credentials.
+	dirfd, err = unix.Open(procPath(c.tid, leaf), unix.O_PATH|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
+	if err != nil {
+		s.respond(c.id, supervisorErrno(err))
+		return -1, cr, false, nil
+	}
+	if cr, ok, err = s.becomeCaller(c, deny); !ok {
+		unix.Close(dirfd)
+		return -1, cr, false, err
+	}
+	return dirfd, cr, true, nil
+}
+
+// becomeCaller takes the caller's credentials on this locked thread, once it has checked
+// that the caller still waits (what was read about its tid is trusted only then). When
+// not ok the call has been answered, or has gone away; err, when set, means this thread
+// is tainted and must stop serving. deny reports a failure to take the credentials.
+func (s *server) becomeCaller(c call, deny func(reason string)) (cr creds, ok bool, err error) {
+	cr, err = s.cache.lookup(c.tid, c.pidfd)
+	if err != nil {
+		s.respond(c.id, supervisorErrno(err))
+		return cr, false, nil
+	}
+	if !idValid(s.fd, c.id) {
+		return cr, false, nil
+	}
+	if err := s.ident.become(cr); err != nil {
+		deny("take caller credentials: " + err.Error())
+		if errors.Is(err, errTainted) {
+			return cr, false, err
+		}
+		return cr, false, nil
+	}
+	return cr, true, nil
+}
+
 // connectUnix decides an AF_UNIX connect and performs it when allowed.
 func (s *server) connectUnix(c call) error {
 	path, abstract, errno := unixTarget(c.addr)
@@ -21,35 +67,11 @@ func (s *server) connectUnix(c call) error {
 		s.deny(c, path, "", "abstract socket")
 		return nil
 	}
-	leaf := "root"
-	if path[0] != '/' {
-		leaf = "cwd" // per thread, so by tid
-	}
-	// Opened with the loop thread's CAP_SYS_PTRACE, which it keeps even while acting as a
-	// caller: a caller that made itself non-dumpable (ssh-agent, gpg-agent) could not open
-	// its own /proc/<tid>/root with only its own credentials.
-	dirfd, err := unix.Open(procPath(c.tid, leaf), unix.O_PATH|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
-	if err != nil {
-		s.respond(c.id, supervisorErrno(err))
-		return nil
+	dirfd, cr, ok, err := s.asCaller(c, path, func(reason string) { s.deny(c, path, "", reason) })
+	if !ok {
+		return err
 	}
 	defer unix.Close(dirfd)
-	cr, err := s.cache.lookup(c.tid, c.pidfd)
-	if err != nil {
-		s.respond(c.id, supervisorErrno(err))
-		return nil
-	}
-	// The tid lookups above (root, cwd, status) are trusted only if the caller still waits.
-	if !idValid(s.fd, c.id) {
-		return nil
-	}
-	if err := s.ident.become(cr); err != nil {
-		s.deny(c, path, "", "take caller credentials: "+err.Error())
-		if errors.Is(err, errTainted) {
-			return err
-		}
-		return nil
-	}
 	ofd, realPath, reason := s.pin(dirfd, path)
 	if reason != "" {
 		if ofd >= 0 {
