@@ -163,6 +163,10 @@ in
       type = t.attrsOf freeform;
       default = { };
     };
+    networking.firewall.extraForwardRules = lib.mkOption {
+      type = t.lines;
+      default = "";
+    };
     networking.firewall.allowedTCPPorts = lib.mkOption {
       type = t.listOf t.port;
       default = [ ];

@@ -1,5 +1,6 @@
 # Evaluates services.opencode with the real nixpkgs `lib.evalModules`, stubbed NixOS options
-# (./stubs.nix) and a pkgs stand-in (./pkgs-stub.nix). Returns the evaluated `config` plus
+# (the systemd tier's, systemdtests/nix/stubs.nix, which keep NixOS's unit-option merge
+# rules: one set of stand-ins for both) and a pkgs stand-in (./pkgs-stub.nix). Returns the evaluated `config` plus
 # the failed assertion messages and the warnings.
 {
   lib,
@@ -13,7 +14,7 @@ let
       modulesPath = "/nonexistent";
     };
     modules = [
-      ./stubs.nix
+      ../../../systemdtests/nix/stubs.nix
       module
       configuration
       { _module.args = { inherit pkgs; }; }
