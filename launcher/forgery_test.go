@@ -31,7 +31,6 @@ func (in *testInstance) inside(script string) string {
 func TestForgedSetupRecordDoesNotStartTheServer(t *testing.T) {
 	in := binInstance(t)
 	in.set("preInitScript", in.script("pre", "exit 3"))
-	requireRun(t, in)
 	if code, out := in.launcher("setup", "--config", in.specPath); code != ExitInitScript {
 		t.Fatalf("setup with a failing script: exit %d, want %d:\n%s", code, ExitInitScript, out)
 	}
@@ -63,7 +62,6 @@ func TestForgedStampDoesNotSkipAChangedScript(t *testing.T) {
 	counter := filepath.Join(in.dir, "counter")
 	pre := in.script("pre", "echo v1 >> "+counter)
 	in.set("preInitScript", pre)
-	requireRun(t, in)
 	if code, out := in.launcher("setup", "--config", in.specPath); code != 0 {
 		t.Fatalf("setup: exit %d:\n%s", code, out)
 	}
@@ -102,7 +100,6 @@ true`)
 func TestInstanceCannotEditItsOpencodeJSON(t *testing.T) {
 	in := binInstance(t)
 	in.set("opencodeConfig", map[string]any{"permission": map[string]any{"bash": "deny"}})
-	requireRun(t, in)
 	if code, out := in.launcher("setup", "--config", in.specPath); code != 0 {
 		t.Fatalf("setup: exit %d:\n%s", code, out)
 	}
@@ -130,7 +127,6 @@ true`)
 
 func TestRunRefusesAnOpencodeJSONFromAnOlderSpec(t *testing.T) {
 	in := binInstance(t)
-	requireRun(t, in)
 	if code, out := in.launcher("setup", "--config", in.specPath); code != 0 {
 		t.Fatalf("setup: exit %d:\n%s", code, out)
 	}

@@ -15,7 +15,6 @@ func TestPreflightRefusesAFlushedFilterUntilSetupRepairsIt(t *testing.T) {
 	in := binInstance(t)
 	in.spec["networkIsolation"] = map[string]any{"enable": true, "outboundAllowCidrs": []string{"198.18.0.0/24"}}
 	in.writeSpec()
-	requireRun(t, in)
 	t.Cleanup(func() {
 		if code, out := in.launcher("teardown", "--config", in.specPath); code != 0 {
 			t.Errorf("teardown exit %d:\n%s", code, out)
@@ -55,7 +54,6 @@ func TestPreflightRefusesAFlushedFilterUntilSetupRepairsIt(t *testing.T) {
 func TestPreflightRefusesAFailedSetupAndNonRoot(t *testing.T) {
 	in := binInstance(t)
 	in.set("postInitScript", in.script("post", "exit 2"))
-	requireRun(t, in)
 	if code, out := in.launcher("setup", "--config", in.specPath); code != ExitInitScript {
 		t.Fatalf("setup exit %d, want %d:\n%s", code, ExitInitScript, out)
 	}

@@ -24,7 +24,6 @@ func TestRunRefusesAllowedSocketsWhenYamaForbidsTheGate(t *testing.T) {
 	sockDir := filepath.Join(in.base, "sock")
 	in.mkdir(sockDir, false)
 	in.set("sandbox", map[string]any{"unixSockets": map[string]any{"allow": []string{sockDir}}})
-	requireRun(t, in)
 	if code, out := in.launcher("setup", "--config", in.specPath); code != 0 {
 		t.Fatalf("setup: exit %d:\n%s", code, out)
 	}

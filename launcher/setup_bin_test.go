@@ -43,14 +43,6 @@ func binInstance(t *testing.T) *testInstance {
 	return in
 }
 
-// requireRun skips until `run -- CMD` exists in this tree.
-func requireRun(t *testing.T, in *testInstance) {
-	t.Helper()
-	code, out := in.launcher("run", "--config", in.specPath, "--", "/bin/true")
-	if strings.Contains(out, "not implemented") {
-		t.Skipf("SKIPPED %s: `opencode-launcher run -- CMD` is not implemented yet in this tree (exit %d); this test runs init scripts through it", t.Name(), code)
-	}
-}
 
 func TestSetupBinaryRefusesNonRoot(t *testing.T) {
 	in := binInstance(t)
@@ -82,7 +74,6 @@ printf '%s %s' "$HOME" "$(pwd)" > `+in.dir+`/where
 env > `+in.dir+`/env
 if echo x > `+outside+`/escaped 2>/dev/null; then echo "wrote outside the sandbox"; exit 1; fi
 echo denied > `+in.dir+`/result`))
-	requireRun(t, in)
 
 	code, out := in.launcher("setup", "--config", in.specPath)
 	if code != 0 {
@@ -121,7 +112,6 @@ echo denied > `+in.dir+`/result`))
 func TestSetupBinaryFailingScriptExitsInitScript(t *testing.T) {
 	in := binInstance(t)
 	in.set("postInitScript", in.script("post", "echo 'the tail line'\nexit 4"))
-	requireRun(t, in)
 	code, out := in.launcher("setup", "--config", in.specPath)
 	if code != ExitInitScript || !strings.Contains(out, "exited with status 4") || !strings.Contains(out, "| the tail line") {
 		t.Errorf("setup exit %d, want %d with the status and the output tail:\n%s", code, ExitInitScript, out)
@@ -149,7 +139,6 @@ func TestSetupBinaryInitScriptRunsInTheInstanceNetns(t *testing.T) {
 	netFile := filepath.Join(in.dir, "netns")
 	in.spec["networkIsolation"] = map[string]any{"enable": true}
 	in.set("preInitScript", in.script("pre", "readlink /proc/self/ns/net > "+netFile))
-	requireRun(t, in)
 	t.Cleanup(func() {
 		if code, out := in.launcher("teardown", "--config", in.specPath); code != 0 {
 			t.Errorf("teardown exit %d:\n%s", code, out)
@@ -175,7 +164,6 @@ func TestSetupBinaryTimeoutKillsTheSandboxedScript(t *testing.T) {
 	pidFile := filepath.Join(in.dir, "pid")
 	in.spec["initScriptTimeout"] = 1
 	in.set("preInitScript", in.script("pre", "echo $$ > "+pidFile+"\nexec sleep 60"))
-	requireRun(t, in)
 	code, out := in.launcher("setup", "--config", in.specPath)
 	if code != ExitInitScript || !strings.Contains(out, "did not finish within initScriptTimeout (1s)") {
 		t.Fatalf("setup exit %d, want %d naming the timeout:\n%s", code, ExitInitScript, out)
@@ -193,7 +181,6 @@ func TestSetupBinaryKilledDuringAScriptConverges(t *testing.T) {
 	in := binInstance(t)
 	counter := filepath.Join(in.dir, "counter")
 	in.set("preInitScript", in.script("pre", "echo start >> "+counter+"\nsleep 2\necho done >> "+counter))
-	requireRun(t, in)
 
 	cmd := exec.Command(launcherBin(t), "setup", "--config", in.specPath)
 	var out bytes.Buffer

@@ -344,9 +344,8 @@ func TestTwoInstances(t *testing.T) {
 // reload repairs it.
 func TestFilterTamperRefused(t *testing.T) {
 	c := need(t)
-	if _, code, _ := c.run(cmdTimeout, "grep -q '^ExecStartPre=+.* preflight ' /etc/systemd/system/opencode-beta.service"); code != 0 {
-		t.Skipf("SKIPPED %s: the rendered units predate the privileged preflight check (no `ExecStartPre=+… preflight` in opencode-beta.service); run systemdtests/render.sh once nixmodule/ has it", t.Name())
-	}
+	// The module must keep the privileged check: its absence is the defect this test is for.
+	c.must(t, "grep -q '^ExecStartPre=+.* preflight ' /etc/systemd/system/opencode-beta.service")
 	c.health(t, 18812)
 	c.must(t, "ip netns exec opencode-beta nft flush ruleset")
 	t.Cleanup(func() {
