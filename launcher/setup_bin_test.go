@@ -43,7 +43,6 @@ func binInstance(t *testing.T) *testInstance {
 	return in
 }
 
-
 func TestSetupBinaryRefusesNonRoot(t *testing.T) {
 	in := binInstance(t)
 	cmd := exec.Command(launcherBin(t), "setup", "--config", in.specPath)
