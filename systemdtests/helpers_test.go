@@ -19,17 +19,30 @@ func need(t *testing.T) *container {
 	if ct == nil {
 		t.Fatal("no container (boot failed; see TestMain's output)")
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _, _ := ct.run(cmdTimeout, "systemctl --no-pager --failed; journalctl --no-pager -n 60 -u 'opencode-*'")
-			t.Logf("%s failed; the container's failed units and the last journal lines of the ocnix units:\n%s", t.Name(), out)
-		}
-	})
+	// Checked before the report is set up: TestUnitsLoadAndStart has already
+	// shown the failed units, and nine copies would push it out of CI's view.
 	if !started && t.Name() != "TestUnitsLoadAndStart" {
 		t.Fatal("the rendered units did not start (TestUnitsLoadAndStart failed), so this scenario cannot run")
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _, _ := ct.run(cmdTimeout, failedUnitsReport)
+			t.Logf("%s failed; the container's failed units and the last journal lines of the ocnix units:\n%s", t.Name(), out)
+		}
+	})
 	return ct
 }
+
+// failedUnitsReport shows each failed unit's own journal first: with six
+// instances starting at once, the last lines of all of them bury the one
+// that failed (a CI run showed only the healthy ones).
+const failedUnitsReport = `systemctl --no-pager --failed
+for u in $(systemctl list-units --failed --plain --no-legend | awk '{print $1}'); do
+  echo "=== journal of failed unit $u"
+  journalctl --no-pager -o short-precise -n 40 -u "$u"
+done
+echo "=== last lines of the ocnix units"
+journalctl --no-pager -o short-precise -n 40 -u 'opencode-*'`
 
 // must runs script in the container and fails the test unless it exits 0.
 func (c *container) must(t *testing.T, script string) string {

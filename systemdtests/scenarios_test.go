@@ -142,7 +142,7 @@ chmod `+mode+` /etc/ocnix-test/secrets/db.env`)
 	wanted := strings.Fields(c.must(t, "cd /etc/systemd/system && grep -l '^WantedBy=' opencode-* | tr '\\n' ' '"))
 	c.must(t, "systemctl enable --quiet "+strings.Join(wanted, " "))
 	if out, code, err := c.run(startTimeout, "systemctl start "+strings.Join(wanted, " ")); err != nil || code != 0 {
-		st, _, _ := c.run(cmdTimeout, "systemctl --no-pager --failed; journalctl --no-pager -n 80 -u 'opencode-*'")
+		st, _, _ := c.run(cmdTimeout, failedUnitsReport)
 		t.Fatalf("systemctl start %v: exit %d, %v\n%s\n%s", wanted, code, err, out, st)
 	}
 	for _, in := range instances {
