@@ -217,7 +217,9 @@ func ensureVeth(host, inner *netlink.Handle, p Plan, ns netns.NsHandle) (netlink
 // the host (a Tailscale 100.64.0.0/10 route, for example). Default routes
 // overlap everything and are ignored.
 func checkSubnetFree(host *netlink.Handle, p Plan, ourIndex int) error {
-	routes, err := host.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return host.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return fmt.Errorf("list host routes: %w", err)
 	}
@@ -252,7 +254,7 @@ func ensureAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix) error {
 	if err := h.AddrReplace(link, addr); err != nil {
 		return fmt.Errorf("link %s: address %s: %w", link.Attrs().Name, want, err)
 	}
-	have, err := h.AddrList(link, netlink.FAMILY_V4)
+	have, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("link %s: list addresses: %w", link.Attrs().Name, err)
 	}

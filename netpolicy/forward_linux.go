@@ -140,7 +140,7 @@ func releaseForwarding() error {
 		return err
 	}
 	defer unlock()
-	links, err := netlink.LinkList()
+	links, err := dump(netlink.LinkList)
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
@@ -189,7 +189,9 @@ func ReplyDevices(h *netlink.Handle, allow4 []Interval) ([]string, error) {
 	if len(allow4) == 0 {
 		return nil, nil
 	}
-	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list host routes: %w", err)
 	}

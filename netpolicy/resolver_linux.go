@@ -170,14 +170,14 @@ func (g *HostGuard) Refused(a netip.Addr) string {
 func (g *HostGuard) refresh() {
 	g.at = time.Now()
 	g.addrs, g.routes, g.err = map[netip.Addr]string{}, nil, nil
-	links, err := netlink.LinkList()
+	links, err := dump(netlink.LinkList)
 	if err != nil {
 		g.err = err
 		return
 	}
 	for _, l := range links {
 		name := l.Attrs().Name
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_ALL) })
 		if err != nil {
 			g.err = err
 			return
@@ -191,7 +191,7 @@ func (g *HostGuard) refresh() {
 		if !strings.HasPrefix(alias, aliasPrefix) {
 			continue
 		}
-		routes, err := netlink.RouteList(l, netlink.FAMILY_V4)
+		routes, err := dump(func() ([]netlink.Route, error) { return netlink.RouteList(l, netlink.FAMILY_V4) })
 		if err != nil {
 			g.err = err
 			return
