@@ -56,7 +56,7 @@ func TestDumpUnderLinkChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	const steady = 80 // enough links that a dump spans several messages
+	const steady = 80           // enough links that a dump spans several messages
 	for i := range steady / 2 { // veth, not dummy: the dummy module may be absent
 		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("a%d", i)}, PeerName: fmt.Sprintf("b%d", i)}); err != nil {
 			t.Fatalf("add veth pair: %v", err)
