@@ -124,7 +124,7 @@ func (c *CheckCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	p, err := BuildPlan(s, DetectHost(), nil)
+	p, err := BuildPlan(s, HostFor(s), nil)
 	if err != nil {
 		return withCode(ExitSpecInvalid, err)
 	}
@@ -148,7 +148,7 @@ func (c *ExplainCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	p, err := BuildPlan(s, DetectHost(), nil)
+	p, err := BuildPlan(s, HostFor(s), nil)
 	if err != nil {
 		return withCode(ExitSpecInvalid, err)
 	}
@@ -172,4 +172,24 @@ func printPlan(w io.Writer, p *Plan, asJSON bool) error {
 func DetectHost() Host {
 	caps := sandbox.DetectCaps()
 	return Host{NixOS: caps.Layout == sandbox.LayoutNixOS, Sandbox: caps}
+}
+
+// HostFor is DetectHost plus the digests of s's init scripts, so that the
+// plan names the exact content setup would run.
+func HostFor(s *Spec) Host {
+	h := DetectHost()
+	h.Scripts = ScriptFacts{}
+	for _, sc := range [...]struct{ phase, path string }{{"pre", s.PreInitScript}, {"post", s.PostInitScript}} {
+		if sc.path == "" {
+			continue
+		}
+		var f ScriptFact
+		if d, err := digestScript(sc.phase, sc.path); err != nil {
+			f.Err = err.Error()
+		} else {
+			f.Digest = d
+		}
+		h.Scripts[scriptKey(sc.phase, sc.path)] = f
+	}
+	return h
 }

@@ -53,6 +53,7 @@ func (l Layout) Dirs() []string {
 type Host struct {
 	NixOS   bool         `json:"nixos"`
 	Sandbox sandbox.Caps `json:"sandbox"`
+	Scripts ScriptFacts  `json:"scripts,omitempty"`
 }
 
 // lockdownEnv are opencode's switches for network features an isolated agent

@@ -35,14 +35,15 @@ func (c *DNSCmd) Run(g *Globals) error {
 	if os.Geteuid() != 0 {
 		return errorf(ExitPermission, "instance %q: dns needs root (it opens sockets inside the instance netns and writes its nft sets)", s.Name)
 	}
-	p, err := buildNetwork(s)
+	plan, err := BuildPlan(s, HostFor(s), nil)
 	if err != nil {
-		return withCode(ExitSpecInvalid, fmt.Errorf("instance %q: %w", s.Name, err))
+		return withCode(ExitSpecInvalid, err)
 	}
+	p := plan.Network
 	if !p.Enable || p.DNS == nil {
 		return errorf(ExitSpecInvalid, "instance %q: networkIsolation.outboundAllowDomains is empty or networkIsolation.enable is false: the resolver has nothing to answer", s.Name)
 	}
-	ups, err := resolverUpstreams(s, p)
+	ups, err := resolverUpstreams(s.Name, p)
 	if err != nil {
 		return err
 	}
@@ -66,17 +67,17 @@ func (c *DNSCmd) Run(g *Globals) error {
 }
 
 // resolverUpstreams are networkIsolation.nameservers, or the host's.
-func resolverUpstreams(s *Spec, p netpolicy.Plan) ([]netip.AddrPort, error) {
+func resolverUpstreams(instance string, p netpolicy.Plan) ([]netip.AddrPort, error) {
 	ups := p.DNS.Upstreams
 	if p.DNS.UpstreamsDerived {
 		b, err := os.ReadFile("/etc/resolv.conf")
 		if err != nil {
-			return nil, errorf(ExitNoInput, "instance %q: read the host's /etc/resolv.conf for upstream resolvers: %v; or set networkIsolation.nameservers", s.Name, err)
+			return nil, errorf(ExitNoInput, "instance %q: read the host's /etc/resolv.conf for upstream resolvers: %v; or set networkIsolation.nameservers", instance, err)
 		}
 		ups = netpolicy.HostUpstreams(b)
 	}
 	if len(ups) == 0 {
-		return nil, errorf(ExitConfig, "instance %q: no upstream resolver: the host's /etc/resolv.conf names none; set networkIsolation.nameservers", s.Name)
+		return nil, errorf(ExitConfig, "instance %q: no upstream resolver: the host's /etc/resolv.conf names none; set networkIsolation.nameservers", instance)
 	}
 	return ups, nil
 }
@@ -88,16 +89,13 @@ func resolverUpstreams(s *Spec, p netpolicy.Plan) ([]netip.AddrPort, error) {
 // that one serves and this does nothing. A resolver that cannot start is a
 // warning, not a failure: a script that needs no name still works, and one
 // that does fails with its own message.
-func scriptResolver(ctx context.Context, s *Spec, log *slog.Logger) (stop func()) {
+func scriptResolver(ctx context.Context, plan *Plan, log *slog.Logger) (stop func()) {
 	noop := func() {}
-	if !s.NetworkIsolation.Enable || len(s.NetworkIsolation.OutboundAllowDomains) == 0 || (s.PreInitScript == "" && s.PostInitScript == "") {
+	p := plan.Network
+	if !p.Enable || p.DNS == nil || len(plan.Setup.InitScripts) == 0 {
 		return noop
 	}
-	p, err := buildNetwork(s)
-	if err != nil || p.DNS == nil {
-		return noop
-	}
-	ups, err := resolverUpstreams(s, p)
+	ups, err := resolverUpstreams(plan.Instance, p)
 	if err != nil {
 		log.Warn("init scripts run without DNS", "err", err)
 		return noop

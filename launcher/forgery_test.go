@@ -103,8 +103,7 @@ func TestInstanceCannotEditItsOpencodeJSON(t *testing.T) {
 	if code, out := in.launcher("setup", "--config", in.specPath); code != 0 {
 		t.Fatalf("setup: exit %d:\n%s", code, out)
 	}
-	s, _ := LoadFile(in.specPath)
-	want, _ := opencodeConfigJSON(s)
+	want := testConfigJSON(t, in.specPath)
 	out := in.inside(`echo '{"permission":{"bash":"allow"}}' > "$OPENCODE_CONFIG" && echo edited
 rm -f "$OPENCODE_CONFIG" && echo removed
 mkdir -p "$XDG_CONFIG_HOME/opencode" && echo '{"permission":{"bash":"allow"}}' > "$XDG_CONFIG_HOME/opencode/opencode.json" && echo wrote-global

@@ -18,29 +18,29 @@ type identity struct {
 
 func (id identity) owner() *owner { return &owner{uid: id.uid, gid: id.gid} }
 
-// lookupIdentity resolves the spec's user and group with os/user.
-func lookupIdentity(s *Spec) (identity, error) {
-	u, err := user.Lookup(s.User)
+// lookupIdentity resolves the instance's user and group with os/user.
+func lookupIdentity(userName, groupName string) (identity, error) {
+	u, err := user.Lookup(userName)
 	if err != nil {
-		return identity{}, errorf(ExitNoInput, "user %q: look it up: %w; the Nix module creates it, or create it with useradd --system", s.User, err)
+		return identity{}, errorf(ExitNoInput, "user %q: look it up: %w; the Nix module creates it, or create it with useradd --system", userName, err)
 	}
-	g, err := user.LookupGroup(s.Group)
+	g, err := user.LookupGroup(groupName)
 	if err != nil {
-		return identity{}, errorf(ExitNoInput, "group %q: look it up: %w; the Nix module creates it, or create it with groupadd --system", s.Group, err)
+		return identity{}, errorf(ExitNoInput, "group %q: look it up: %w; the Nix module creates it, or create it with groupadd --system", groupName, err)
 	}
-	id := identity{user: s.User, group: s.Group}
+	id := identity{user: userName, group: groupName}
 	if id.uid, err = strconv.Atoi(u.Uid); err != nil {
-		return identity{}, fmt.Errorf("user %q: uid %q: %w", s.User, u.Uid, err)
+		return identity{}, fmt.Errorf("user %q: uid %q: %w", userName, u.Uid, err)
 	}
 	if id.gid, err = strconv.Atoi(g.Gid); err != nil {
-		return identity{}, fmt.Errorf("group %q: gid %q: %w", s.Group, g.Gid, err)
+		return identity{}, fmt.Errorf("group %q: gid %q: %w", groupName, g.Gid, err)
 	}
 	if id.uid == 0 {
-		return identity{}, errorf(ExitPermission, "user %q has uid 0; an instance must run as its own unprivileged account", s.User)
+		return identity{}, errorf(ExitPermission, "user %q has uid 0; an instance must run as its own unprivileged account", userName)
 	}
 	gids, err := u.GroupIds()
 	if err != nil {
-		return identity{}, fmt.Errorf("user %q: list its groups: %w", s.User, err)
+		return identity{}, fmt.Errorf("user %q: list its groups: %w", userName, err)
 	}
 	id.groups = []int{id.gid}
 	for _, s := range gids {

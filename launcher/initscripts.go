@@ -33,19 +33,7 @@ import (
 // make setup skip a script whose content changed, for example one that an
 // operator fixed to revoke something. Only root can write them now.
 
-// initPhase is one of the two init scripts.
-type initPhase struct {
-	name string // pre or post
-	key  string // spec key, for messages
-	path string
-}
-
-func initPhases(s *Spec) (pre, post initPhase) {
-	return initPhase{name: "pre", key: "preInitScript", path: s.PreInitScript},
-		initPhase{name: "post", key: "postInitScript", path: s.PostInitScript}
-}
-
-func (p initPhase) stampName() string { return "init-" + p.name + ".sha256" }
+func stampName(phase string) string { return "init-" + phase + ".sha256" }
 
 // stampVersion is part of every digest, so that changing what a stamp covers
 // makes every script run once more instead of silently skipping.
@@ -88,10 +76,6 @@ func parseStamp(data []byte) string {
 	return s
 }
 
-// scriptCmdFunc builds the process that runs one init script. Setup uses
-// launcherScriptCmd; tests inject their own.
-type scriptCmdFunc func(s *Spec, configPath, script string) (*exec.Cmd, error)
-
 // selfExe is the running launcher. /proc/self/exe stays valid even if the
 // binary on disk is replaced while setup runs.
 const selfExe = "/proc/self/exe"
@@ -100,7 +84,7 @@ const selfExe = "/proc/self/exe"
 // run joins the netns, drops to the instance user, applies Landlock and
 // seccomp, sets HOME=stateDir, the cwd to directory and the environment
 // (including environmentFile), then execs SCRIPT.
-func launcherScriptCmd(s *Spec, configPath, script string) (*exec.Cmd, error) {
+func launcherScriptCmd(_ *Plan, configPath, script string) (*exec.Cmd, error) {
 	cmd := exec.Command(selfExe, "run", "--config", configPath, "--", script)
 	cmd.Args[0] = "opencode-launcher"
 	cmd.Env = os.Environ()
@@ -111,7 +95,7 @@ func launcherScriptCmd(s *Spec, configPath, script string) (*exec.Cmd, error) {
 // output; reason() is the short form stored in the last-setup record, which
 // the instance can read, so it holds no output.
 type scriptError struct {
-	phase   initPhase
+	script  InitScript
 	result  childResult
 	timeout time.Duration
 	tail    []string
@@ -119,9 +103,9 @@ type scriptError struct {
 
 func (e *scriptError) reason() string {
 	if e.result.timedOut {
-		return fmt.Sprintf("%s %s did not finish within initScriptTimeout (%s) and was killed", e.phase.key, e.phase.path, e.timeout)
+		return fmt.Sprintf("%s %s did not finish within initScriptTimeout (%s) and was killed", e.script.Key, e.script.Path, e.timeout)
 	}
-	return fmt.Sprintf("%s %s %s", e.phase.key, e.phase.path, e.result)
+	return fmt.Sprintf("%s %s %s", e.script.Key, e.script.Path, e.result)
 }
 
 func (e *scriptError) Error() string {
@@ -140,86 +124,65 @@ func (e *scriptError) Error() string {
 	return b.String()
 }
 
-// hashScript reads the script as root. O_NONBLOCK and the regular-file
+// digestScript reads the script as root. O_NONBLOCK and the regular-file
 // check keep a FIFO from hanging setup, should an operator point a script
 // into a tree the instance can write.
-func hashScript(ph initPhase) (string, error) {
-	f, err := os.OpenFile(ph.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+func digestScript(phase, path string) (string, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		code := ExitOSErr
-		if errors.Is(err, os.ErrNotExist) {
-			code = ExitNoInput
-		}
-		return "", errorf(code, "%s %s: open it: %w", ph.key, ph.path, err)
+		return "", fmt.Errorf("open it: %w", err)
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return "", errorf(ExitNoInput, "%s %s is not a regular file", ph.key, ph.path)
+		return "", errors.New("it is not a regular file")
 	}
-	digest, err := scriptDigest(ph.name, ph.path, f)
+	digest, err := scriptDigest(phase, path, f)
 	if err != nil {
-		return "", fmt.Errorf("%s %s: read it: %w", ph.key, ph.path, err)
+		return "", fmt.Errorf("read it: %w", err)
 	}
 	return digest, nil
 }
 
-// runInitScript runs one phase if its stamp says so.
-func (st *setup) runInitScript(ctx context.Context, ph initPhase) error {
-	if ph.path == "" {
-		return st.dropStamp(ph)
-	}
-	digest, err := hashScript(ph)
-	if err != nil {
-		return err
-	}
-	meta := st.priv
-	recorded := ""
-	if data, err := readTrustedFile(meta, ph.stampName()); err == nil {
-		recorded = parseStamp(data)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		// Not root's or not a file: not our stamp; the script runs.
-		st.log.Warn("ignoring an untrusted stamp", "script", ph.key, "err", err)
-	}
-	run, why := stampDecision(recorded, digest, st.rerunInit)
-	if !run {
-		st.log.Info("skipping init script: "+why, "script", ph.key, "path", ph.path, "sha256", digest[:12])
+// runInitScript runs the plan's script of phase if its stamp says so; a
+// phase without a script loses its stamp, so that adding the same script
+// back later runs it again, as an operator would expect.
+func (st *setup) runInitScript(ctx context.Context, phase string) error {
+	sys := st.sys
+	sc, ok := st.plan.Setup.initScript(phase)
+	if !ok {
+		if err := sys.removeStamp(phase); err != nil {
+			return fmt.Errorf("%s init script: %w", phase, err)
+		}
 		return nil
 	}
-	st.log.Info("running init script: "+why, "script", ph.key, "path", ph.path, "timeout", st.timeout().String())
+	if sc.DigestError != "" {
+		return errorf(ExitNoInput, "%s %s: %s", sc.Key, sc.Path, sc.DigestError)
+	}
+	recorded, err := sys.readStamp(sc)
+	if err != nil {
+		return fmt.Errorf("%s: %w", sc.Key, err)
+	}
+	run, why := stampDecision(recorded, sc.Digest, st.rerunInit)
+	if !run {
+		st.log.Info("skipping init script: "+why, "script", sc.Key, "path", sc.Path, "sha256", sc.Digest[:12])
+		return nil
+	}
+	st.log.Info("running init script: "+why, "script", sc.Key, "path", sc.Path, "timeout", sc.timeout().String())
 	// No stamp may survive a script that starts and does not finish.
-	if err := removeFileAt(meta, ph.stampName()); err != nil {
-		return fmt.Errorf("%s: %w", ph.key, err)
+	if err := sys.removeStamp(phase); err != nil {
+		return fmt.Errorf("%s: %w", sc.Key, err)
 	}
-	cmd, err := st.scriptCmd(st.spec, st.configPath, ph.path)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", ph.key, ph.path, err)
-	}
-	tail := newTailBuffer(tailLines)
-	out := io.MultiWriter(tail, &prefixWriter{w: st.stderr, prefix: "init-" + ph.name + "| "})
 	start := time.Now()
-	res, err := runChild(ctx, cmd, st.timeout(), out)
+	res, tail, err := sys.runScript(ctx, st.plan, sc)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", ph.key, ph.path, err)
+		return fmt.Errorf("%s %s: %w", sc.Key, sc.Path, err)
 	}
 	if res.timedOut || res.status != 0 {
-		return withCode(ExitInitScript, &scriptError{phase: ph, result: res, timeout: st.timeout(), tail: tail.Lines()})
+		return withCode(ExitInitScript, &scriptError{script: sc, result: res, timeout: sc.timeout(), tail: tail})
 	}
-	if _, err := ensureFileAt(meta, ph.stampName(), []byte(digest+"\n"), privateStampMode, &owner{}); err != nil {
-		return fmt.Errorf("%s: record stamp: %w", ph.key, err)
+	if err := sys.writeStamp(phase, sc.Digest); err != nil {
+		return fmt.Errorf("%s: record stamp: %w", sc.Key, err)
 	}
-	st.log.Info("init script succeeded", "script", ph.key, "duration", time.Since(start).Round(time.Millisecond).String())
-	return nil
-}
-
-func (st *setup) timeout() time.Duration {
-	return time.Duration(st.spec.InitScriptTimeout) * time.Second
-}
-
-// dropStamp forgets a phase that has no script any more, so that adding the
-// same script back later runs it again, as an operator would expect.
-func (st *setup) dropStamp(ph initPhase) error {
-	if err := removeFileAt(st.priv, ph.stampName()); err != nil {
-		return fmt.Errorf("%s: %w", ph.key, err)
-	}
+	st.log.Info("init script succeeded", "script", sc.Key, "duration", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }

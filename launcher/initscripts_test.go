@@ -72,7 +72,7 @@ func TestParseStampRejectsMalformed(t *testing.T) {
 
 func TestScriptErrorNamesStatusAndTail(t *testing.T) {
 	e := &scriptError{
-		phase:  initPhase{name: "pre", key: "preInitScript", path: "/s/pre"},
+		script: InitScript{Phase: "pre", Key: "preInitScript", Path: "/s/pre"},
 		result: childResult{status: 3},
 		tail:   []string{"line a", "line b"},
 	}

@@ -1,13 +1,15 @@
 package launcher
 
 import (
-	"errors"
-
 	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/ocnix/ocnix/sandbox"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
+
+	"github.com/ocnix/ocnix/sandbox"
 )
 
 // Plan is everything run would do, as plain data: built by BuildPlan from a
@@ -18,22 +20,16 @@ type Plan struct {
 	User            string         `json:"user"`
 	Group           string         `json:"group"`
 	Directory       string         `json:"directory"`
+	Listen          string         `json:"listen"` // address:port the server binds
 	Argv            []string       `json:"argv"`
 	Env             []EnvEntry     `json:"env"`
 	EnvironmentFile string         `json:"environmentFile,omitempty"`
 	Layout          Layout         `json:"layout"`
 	OpencodeConfig  map[string]any `json:"opencodeConfig"`
-	InitScripts     []InitScript   `json:"initScripts,omitempty"`
+	Setup           SetupSection   `json:"setup"`
 	Sandbox         SandboxSection `json:"sandbox"`
 	Network         NetworkSection `json:"network"`
 	Warnings        []string       `json:"warnings,omitempty"`
-}
-
-// InitScript is one of preInitScript/postInitScript as setup runs it.
-type InitScript struct {
-	Phase   string `json:"phase"` // pre or post
-	Path    string `json:"path"`
-	Timeout int    `json:"timeoutSeconds"`
 }
 
 // BuildPlan is pure: the same spec and host always give the same plan.
@@ -47,17 +43,18 @@ func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 		User:            s.User,
 		Group:           s.Group,
 		Directory:       s.Directory,
+		Listen:          net.JoinHostPort(s.Listen.Address, strconv.Itoa(s.Listen.Port)),
 		Argv:            argv,
 		Env:             BaseEnv(s, h),
 		EnvironmentFile: s.EnvironmentFile,
 		Layout:          LayoutFor(s),
 		OpencodeConfig:  ComposeConfig(s),
 	}
-	for _, sc := range []struct{ phase, path string }{{"pre", s.PreInitScript}, {"post", s.PostInitScript}} {
-		if sc.path != "" {
-			p.InitScripts = append(p.InitScripts, InitScript{Phase: sc.phase, Path: sc.path, Timeout: s.InitScriptTimeout})
-		}
+	config, err := renderConfig(p.OpencodeConfig)
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: %w", s.Name, err)
 	}
+	p.Setup = buildSetup(s, p.Layout, h, config)
 	sb, err := buildSandbox(s, h, argv[0])
 	switch {
 	case errors.Is(err, sandbox.ErrLandlockTooOld):
@@ -111,13 +108,7 @@ func (p *Plan) String() string {
 	if p.EnvironmentFile != "" {
 		fmt.Fprintf(&b, "  then the variables of %s, read by run at start  [environmentFile]\n", p.EnvironmentFile)
 	}
-	fmt.Fprintf(&b, "\n# state layout\n  stateDir %s (0700, the instance user's)\n  launcher dir %s (0750 root:%s, read-only for the instance: setup record 0640, stamps 0600 root)\n  opencode.json %s (0640 root:%s)\n", p.Layout.StateDir, p.Layout.Private, p.Group, p.Layout.ConfigFile, p.Group)
-	if len(p.InitScripts) > 0 {
-		b.WriteString("\n# init scripts (run by setup, as the instance user, in this sandbox)\n")
-		for _, s := range p.InitScripts {
-			fmt.Fprintf(&b, "  %s: %s (timeout %ds)\n", s.Phase, s.Path, s.Timeout)
-		}
-	}
+	b.WriteString(p.Setup.String())
 	cfg, _ := json.MarshalIndent(p.OpencodeConfig, "  ", "  ")
 	fmt.Fprintf(&b, "\n# opencode.json\n  %s\n", cfg)
 	fmt.Fprintf(&b, "\n# sandbox\n%s\n", indent(p.Sandbox.String()))

@@ -24,24 +24,25 @@ func (c *PreflightCmd) Run(g *Globals) error {
 	if os.Geteuid() != 0 {
 		return errorf(ExitPermission, "instance %q: preflight needs root (it reads the nft ruleset inside the instance's netns); run it as ExecStartPre=+ or with sudo", s.Name)
 	}
-	l := LayoutFor(s)
-	failed, why, err := lastSetupFailed(l)
+	p, err := BuildPlan(s, HostFor(s), nil)
+	if err != nil {
+		return withCode(ExitSpecInvalid, err)
+	}
+	sys := newApplier(c.Config, g.logger(s.Name), g.stderr)
+	failed, why, err := sys.lastSetup(p.Layout)
 	if err != nil {
 		return withCode(ExitOSErr, fmt.Errorf("instance %q: read the last setup result: %w", s.Name, err))
 	}
 	if failed {
 		return withCode(ExitInitScript, fmt.Errorf("instance %q: refusing to start: %s", s.Name, why))
 	}
-	if err := checkOpencodeConfig(s, l); err != nil {
+	if err := checkOpencodeConfig(sys, p); err != nil {
 		return withCode(ExitInitScript, fmt.Errorf("instance %q: refusing to start: %w", s.Name, err))
 	}
-	np, err := buildNetwork(s)
-	if err != nil {
-		return withCode(ExitSpecInvalid, fmt.Errorf("instance %q: %w", s.Name, err))
-	}
-	if err := netpolicy.VerifyFilter(np); err != nil {
+	if err := netpolicy.VerifyFilter(p.Network); err != nil {
 		return withCode(ExitInitScript, fmt.Errorf("instance %q: refusing to start: %w", s.Name, err))
 	}
+	np := p.Network
 	g.logger(s.Name).Info("preflight passed", "isolated", np.Enable)
 	return nil
 }

@@ -135,13 +135,13 @@ var legacyMetaFiles = []string{"init-pre.sha256", "init-post.sha256", lastSetupF
 // them keeps an old opencode.json from being loaded as opencode's global
 // config and keeps operators from reading a forged record by hand.
 // Anything else the instance put in .ocnix stays; it is its own directory.
-func (st *setup) migrateLegacy() error {
-	meta, err := st.root.openDir(filepath.Join(st.layout.StateDir, legacyMetaDir))
+func (h *hostApplier) migrateLegacy(stateDir string) error {
+	meta, err := h.root.openDir(filepath.Join(stateDir, legacyMetaDir))
 	switch {
 	case errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT):
 	case err != nil:
 		// A symlink or a file in its place: the instance's doing; ignore it.
-		st.log.Debug("ignoring the old bookkeeping dir", "dir", legacyMetaDir, "err", err)
+		h.log.Debug("ignoring the old bookkeeping dir", "dir", legacyMetaDir, "err", err)
 	default:
 		for _, n := range legacyMetaFiles {
 			if err := removeFileAt(meta, n); err != nil && !errors.Is(err, unix.EISDIR) {
@@ -154,18 +154,18 @@ func (st *setup) migrateLegacy() error {
 			return withCode(ExitOSErr, err)
 		}
 		meta.Close()
-		if err := unix.Unlinkat(int(st.root.dir.Fd()), legacyMetaDir, unix.AT_REMOVEDIR); err == nil {
-			st.log.Info("removed the old bookkeeping dir from stateDir; it now lives in "+st.layout.Private, "dir", filepath.Join(st.layout.StateDir, legacyMetaDir))
+		if err := unix.Unlinkat(int(h.root.dir.Fd()), legacyMetaDir, unix.AT_REMOVEDIR); err == nil {
+			h.log.Info("removed the old bookkeeping dir from stateDir; it now lives in "+h.priv.Name(), "dir", filepath.Join(stateDir, legacyMetaDir))
 		}
 	}
 	// The old opencode.json sits in opencode's own global config dir, where
 	// the instance may keep a config of its own later: remove it only on the
 	// first setup in this layout (no record yet).
 	var rst unix.Stat_t
-	if err := unix.Fstatat(int(st.priv.Fd()), lastSetupFile, &rst, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+	if err := unix.Fstatat(int(h.priv.Fd()), lastSetupFile, &rst, unix.AT_SYMLINK_NOFOLLOW); err == nil {
 		return nil
 	}
-	cfgDir, err := st.root.openDir(filepath.Dir(filepath.Join(st.layout.StateDir, legacyConfigFile)))
+	cfgDir, err := h.root.openDir(filepath.Dir(filepath.Join(stateDir, legacyConfigFile)))
 	if err != nil {
 		return nil // setup creates it as a directory right after; nothing old to remove
 	}
@@ -175,7 +175,18 @@ func (st *setup) migrateLegacy() error {
 		if err := removeFileAt(cfgDir, "opencode.json"); err != nil {
 			return withCode(ExitOSErr, fmt.Errorf("remove the old %s: %w", legacyConfigFile, err))
 		}
-		st.log.Info("removed the old opencode.json from stateDir; the server reads "+st.layout.ConfigFile, "old", filepath.Join(st.layout.StateDir, legacyConfigFile))
+		h.log.Info("removed the old opencode.json from stateDir; the server reads "+filepath.Join(h.priv.Name(), "opencode.json"), "old", filepath.Join(stateDir, legacyConfigFile))
 	}
 	return nil
+}
+
+// readPrivateFile reads a file of an instance's private directory, which
+// must be root's from / down (openPrivateDir) and the file root's alone.
+func readPrivateFile(path string) ([]byte, error) {
+	priv, err := openPrivateDir(filepath.Dir(path), -1)
+	if err != nil {
+		return nil, err
+	}
+	defer priv.Close()
+	return readTrustedFile(priv, filepath.Base(path))
 }

@@ -39,7 +39,8 @@ func (c *RunCmd) Run(g *Globals) error {
 	if len(cmd) > 0 && cmd[0] == "--" {
 		cmd = cmd[1:]
 	}
-	host := DetectHost()
+	// The same host facts as explain and setup, so that the plan is theirs.
+	host := HostFor(s)
 	if len(cmd) > 0 {
 		resolved, err := lookPath(cmd[0], SearchPath(s, host))
 		if err != nil {
@@ -54,34 +55,46 @@ func (c *RunCmd) Run(g *Globals) error {
 	if c.DryRun {
 		return printPlan(g.stdout, p, c.JSON)
 	}
-	return runPlan(g.ctx, s, p, len(cmd) > 0, g.logger(s.Name))
+	log := g.logger(p.Instance)
+	return runPlan(g.ctx, newApplier(c.Config, log, g.stderr), p, len(cmd) > 0, log)
 }
 
 // runPlan is the privileged part of run: it checks that setup left the
 // instance usable, composes the secret environment, enters the network
-// namespace and hands over to the sandbox.
-func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Logger) error {
-	if err := checkCaller(s); err != nil {
+// namespace and hands over to the sandbox. It reads the plan and nothing
+// else of the spec.
+func runPlan(ctx context.Context, sys applier, p *Plan, debugCmd bool, log *slog.Logger) error {
+	fail := func(code int, err error) error { return withCode(code, fmt.Errorf("instance %q: %w", p.Instance, err)) }
+	if err := sys.checkCaller(p); err != nil {
 		return err
 	}
 	// A debug command (and setup's init scripts, which use the same path)
 	// runs even after a failed setup: that is when an operator needs it.
-	if err := checkStateReady(s, p, !debugCmd); err != nil {
-		return err
+	if err := sys.stateReady(p.Layout); err != nil {
+		return fail(ExitNoInput, fmt.Errorf("state directory %s is not set up (%w); run: opencode-launcher setup --config <spec>", p.Layout.StateDir, err))
+	}
+	if !debugCmd {
+		failed, why, err := sys.lastSetup(p.Layout)
+		if err != nil {
+			return fail(ExitOSErr, fmt.Errorf("read last setup result: %w", err))
+		}
+		if failed {
+			return fail(ExitInitScript, fmt.Errorf("the last setup failed (%s); fix it and run setup again before starting the server", why))
+		}
 	}
 	env := p.Env
-	if s.EnvironmentFile != "" {
-		vars, err := ReadEnvFile(s.EnvironmentFile)
+	if p.EnvironmentFile != "" {
+		vars, err := sys.readEnvFile(p.EnvironmentFile)
 		if err != nil {
-			return withCode(ExitConfig, fmt.Errorf("instance %q: %w", s.Name, err))
+			return fail(ExitConfig, err)
 		}
-		if env, err = WithEnvFile(env, vars, s.EnvironmentFile); err != nil {
-			return withCode(ExitConfig, fmt.Errorf("instance %q: %w", s.Name, err))
+		if env, err = WithEnvFile(env, vars, p.EnvironmentFile); err != nil {
+			return fail(ExitConfig, err)
 		}
 	}
 	if !debugCmd {
-		if err := checkOpencodeConfig(s, p.Layout); err != nil {
-			return withCode(ExitInitScript, fmt.Errorf("instance %q: %w", s.Name, err))
+		if err := checkOpencodeConfig(sys, p); err != nil {
+			return fail(ExitInitScript, err)
 		}
 	}
 
@@ -89,17 +102,13 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 	// thread only; sandbox.Run reads them from it (its confining thread joins
 	// them), so the goroutine must stay on it until Run has started.
 	runtime.LockOSThread()
-	if s.NetworkIsolation.Enable {
-		if err := enterNetwork(p.Network); err != nil {
-			return withCode(ExitPermission, fmt.Errorf("instance %q: %w", s.Name, err))
+	if p.Network.Enable {
+		if err := sys.enterNetwork(p.Network); err != nil {
+			return fail(ExitPermission, err)
 		}
 	}
-	if os.Geteuid() == 0 {
-		// Under systemd User= the unit's ProtectProc=invisible and
-		// PrivateIPC= do this.
-		if err := privateProc(); err != nil {
-			return withCode(ExitOSErr, fmt.Errorf("instance %q: %w", s.Name, err))
-		}
+	if err := sys.privateProc(); err != nil {
+		return fail(ExitOSErr, err)
 	}
 	if debugCmd {
 		log.Info("running command in sandbox", "argv", strings.Join(p.Argv, " "))
@@ -109,21 +118,21 @@ func runPlan(ctx context.Context, s *Spec, p *Plan, debugCmd bool, log *slog.Log
 			// /config/providers, which returns provider API keys in clear.
 			log.Warn("OPENCODE_SERVER_PASSWORD is not set: anyone who can reach the listen address can drive the agent and read its provider keys; set it in environmentFile")
 		}
-		if err := netpolicy.ProbeResolverHere(p.Network); err != nil {
-			log.Warn("names in networkIsolation.outboundAllowDomains will not resolve until the instance's resolver runs (opencode-"+s.Name+"-dns.service, or opencode-launcher dns)", "err", err)
+		if err := sys.probeResolver(p.Network); err != nil {
+			log.Warn("names in networkIsolation.outboundAllowDomains will not resolve until the instance's resolver runs (opencode-"+p.Instance+"-dns.service, or opencode-launcher dns)", "err", err)
 		}
-		log.Info("starting server", "listen", fmt.Sprintf("%s:%d", s.Listen.Address, s.Listen.Port), "gate", p.Sandbox.Gate.Mode)
+		log.Info("starting server", "listen", p.Listen, "gate", p.Sandbox.Gate.Mode)
 	}
 	// sandbox.Run owns SIGTERM/SIGINT/SIGHUP: it forwards them to the server
 	// and exits with the server's status.
-	code, err := sandbox.Run(ctx, p.Sandbox, sandbox.Command{
+	code, err := sys.start(ctx, p.Sandbox, sandbox.Command{
 		Path: p.Argv[0],
 		Args: p.Argv,
 		Env:  Environ(env),
-		Dir:  s.Directory,
+		Dir:  p.Directory,
 	}, log)
 	if err != nil {
-		return withCode(sandboxExitCode(err), fmt.Errorf("instance %q: %w", s.Name, err))
+		return fail(sandboxExitCode(err), err)
 	}
 	if !debugCmd {
 		log.Info("server exited", "status", code)
@@ -169,40 +178,21 @@ func enterNetwork(np netpolicy.Plan) error {
 // checkCaller: run starts as root (and drops) or as the instance user
 // (systemd User=). Anyone else is refused before anything is read, so the
 // error names the real problem instead of an unreadable state directory.
-func checkCaller(s *Spec) error {
+func checkCaller(p *Plan) error {
 	uid := os.Getuid()
 	if uid == 0 {
 		return nil
 	}
-	u, err := user.Lookup(s.User)
+	u, err := user.Lookup(p.User)
 	if err != nil {
-		return withCode(ExitNoInput, fmt.Errorf("instance %q: look up user %q: %w; create it (the NixOS module does) or fix the spec's user", s.Name, s.User, err))
+		return withCode(ExitNoInput, fmt.Errorf("instance %q: look up user %q: %w; create it (the NixOS module does) or fix the spec's user", p.Instance, p.User, err))
 	}
 	if u.Uid != strconv.Itoa(uid) {
 		who := strconv.Itoa(uid)
 		if me, err := user.LookupId(who); err == nil {
 			who = me.Username
 		}
-		return errorf(ExitPermission, "instance %q runs as user %s, but the launcher runs as %s; start it as root or as %s (systemd User=%s)", s.Name, s.User, who, s.User, s.User)
-	}
-	return nil
-}
-
-// checkStateReady refuses to start an instance whose setup never ran or last
-// failed, as recorded in the root-owned private directory.
-func checkStateReady(s *Spec, p *Plan, server bool) error {
-	if _, err := os.Stat(p.Layout.Tmp); err != nil {
-		return withCode(ExitNoInput, fmt.Errorf("instance %q: state directory %s is not set up (%w); run: opencode-launcher setup --config <spec>", s.Name, p.Layout.StateDir, err))
-	}
-	if !server {
-		return nil
-	}
-	failed, why, err := lastSetupFailed(p.Layout)
-	if err != nil {
-		return withCode(ExitOSErr, fmt.Errorf("instance %q: read last setup result: %w", s.Name, err))
-	}
-	if failed {
-		return withCode(ExitInitScript, fmt.Errorf("instance %q: the last setup failed (%s); fix it and run setup again before starting the server", s.Name, why))
+		return errorf(ExitPermission, "instance %q runs as user %s, but the launcher runs as %s; start it as root or as %s (systemd User=%s)", p.Instance, p.User, who, p.User, p.User)
 	}
 	return nil
 }

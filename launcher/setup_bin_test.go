@@ -125,8 +125,7 @@ type testUser struct{ uid, gid uint32 }
 
 func lookupTestUser(t *testing.T, name string) testUser {
 	t.Helper()
-	s := &Spec{User: name, Group: name}
-	id, err := lookupIdentity(s)
+	id, err := lookupIdentity(name, name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func TestSetupTwiceGivesTheSameTreeAndRunsScriptsOnce(t *testing.T) {
 		}
 	}
 	s, _ := LoadFile(in.specPath)
-	want, _ := opencodeConfigJSON(s)
+	want := testConfigJSON(t, in.specPath)
 	l := LayoutFor(s)
 	if got := in.read(l.ConfigFile); got != string(want) {
 		t.Errorf("opencode.json = %s, want %s", got, want)
@@ -423,7 +423,7 @@ func TestSetupChecksPathsAndAccounts(t *testing.T) {
 		{
 			name: "MissingReadOnlyPathNamesTheKey",
 			mutate: func(in *testInstance) {
-				in.set("sandbox", map[string]any{"readOnlyPaths": []string{in.dir, filepath.Join(in.base, "ro-missing")}})
+				in.set("sandbox", map[string]any{"readOnlyPaths": []string{filepath.Join(in.base, "scripts"), filepath.Join(in.base, "ro-missing")}})
 			},
 			wantCode: ExitNoInput,
 			wantMsg:  "sandbox.readOnlyPaths[1]",
@@ -502,19 +502,20 @@ func TestLastSetupFailedRefusesWhileARecordSaysRunning(t *testing.T) {
 	in := newTestInstance(t)
 	in.mustSetup(false)
 	s, _ := LoadFile(in.specPath)
-	st := testSetup(s, in.specPath, in.lockDir, &syncBuffer{})
-	var err error
-	if st.id, err = lookupIdentity(s); err != nil {
+	h := testApplier(in.specPath, in.lockDir, &syncBuffer{})
+	id, err := lookupIdentity(s.User, s.Group)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if st.priv, err = openPrivateDir(st.layout.Private, st.id.gid); err != nil {
+	l := LayoutFor(s)
+	if h.priv, err = openPrivateDir(l.Private, id.gid); err != nil {
 		t.Fatal(err)
 	}
-	defer st.priv.Close()
-	if err := st.recordSetup(setupRunning, ""); err != nil {
+	defer h.priv.Close()
+	if err := h.record(setupRunning, "", id); err != nil {
 		t.Fatal(err)
 	}
-	failed, why, err := lastSetupFailed(st.layout)
+	failed, why, err := lastSetupFailed(l)
 	if err != nil || !failed || !strings.Contains(why, "did not finish") {
 		t.Errorf("lastSetupFailed = %v, %q, %v; want failed, \"did not finish\"", failed, why, err)
 	}

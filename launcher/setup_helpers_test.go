@@ -17,7 +17,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 )
 
 func requireRoot(t *testing.T) {
@@ -28,37 +27,62 @@ func requireRoot(t *testing.T) {
 }
 
 // testSetup is a setup whose init scripts run directly as the instance user
-// (plainScriptCmd), without the sandbox, so that setup's own logic is tested
-// whether or not `run` is available. The sandboxed path is tested through the
-// binary in setup_bin_test.go.
-func testSetup(s *Spec, specPath, lockDir string, out io.Writer) *setup {
-	return &setup{
-		spec:       s,
-		configPath: specPath,
-		layout:     LayoutFor(s),
-		log:        NewLogger(out, s.Name, slog.LevelDebug),
-		stderr:     out,
-		lockDir:    lockDir,
-		scriptCmd:  plainScriptCmd,
-		now:        time.Now,
+// (plainScriptCmd), without the sandbox and without the network, so that
+// setup's own logic is tested whether or not `run` is available. The
+// sandboxed path is tested through the binary in setup_bin_test.go.
+func testSetup(s *Spec, specPath, lockDir string, out io.Writer) (*setup, error) {
+	p, err := BuildPlan(s, HostFor(s), nil)
+	if err != nil {
+		return nil, err
 	}
+	log := NewLogger(out, s.Name, slog.LevelDebug)
+	h := testApplier(specPath, lockDir, out)
+	h.log = log
+	return &setup{plan: p, sys: h, log: log}, nil
+}
+
+// testApplier is the host applier with plainScriptCmd and no network.
+func testApplier(specPath, lockDir string, out io.Writer) *hostApplier {
+	h := newHostApplier(specPath, NewLogger(out, "test", slog.LevelDebug), out)
+	h.lockDir = lockDir
+	h.scriptCmd = plainScriptCmd
+	h.net = nil
+	return h
+}
+
+// testConfigJSON is the opencode.json setup writes for the spec at path.
+func testConfigJSON(t *testing.T, path string) []byte {
+	t.Helper()
+	s, err := LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := BuildPlan(s, DetectHost(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := p.Setup.configFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.Content
 }
 
 // plainScriptCmd runs script as the instance user with the instance's
 // environment (environmentFile included), HOME=stateDir and cwd=directory:
 // what run -- SCRIPT does minus netns, Landlock and seccomp.
-func plainScriptCmd(s *Spec, _ string, script string) (*exec.Cmd, error) {
-	id, err := lookupIdentity(s)
+func plainScriptCmd(p *Plan, _ string, script string) (*exec.Cmd, error) {
+	id, err := lookupIdentity(p.User, p.Group)
 	if err != nil {
 		return nil, err
 	}
-	env := BaseEnv(s, DetectHost())
-	if s.EnvironmentFile != "" {
-		vars, err := ReadEnvFile(s.EnvironmentFile)
+	env := p.Env
+	if p.EnvironmentFile != "" {
+		vars, err := ReadEnvFile(p.EnvironmentFile)
 		if err != nil {
 			return nil, err
 		}
-		if env, err = WithEnvFile(env, vars, s.EnvironmentFile); err != nil {
+		if env, err = WithEnvFile(env, vars, p.EnvironmentFile); err != nil {
 			return nil, err
 		}
 	}
@@ -68,7 +92,7 @@ func plainScriptCmd(s *Spec, _ string, script string) (*exec.Cmd, error) {
 	}
 	cmd := exec.Command(script)
 	cmd.Env = Environ(env)
-	cmd.Dir = s.Directory
+	cmd.Dir = p.Directory
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(id.uid), Gid: uint32(id.gid), Groups: groups}}
 	return cmd, nil
 }
@@ -185,7 +209,10 @@ func (in *testInstance) setup(rerun bool) (string, error) {
 		in.t.Fatalf("load spec: %v", err)
 	}
 	var out syncBuffer
-	st := testSetup(s, in.specPath, in.lockDir, &out)
+	st, err := testSetup(s, in.specPath, in.lockDir, &out)
+	if err != nil {
+		in.t.Fatalf("plan: %v", err)
+	}
 	st.rerunInit = rerun
 	err = st.run(context.Background())
 	return out.String(), err

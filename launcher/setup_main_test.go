@@ -86,8 +86,11 @@ func setupHelperMain(spec, lockDir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return ExitCode(err)
 	}
-	st := testSetup(s, spec, lockDir, os.Stderr)
-	if err := st.run(context.Background()); err != nil {
+	st, err := testSetup(s, spec, lockDir, os.Stderr)
+	if err == nil {
+		err = st.run(context.Background())
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return ExitCode(err)
 	}

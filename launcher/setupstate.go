@@ -31,14 +31,14 @@ type setupRecord struct {
 	Reason string    `json:"reason,omitempty"`
 }
 
-// recordSetup writes the last-setup record atomically.
-func (st *setup) recordSetup(result, reason string) error {
-	rec := setupRecord{Result: result, Time: st.now().UTC().Truncate(time.Second), Reason: reason}
+// record writes the last-setup record atomically.
+func (h *hostApplier) record(result, reason string, id identity) error {
+	rec := setupRecord{Result: result, Time: h.now().UTC().Truncate(time.Second), Reason: reason}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return setupBug(fmt.Errorf("marshal setup record: %w", err))
 	}
-	if err := writeFileAt(st.priv, lastSetupFile, append(b, '\n'), privateReadMode, &owner{uid: 0, gid: st.id.gid}); err != nil {
+	if err := writeFileAt(h.priv, lastSetupFile, append(b, '\n'), privateReadMode, &owner{uid: 0, gid: id.gid}); err != nil {
 		return fmt.Errorf("record setup result: %w", err)
 	}
 	return nil

@@ -43,14 +43,20 @@ func (c *StatusCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	st := Status{Instance: s.Name, Isolated: s.NetworkIsolation.Enable}
-	failed, why, err := lastSetupFailed(LayoutFor(s))
+	host := HostFor(s)
+	p, err := BuildPlan(s, host, nil)
+	if err != nil {
+		return withCode(ExitSpecInvalid, err)
+	}
+	np := p.Network
+	st := Status{Instance: p.Instance, Isolated: np.Enable}
+	failed, why, err := lastSetupFailed(p.Layout)
 	if err != nil {
 		st.Problems = append(st.Problems, "read last setup result: "+err.Error())
 	}
 	st.SetupFailed, st.SetupDetail = failed, why
-	if h := DetectHost(); h.Sandbox.LandlockABI < 9 {
-		switch scope := h.Sandbox.PtraceScope; {
+	if host.Sandbox.LandlockABI < 9 {
+		switch scope := host.Sandbox.PtraceScope; {
 		case scope >= 3:
 			st.Problems = append(st.Problems, fmt.Sprintf("kernel.yama.ptrace_scope=%d: the unix-socket gate cannot work (pidfd_getfd is forbidden below Landlock ABI 9): every unix connect of the instance fails; run refuses to start when sandbox.unixSockets.allow is set", scope))
 		case scope == 2:
@@ -58,10 +64,6 @@ func (c *StatusCmd) Run(g *Globals) error {
 		}
 	}
 	if st.Isolated {
-		np, err := buildNetwork(s)
-		if err != nil {
-			return withCode(ExitSpecInvalid, fmt.Errorf("instance %q: %w", s.Name, err))
-		}
 		_, err = os.Stat(np.NetnsPath)
 		st.NetnsExists = err == nil
 		for _, d := range np.Domains {

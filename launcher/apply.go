@@ -1,0 +1,277 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/ocnix/ocnix/netpolicy"
+	"github.com/ocnix/ocnix/sandbox"
+	"golang.org/x/sys/unix"
+)
+
+// applier is every side effect of setup, run and teardown. Those commands
+// decide from the Plan alone what to do and in which order; the applier
+// only does it. The real one (hostApplier) acts on this machine; tests use
+// a recording fake (apply_test.go) to check the decisions without root.
+type applier interface {
+	// Setup, in the order setup calls them.
+	begin(p *Plan) error
+	lookup(user, group string) (identity, error)
+	lock(ctx context.Context, instance string, wait time.Duration) (release func(), err error)
+	ensureDirs(dirs []DirStep, id identity) error
+	sweep() error
+	migrateLegacy(stateDir string) error
+	record(result, reason string, id identity) error
+	check(c PathCheck, id identity) error
+	network(np netpolicy.Plan) (warnings []string, err error)
+	scriptResolver(ctx context.Context, p *Plan) (stop func())
+	readStamp(sc InitScript) (string, error)
+	removeStamp(phase string) error
+	writeStamp(phase, digest string) error
+	runScript(ctx context.Context, p *Plan, sc InitScript) (childResult, []string, error)
+	writeFile(f FileStep, id identity) (changed bool, err error)
+	close()
+
+	// Run.
+	checkCaller(p *Plan) error
+	lastSetup(l Layout) (failed bool, why string, err error)
+	stateReady(l Layout) error
+	readEnvFile(path string) ([]EnvVar, error)
+	readConfig(f FileStep) ([]byte, error)
+	enterNetwork(np netpolicy.Plan) error
+	privateProc() error
+	probeResolver(np netpolicy.Plan) error
+	start(ctx context.Context, sp sandbox.Plan, cmd sandbox.Command, log *slog.Logger) (int, error)
+
+	// Teardown.
+	teardownNetwork(np netpolicy.Plan) error
+}
+
+// hostApplier applies plans to this machine.
+type hostApplier struct {
+	log        *slog.Logger
+	stderr     io.Writer // init script output goes here, line-prefixed
+	configPath string    // the spec, handed to the init scripts' run child
+	lockDir    string
+	scriptCmd  scriptCmdFunc
+	// net converges the network; nil skips it (tests of the state logic).
+	net  func(netpolicy.Plan) ([]string, error)
+	now  func() time.Time
+	root *stateRoot
+	priv *os.File // the private directory (privdir.go)
+}
+
+func newHostApplier(configPath string, log *slog.Logger, stderr io.Writer) *hostApplier {
+	return &hostApplier{
+		log:        log,
+		stderr:     stderr,
+		configPath: configPath,
+		lockDir:    defaultLockDir,
+		scriptCmd:  launcherScriptCmd,
+		net:        applyNetwork,
+		now:        time.Now,
+	}
+}
+
+func (h *hostApplier) begin(p *Plan) error {
+	if os.Geteuid() != 0 {
+		return errorf(ExitPermission, "setup must run as root (it creates stateDir for user %q and the network); start the opencode-%s-setup unit or use sudo", p.User, p.Instance)
+	}
+	return nil
+}
+
+func (h *hostApplier) lookup(user, group string) (identity, error) {
+	return lookupIdentity(user, group)
+}
+
+func (h *hostApplier) lock(ctx context.Context, instance string, wait time.Duration) (func(), error) {
+	l, err := acquireLock(ctx, h.lockDir, instance, wait, h.log)
+	if err != nil {
+		return nil, err
+	}
+	h.log.Debug("holding the setup lock", "dir", h.lockDir)
+	return func() { l.Release() }, nil
+}
+
+// ensureDirs creates stateDir's tree through fds (statedir.go) and the
+// private directory (privdir.go), and keeps both open for the later steps.
+func (h *hostApplier) ensureDirs(dirs []DirStep, id identity) error {
+	for _, d := range dirs {
+		switch d.Within {
+		case InStateDir:
+			if d.Mode != 0o700 || d.Owner != id.user || d.Group != id.group {
+				return setupBug(fmt.Errorf("stateDir step %s: %s:%s %s, but setup makes the instance's dirs %s:%s 0700", d.Path, d.Owner, d.Group, d.Mode, id.user, id.group))
+			}
+			if h.root == nil {
+				r, err := openStateRoot(d.Path, id.owner())
+				if err != nil {
+					return withCode(ExitOSErr, err)
+				}
+				h.root = r
+				continue
+			}
+			f, err := h.root.ensureDir(d.Path, id.owner())
+			if err != nil {
+				return withCode(ExitOSErr, err)
+			}
+			f.Close()
+		case InLauncherDir:
+			if d.Mode != privateDirMode || d.Owner != "root" || d.Group != id.group {
+				return setupBug(fmt.Errorf("launcher dir step %s: %s:%s %s, but setup makes it root:%s %s", d.Path, d.Owner, d.Group, d.Mode, id.group, Mode(privateDirMode)))
+			}
+			priv, err := openPrivateDir(d.Path, id.gid)
+			if err != nil {
+				return withCode(ExitOSErr, err)
+			}
+			h.priv = priv
+		default:
+			return setupBug(fmt.Errorf("directory step %s: unknown place %q", d.Path, d.Within))
+		}
+	}
+	if h.root == nil || h.priv == nil {
+		return setupBug(errors.New("the plan has no stateDir or no launcher directory"))
+	}
+	return nil
+}
+
+func (h *hostApplier) close() {
+	if h.root != nil {
+		h.root.Close()
+	}
+	if h.priv != nil {
+		h.priv.Close()
+	}
+}
+
+// sweep removes temp files that a killed setup left in the dir it writes.
+func (h *hostApplier) sweep() error {
+	if err := sweepTempFiles(h.priv); err != nil {
+		return withCode(ExitOSErr, err)
+	}
+	return nil
+}
+
+func (h *hostApplier) check(c PathCheck, id identity) error {
+	switch c.Access {
+	case AccessRWX:
+		return checkDirectory(c.Path, id)
+	case AccessExec:
+		if err := checkExists(c.Key, c.Path); err != nil {
+			return err
+		}
+		if err := accessAs(c.Path, unix.X_OK, id); err != nil {
+			return errorf(ExitPermission, "%s %s: user %q cannot execute it (%w); make it executable (chmod 0755)", c.Key, c.Path, id.user, err)
+		}
+		return nil
+	}
+	return checkExists(c.Key, c.Path)
+}
+
+func (h *hostApplier) network(np netpolicy.Plan) ([]string, error) {
+	if h.net == nil {
+		return nil, nil
+	}
+	return h.net(np)
+}
+
+func (h *hostApplier) scriptResolver(ctx context.Context, p *Plan) func() {
+	if h.net == nil {
+		return func() {}
+	}
+	return scriptResolver(ctx, p, h.log)
+}
+
+func (h *hostApplier) readStamp(sc InitScript) (string, error) {
+	data, err := readTrustedFile(h.priv, filepath.Base(sc.Stamp))
+	switch {
+	case err == nil:
+		return parseStamp(data), nil
+	case errors.Is(err, os.ErrNotExist):
+		return "", nil
+	}
+	// Not root's or not a file: not our stamp; the script runs.
+	h.log.Warn("ignoring an untrusted stamp", "script", sc.Key, "err", err)
+	return "", nil
+}
+
+func (h *hostApplier) removeStamp(phase string) error { return removeFileAt(h.priv, stampName(phase)) }
+
+func (h *hostApplier) writeStamp(phase, digest string) error {
+	_, err := ensureFileAt(h.priv, stampName(phase), []byte(digest+"\n"), privateStampMode, &owner{})
+	return err
+}
+
+func (h *hostApplier) runScript(ctx context.Context, p *Plan, sc InitScript) (childResult, []string, error) {
+	cmd, err := h.scriptCmd(p, h.configPath, sc.Path)
+	if err != nil {
+		return childResult{}, nil, err
+	}
+	tail := newTailBuffer(tailLines)
+	out := io.MultiWriter(tail, &prefixWriter{w: h.stderr, prefix: "init-" + sc.Phase + "| "})
+	res, err := runChild(ctx, cmd, sc.timeout(), out)
+	return res, tail.Lines(), err
+}
+
+// writeFile writes a file of the private directory, the only place setup
+// writes files.
+func (h *hostApplier) writeFile(f FileStep, id identity) (bool, error) {
+	if filepath.Dir(f.Path) != h.priv.Name() || f.Owner != "root" || f.Group != id.group {
+		return false, setupBug(fmt.Errorf("file step %s %s:%s: setup writes only root:%s files in %s", f.Path, f.Owner, f.Group, id.group, h.priv.Name()))
+	}
+	changed, err := ensureFileAt(h.priv, filepath.Base(f.Path), f.Content, os.FileMode(f.Mode), &owner{uid: 0, gid: id.gid})
+	if err != nil {
+		return false, withCode(ExitOSErr, fmt.Errorf("write %s: %w", f.Path, err))
+	}
+	return changed, nil
+}
+
+func (h *hostApplier) checkCaller(p *Plan) error                 { return checkCaller(p) }
+func (h *hostApplier) lastSetup(l Layout) (bool, string, error)  { return lastSetupFailed(l) }
+func (h *hostApplier) readEnvFile(path string) ([]EnvVar, error) { return ReadEnvFile(path) }
+func (h *hostApplier) readConfig(f FileStep) ([]byte, error)     { return readPrivateFile(f.Path) }
+func (h *hostApplier) enterNetwork(np netpolicy.Plan) error      { return enterNetwork(np) }
+func (h *hostApplier) probeResolver(np netpolicy.Plan) error     { return netpolicy.ProbeResolverHere(np) }
+func (h *hostApplier) teardownNetwork(np netpolicy.Plan) error   { return netpolicy.Teardown(np) }
+func (h *hostApplier) stateReady(l Layout) error                 { _, err := os.Stat(l.Tmp); return err }
+func (h *hostApplier) start(ctx context.Context, sp sandbox.Plan, cmd sandbox.Command, log *slog.Logger) (int, error) {
+	return sandbox.Run(ctx, sp, cmd, log)
+}
+
+// privateProc gives a root-started run its own /proc and IPC namespace.
+// Under systemd User= the unit's ProtectProc=invisible and PrivateIPC= do
+// this, and the instance user could not.
+func (h *hostApplier) privateProc() error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	return privateProc()
+}
+
+// applyNetwork converges the instance's network to its plan: with isolation
+// on, the netns, veth, addresses and nft rules exist exactly as planned;
+// with it off, whatever an earlier spec created is removed, so that turning
+// isolation off never leaves a stale namespace behind. The warnings name
+// host settings that still break egress.
+func applyNetwork(np netpolicy.Plan) ([]string, error) {
+	if !np.Enable {
+		if err := netpolicy.Teardown(np); err != nil {
+			return nil, withCode(ExitOSErr, fmt.Errorf("remove the network of a non-isolated instance: %w", err))
+		}
+		return nil, nil
+	}
+	if err := netpolicy.Ensure(np); err != nil {
+		return nil, withCode(ExitOSErr, fmt.Errorf("set up network namespace %s: %w", np.Netns, err))
+	}
+	return netpolicy.Diagnose(np), nil
+}
+
+// scriptCmdFunc builds the process that runs one init script. Setup uses
+// launcherScriptCmd; tests inject their own.
+type scriptCmdFunc func(p *Plan, configPath, script string) (*exec.Cmd, error)
