@@ -51,7 +51,7 @@ func tryRun(args ...string) {
 // that removes everything even when the test fails.
 func setupInstance(t testing.TB, in Input) Plan {
 	t.Helper()
-	p, err := Build(in)
+	p, err := Build(in, HostFacts{})
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}

@@ -222,7 +222,7 @@ func TestTeardownLeavesNothing(t *testing.T) {
 		t.Errorf("second Teardown: %v", err)
 	}
 	// Teardown of the disabled plan for the same instance also works.
-	off, _ := Build(Input{Instance: p.Instance})
+	off, _ := Build(Input{Instance: p.Instance}, HostFacts{})
 	if err := Teardown(off); err != nil {
 		t.Errorf("Teardown of disabled plan: %v", err)
 	}
@@ -356,7 +356,7 @@ func TestSubnetClashIsRefused(t *testing.T) {
 	requireRoot(t)
 	a := setupInstance(t, Input{Instance: testName(), Enable: true})
 	aBefore := dumps(t, a)
-	b, err := Build(Input{Instance: testName(), Enable: true, Subnet: a.Subnet.String()})
+	b, err := Build(Input{Instance: testName(), Enable: true, Subnet: a.Subnet.String()}, HostFacts{})
 	if err != nil {
 		t.Fatal(err)
 	}
