@@ -163,12 +163,11 @@ func TestBuildErrors(t *testing.T) {
 // Check reports every problem of an input in one call, each at its key.
 func TestCheckReportsAllProblemsAtOnce(t *testing.T) {
 	in := Input{
-		Instance:     "x",
-		Enable:       true,
-		AllowCIDRs:   []string{"10.0.0.0/8", "10.0.0.1/8"},
-		Subnet:       "10.0.0.0/24",
-		Nameservers:  []string{"127.0.0.53"},
-		AllowDomains: nil,
+		Instance:    "x",
+		Enable:      true,
+		AllowCIDRs:  []string{"10.0.0.0/8", "10.0.0.1/8"},
+		Subnet:      "10.0.0.0/24",
+		Nameservers: []string{"127.0.0.53"},
 	}
 	got := Check(in)
 	var keys []string
