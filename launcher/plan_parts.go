@@ -59,5 +59,5 @@ func buildSandbox(s *Spec, h Host, argv0 string) (sandbox.Plan, error) {
 }
 
 func buildNetwork(s *Spec) (netpolicy.Plan, error) {
-	return netpolicy.Build(NetInput(s))
+	return netpolicy.BuildReadingHost(NetInput(s))
 }

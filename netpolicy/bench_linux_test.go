@@ -31,7 +31,7 @@ func cidrs10k() []string {
 func BenchmarkEnsure10kCIDRs(b *testing.B) {
 	requireRoot(b)
 	in := Input{Instance: testName(), Enable: true, ListenPort: 8787, AllowCIDRs: cidrs10k()}
-	p, err := Build(in)
+	p, err := Build(in, HostFacts{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func BenchmarkEnsure10kCIDRs(b *testing.B) {
 	b.ReportMetric(float64(first.Milliseconds()), "ms-first-setup")
 	// Build is part of every setup too; report it apart.
 	bs := time.Now()
-	Build(in)
+	Build(in, HostFacts{})
 	b.ReportMetric(float64(time.Since(bs).Microseconds()), "µs-build")
 }
 
@@ -66,7 +66,7 @@ func BenchmarkSetupTeardown50(b *testing.B) {
 	for b.Loop() {
 		plans := make([]Plan, n)
 		for i := range plans {
-			p, err := Build(Input{Instance: testName(), Enable: true, ListenPort: 8787, AllowCIDRs: []string{"198.18.0.0/24"}})
+			p, err := Build(Input{Instance: testName(), Enable: true, ListenPort: 8787, AllowCIDRs: []string{"198.18.0.0/24"}}, HostFacts{})
 			if err != nil {
 				b.Fatal(err)
 			}

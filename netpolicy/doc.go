@@ -1,10 +1,13 @@
 // Package netpolicy puts an opencode instance in its own network namespace
 // whose outbound traffic is limited, inside that namespace, to allowed CIDRs.
 //
-// [Build] turns an [Input] into a [Plan]: the names, addresses, sysctls and
-// both nft tables as plain data. It is pure: it needs no root and has no
-// side effects, and [Plan.String] renders it for `opencode-launcher
-// explain`. The nft tables are shown in the syntax that `nft list` prints.
+// [Build] turns an [Input] and the [HostFacts] it depends on (read once by
+// [ReadHostFacts]) into a [Plan]: the names, addresses, sysctls, the
+// chosen nameservers with the netns resolv.conf's exact content, and both
+// nft tables as plain data. It is pure: it needs no root and has no side
+// effects, and [Plan.String] renders it for `opencode-launcher explain`.
+// [Check] lists every problem of an input at once, keyed by spec field;
+// Build refuses an input that has any. The nft tables are shown in the syntax that `nft list` prints.
 // [Ensure], [Teardown], [Enter], [Verify], [Counters] and [Diagnose]
 // execute or inspect a plan.
 // They need Linux and, except Verify, root. On other systems they return
@@ -260,10 +263,11 @@
 // /etc/netns/opencode-<name>/resolv.conf (the `ip netns exec` convention)
 // holds networkIsolation.nameservers (Input.Nameservers). Build rejects an
 // entry that is loopback, IPv6 or outside the allowed CIDRs, because it
-// could never answer. When the list is empty, Ensure derives it from the
-// host's /etc/resolv.conf: it keeps the nameservers that are IPv4, not
-// loopback and inside allow4 ([DeriveNameservers]). It records the skipped
-// ones and the reason as comments in the file. Loopback resolvers such as
+// could never answer. When the list is empty, Build derives it from the
+// host's /etc/resolv.conf ([HostFacts]): it keeps the nameservers that are
+// IPv4, not loopback and inside allow4, and records the skipped ones and
+// the reason in the plan and as comments in the file, so explain shows
+// what setup writes. Loopback resolvers such as
 // systemd-resolved's 127.0.0.53 cannot work. Inside the netns, 127.0.0.53
 // is the netns's own loopback. Reaching the host's stub would need a hole
 // into the host, which the design forbids. On such hosts, set nameservers
@@ -295,8 +299,9 @@
 //     Other record types of an allowed name get an empty answer, because
 //     HTTPS/SVCB address hints would name addresses the filter never saw.
 //   - It forwards the query, from the host netns, to the upstreams:
-//     networkIsolation.nameservers, or the host's /etc/resolv.conf (a
-//     loopback stub such as systemd-resolved's works from there).
+//     networkIsolation.nameservers, or the host's /etc/resolv.conf
+//     nameservers that Build put in the plan (a loopback stub such as
+//     systemd-resolved's works from there).
 //   - It follows the CNAME chain from the queried name and keeps only the
 //     address records at its end; records for other names are dropped.
 //     The policy is applied to the queried name: CNAME targets (CDN names)

@@ -194,7 +194,7 @@ func TestDiagnoseFindsMissingUplinkForwarding(t *testing.T) {
 func TestBigAllowListWorks(t *testing.T) {
 	ti := newInternet(t)
 	cidrs := append(cidrs10k(), ti.allowed.String()+"/32")
-	p, err := Build(Input{Instance: testName(), Enable: true, AllowCIDRs: cidrs})
+	p, err := Build(Input{Instance: testName(), Enable: true, AllowCIDRs: cidrs}, HostFacts{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestSubnetChangeConverges(t *testing.T) {
 	p := setupInstance(t, in)
 	// Another free /30: the pool slot of a name nobody uses.
 	in.Subnet = PoolSubnet("unused-" + randHex(8)).String()
-	q, err := Build(in)
+	q, err := Build(in, HostFacts{})
 	if err != nil {
 		t.Fatal(err)
 	}

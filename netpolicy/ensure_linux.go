@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ocnix/ocnix/internal/atomicfile"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -35,16 +36,16 @@ func Ensure(p Plan) error {
 }
 
 func ensure(p Plan) error {
-	if p.Netns == "" || p.HostVeth == "" || !p.Subnet.IsValid() {
+	if p.Netns == "" || p.HostVeth == "" || !p.Subnet.IsValid() || p.ResolvConfContent == "" ||
+		p.HostSysctls.LogAllNetns.Key == "" || p.NetnsSysctls.DefaultNoIPv6.Key == "" {
 		return bug(errors.New("plan was not made by Build"))
 	}
-	for _, s := range p.HostSysctls[:1] { // nf_log_all_netns: host-wide, before anything logs
-		// Only the initial network namespace has it: on a host that is itself a
-		// container (systemd-nspawn, the systemd test tier) it cannot be set, and
-		// `status` reports that blocked attempts are not logged.
-		if err := writeSysctl(s); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
+	// Host-wide, before anything logs. Only the initial network namespace
+	// has it: on a host that is itself a container (systemd-nspawn, the
+	// systemd test tier) it cannot be set, and `status` reports that
+	// blocked attempts are not logged.
+	if err := writeSysctl(p.HostSysctls.LogAllNetns); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	host, err := netlink.NewHandle()
 	if err != nil {
@@ -74,7 +75,7 @@ func ensure(p Plan) error {
 
 	// Interfaces created in the netns start without IPv6, so the peer
 	// never gets even a link-local address.
-	if err := inNetns(int(ns), func() error { return writeSysctl(p.NetnsSysctls[0]) }); err != nil {
+	if err := inNetns(int(ns), func() error { return writeSysctl(p.NetnsSysctls.DefaultNoIPv6) }); err != nil {
 		return fmt.Errorf("in netns: %w", err)
 	}
 
@@ -103,10 +104,11 @@ func ensure(p Plan) error {
 		return err
 	}
 	if err := inNetns(int(ns), func() error {
-		for _, s := range p.NetnsSysctls[1:] {
-			if err := writeSysctl(s); err != nil {
-				return err
-			}
+		if err := writeSysctl(p.NetnsSysctls.PeerNoIPv6); err != nil {
+			return err
+		}
+		if s := p.NetnsSysctls.UnprivilegedPortStart; s != nil {
+			return writeSysctl(*s)
 		}
 		return nil
 	}); err != nil {
@@ -270,7 +272,8 @@ func ensureAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix) error {
 }
 
 func ensureHostSide(host *netlink.Handle, link netlink.Link, p Plan) error {
-	for _, s := range p.HostSysctls[1:] { // forwarding, disable_ipv6: before the link is up
+	// Before the link is up.
+	for _, s := range []Sysctl{p.HostSysctls.VethForwarding, p.HostSysctls.VethNoIPv6} {
 		if err := writeSysctl(s); err != nil {
 			return err
 		}
@@ -309,42 +312,12 @@ func ensureNetnsSide(inner *netlink.Handle, p Plan) error {
 	return nil
 }
 
-// writeResolvConf writes the netns resolv.conf atomically (temp + rename)
-// so a reader never sees half a file.
+// writeResolvConf writes the plan's netns resolv.conf atomically, so a
+// reader never sees half a file.
 func writeResolvConf(p Plan) error {
-	servers, skipped := p.Nameservers, []SkippedNameserver(nil)
-	if p.NameserversDerived {
-		host, err := os.ReadFile("/etc/resolv.conf")
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("read host /etc/resolv.conf: %w", err)
-		}
-		servers, skipped = DeriveNameservers(host, p.Allow4)
-	}
 	dir := filepath.Dir(p.ResolvConf)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	tmp, err := os.CreateTemp(dir, ".resolv.conf.*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p.ResolvConf, err)
-	}
-	defer os.Remove(tmp.Name())
-	content := renderResolvConf(p.Instance, servers, skipped)
-	if p.DNS != nil {
-		content = renderResolverConf(p)
-	}
-	_, err = tmp.Write(content)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), p.ResolvConf)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p.ResolvConf, err)
-	}
-	return nil
+	return atomicfile.WriteFile(p.ResolvConf, []byte(p.ResolvConfContent), 0o644)
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/ocnix/ocnix/internal/atomicfile"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -56,14 +57,7 @@ func writeForwardState(st forwardState) error {
 	if err != nil {
 		return bug(err)
 	}
-	tmp := ForwardStateFile + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, ForwardStateFile); err != nil {
-		return fmt.Errorf("write %s: %w", ForwardStateFile, err)
-	}
-	return nil
+	return atomicfile.WriteFile(ForwardStateFile, append(b, '\n'), 0o644)
 }
 
 // ensureForwarding turns on IPv4 forwarding on the interfaces that replies

@@ -51,7 +51,13 @@ func tryRun(args ...string) {
 // that removes everything even when the test fails.
 func setupInstance(t testing.TB, in Input) Plan {
 	t.Helper()
-	p, err := Build(in)
+	return setupInstanceOn(t, in, HostFacts{})
+}
+
+// setupInstanceOn is setupInstance on a host with the given facts.
+func setupInstanceOn(t testing.TB, in Input, host HostFacts) Plan {
+	t.Helper()
+	p, err := Build(in, host)
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}

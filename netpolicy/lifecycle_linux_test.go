@@ -3,6 +3,7 @@ package netpolicy
 import (
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"regexp"
@@ -66,12 +67,15 @@ func TestRenderingMatchesKernel(t *testing.T) {
 	norm := func(s string) string {
 		return strings.Join(strings.Fields(counterRE.ReplaceAllString(s, "counter")), " ")
 	}
+	// What the plan chose from the host is what lands on disk.
+	host := HostFactsFromResolvConf([]byte("nameserver 127.0.0.53\nnameserver 198.18.0.53\nnameserver 198.18.7.53\n"))
 	for _, tc := range []struct {
 		name    string
 		cidrs   []string
 		domains []string
 	}{
 		{name: "Empty", cidrs: nil},
+		{name: "HostNameservers", cidrs: []string{"198.18.0.0/24"}},
 		{name: "Domains", cidrs: []string{"198.18.0.0/24"}, domains: []string{"allowed.test", "*.wild.test:8443"}},
 		{name: "MergedAdjacentToPrefix", cidrs: []string{"198.18.0.0/24", "198.18.1.0/24", "198.18.0.5/32"}},
 		{name: "MergedToRange", cidrs: []string{"198.18.4.0/24", "198.18.5.0/25", "203.0.113.7/32"}},
@@ -80,7 +84,27 @@ func TestRenderingMatchesKernel(t *testing.T) {
 		{name: "TopOfSpace", cidrs: []string{"255.255.255.0/24"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := setupInstance(t, Input{Instance: testName(), Enable: true, ListenPort: 4096, AllowCIDRs: tc.cidrs, AllowDomains: tc.domains})
+			p := setupInstanceOn(t, Input{Instance: testName(), Enable: true, ListenPort: 4096, AllowCIDRs: tc.cidrs, AllowDomains: tc.domains}, host)
+			if b, err := os.ReadFile(p.ResolvConf); err != nil || string(b) != p.ResolvConfContent {
+				t.Errorf("%s = %q (%v), want the plan's %q", p.ResolvConf, b, err, p.ResolvConfContent)
+			}
+			if tc.name == "HostNameservers" && !strings.Contains(p.ResolvConfContent, "\nnameserver 198.18.0.53\n") {
+				t.Errorf("the host's usable nameserver is not in the plan:\n%s", p.ResolvConfContent)
+			}
+			for _, s := range p.HostSysctls.List() {
+				b, err := os.ReadFile(s.path())
+				if s == p.HostSysctls.LogAllNetns && errors.Is(err, fs.ErrNotExist) {
+					continue // not in a container's netns; Ensure tolerates it too
+				}
+				if err != nil || strings.TrimSpace(string(b)) != s.Value {
+					t.Errorf("host sysctl %s = %q (%v), want %s", s.Key, b, err, s.Value)
+				}
+			}
+			for _, s := range p.NetnsSysctls.List() {
+				if got := strings.TrimSpace(run(t, "ip", "netns", "exec", p.Netns, "sysctl", "-n", s.Key)); got != s.Value {
+					t.Errorf("netns sysctl %s = %q, want %s", s.Key, got, s.Value)
+				}
+			}
 			got := run(t, "ip", "netns", "exec", p.Netns, "nft", "list", "table", "inet", FilterTable)
 			if diff := cmp.Diff(norm(p.Filter.String()), norm(got)); diff != "" {
 				t.Errorf("filter rendering differs from kernel (-plan +kernel):\n%s\nkernel:\n%s", diff, got)
@@ -222,7 +246,7 @@ func TestTeardownLeavesNothing(t *testing.T) {
 		t.Errorf("second Teardown: %v", err)
 	}
 	// Teardown of the disabled plan for the same instance also works.
-	off, _ := Build(Input{Instance: p.Instance})
+	off, _ := Build(Input{Instance: p.Instance}, HostFacts{})
 	if err := Teardown(off); err != nil {
 		t.Errorf("Teardown of disabled plan: %v", err)
 	}
@@ -356,7 +380,7 @@ func TestSubnetClashIsRefused(t *testing.T) {
 	requireRoot(t)
 	a := setupInstance(t, Input{Instance: testName(), Enable: true})
 	aBefore := dumps(t, a)
-	b, err := Build(Input{Instance: testName(), Enable: true, Subnet: a.Subnet.String()})
+	b, err := Build(Input{Instance: testName(), Enable: true, Subnet: a.Subnet.String()}, HostFacts{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 // transaction: a single send, framed by batch begin/end, holding the
 // replace sequence (add, delete, add) and every set, chain and rule.
 func TestLowerIsOneBatch(t *testing.T) {
-	p, err := Build(exampleInput)
+	p, err := Build(exampleInput, HostFacts{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestLowerIsOneBatch(t *testing.T) {
 }
 
 func TestLowerRuleExprs(t *testing.T) {
-	p, err := Build(exampleInput)
+	p, err := Build(exampleInput, HostFacts{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestBigSetIsSplitUnder64KiB(t *testing.T) {
 	for i := 0; i < 10000; i++ {
 		cidrs = append(cidrs, fmt.Sprintf("2001:db8:%x::/48", 2*i), fmt.Sprintf("10.%d.%d.0/24", i>>7, (i<<1)&0xff))
 	}
-	p, err := Build(Input{Instance: "big", Enable: true, AllowCIDRs: cidrs})
+	p, err := Build(Input{Instance: "big", Enable: true, AllowCIDRs: cidrs}, HostFacts{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestBigSetIsSplitUnder64KiB(t *testing.T) {
 }
 
 func hostAddrOf(t *testing.T) []byte {
-	p, err := Build(exampleInput)
+	p, err := Build(exampleInput, HostFacts{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,13 +6,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strings"
 )
 
 // Names and paths of owned objects. Everything ocnix creates on the host is
 // derivable from the instance name alone, so Teardown needs nothing but the
-// plan and never has to guess.
+// plan and never has to guess. The name itself obeys the one rule of
+// internal/names (see Check), whose 23 characters keep the log prefix far
+// below the kernel's NF_LOG_PREFIXLEN (128).
 const (
 	// NetnsPrefix prefixes the named network namespace: opencode-<name>.
 	NetnsPrefix = "opencode-"
@@ -31,31 +32,12 @@ const (
 	PeerVeth = "host0"
 	// ifNameMax is IFNAMSIZ (16) minus the terminating NUL.
 	ifNameMax = 15
-	// instanceNameMax bounds the name so that the log prefix stays under
-	// the kernel's NF_LOG_PREFIXLEN (128) and paths stay short.
-	instanceNameMax = 64
 	// LogPrefixSuffix follows "opencode-<name>" in blocked-attempt log lines.
 	LogPrefixSuffix = "-blocked: "
 	// aliasPrefix marks the host veth as ours (IFLA_IFALIAS "ocnix:<name>"),
 	// so Ensure can tell a hash collision from its own leftovers.
 	aliasPrefix = "ocnix:"
 )
-
-var instanceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-
-// validateName checks an instance name for use in paths, interface
-// aliases, nft table names and log prefixes.
-func validateName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("instance name is empty")
-	case len(name) > instanceNameMax:
-		return fmt.Errorf("instance name %q is longer than %d characters", name, instanceNameMax)
-	case !instanceNameRE.MatchString(name):
-		return fmt.Errorf("instance name %q: use letters, digits, '_', '.', '-', starting with a letter or digit", name)
-	}
-	return nil
-}
 
 // NetnsName returns the named netns of an instance: opencode-<name>.
 func NetnsName(instance string) string { return NetnsPrefix + instance }

@@ -4,29 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-)
 
-func TestValidateName(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		ok   bool
-	}{
-		{name: "my-project", ok: true},
-		{name: "A.b_c-9", ok: true},
-		{name: strings.Repeat("a", 64), ok: true},
-		{name: strings.Repeat("a", 65)},
-		{name: ""},
-		{name: "-leading-dash"},
-		{name: ".hidden"},
-		{name: "a/b"},
-		{name: "a b"},
-		{name: "ünï"},
-	} {
-		if err := validateName(tc.name); (err == nil) != tc.ok {
-			t.Errorf("validateName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
-		}
-	}
-}
+	"github.com/ocnix/ocnix/internal/names"
+)
 
 func TestHostVethNameFitsIFNAMSIZAndIsDistinct(t *testing.T) {
 	seen := map[string]string{}
@@ -45,7 +25,7 @@ func TestHostVethNameFitsIFNAMSIZAndIsDistinct(t *testing.T) {
 		t.Fatal("HostVethName is not deterministic")
 	}
 	// The longest allowed name still gives 15 characters.
-	if v := HostVethName(strings.Repeat("z", instanceNameMax)); len(v) != ifNameMax {
+	if v := HostVethName(strings.Repeat("z", names.MaxInstance)); len(v) != ifNameMax {
 		t.Fatalf("long name: %q", v)
 	}
 }

@@ -1,6 +1,7 @@
 package netpolicy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -23,7 +24,7 @@ type Input struct {
 	ListenPort    int
 	AllowCIDRs    []string
 	Subnet        string   // optional IPv4 /30 overriding the pool
-	Nameservers   []string // optional; empty = derive from the host at Ensure
+	Nameservers   []string // optional; empty = the host's (HostFacts), chosen by Build
 	// AllowDomains are host names the instance may reach (see
 	// ParseDomain). With any, DNS inside the netns goes to the resolver
 	// (see doc.go, "Egress by host name") and Nameservers become its
@@ -41,7 +42,8 @@ type DNSPlan struct {
 	Listen netip.AddrPort `json:"listen"`
 	// Upstreams are the resolvers it forwards allowed queries to, from
 	// the host netns. When UpstreamsDerived is set they are the host's
-	// /etc/resolv.conf nameservers, read when the resolver starts.
+	// nameservers (HostFacts), and Plan.NameserversSkipped holds those
+	// that do not parse.
 	Upstreams        []netip.AddrPort `json:"upstreams"`
 	UpstreamsDerived bool             `json:"upstreamsDerived"`
 	Set4             string           `json:"set4"`
@@ -58,8 +60,9 @@ type DNSPlan struct {
 }
 
 // Plan is the complete network setup of one instance as plain data. Build
-// computes it without privileges or side effects; Ensure, Teardown, Enter
-// and Verify only execute it.
+// computes it without privileges or side effects, from the input and the
+// host facts; Ensure, Teardown, Enter and Verify only execute it, and
+// choose nothing.
 //
 // Invariants (Build guarantees them):
 //   - every name is a pure function of Instance, so Teardown of the same
@@ -92,12 +95,17 @@ type Plan struct {
 	Allow4 []Interval `json:"allow4"` // merged AllowCIDRs, IPv4
 	Allow6 []Interval `json:"allow6"` // merged AllowCIDRs, IPv6
 
-	// Nameservers are written to ResolvConf. When NameserversDerived is
-	// set they are chosen at Ensure time from the host's /etc/resolv.conf
-	// (see DeriveNameservers) and this list is empty.
-	Nameservers        []netip.Addr `json:"nameservers"`
-	NameserversDerived bool         `json:"nameserversDerived"`
-	ResolvConf         string       `json:"resolvConf"`
+	// Nameservers are the servers ResolvConfContent names:
+	// networkIsolation.nameservers; or, when NameserversFromHost is set,
+	// the host's that work from inside the netns, with the others in
+	// NameserversSkipped; or, with DNS, the netns resolver.
+	Nameservers         []netip.Addr        `json:"nameservers"`
+	NameserversFromHost bool                `json:"nameserversFromHost"`
+	NameserversSkipped  []SkippedNameserver `json:"nameserversSkipped,omitempty"`
+	// ResolvConf is the netns resolv.conf, and ResolvConfContent exactly
+	// what Ensure writes there.
+	ResolvConf        string `json:"resolvConf"`
+	ResolvConfContent string `json:"resolvConfContent,omitempty"`
 
 	// Domains and DNS are set only with outboundAllowDomains.
 	Domains []DomainRule `json:"domains,omitempty"`
@@ -106,8 +114,8 @@ type Plan struct {
 	Filter Table `json:"filter"` // inside the netns
 	Host   Table `json:"host"`   // in the host netns
 
-	HostSysctls  []Sysctl `json:"hostSysctls"`
-	NetnsSysctls []Sysctl `json:"netnsSysctls"`
+	HostSysctls  HostSysctls  `json:"hostSysctls,omitzero"`
+	NetnsSysctls NetnsSysctls `json:"netnsSysctls,omitzero"`
 
 	// Notes are plain-language consequences of the policy worth showing in
 	// explain (for example, IPv6 CIDRs that cannot be reached).
@@ -123,6 +131,41 @@ type Sysctl struct {
 
 func (s Sysctl) path() string {
 	return filepath.Join("/proc/sys", strings.ReplaceAll(s.Key, ".", "/"))
+}
+
+// HostSysctls are the sysctls Ensure sets in the host netns. Each has its
+// own field because each must be applied at its own step of Ensure: by
+// name, a reordered plan cannot apply the wrong one.
+type HostSysctls struct {
+	// LogAllNetns is host-wide and goes first, before anything can log.
+	LogAllNetns Sysctl `json:"logAllNetns"`
+	// VethForwarding and VethNoIPv6 go before the host veth is up.
+	VethForwarding Sysctl `json:"vethForwarding"`
+	VethNoIPv6     Sysctl `json:"vethNoIPv6"`
+}
+
+// List returns the sysctls in the order Ensure applies them.
+func (h HostSysctls) List() []Sysctl {
+	return []Sysctl{h.LogAllNetns, h.VethForwarding, h.VethNoIPv6}
+}
+
+// NetnsSysctls are the sysctls Ensure sets inside the instance netns.
+type NetnsSysctls struct {
+	// DefaultNoIPv6 goes in before the veth peer is moved in, so the peer
+	// never gets even a link-local IPv6 address.
+	DefaultNoIPv6 Sysctl `json:"defaultNoIPv6"`
+	PeerNoIPv6    Sysctl `json:"peerNoIPv6"`
+	// UnprivilegedPortStart is set only with the resolver (DNS).
+	UnprivilegedPortStart *Sysctl `json:"unprivilegedPortStart,omitempty"`
+}
+
+// List returns the sysctls in the order Ensure applies them.
+func (n NetnsSysctls) List() []Sysctl {
+	out := []Sysctl{n.DefaultNoIPv6, n.PeerNoIPv6}
+	if n.UnprivilegedPortStart != nil {
+		out = append(out, *n.UnprivilegedPortStart)
+	}
+	return out
 }
 
 // Policy constants; doc.go explains the choices.
@@ -174,10 +217,12 @@ var dnsRefused = []netip.Prefix{
 	netip.MustParsePrefix("ff00::/8"),
 }
 
-// Build computes the plan for in. It is pure: no files, no syscalls.
-func Build(in Input) (Plan, error) {
-	if err := validateName(in.Instance); err != nil {
-		return Plan{}, fmt.Errorf("netpolicy: %w", err)
+// Build computes the plan for in on a host with the given facts. It is
+// pure: no files, no syscalls. An input with any problem (Check) is
+// refused as a *problem.Error listing them all.
+func Build(in Input, host HostFacts) (Plan, error) {
+	if err := Check(in).Err(in.Instance); err != nil {
+		return Plan{}, err
 	}
 	// Names are filled in even when isolation is off, so that Teardown of
 	// a disabled instance still finds what an earlier setup left.
@@ -193,12 +238,10 @@ func Build(in Input) (Plan, error) {
 	if !in.Enable {
 		return p, nil
 	}
-	if in.ListenPort < 0 || in.ListenPort > 65535 {
-		return Plan{}, fmt.Errorf("netpolicy: listen port %d: out of range 0-65535", in.ListenPort)
-	}
+	// Check accepted every value below, so an error here is netpolicy's.
 	allow4, allow6, err := MergeCIDRs(in.AllowCIDRs)
 	if err != nil {
-		return Plan{}, fmt.Errorf("netpolicy: outboundAllowCidrs: %w", err)
+		return Plan{}, bug(err)
 	}
 
 	p.SubnetSource = "pool"
@@ -206,7 +249,7 @@ func Build(in Input) (Plan, error) {
 	if in.Subnet != "" {
 		s, err := parseSubnet(in.Subnet)
 		if err != nil {
-			return Plan{}, fmt.Errorf("netpolicy: networkIsolation.subnet: %w", err)
+			return Plan{}, bug(err)
 		}
 		p.Subnet, p.SubnetSource = s, "override"
 	}
@@ -218,11 +261,11 @@ func Build(in Input) (Plan, error) {
 	}
 	p.Allow4, p.Allow6 = allow4, allow6
 	if len(in.AllowDomains) > 0 {
-		if err := buildDNS(&p, in); err != nil {
+		if err := buildDNS(&p, in, host); err != nil {
 			return Plan{}, err
 		}
-	} else if err := buildNameservers(&p, in); err != nil {
-		return Plan{}, err
+	} else {
+		buildNameservers(&p, in, host)
 	}
 
 	if len(allow6) > 0 {
@@ -234,53 +277,64 @@ func Build(in Input) (Plan, error) {
 
 	p.Filter = filterTable(p)
 	p.Host = hostTable(p)
-	p.HostSysctls = []Sysctl{
-		{Key: "net.netfilter.nf_log_all_netns", Value: "1", Why: "blocked-attempt log lines from the instance netns reach the host kernel log (host-wide)"},
-		{Key: "net.ipv4.conf." + p.HostVeth + ".forwarding", Value: "1", Why: "forward the instance's traffic arriving on its veth"},
-		{Key: "net.ipv6.conf." + p.HostVeth + ".disable_ipv6", Value: "1", Why: "no IPv6 (not even link-local) between host and instance"},
+	p.HostSysctls = HostSysctls{
+		LogAllNetns:    Sysctl{Key: "net.netfilter.nf_log_all_netns", Value: "1", Why: "blocked-attempt log lines from the instance netns reach the host kernel log (host-wide)"},
+		VethForwarding: Sysctl{Key: "net.ipv4.conf." + p.HostVeth + ".forwarding", Value: "1", Why: "forward the instance's traffic arriving on its veth"},
+		VethNoIPv6:     Sysctl{Key: "net.ipv6.conf." + p.HostVeth + ".disable_ipv6", Value: "1", Why: "no IPv6 (not even link-local) between host and instance"},
 	}
-	p.NetnsSysctls = []Sysctl{
-		{Key: "net.ipv6.conf.default.disable_ipv6", Value: "1", Why: "interfaces created in the netns start without IPv6"},
-		{Key: "net.ipv6.conf." + PeerVeth + ".disable_ipv6", Value: "1", Why: "IPv6 disabled on the veth by design; ::1 on lo stays for local servers"},
+	p.NetnsSysctls = NetnsSysctls{
+		DefaultNoIPv6: Sysctl{Key: "net.ipv6.conf.default.disable_ipv6", Value: "1", Why: "interfaces created in the netns start without IPv6"},
+		PeerNoIPv6:    Sysctl{Key: "net.ipv6.conf." + PeerVeth + ".disable_ipv6", Value: "1", Why: "IPv6 disabled on the veth by design; ::1 on lo stays for local servers"},
 	}
 	if p.DNS != nil {
 		// The kernel default, made explicit: the instance (no capabilities)
 		// must never be able to take the resolver's port 53 in its netns.
-		p.NetnsSysctls = append(p.NetnsSysctls, Sysctl{Key: "net.ipv4.ip_unprivileged_port_start", Value: "1024", Why: "only root binds the resolver's port 53 in the netns"})
+		p.NetnsSysctls.UnprivilegedPortStart = &Sysctl{Key: "net.ipv4.ip_unprivileged_port_start", Value: "1024", Why: "only root binds the resolver's port 53 in the netns"}
 	}
 	return p, nil
 }
 
-// buildNameservers fills the netns resolv.conf servers of an instance
-// without outboundAllowDomains: they are queried from inside the netns.
-func buildNameservers(p *Plan, in Input) error {
+// BuildReadingHost is Build with the facts of this host.
+//
+// Deprecated: it reads the host on every call; call ReadHostFacts once
+// and pass its result to Build. It reads nothing when the plan needs no
+// host fact (isolation off, or nameservers given), so Teardown of such an
+// instance never depends on the host's resolv.conf.
+func BuildReadingHost(in Input) (Plan, error) {
+	var host HostFacts
+	if in.Enable && len(in.Nameservers) == 0 {
+		h, err := ReadHostFacts()
+		if err != nil {
+			return Plan{}, fmt.Errorf("instance %q: %w; or set networkIsolation.nameservers", in.Instance, err)
+		}
+		host = h
+	}
+	return Build(in, host)
+}
+
+// buildNameservers fills the netns resolv.conf of an instance without
+// outboundAllowDomains: its servers are queried from inside the netns, so
+// host nameservers that cannot work from there are skipped, with the
+// reason in the plan and the file.
+func buildNameservers(p *Plan, in Input, host HostFacts) {
 	if len(in.Nameservers) == 0 {
-		p.NameserversDerived = true
+		p.NameserversFromHost = true
+		p.Nameservers, p.NameserversSkipped = deriveNameservers(host.Nameservers, p.Allow4)
 	}
 	for _, s := range in.Nameservers {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return fmt.Errorf("netpolicy: nameserver %q: %w", s, err)
-		}
-		if reason := nameserverProblem(a, p.Allow4); reason != "" {
-			return fmt.Errorf("netpolicy: nameserver %s: %s", a, reason)
-		}
-		p.Nameservers = append(p.Nameservers, a)
+		p.Nameservers = append(p.Nameservers, netip.MustParseAddr(s).Unmap())
 	}
-	return nil
+	p.ResolvConfContent = renderResolvConf(p.Instance, p.Nameservers, p.NameserversSkipped)
 }
 
 // buildDNS plans the resolver of an instance with outboundAllowDomains.
 // The netns resolv.conf then names only the resolver, and the nameservers
 // are its upstreams, queried from the host netns: loopback resolvers
 // (systemd-resolved's 127.0.0.53) work there, and they need no CIDR.
-func buildDNS(p *Plan, in Input) error {
+func buildDNS(p *Plan, in Input, host HostFacts) error {
 	rules, err := ParseDomains(in.AllowDomains)
 	if err != nil {
-		return fmt.Errorf("netpolicy: outboundAllowDomains%w", err)
-	}
-	if in.ListenPort == int(dnsListen.Port()) {
-		return fmt.Errorf("netpolicy: listen port %d is the netns resolver's port; choose another", in.ListenPort)
+		return bug(err)
 	}
 	d := &DNSPlan{
 		Listen: dnsListen,
@@ -292,20 +346,20 @@ func buildDNS(p *Plan, in Input) error {
 	if in.DNSMinTTL > 0 {
 		d.MinTTL = in.DNSMinTTL
 	}
-	if d.MinTTL > d.MaxTTL {
-		return fmt.Errorf("netpolicy: DNS minimum TTL %s exceeds the maximum %s", d.MinTTL, d.MaxTTL)
-	}
 	d.UpstreamsDerived = len(in.Nameservers) == 0
-	for _, s := range in.Nameservers {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return fmt.Errorf("netpolicy: nameserver %q: %w", s, err)
+	if d.UpstreamsDerived {
+		d.Upstreams, p.NameserversSkipped = deriveUpstreams(host.Nameservers)
+		if len(d.Upstreams) == 0 {
+			p.Notes = append(p.Notes, "the host's /etc/resolv.conf names no nameserver, so the resolver has no upstream and cannot start: set networkIsolation.nameservers")
 		}
-		d.Upstreams = append(d.Upstreams, netip.AddrPortFrom(a.Unmap(), 53))
+	}
+	for _, s := range in.Nameservers {
+		d.Upstreams = append(d.Upstreams, netip.AddrPortFrom(netip.MustParseAddr(s).Unmap(), 53))
 	}
 	d.Refused = append(slices.Clone(dnsRefused), p.Subnet)
 	p.Domains, p.DNS = rules, d
 	p.Nameservers = []netip.Addr{dnsListen.Addr()}
+	p.ResolvConfContent = renderResolverConf(p.Instance, dnsListen.Addr())
 	return nil
 }
 
@@ -457,18 +511,18 @@ func (p Plan) String() string {
 	fmt.Fprintf(&b, "  subnet       %s (%s)\n", p.Subnet, src)
 	fmt.Fprintf(&b, "  route        default via %s dev %s (in netns)\n", p.HostAddr.Addr(), p.PeerVeth)
 	fmt.Fprintf(&b, "  ipv6         disabled on %s and %s by design; ::1 on lo stays\n", p.HostVeth, p.PeerVeth)
-	switch {
-	case p.DNS != nil:
+	if p.DNS != nil {
 		fmt.Fprintf(&b, "  dns          %s: %s, the ocnix resolver (opencode-launcher dns), udp+tcp inside the netns\n", p.ResolvConf, p.DNS.Listen.Addr())
-		up := "the host's /etc/resolv.conf nameservers, read when the resolver starts"
-		if !p.DNS.UpstreamsDerived {
-			ups := make([]string, len(p.DNS.Upstreams))
-			for i, a := range p.DNS.Upstreams {
-				ups[i] = a.String()
-			}
-			up = strings.Join(ups, ", ")
+		ups := make([]string, len(p.DNS.Upstreams))
+		for i, a := range p.DNS.Upstreams {
+			ups[i] = a.String()
+		}
+		up := strings.Join(ups, ", ")
+		if p.DNS.UpstreamsDerived {
+			up = "the host's /etc/resolv.conf nameservers: " + cmp.Or(up, "none")
 		}
 		fmt.Fprintf(&b, "  resolver     answers only the names below (REFUSED otherwise); forwards them from the host netns to %s\n", up)
+		writeSkipped(&b, p.NameserversSkipped)
 		for _, d := range p.Domains {
 			ports := make([]string, len(d.Ports))
 			for i, pt := range d.Ports {
@@ -482,16 +536,27 @@ func (p Plan) String() string {
 			refused[i] = r.String()
 		}
 		fmt.Fprintf(&b, "  dns refuses  answers pointing into %s, the host's own addresses or another instance's subnet\n", strings.Join(refused, ", "))
-	case p.NameserversDerived:
-		fmt.Fprintf(&b, "  dns          %s: host /etc/resolv.conf nameservers inside outboundAllowCidrs, chosen at setup\n", p.ResolvConf)
-	default:
+	} else {
 		ns := make([]string, len(p.Nameservers))
 		for i, a := range p.Nameservers {
 			ns[i] = a.String()
 		}
-		fmt.Fprintf(&b, "  dns          %s: %s\n", p.ResolvConf, strings.Join(ns, ", "))
+		// The skipped host nameservers and why are comments in the file,
+		// which follows.
+		switch {
+		case !p.NameserversFromHost:
+			fmt.Fprintf(&b, "  dns          %s: %s (networkIsolation.nameservers)\n", p.ResolvConf, strings.Join(ns, ", "))
+		case len(ns) == 0:
+			fmt.Fprintf(&b, "  dns          %s: none (no host /etc/resolv.conf nameserver is usable from the netns): lookups fail inside the netns\n", p.ResolvConf)
+		default:
+			fmt.Fprintf(&b, "  dns          %s: %s (the host's /etc/resolv.conf nameservers usable from the netns)\n", p.ResolvConf, strings.Join(ns, ", "))
+		}
 	}
-	for _, s := range p.HostSysctls {
+	// The file itself, byte for byte what Ensure writes.
+	for _, l := range strings.SplitAfter(strings.TrimSuffix(p.ResolvConfContent, "\n"), "\n") {
+		fmt.Fprintf(&b, "  resolv.conf  | %s\n", strings.TrimSuffix(l, "\n"))
+	}
+	for _, s := range p.HostSysctls.List() {
 		fmt.Fprintf(&b, "  sysctl host  %s=%s\n", s.Key, s.Value)
 	}
 	switch {
@@ -500,7 +565,7 @@ func (p Plan) String() string {
 	case len(p.Allow4) > 0:
 		fmt.Fprintf(&b, "  sysctl host  net.ipv4.conf.<if>.forwarding=1 on the interfaces replies from outboundAllowCidrs arrive on, chosen at setup from the routes (unless the host already forwards); undone by the last teardown\n")
 	}
-	for _, s := range p.NetnsSysctls {
+	for _, s := range p.NetnsSysctls.List() {
 		fmt.Fprintf(&b, "  sysctl netns %s=%s\n", s.Key, s.Value)
 	}
 	for _, c := range p.PublishCommands() {
@@ -513,4 +578,10 @@ func (p Plan) String() string {
 	fmt.Fprintf(&b, "# host\n%s", p.Host)
 	fmt.Fprintf(&b, "# host, shared by all instances; setup adds `iifname \"<if>\" counter drop` for each interface it turned forwarding on for\n%s", ForwardTable(nil))
 	return b.String()
+}
+
+func writeSkipped(b *strings.Builder, skipped []SkippedNameserver) {
+	for _, s := range skipped {
+		fmt.Fprintf(b, "  dns skipped  host nameserver %s: %s\n", s.Nameserver, s.Reason)
+	}
 }

@@ -437,7 +437,7 @@ func TestResolverEgressByName(t *testing.T) {
 		// replaced; the wildcard's address survives, cname.test's does not.
 		in2 := p
 		smaller, err := Build(Input{Instance: name, Enable: true, ListenPort: 8787,
-			AllowDomains: []string{"*.wild.test:7001"}, Nameservers: []string{in.server.Addr().String()}, DNSMinTTL: testMinTTL})
+			AllowDomains: []string{"*.wild.test:7001"}, Nameservers: []string{in.server.Addr().String()}, DNSMinTTL: testMinTTL}, HostFacts{})
 		if err != nil {
 			t.Fatal(err)
 		}

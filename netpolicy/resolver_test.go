@@ -68,7 +68,7 @@ func loopbackUpstream(t *testing.T, zone map[string][]string) netip.AddrPort {
 
 func testResolver(t *testing.T, domains []string, zone map[string][]string) (*Resolver, *recordSets, *bytes.Buffer) {
 	t.Helper()
-	p, err := Build(Input{Instance: "unit", Enable: true, ListenPort: 4096, AllowDomains: domains, Subnet: "10.99.0.4/30"})
+	p, err := Build(Input{Instance: "unit", Enable: true, ListenPort: 4096, AllowDomains: domains, Subnet: "10.99.0.4/30"}, HostFacts{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestResolverAnswer(t *testing.T) {
 }
 
 func TestResolverNoUpstreamAnswersSERVFAIL(t *testing.T) {
-	p, err := Build(Input{Instance: "unit", Enable: true, ListenPort: 4096, AllowDomains: []string{"a.example.com"}})
+	p, err := Build(Input{Instance: "unit", Enable: true, ListenPort: 4096, AllowDomains: []string{"a.example.com"}}, HostFacts{})
 	if err != nil {
 		t.Fatal(err)
 	}
