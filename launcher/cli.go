@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 
 	"github.com/alecthomas/kong"
+	"github.com/ocnix/ocnix/netpolicy"
 	"github.com/ocnix/ocnix/sandbox"
 )
 
@@ -171,7 +172,12 @@ func printPlan(w io.Writer, p *Plan, asJSON bool) error {
 // DetectHost reads the few host facts the plan depends on.
 func DetectHost() Host {
 	caps := sandbox.DetectCaps()
-	return Host{NixOS: caps.Layout == sandbox.LayoutNixOS, Sandbox: caps}
+	h := Host{NixOS: caps.Layout == sandbox.LayoutNixOS, Sandbox: caps}
+	var err error
+	if h.Net, err = netpolicy.ReadHostFacts(); err != nil {
+		h.NetErr = err.Error()
+	}
+	return h
 }
 
 // HostFor is DetectHost plus the digests of s's init scripts, so that the

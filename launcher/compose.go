@@ -3,6 +3,7 @@ package launcher
 import (
 	"encoding/json"
 
+	"github.com/ocnix/ocnix/netpolicy"
 	"github.com/ocnix/ocnix/sandbox"
 	"path/filepath"
 	"sort"
@@ -54,6 +55,10 @@ type Host struct {
 	NixOS   bool         `json:"nixos"`
 	Sandbox sandbox.Caps `json:"sandbox"`
 	Scripts ScriptFacts  `json:"scripts,omitempty"`
+	// Net is what the network plan takes from the host (its resolv.conf);
+	// NetErr says why it could not be read.
+	Net    netpolicy.HostFacts `json:"net"`
+	NetErr string              `json:"netError,omitempty"`
 }
 
 // lockdownEnv are opencode's switches for network features an isolated agent

@@ -66,20 +66,13 @@ func (c *DNSCmd) Run(g *Globals) error {
 	return nil
 }
 
-// resolverUpstreams are networkIsolation.nameservers, or the host's.
+// resolverUpstreams are the plan's: networkIsolation.nameservers, or the
+// host's, chosen when the plan was made.
 func resolverUpstreams(instance string, p netpolicy.Plan) ([]netip.AddrPort, error) {
-	ups := p.DNS.Upstreams
-	if p.DNS.UpstreamsDerived {
-		b, err := os.ReadFile("/etc/resolv.conf")
-		if err != nil {
-			return nil, errorf(ExitNoInput, "instance %q: read the host's /etc/resolv.conf for upstream resolvers: %v; or set networkIsolation.nameservers", instance, err)
-		}
-		ups = netpolicy.HostUpstreams(b)
-	}
-	if len(ups) == 0 {
+	if len(p.DNS.Upstreams) == 0 {
 		return nil, errorf(ExitConfig, "instance %q: no upstream resolver: the host's /etc/resolv.conf names none; set networkIsolation.nameservers", instance)
 	}
-	return ups, nil
+	return p.DNS.Upstreams, nil
 }
 
 // scriptResolver serves the instance's DNS while setup runs its init

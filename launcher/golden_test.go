@@ -9,6 +9,7 @@ import (
 	"testing/fstest"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ocnix/ocnix/netpolicy"
 	"github.com/ocnix/ocnix/sandbox"
 )
 
@@ -29,7 +30,9 @@ func goldenHost(nixos bool) Host {
 	if nixos {
 		layout = sandbox.LayoutNixOS
 	}
-	return Host{NixOS: nixos, Sandbox: sandbox.Caps{LandlockABI: 7, SeccompAPI: 6, Layout: layout, FS: fsys}}
+	// A fixed resolv.conf: a spec without nameservers must not show this machine's.
+	net := netpolicy.HostFactsFromResolvConf([]byte("nameserver 192.0.2.53\n"))
+	return Host{NixOS: nixos, Sandbox: sandbox.Caps{LandlockABI: 7, SeccompAPI: 6, Layout: layout, FS: fsys}, Net: net}
 }
 
 // TestExplainGolden pins explain's output for the example spec: a change in

@@ -66,7 +66,7 @@ func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 		return nil, fmt.Errorf("instance %q: %w", s.Name, err)
 	}
 	p.Sandbox = sb
-	nw, err := buildNetwork(s)
+	nw, err := buildNetwork(s, h)
 	if err != nil {
 		return nil, fmt.Errorf("instance %q: %w", s.Name, err)
 	}

@@ -1,6 +1,8 @@
 package launcher
 
 import (
+	"fmt"
+
 	"github.com/ocnix/ocnix/netpolicy"
 	"github.com/ocnix/ocnix/sandbox"
 )
@@ -58,6 +60,13 @@ func buildSandbox(s *Spec, h Host, argv0 string) (sandbox.Plan, error) {
 	return sandbox.Build(SandboxInput(s, argv0), h.Sandbox)
 }
 
-func buildNetwork(s *Spec) (netpolicy.Plan, error) {
-	return netpolicy.BuildReadingHost(NetInput(s))
+// buildNetwork needs the host's resolv.conf only when isolation is on and
+// no nameservers are given; then a host whose file cannot be read is an error
+// of this plan, and only of this plan.
+func buildNetwork(s *Spec, h Host) (netpolicy.Plan, error) {
+	in := NetInput(s)
+	if h.NetErr != "" && in.Enable && len(in.Nameservers) == 0 {
+		return netpolicy.Plan{}, fmt.Errorf("%s; or set networkIsolation.nameservers", h.NetErr)
+	}
+	return netpolicy.Build(in, h.Net)
 }

@@ -288,7 +288,7 @@ func TestServerArgv(t *testing.T) {
 	if got := ServerArgv(s)[3]; got != "127.0.0.1" {
 		t.Errorf("isolated --hostname = %q, want 127.0.0.1", got)
 	}
-	np, err := buildNetwork(s)
+	np, err := buildNetwork(s, Host{})
 	if err != nil {
 		t.Fatal(err)
 	}

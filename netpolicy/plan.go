@@ -294,24 +294,6 @@ func Build(in Input, host HostFacts) (Plan, error) {
 	return p, nil
 }
 
-// BuildReadingHost is Build with the facts of this host.
-//
-// Deprecated: it reads the host on every call; call ReadHostFacts once
-// and pass its result to Build. It reads nothing when the plan needs no
-// host fact (isolation off, or nameservers given), so Teardown of such an
-// instance never depends on the host's resolv.conf.
-func BuildReadingHost(in Input) (Plan, error) {
-	var host HostFacts
-	if in.Enable && len(in.Nameservers) == 0 {
-		h, err := ReadHostFacts()
-		if err != nil {
-			return Plan{}, fmt.Errorf("instance %q: %w; or set networkIsolation.nameservers", in.Instance, err)
-		}
-		host = h
-	}
-	return Build(in, host)
-}
-
 // buildNameservers fills the netns resolv.conf of an instance without
 // outboundAllowDomains: its servers are queried from inside the netns, so
 // host nameservers that cannot work from there are skipped, with the

@@ -120,12 +120,3 @@ func renderResolverConf(instance string, listen netip.Addr) string {
 	fmt.Fprintf(&b, "nameserver %s\n", listen)
 	return b.String()
 }
-
-// HostUpstreams returns every nameserver of the host's resolv.conf content
-// as an upstream for the resolver.
-//
-// Deprecated: Build puts them in Plan.DNS.Upstreams from HostFacts.
-func HostUpstreams(hostResolvConf []byte) []netip.AddrPort {
-	ups, _ := deriveUpstreams(HostFactsFromResolvConf(hostResolvConf).Nameservers)
-	return ups
-}
