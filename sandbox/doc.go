@@ -70,8 +70,8 @@
 //
 // Decided per kind, and visible in explain ("MISSING"):
 //
-//   - directory, stateDir, readWritePaths, readOnlyPaths and path
-//     entries (ExecPaths) are required: Run fails with an error naming
+//   - directory, stateDir, readWritePaths, readOnlyPaths, path
+//     entries (ExecPaths) and the command (CommandPaths) are required: Run fails with an error naming
 //     the path. systemd also fails a unit whose ReadOnlyPaths= are
 //     missing, and a silently skipped read-only path would hide a typo.
 //     Build does not fail (explain and check must work on a machine
