@@ -16,8 +16,8 @@ import (
 //
 // ABI 1 cannot allow renames across directories at all and ABI 2
 // cannot restrict truncate(2), so a file outside the read-write paths
-// could be emptied. ABI 3 is the first that keeps the filesystem
-// promise; below it Run refuses to start instead of running with a
+// could be emptied. ABI 3 is the first that handles all of fsPromise
+// (a test holds the two together); below it Run refuses to start instead of running with a
 // weaker sandbox than explain would suggest.
 const MinLandlockABI = 3
 
@@ -42,8 +42,9 @@ var ErrWrongUser = errors.New("wrong user")
 // not change anything; it only stats paths through caps.FS.
 //
 // Problems of in come back all at once as a *problem.Error (see Check).
-// Facts of the host come back alone, after them: ErrLandlockTooOld with
-// the plan, so that explain can still show it.
+// Facts of the host are not problems of the spec: once in is clean they
+// come back as plain errors, ErrLandlockTooOld with the plan, so that
+// check can pass on an old kernel and explain can still show the plan.
 func Build(in Input, caps Caps) (Plan, error) {
 	if probs := Check(in); len(probs) > 0 {
 		return Plan{}, probs.Err(in.Instance)
