@@ -128,12 +128,12 @@ func checkPaths(l LandlockPlan, own []string) error {
 // on ABI < 8) saves several milliseconds of signalling at startup; the
 // other threads only run the launcher's own code until execve.
 //
-// It is strict, not best effort: the plan was built for this kernel's
-// ABI, and a kernel that cannot enforce it is an error, never a silent
-// downgrade.
+// It is strict, not best effort: downgrade already cut the plan to
+// this kernel's ABI (and explain said what that costs), so a kernel that
+// cannot enforce it is an error, never a second, silent downgrade.
 func applyLandlock(l LandlockPlan, own []string) error {
-	if l.ABI < MinLandlockABI {
-		return fmt.Errorf("sandbox: plan is for Landlock ABI %d, below the minimum %d: %w", l.ABI, MinLandlockABI, ErrLandlockTooOld)
+	if !l.keepsFSPromise() {
+		return fmt.Errorf("sandbox: plan for Landlock ABI %d does not handle %v, so it cannot keep the filesystem allow-list (minimum ABI %d): %w", l.ABI, fsPromise&^l.HandledFS, MinLandlockABI, ErrLandlockTooOld)
 	}
 	paths, err := openPathRules(l, own)
 	if err != nil {

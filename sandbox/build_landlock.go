@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"slices"
 	"strings"
@@ -34,24 +33,6 @@ const (
 	rightsFile FSRights = ll.AccessFSExecute | ll.AccessFSWriteFile | ll.AccessFSReadFile |
 		ll.AccessFSTruncate | ll.AccessFSIoctlDev | ll.AccessFSResolveUnix
 )
-
-// handledFS is every filesystem right the kernel knows at abi: deny by
-// default as much as this kernel can.
-func handledFS(abi int) FSRights {
-	switch {
-	case abi >= 9:
-		return 1<<17 - 1
-	case abi >= 5:
-		return 1<<16 - 1
-	case abi >= 3:
-		return 1<<15 - 1
-	case abi == 2:
-		return 1<<14 - 1
-	case abi == 1:
-		return 1<<13 - 1
-	}
-	return 0
-}
 
 // systemPaths is the read-and-execute baseline per layout. All of it
 // is optional: a minimal container may lack /lib64 or /etc/pki.
@@ -97,12 +78,14 @@ var devicePaths = []devicePath{
 // available parallelism.
 var procPaths = []string{"/proc", "/sys/fs/cgroup", "/sys/devices/system/cpu"}
 
-func buildLandlock(in Input, caps Caps, layout string) LandlockPlan {
-	abi := caps.LandlockABI
-	handled := handledFS(abi)
-	fsys := caps.fsys()
-	l := LandlockPlan{ABI: abi, MinABI: MinLandlockABI, HandledFS: handled, Paths: []PathRule{}, Ports: []PortRule{}}
-
+// landlockPolicy builds the Landlock policy for in on the newest ABI:
+// downgrade cuts it to the kernel's. It only stats paths through fsys.
+func landlockPolicyFor(in Input, fsys fs.StatFS, layout string) landlockPolicy {
+	pol := landlockPolicy{
+		// TCP connect is not handled: outbound traffic is the network
+		// policy's job.
+		Handled: landlockSet{FS: allFSRights, Net: ll.AccessNetBindTCP, Scoped: allScopes, Log: true},
+	}
 	add := func(path, kind string, rights FSRights, required bool, why string) {
 		r := PathRule{Path: path, Kind: kind, Required: required, Why: why}
 		fi, err := fsys.Stat(strings.TrimPrefix(path, "/"))
@@ -115,11 +98,8 @@ func buildLandlock(in Input, caps Caps, layout string) LandlockPlan {
 			r.File = true
 			rights &= rightsFile
 		}
-		r.Rights = rights & handled
-		if r.Rights == 0 {
-			return // Nothing this kernel can grant: the rule would be EINVAL.
-		}
-		l.Paths = append(l.Paths, r)
+		r.Rights = rights
+		pol.Paths = append(pol.Paths, r)
 	}
 
 	add(in.Directory, KindReadWrite, rightsRW, true, "directory (project)")
@@ -133,15 +113,15 @@ func buildLandlock(in Input, caps Caps, layout string) LandlockPlan {
 	if in.LauncherDir != "" {
 		add(in.LauncherDir, KindReadOnly, rightsRO, false, "the launcher's root-owned dir (opencode.json), never writable")
 	}
-	for _, p := range in.ExecPaths {
+	for _, p := range slices.Concat(in.ExecPaths, in.CommandPaths) {
 		add(p, KindExec, rightsRX, true, "path entry or server command")
 	}
-	if abi >= 9 {
-		for _, p := range in.UnixSockets {
-			// A socket that does not exist yet cannot carry a rule;
-			// allow its directory to cover a server that starts later.
-			add(p, KindSocket, ll.AccessFSResolveUnix, false, "sandbox.unixSockets.allow")
-		}
+	for _, p := range in.UnixSockets {
+		// A socket that does not exist yet cannot carry a rule; allow
+		// its directory to cover a server that starts later. Only
+		// resolve_unix: below its ABI the rule drops out and the
+		// supervisor checks the allow-list.
+		add(p, KindSocket, ll.AccessFSResolveUnix, false, "sandbox.unixSockets.allow")
 	}
 	for _, p := range systemPaths(layout) {
 		add(p, KindSystem, rightsRX, false, "system baseline ("+layout+")")
@@ -153,40 +133,18 @@ func buildLandlock(in Input, caps Caps, layout string) LandlockPlan {
 		add(p, KindProc, rightsRO, false, "kernel view read by Bun/Node")
 	}
 
-	if abi >= 4 {
-		l.HandledNet = ll.AccessNetBindTCP
-		ports := []int{0, in.ListenPort}
-		ports = append(ports, in.BindPorts...)
-		slices.Sort(ports)
-		for _, port := range slices.Compact(ports) {
-			why := "sandbox.allowBindPorts"
-			switch port {
-			case 0:
-				why = "ephemeral ports (bind to port 0), for test servers"
-			case in.ListenPort:
-				why = "listen.port"
-			}
-			l.Ports = append(l.Ports, PortRule{Port: uint16(port), Rights: ll.AccessNetBindTCP, Why: why})
+	ports := []int{0, in.ListenPort}
+	ports = append(ports, in.BindPorts...)
+	slices.Sort(ports)
+	for _, port := range slices.Compact(ports) {
+		why := "sandbox.allowBindPorts"
+		switch port {
+		case 0:
+			why = "ephemeral ports (bind to port 0), for test servers"
+		case in.ListenPort:
+			why = "listen.port"
 		}
+		pol.Ports = append(pol.Ports, PortRule{Port: uint16(port), Rights: ll.AccessNetBindTCP, Why: why})
 	}
-	if abi >= 6 {
-		l.Scoped = ll.ScopeAbstractUnixSocket | ll.ScopeSignal
-	}
-	l.LogSubprocesses = abi >= 7
-	return l
-}
-
-// checkOverlap rejects a read-only path beneath a read-write one:
-// Landlock rights only add up, so it would silently stay writable.
-func checkOverlap(in Input) error {
-	var errs []error
-	rw := ownDirs(in)
-	for _, ro := range in.ReadOnlyPaths {
-		for _, w := range rw {
-			if under(ro, w) {
-				errs = append(errs, fmt.Errorf("sandbox: readOnlyPaths: path %q: is beneath read-write path %q, and Landlock rights only add up, so it would stay writable", ro, w))
-			}
-		}
-	}
-	return errors.Join(errs...)
+	return pol
 }

@@ -1,5 +1,7 @@
 package sandbox
 
+import "fmt"
+
 // syscallGroup denies a list of syscalls with one errno for one reason.
 type syscallGroup struct {
 	errno    string
@@ -42,7 +44,11 @@ func eq32(arg uint, v uint64) ArgCond {
 	return ArgCond{Arg: arg, Op: OpMaskedEqual, Mask: lower32, Value: v}
 }
 
-func buildSeccomp(abi, api int, sharedNetwork bool) SeccompPlan {
+// buildSeccomp builds the filter. landlockGatesUnix is
+// LandlockPlan.gatesUnix: when Landlock does not check unix socket
+// connects itself, the supervisor must, and datagram sockets, whose
+// sends it cannot see, are denied.
+func buildSeccomp(landlockGatesUnix bool, api int, sharedNetwork bool) SeccompPlan {
 	s := SeccompPlan{
 		DefaultAction: ActionAllow,
 		BadArchAction: ActionKillProcess,
@@ -82,11 +88,11 @@ func buildSeccomp(abi, api int, sharedNetwork bool) SeccompPlan {
 			ArgCond{Arg: 0, Op: OpMaskedEqual, Mask: personalityAddrNoRandomize | personalityQueryBit, Value: personalityAddrNoRandomize}),
 	)
 	s.Rules = append(s.Rules, suidRules()...)
-	s.Rules = append(s.Rules, socketRules(abi)...)
-	if abi < 9 {
+	s.Rules = append(s.Rules, socketRules(landlockGatesUnix)...)
+	if !landlockGatesUnix {
 		s.Rules = append(s.Rules, SyscallRule{
 			Syscall: "connect", Action: ActionNotify,
-			Why: "unix-socket allow-list: the supervisor checks and connects on the caller's behalf (Landlock ABI < 9)",
+			Why: fmt.Sprintf("unix-socket allow-list: the supervisor checks and connects on the caller's behalf (Landlock ABI < %d)", resolveUnixSince),
 		})
 		if sharedNetwork {
 			s.Rules = append(s.Rules, SyscallRule{
@@ -98,7 +104,7 @@ func buildSeccomp(abi, api int, sharedNetwork bool) SeccompPlan {
 	return s
 }
 
-func socketRules(abi int) []SyscallRule {
+func socketRules(landlockGatesUnix bool) []SyscallRule {
 	var rules []SyscallRule
 	for fam := 0; fam < afMax; fam++ {
 		switch fam {
@@ -134,14 +140,14 @@ func socketRules(abi int) []SyscallRule {
 		rules = append(rules, errnoRule("socket", "EPROTONOSUPPORT", "netlink protocols other than NETLINK_ROUTE",
 			eq32(0, afNetlink), eq32(2, uint64(proto))))
 	}
-	if abi < 9 {
+	if !landlockGatesUnix {
 		// Unconnected datagram sends carry their address inside
 		// sendmsg's msghdr, which seccomp cannot read, so they cannot
 		// go through the gate. A socketpair datagram end can also
 		// sendto(2) any unconnected datagram socket on the host, so it
 		// is denied too; stream and seqpacket socketpairs stay.
 		for _, sc := range []string{"socket", "socketpair"} {
-			rules = append(rules, errnoRule(sc, "EACCES", "unix datagram sockets cannot be gated (Landlock ABI < 9)",
+			rules = append(rules, errnoRule(sc, "EACCES", fmt.Sprintf("unix datagram sockets cannot be gated (Landlock ABI < %d)", resolveUnixSince),
 				eq32(0, afUnix), ArgCond{Arg: 1, Op: OpMaskedEqual, Mask: sockTypeMask, Value: sockDgram}))
 		}
 	}

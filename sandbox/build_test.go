@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
 
 	"github.com/google/go-cmp/cmp"
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
+	"github.com/ocnix/ocnix/internal/problem"
+	"github.com/ocnix/ocnix/sandbox/unixgate"
 )
 
 // testFS is a small FHS host: only what is listed exists.
@@ -52,9 +55,14 @@ func caps(abi int) Caps {
 	return Caps{LandlockABI: abi, SeccompAPI: 6, Layout: LayoutFHS, FS: testFS()}
 }
 
+// wantHandledFS is, written out, every filesystem right the kernel
+// handles at each ABI (Documentation/userspace-api/landlock.rst).
+var wantHandledFS = []FSRights{0: 0, 1: 1<<13 - 1, 2: 1<<14 - 1, 3: 1<<15 - 1, 4: 1<<15 - 1,
+	5: 1<<16 - 1, 6: 1<<16 - 1, 7: 1<<16 - 1, 8: 1<<16 - 1, 9: 1<<17 - 1}
+
 // wantPaths is the rule list of testInput on testFS at abi.
 func wantPaths(abi int) []PathRule {
-	h := handledFS(abi)
+	h := wantHandledFS[min(abi, 9)]
 	rw := rightsRW & h
 	rule := func(path, kind string, rights FSRights, required bool, why string) PathRule {
 		return PathRule{Path: path, Kind: kind, Rights: rights & h, Required: required, Why: why}
@@ -67,7 +75,7 @@ func wantPaths(abi int) []PathRule {
 		rule("/opt/tool/bin", KindExec, rightsRX, true, "path entry or server command"),
 		{Path: "/opt/srv/bin", Kind: KindExec, Rights: (rightsRX & rightsFile) & h, Required: true, File: true, Why: "path entry or server command"},
 	}
-	if abi >= 9 {
+	if h&ll.AccessFSResolveUnix != 0 {
 		rules = append(rules, rule("/run/pg", KindSocket, ll.AccessFSResolveUnix, false, "sandbox.unixSockets.allow"))
 	}
 	rules = append(rules,
@@ -179,7 +187,7 @@ func TestBuildGateAndSeccompPerABI(t *testing.T) {
 			}
 			wantGate := GatePlan{Mode: tc.wantMode, Allow: []string{"/run/pg"}, OwnDirs: []string{"/srv/p", "/var/lib/p", "/data/rw"}}
 			if tc.wantMode == GateSupervisor {
-				wantGate.MaxPending = DefaultMaxPending
+				wantGate.MaxPending = unixgate.DefaultMaxPending
 			}
 			if diff := cmp.Diff(wantGate, p.Gate); diff != "" {
 				t.Errorf("gate mismatch (-want +got):\n%s", diff)
@@ -300,25 +308,70 @@ func TestBuildRejectsBadInput(t *testing.T) {
 	tests := []struct {
 		name    string
 		mutate  func(*Input)
-		wantErr string
+		wantKey string
+		wantMsg string
 	}{
-		{name: "RelativePath", mutate: func(in *Input) { in.ReadOnlyPaths = []string{"data"} }, wantErr: `path "data": must be absolute`},
-		{name: "WholeFilesystem", mutate: func(in *Input) { in.ReadWritePaths = []string{"/"} }, wantErr: `granting the whole filesystem`},
-		{name: "TmpDirOutsideStateDir", mutate: func(in *Input) { in.TmpDir = "/tmp" }, wantErr: `tmpDir must be beneath stateDir`},
-		{name: "ReadOnlyBeneathReadWrite", mutate: func(in *Input) { in.ReadOnlyPaths = []string{"/srv/p/secret"} }, wantErr: `would stay writable`},
-		{name: "ListenPortZero", mutate: func(in *Input) { in.ListenPort = 0 }, wantErr: `listen port 0`},
-		{name: "BindPortTooLarge", mutate: func(in *Input) { in.BindPorts = []int{70000} }, wantErr: `port 70000`},
-		{name: "NoUser", mutate: func(in *Input) { in.User = "" }, wantErr: `user is empty`},
+		{name: "RelativePath", mutate: func(in *Input) { in.ReadOnlyPaths = []string{"/data/ro", "data"} }, wantKey: "sandbox.readOnlyPaths[1]", wantMsg: `path "data": must be absolute`},
+		{name: "WholeFilesystem", mutate: func(in *Input) { in.ReadWritePaths = []string{"/"} }, wantKey: "sandbox.readWritePaths[0]", wantMsg: `granting the whole filesystem`},
+		{name: "TmpDirOutsideStateDir", mutate: func(in *Input) { in.TmpDir = "/tmp" }, wantKey: "stateDir", wantMsg: `must be beneath stateDir`},
+		{name: "ReadOnlyBeneathReadWrite", mutate: func(in *Input) { in.ReadOnlyPaths = []string{"/srv/p/secret"} }, wantKey: "sandbox.readOnlyPaths[0]", wantMsg: `would stay writable`},
+		{name: "ReadOnlyBeneathReadWritePath", mutate: func(in *Input) { in.ReadOnlyPaths = []string{"/data/ro", "/data/rw/x/"} }, wantKey: "sandbox.readOnlyPaths[1]", wantMsg: `beneath the read-write path "/data/rw"`},
+		{name: "ListenPortZero", mutate: func(in *Input) { in.ListenPort = 0 }, wantKey: "listen.port", wantMsg: `0: must be 1-65535`},
+		{name: "BindPortTooLarge", mutate: func(in *Input) { in.BindPorts = []int{9000, 70000} }, wantKey: "sandbox.allowBindPorts[1]", wantMsg: `70000`},
+		{name: "NoUser", mutate: func(in *Input) { in.User = "" }, wantKey: "user", wantMsg: `is empty`},
+		{name: "NoGroup", mutate: func(in *Input) { in.Group = "" }, wantKey: "group", wantMsg: `is empty`},
+		{name: "BadName", mutate: func(in *Input) { in.Instance = "Web" }, wantKey: "name", wantMsg: `not a valid instance name`},
+		{name: "NameTooLong", mutate: func(in *Input) { in.Instance = strings.Repeat("a", 24) }, wantKey: "name", wantMsg: `too long`},
+		{name: "RelativeDirectory", mutate: func(in *Input) { in.Directory = "srv/p" }, wantKey: "directory", wantMsg: `must be absolute`},
+		{name: "EmptyStateDir", mutate: func(in *Input) { in.StateDir = "" }, wantKey: "stateDir", wantMsg: `path is empty`},
+		{name: "RelativePathEntry", mutate: func(in *Input) { in.ExecPaths = []string{"/opt/tool/bin", "bin"} }, wantKey: "path[1]", wantMsg: `must be absolute`},
+		{name: "RelativeCommand", mutate: func(in *Input) { in.CommandPaths = []string{"opencode"} }, wantKey: "command", wantMsg: `must be absolute`},
+		{name: "UnixSocketRoot", mutate: func(in *Input) { in.UnixSockets = []string{"/run/pg", "/.."} }, wantKey: "sandbox.unixSockets.allow[1]", wantMsg: `whole filesystem`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := testInput()
 			tc.mutate(&in)
+			want := problem.List{{Key: tc.wantKey}}
+			got := Check(in)
+			if len(got) != 1 || got[0].Key != tc.wantKey || !strings.Contains(got[0].Msg, tc.wantMsg) {
+				t.Fatalf("Check = %v, want one problem %v containing %q", got, want, tc.wantMsg)
+			}
 			_, err := Build(in, caps(7))
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("Build error = %v, want it to contain %q", err, tc.wantErr)
+			var perr *problem.Error
+			if !errors.As(err, &perr) || perr.Instance != in.Instance || !slices.Equal(perr.List, got) {
+				t.Errorf("Build error = %#v, want *problem.Error of %q with %v", err, in.Instance, got)
 			}
 		})
+	}
+}
+
+// TestCheckReportsEveryProblemAtOnce: one bad spec, one pass, every
+// sandbox problem keyed by the spec field it came from.
+func TestCheckReportsEveryProblemAtOnce(t *testing.T) {
+	in := testInput()
+	in.ReadWritePaths = []string{"/data/rw", "relative"}
+	in.UnixSockets = []string{"/"}
+	in.BindPorts = []int{0}
+	probs := Check(in)
+	var keys []string
+	for _, p := range probs {
+		keys = append(keys, p.Key)
+	}
+	want := []string{"sandbox.readWritePaths[1]", "sandbox.unixSockets.allow[0]", "sandbox.allowBindPorts[0]"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("Check keys = %v, want %v (all of %v)", keys, want, probs)
+	}
+	_, err := Build(in, caps(7))
+	var perr *problem.Error
+	if !errors.As(err, &perr) || len(perr.List) != 3 {
+		t.Fatalf("Build error = %v, want all three problems", err)
+	}
+	if s := err.Error(); !strings.Contains(s, `instance "p": spec is invalid (3 problems)`) || !strings.Contains(s, "sandbox.allowBindPorts[0]: 0: must be 1-65535") {
+		t.Errorf("Build error text:\n%s", s)
+	}
+	if probs := Check(testInput()); len(probs) != 0 {
+		t.Errorf("a good input has problems: %v", probs)
 	}
 }
 

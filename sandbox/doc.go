@@ -54,15 +54,24 @@
 //	       (ephemeral, for test servers); TCP connect is left to the network policy
 //	ABI 5  ioctl on device files (granted on terminals only)
 //	ABI 6  scoping: no abstract unix sockets or signals outside the sandbox
+//	ABI 7  audit of denials after execve
 //	ABI 9  LANDLOCK_ACCESS_FS_RESOLVE_UNIX: the unix-socket allow-list in
 //	       the kernel, no supervisor
+//
+// One pure function, downgrade, turns the policy (every right handled,
+// every rule with its full rights) and the kernel's ABI into the ruleset
+// Run applies and the Landlock protections explain lists, from one table
+// of what each ABI handles. The rest of the plan asks that ruleset, not
+// the ABI number: the gate is the supervisor when the ruleset lacks
+// resolve_unix, and Run refuses a ruleset that cannot keep the
+// filesystem allow-list.
 //
 // # Missing paths
 //
 // Decided per kind, and visible in explain ("MISSING"):
 //
-//   - directory, stateDir, readWritePaths, readOnlyPaths and path
-//     entries (ExecPaths) are required: Run fails with an error naming
+//   - directory, stateDir, readWritePaths, readOnlyPaths, path
+//     entries (ExecPaths) and the command (CommandPaths) are required: Run fails with an error naming
 //     the path. systemd also fails a unit whose ReadOnlyPaths= are
 //     missing, and a silently skipped read-only path would hide a typo.
 //     Build does not fail (explain and check must work on a machine

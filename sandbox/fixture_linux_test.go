@@ -167,6 +167,12 @@ func (f *fixture) run(t *testing.T, in Input, args ...string) int {
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
+	return f.runPlan(t, plan, in, args...)
+}
+
+// runPlan is run with a plan built elsewhere (say for another ABI).
+func (f *fixture) runPlan(t *testing.T, plan Plan, in Input, args ...string) int {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := Command{

@@ -20,10 +20,14 @@ func TestPtraceScopeIsExplained(t *testing.T) {
 		{7, 3, StatusDegraded, "BROKEN: kernel.yama.ptrace_scope=3"},
 		{9, 3, StatusEnforced, "Landlock resolve_unix"},
 	} {
+		p, err := Build(in, Caps{LandlockABI: tc.abi, SeccompAPI: 6, Layout: LayoutFHS, PtraceScope: tc.scope, FS: testFS()})
+		if err != nil {
+			t.Fatal(err)
+		}
 		var got *Protection
-		for _, p := range buildProtections(in, tc.abi, tc.scope) {
-			if p.Name == "unix socket allow-list" {
-				got = &p
+		for _, pr := range p.Protections {
+			if pr.Name == "unix socket allow-list" {
+				got = &pr
 			}
 		}
 		if got == nil || got.Status != tc.status || !strings.Contains(got.Detail, tc.want) {

@@ -81,10 +81,10 @@ func checkRunnable(plan Plan, cmd Command) error {
 	if len(cmd.Args) == 0 {
 		return fmt.Errorf("sandbox: instance %q: command %q: argv is empty", plan.Instance, cmd.Path)
 	}
-	if plan.Landlock.ABI < MinLandlockABI {
+	if !plan.Landlock.keepsFSPromise() {
 		return fmt.Errorf("sandbox: instance %q: plan is for Landlock ABI %d, below the minimum %d: %w", plan.Instance, plan.Landlock.ABI, MinLandlockABI, ErrLandlockTooOld)
 	}
-	if k := DetectCaps().LandlockABI; k < plan.Landlock.ABI {
+	if k := DetectCaps().LandlockABI; !plan.Landlock.fitsABI(k) {
 		return fmt.Errorf("sandbox: instance %q: plan is for Landlock ABI %d but this kernel has %d: rebuild the plan here", plan.Instance, plan.Landlock.ABI, k)
 	}
 	switch plan.Gate.Mode {
