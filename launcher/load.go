@@ -8,59 +8,19 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
+
+	"github.com/ocnix/ocnix/internal/problem"
+	"github.com/ocnix/ocnix/netpolicy"
+	"github.com/ocnix/ocnix/sandbox"
 )
 
-// Problems is every problem found in a spec, each naming the key. check prints
-// them all at once so an operator fixes a spec in one round.
-type Problems struct {
-	Instance string
-	List     []Problem
-}
+// Problems is every problem found in a spec, by any layer (spec, sandbox,
+// network), each naming the key. check prints them all at once so an
+// operator fixes a spec in one round.
+type Problems = problem.Error
 
 // Problem is one invalid key.
-type Problem struct {
-	Key string
-	Msg string
-}
-
-func (p Problem) String() string { return p.Key + ": " + p.Msg }
-
-// add records a problem. A key that already has one keeps only the first, so
-// that a wrong type does not also report as "empty" or "missing" later.
-func (ps *Problems) add(key, format string, args ...any) {
-	for _, p := range ps.List {
-		if p.Key == key {
-			return
-		}
-	}
-	ps.List = append(ps.List, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
-}
-
-func (ps *Problems) Error() string {
-	name := ps.Instance
-	if name == "" {
-		name = "?"
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "instance %q: spec is invalid (%d problem", name, len(ps.List))
-	if len(ps.List) != 1 {
-		b.WriteString("s")
-	}
-	b.WriteString("):")
-	for _, p := range ps.List {
-		b.WriteString("\n  - ")
-		b.WriteString(p.String())
-	}
-	return b.String()
-}
-
-func (ps *Problems) err() error {
-	if len(ps.List) == 0 {
-		return nil
-	}
-	return ps
-}
+type Problem = problem.Problem
 
 // ErrSpecUnreadable marks a spec file that could not be read at all.
 var ErrSpecUnreadable = errors.New("spec unreadable")
@@ -111,8 +71,14 @@ func Parse(data []byte) (*Spec, error) {
 	s := decodeSpec(obj, ps)
 	s.applyDefaults()
 	s.validate(ps)
-	if err := ps.err(); err != nil {
-		return nil, err
+	// The layers below check what they will enforce, keyed in the spec's
+	// terms; a key the spec already faulted keeps the spec's message.
+	if len(s.Command) > 0 {
+		ps.List.Merge(sandbox.Check(SandboxInput(s, "")))
+	}
+	ps.List.Merge(netpolicy.Check(NetInput(s)))
+	if len(ps.List) > 0 {
+		return nil, ps
 	}
 	return s, nil
 }
@@ -186,7 +152,7 @@ func (o *obj) get(k string, required bool) (any, bool) {
 	v, ok := o.m[k]
 	if !ok || v == nil {
 		if required {
-			o.ps.add(o.key(k), "is required but missing; set it in the spec (the Nix option of the same name)")
+			o.ps.List.Add(o.key(k), "is required but missing; set it in the spec (the Nix option of the same name)")
 		}
 		return nil, false
 	}
@@ -194,7 +160,7 @@ func (o *obj) get(k string, required bool) (any, bool) {
 }
 
 func (o *obj) wrong(k string, v any, want string) {
-	o.ps.add(o.key(k), "is %s, want %s", jsonType(v), want)
+	o.ps.List.Add(o.key(k), "is %s, want %s", jsonType(v), want)
 }
 
 func (o *obj) str(k string, required bool) string {
@@ -233,12 +199,12 @@ func (o *obj) integer(k string, required bool) int {
 func (o *obj) toInt(key string, v any) int {
 	n, ok := v.(json.Number)
 	if !ok {
-		o.ps.add(key, "is %s, want a whole number", jsonType(v))
+		o.ps.List.Add(key, "is %s, want a whole number", jsonType(v))
 		return 0
 	}
 	i, err := n.Int64()
 	if err != nil || i < -1<<31 || i > 1<<31-1 {
-		o.ps.add(key, "is %s, want a whole number", n.String())
+		o.ps.List.Add(key, "is %s, want a whole number", n.String())
 		return 0
 	}
 	return int(i)
@@ -258,7 +224,7 @@ func (o *obj) strList(k string) []string {
 	for i, e := range arr {
 		s, ok := e.(string)
 		if !ok {
-			o.ps.add(fmt.Sprintf("%s[%d]", o.key(k), i), "is %s, want a string", jsonType(e))
+			o.ps.List.Add(fmt.Sprintf("%s[%d]", o.key(k), i), "is %s, want a string", jsonType(e))
 			continue
 		}
 		out = append(out, s)
@@ -318,7 +284,7 @@ func (o *obj) done() {
 	}
 	sort.Strings(unknown)
 	for _, k := range unknown {
-		o.ps.add(o.key(k), "is not a known key; remove it or fix its spelling (unknown keys are refused so that a typo cannot weaken the sandbox)")
+		o.ps.List.Add(o.key(k), "is not a known key; remove it or fix its spelling (unknown keys are refused so that a typo cannot weaken the sandbox)")
 	}
 }
 
@@ -341,7 +307,7 @@ func decodeSpec(m map[string]any, ps *Problems) *Spec {
 		Command:         o.strList("command"),
 	}
 	if _, ok := m["command"]; !ok || m["command"] == nil {
-		ps.add("command", "is required but missing; set it to the opencode executable, e.g. [\"/nix/store/…-opencode/bin/opencode\"]")
+		ps.List.Add("command", "is required but missing; set it to the opencode executable, e.g. [\"/nix/store/…-opencode/bin/opencode\"]")
 	}
 	s.InitScriptTimeout = o.integer("initScriptTimeout", false)
 
@@ -359,7 +325,7 @@ func decodeSpec(m map[string]any, ps *Problems) *Spec {
 		for _, k := range keys {
 			v, ok := env[k].(string)
 			if !ok {
-				ps.add("environment."+k, "is %s, want a string", jsonType(env[k]))
+				ps.List.Add("environment."+k, "is %s, want a string", jsonType(env[k]))
 				continue
 			}
 			s.Environment[k] = v

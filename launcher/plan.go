@@ -63,12 +63,12 @@ func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 		// run refuses to start (sandbox.Run checks the ABI again).
 		p.Warnings = append(p.Warnings, err.Error())
 	case err != nil:
-		return nil, fmt.Errorf("instance %q: %w", s.Name, err)
+		return nil, named(s.Name, err)
 	}
 	p.Sandbox = sb
 	nw, err := buildNetwork(s, h)
 	if err != nil {
-		return nil, fmt.Errorf("instance %q: %w", s.Name, err)
+		return nil, named(s.Name, err)
 	}
 	p.Network = nw
 	if a, err := netip.ParseAddr(s.Listen.Address); err == nil && !a.IsLoopback() {
@@ -86,6 +86,16 @@ func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 		p.Warnings = append(p.Warnings, "networkIsolation.outboundAllowDomains is set but networkIsolation.enable is false: no egress filter is in force")
 	}
 	return p, nil
+}
+
+// named prefixes err with the instance, unless it is a list of problems,
+// which names it already.
+func named(instance string, err error) error {
+	var ps *Problems
+	if errors.As(err, &ps) {
+		return err
+	}
+	return fmt.Errorf("instance %q: %w", instance, err)
 }
 
 // JSON renders the plan for explain --json. Secret values are never in a Plan.

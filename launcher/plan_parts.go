@@ -19,10 +19,9 @@ type (
 // outside the system baseline (say /opt/…/opencode) runs without opening its
 // whole directory.
 func SandboxInput(s *Spec, argv0 string) sandbox.Input {
-	exec := append([]string(nil), s.Path...)
-	exec = append(exec, s.Command[0])
+	cmd := []string{s.Command[0]}
 	if argv0 != "" && argv0 != s.Command[0] {
-		exec = append(exec, argv0)
+		cmd = append(cmd, argv0)
 	}
 	return sandbox.Input{
 		Instance:       s.Name,
@@ -34,7 +33,8 @@ func SandboxInput(s *Spec, argv0 string) sandbox.Input {
 		ReadWritePaths: s.Sandbox.ReadWritePaths,
 		ReadOnlyPaths:  s.Sandbox.ReadOnlyPaths,
 		LauncherDir:    privateDirFor(s.Name),
-		ExecPaths:      exec,
+		ExecPaths:      s.Path,
+		CommandPaths:   cmd,
 		UnixSockets:    s.Sandbox.UnixSockets.Allow,
 		ListenPort:     s.Listen.Port,
 		BindPorts:      s.Sandbox.AllowBindPorts,

@@ -351,14 +351,13 @@ func TestDomainsMakeNameserversUpstreams(t *testing.T) {
 			m["networkIsolation"] = map[string]any{"enable": true, "nameservers": []any{"127.0.0.53"}, "outboundAllowDomains": domains}
 		})
 	}
-	s, err := Parse(mk(nil))
-	if err != nil {
-		t.Fatal(err)
+	// Refused by check itself: the network layer's problems are the spec's.
+	_, err := Parse(mk(nil))
+	var ps *Problems
+	if !errors.As(err, &ps) || !ps.List.Has("networkIsolation.nameservers[0]") || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("loopback nameserver without domains: %v, want a problem keyed networkIsolation.nameservers[0]", err)
 	}
-	if _, err := BuildPlan(s, goldenHost(false), nil); err == nil || !strings.Contains(err.Error(), "loopback") {
-		t.Errorf("loopback nameserver without domains: %v, want refused", err)
-	}
-	s, err = Parse(mk([]any{"api.anthropic.com"}))
+	s, err := Parse(mk([]any{"api.anthropic.com"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,5 +367,28 @@ func TestDomainsMakeNameserversUpstreams(t *testing.T) {
 	}
 	if p.Network.DNS == nil || len(p.Network.DNS.Upstreams) != 1 || p.Network.DNS.Upstreams[0].String() != "127.0.0.53:53" {
 		t.Errorf("resolver plan = %+v", p.Network.DNS)
+	}
+}
+
+// TestCheckReportsEveryLayerInOnePass: a spec with a problem for the spec
+// parser, one only the sandbox knows and one only the network knows gets all
+// three from one Parse (one `check`), keyed in the spec's terms.
+func TestCheckReportsEveryLayerInOnePass(t *testing.T) {
+	_, err := Parse(specWith(t, func(m map[string]any) {
+		m["logLevel"] = "loud"
+		m["sandbox"] = map[string]any{"readWritePaths": []any{"/srv/shared"}, "readOnlyPaths": []any{"/srv/shared/ro"}}
+		m["networkIsolation"] = map[string]any{"enable": true, "nameservers": []any{"127.0.0.53"}}
+	}))
+	var ps *Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("Parse = %v, want *Problems", err)
+	}
+	for _, key := range []string{"logLevel", "sandbox.readOnlyPaths[0]", "networkIsolation.nameservers[0]"} {
+		if !ps.List.Has(key) {
+			t.Errorf("no problem keyed %s in:\n%v", key, err)
+		}
+	}
+	if n := strings.Count(err.Error(), "instance \""); n != 1 {
+		t.Errorf("the instance is named %d times, want once:\n%v", n, err)
 	}
 }

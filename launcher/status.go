@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ocnix/ocnix/netpolicy"
+	"github.com/ocnix/ocnix/sandbox"
 )
 
 // StatusCmd shows what is in force for an instance right now: the last setup
@@ -55,7 +56,7 @@ func (c *StatusCmd) Run(g *Globals) error {
 		st.Problems = append(st.Problems, "read last setup result: "+err.Error())
 	}
 	st.SetupFailed, st.SetupDetail = failed, why
-	if host.Sandbox.LandlockABI < 9 {
+	if p.Sandbox.Gate.Mode == sandbox.GateSupervisor { // pidfd_getfd is what ptrace_scope limits
 		switch scope := host.Sandbox.PtraceScope; {
 		case scope >= 3:
 			st.Problems = append(st.Problems, fmt.Sprintf("kernel.yama.ptrace_scope=%d: the unix-socket gate cannot work (pidfd_getfd is forbidden below Landlock ABI 9): every unix connect of the instance fails; run refuses to start when sandbox.unixSockets.allow is set", scope))

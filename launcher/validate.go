@@ -81,9 +81,9 @@ func (s *Spec) applyDefaults() {
 func (s *Spec) validate(ps *Problems) {
 	switch {
 	case !instanceNameRe.MatchString(s.Name):
-		ps.add("name", "%q is not a valid instance name; use lower-case letters, digits, '-' and '_', starting with a letter or digit", s.Name)
+		ps.List.Add("name", "%q is not a valid instance name; use lower-case letters, digits, '-' and '_', starting with a letter or digit", s.Name)
 	case len(UserPrefix)+len(s.Name) > maxUserNameLen:
-		ps.add("name", "%q is too long: the user %q must fit %d characters, so the name may have at most %d", s.Name, UserPrefix+s.Name, maxUserNameLen, maxUserNameLen-len(UserPrefix))
+		ps.List.Add("name", "%q is too long: the user %q must fit %d characters, so the name may have at most %d", s.Name, UserPrefix+s.Name, maxUserNameLen, maxUserNameLen-len(UserPrefix))
 	}
 	checkAccount(ps, "user", s.User)
 	checkAccount(ps, "group", s.Group)
@@ -93,34 +93,34 @@ func (s *Spec) validate(ps *Problems) {
 	if dirOK && stateOK {
 		switch {
 		case s.Directory == s.StateDir:
-			ps.add("stateDir", "is the same as directory (%s); give the instance a separate state directory", s.Directory)
+			ps.List.Add("stateDir", "is the same as directory (%s); give the instance a separate state directory", s.Directory)
 		case within(s.StateDir, s.Directory):
-			ps.add("stateDir", "%s lies inside directory %s; the project tree would expose opencode's state and secrets to the project, so move it out", s.StateDir, s.Directory)
+			ps.List.Add("stateDir", "%s lies inside directory %s; the project tree would expose opencode's state and secrets to the project, so move it out", s.StateDir, s.Directory)
 		case within(s.Directory, s.StateDir):
-			ps.add("directory", "%s lies inside stateDir %s; move the project out of the state directory", s.Directory, s.StateDir)
+			ps.List.Add("directory", "%s lies inside stateDir %s; move the project out of the state directory", s.Directory, s.StateDir)
 		}
 	}
 	if s.Directory == "/" {
-		ps.add("directory", "is /, which would make the whole host writable to the instance; use the project's own directory")
+		ps.List.Add("directory", "is /, which would make the whole host writable to the instance; use the project's own directory")
 	}
 	if s.StateDir == "/" {
-		ps.add("stateDir", "is /; use a directory of its own such as %s/%s", DefaultStateDirBase, s.Name)
+		ps.List.Add("stateDir", "is /; use a directory of its own such as %s/%s", DefaultStateDirBase, s.Name)
 	}
 
 	if _, err := netip.ParseAddr(s.Listen.Address); err != nil {
-		ps.add("listen.address", "%q is not an IP address; use a literal such as 127.0.0.1 or ::1 (the launcher never resolves names)", s.Listen.Address)
+		ps.List.Add("listen.address", "%q is not an IP address; use a literal such as 127.0.0.1 or ::1 (the launcher never resolves names)", s.Listen.Address)
 	}
 	checkPort(ps, "listen.port", s.Listen.Port)
 
 	for k, v := range s.Environment {
 		key := "environment." + k
 		if !envNameRe.MatchString(k) {
-			ps.add(key, "is not a valid variable name; use letters, digits and '_', not starting with a digit")
+			ps.List.Add(key, "is not a valid variable name; use letters, digits and '_', not starting with a digit")
 		} else if owner, ok := reservedEnv[k]; ok {
-			ps.add(key, "is set by the launcher from %s and cannot be overridden", owner)
+			ps.List.Add(key, "is set by the launcher from %s and cannot be overridden", owner)
 		}
 		if strings.ContainsRune(v, 0) {
-			ps.add(key, "contains a NUL byte, which no environment can hold")
+			ps.List.Add(key, "contains a NUL byte, which no environment can hold")
 		}
 	}
 	if s.EnvironmentFile != "" {
@@ -131,42 +131,42 @@ func (s *Spec) validate(ps *Problems) {
 	}
 	if s.LogLevel != "" {
 		if _, ok := logLevels[s.LogLevel]; !ok {
-			ps.add("logLevel", "%q is not one of debug, info, warn, error (or null for opencode's default)", s.LogLevel)
+			ps.List.Add("logLevel", "%q is not one of debug, info, warn, error (or null for opencode's default)", s.LogLevel)
 		}
 	}
 	for i, a := range s.ExtraArgs {
 		flag, _, _ := strings.Cut(a, "=")
 		if owner, ok := flagsOwnedByLauncher[flag]; ok {
-			ps.add(fmt.Sprintf("extraArgs[%d]", i), "%q is set by the launcher; use %s instead", a, owner)
+			ps.List.Add(fmt.Sprintf("extraArgs[%d]", i), "%q is set by the launcher; use %s instead", a, owner)
 		}
 		if strings.ContainsRune(a, 0) {
-			ps.add(fmt.Sprintf("extraArgs[%d]", i), "contains a NUL byte")
+			ps.List.Add(fmt.Sprintf("extraArgs[%d]", i), "contains a NUL byte")
 		}
 	}
 	if s.Model != "" || s.Provider != "" {
 		if _, ok := s.OpencodeConfig["model"]; ok {
-			ps.add("model", "is set both here and in opencodeConfig.model; set it in one place")
+			ps.List.Add("model", "is set both here and in opencodeConfig.model; set it in one place")
 		}
 		if s.Provider != "" && s.Model == "" {
-			ps.add("provider", "is set without model; opencode selects a model as \"provider/model\", so set model too")
+			ps.List.Add("provider", "is set without model; opencode selects a model as \"provider/model\", so set model too")
 		}
 		if s.Provider == "" && s.Model != "" && !strings.Contains(s.Model, "/") {
-			ps.add("model", "%q has no provider; write it as \"provider/model\" (e.g. \"anthropic/claude-sonnet-4-5\") or set provider", s.Model)
+			ps.List.Add("model", "%q has no provider; write it as \"provider/model\" (e.g. \"anthropic/claude-sonnet-4-5\") or set provider", s.Model)
 		}
 		if strings.Contains(s.Provider, "/") {
-			ps.add("provider", "%q contains '/'; give the provider id alone, e.g. \"anthropic\"", s.Provider)
+			ps.List.Add("provider", "%q contains '/'; give the provider id alone, e.g. \"anthropic\"", s.Provider)
 		}
 	}
 
 	// The kernel caps one environment string (MAX_ARG_STRLEN, 128 KiB).
 	if n := len(configContent(s)); n > maxConfigContent {
-		ps.add("opencodeConfig", "composes to %d bytes of JSON; at most %d fit in OPENCODE_CONFIG_CONTENT, which keeps project configs from overriding it", n, maxConfigContent)
+		ps.List.Add("opencodeConfig", "composes to %d bytes of JSON; at most %d fit in OPENCODE_CONFIG_CONTENT, which keeps project configs from overriding it", n, maxConfigContent)
 	}
 
 	for i, p := range s.Sandbox.ReadWritePaths {
 		key := fmt.Sprintf("sandbox.readWritePaths[%d]", i)
 		if checkPath(ps, key, p) && p == "/" {
-			ps.add(key, "is /, which would make the whole host writable to the instance")
+			ps.List.Add(key, "is /, which would make the whole host writable to the instance")
 		}
 	}
 	for i, p := range s.Sandbox.ReadOnlyPaths {
@@ -175,7 +175,7 @@ func (s *Spec) validate(ps *Problems) {
 	for i, p := range s.Sandbox.UnixSockets.Allow {
 		key := fmt.Sprintf("sandbox.unixSockets.allow[%d]", i)
 		if checkPath(ps, key, p) && p == "/" {
-			ps.add(key, "is /, which would allow every socket on the host; list the sockets or their directories")
+			ps.List.Add(key, "is /, which would allow every socket on the host; list the sockets or their directories")
 		}
 	}
 	for i, p := range s.Sandbox.AllowBindPorts {
@@ -190,25 +190,25 @@ func (s *Spec) validate(ps *Problems) {
 		p, err := netip.ParsePrefix(s.NetworkIsolation.Subnet)
 		switch {
 		case err != nil:
-			ps.add(key, "%q is not a CIDR such as 100.100.3.0/30", s.NetworkIsolation.Subnet)
+			ps.List.Add(key, "%q is not a CIDR such as 100.100.3.0/30", s.NetworkIsolation.Subnet)
 		case !p.Addr().Is4() || p.Bits() != 30:
-			ps.add(key, "%q must be an IPv4 /30 (one address for each end of the veth pair)", s.NetworkIsolation.Subnet)
+			ps.List.Add(key, "%q must be an IPv4 /30 (one address for each end of the veth pair)", s.NetworkIsolation.Subnet)
 		case p.Masked() != p:
-			ps.add(key, "%q has host bits set; did you mean %s?", s.NetworkIsolation.Subnet, p.Masked())
+			ps.List.Add(key, "%q has host bits set; did you mean %s?", s.NetworkIsolation.Subnet, p.Masked())
 		}
 	}
 	for i, n := range s.NetworkIsolation.Nameservers {
 		if _, err := netip.ParseAddr(n); err != nil {
-			ps.add(fmt.Sprintf("networkIsolation.nameservers[%d]", i), "%q is not an IP address", n)
+			ps.List.Add(fmt.Sprintf("networkIsolation.nameservers[%d]", i), "%q is not an IP address", n)
 		}
 	}
 	for i, d := range s.NetworkIsolation.OutboundAllowDomains {
 		if _, err := netpolicy.ParseDomain(d); err != nil {
-			ps.add(fmt.Sprintf("networkIsolation.outboundAllowDomains[%d]", i), "%s", err)
+			ps.List.Add(fmt.Sprintf("networkIsolation.outboundAllowDomains[%d]", i), "%s", err)
 		}
 	}
 	if len(s.NetworkIsolation.OutboundAllowDomains) > 0 && s.Listen.Port == 53 {
-		ps.add("listen.port", "is 53, the port of the netns resolver that networkIsolation.outboundAllowDomains needs; choose another")
+		ps.List.Add("listen.port", "is 53, the port of the netns resolver that networkIsolation.outboundAllowDomains needs; choose another")
 	}
 	if s.PreInitScript != "" {
 		checkPath(ps, "preInitScript", s.PreInitScript)
@@ -217,11 +217,11 @@ func (s *Spec) validate(ps *Problems) {
 		checkPath(ps, "postInitScript", s.PostInitScript)
 	}
 	if s.InitScriptTimeout < 1 || s.InitScriptTimeout > 86400 {
-		ps.add("initScriptTimeout", "is %d seconds; use 1 to 86400", s.InitScriptTimeout)
+		ps.List.Add("initScriptTimeout", "is %d seconds; use 1 to 86400", s.InitScriptTimeout)
 	}
 	switch {
 	case len(s.Command) == 0:
-		ps.add("command", "is empty; set it to the opencode executable, e.g. [\"/nix/store/…-opencode/bin/opencode\"]")
+		ps.List.Add("command", "is empty; set it to the opencode executable, e.g. [\"/nix/store/…-opencode/bin/opencode\"]")
 	default:
 		checkPath(ps, "command[0]", s.Command[0])
 	}
@@ -229,10 +229,10 @@ func (s *Spec) validate(ps *Problems) {
 
 func checkAccount(ps *Problems, key, name string) {
 	if !userNameRe.MatchString(name) || len(name) > maxUserNameLen {
-		ps.add(key, "%q is not a valid user or group name (lower-case letters, digits, '-' and '_', at most %d characters)", name, maxUserNameLen)
+		ps.List.Add(key, "%q is not a valid user or group name (lower-case letters, digits, '-' and '_', at most %d characters)", name, maxUserNameLen)
 	}
 	if name == "root" {
-		ps.add(key, "is root; an instance must run as its own unprivileged account such as opencode-<name>")
+		ps.List.Add(key, "is root; an instance must run as its own unprivileged account such as opencode-<name>")
 	}
 }
 
@@ -241,15 +241,15 @@ func checkAccount(ps *Problems, key, name string) {
 func checkPath(ps *Problems, key, p string) bool {
 	switch {
 	case p == "":
-		ps.add(key, "is empty; give an absolute path")
+		ps.List.Add(key, "is empty; give an absolute path")
 	case strings.ContainsAny(p, "\x00\n"):
-		ps.add(key, "%q contains a NUL or newline", p)
+		ps.List.Add(key, "%q contains a NUL or newline", p)
 	case !filepath.IsAbs(p):
-		ps.add(key, "%q is relative; give an absolute path such as %q", p, "/"+strings.TrimPrefix(p, "./"))
+		ps.List.Add(key, "%q is relative; give an absolute path such as %q", p, "/"+strings.TrimPrefix(p, "./"))
 	case hasDotDot(p):
-		ps.add(key, "%q contains '..'; give the path without it", p)
+		ps.List.Add(key, "%q contains '..'; give the path without it", p)
 	case filepath.Clean(p) != p:
-		ps.add(key, "%q is not clean; write it as %q", p, filepath.Clean(p))
+		ps.List.Add(key, "%q is not clean; write it as %q", p, filepath.Clean(p))
 	default:
 		return true
 	}
@@ -267,7 +267,7 @@ func hasDotDot(p string) bool {
 
 func checkPort(ps *Problems, key string, port int) {
 	if port < 1 || port > 65535 {
-		ps.add(key, "is %d; use a port from 1 to 65535", port)
+		ps.List.Add(key, "is %d; use a port from 1 to 65535", port)
 	}
 }
 
@@ -275,11 +275,11 @@ func checkCIDR(ps *Problems, key, c string) {
 	p, err := netip.ParsePrefix(c)
 	switch {
 	case err != nil:
-		ps.add(key, "%q is not a CIDR; write it as address/prefix, e.g. 10.10.0.0/16 or fd00::/8", c)
+		ps.List.Add(key, "%q is not a CIDR; write it as address/prefix, e.g. 10.10.0.0/16 or fd00::/8", c)
 	case p.Addr().Zone() != "":
-		ps.add(key, "%q has a zone; zones cannot be filtered", c)
+		ps.List.Add(key, "%q has a zone; zones cannot be filtered", c)
 	case p.Masked() != p:
-		ps.add(key, "%q has host bits set; did you mean %s?", c, p.Masked())
+		ps.List.Add(key, "%q has host bits set; did you mean %s?", c, p.Masked())
 	}
 }
 
