@@ -2,10 +2,9 @@ package launcher
 
 import (
 	"errors"
-	"fmt"
-	"os/user"
 	"runtime"
-	"strconv"
+
+	"github.com/ocnix/ocnix/internal/account"
 )
 
 // identity is the instance's account, resolved once before setup does
@@ -18,38 +17,19 @@ type identity struct {
 
 func (id identity) owner() *owner { return &owner{uid: id.uid, gid: id.gid} }
 
-// lookupIdentity resolves the instance's user and group with os/user.
+// lookupIdentity resolves the instance's user and group with the rule the
+// sandbox applies too (internal/account): never root's uid or gid.
 func lookupIdentity(userName, groupName string) (identity, error) {
-	u, err := user.Lookup(userName)
-	if err != nil {
-		return identity{}, errorf(ExitNoInput, "user %q: look it up: %w; the Nix module creates it, or create it with useradd --system", userName, err)
+	a, err := account.Lookup(userName, groupName)
+	switch {
+	case errors.Is(err, account.ErrUnknown):
+		return identity{}, errorf(ExitNoInput, "%w; the Nix module creates it, or create it with useradd --system / groupadd --system", err)
+	case errors.Is(err, account.ErrPrivileged):
+		return identity{}, errorf(ExitPermission, "%w", err)
+	case err != nil:
+		return identity{}, err
 	}
-	g, err := user.LookupGroup(groupName)
-	if err != nil {
-		return identity{}, errorf(ExitNoInput, "group %q: look it up: %w; the Nix module creates it, or create it with groupadd --system", groupName, err)
-	}
-	id := identity{user: userName, group: groupName}
-	if id.uid, err = strconv.Atoi(u.Uid); err != nil {
-		return identity{}, fmt.Errorf("user %q: uid %q: %w", userName, u.Uid, err)
-	}
-	if id.gid, err = strconv.Atoi(g.Gid); err != nil {
-		return identity{}, fmt.Errorf("group %q: gid %q: %w", groupName, g.Gid, err)
-	}
-	if id.uid == 0 {
-		return identity{}, errorf(ExitPermission, "user %q has uid 0; an instance must run as its own unprivileged account", userName)
-	}
-	gids, err := u.GroupIds()
-	if err != nil {
-		return identity{}, fmt.Errorf("user %q: list its groups: %w", userName, err)
-	}
-	id.groups = []int{id.gid}
-	for _, s := range gids {
-		n, err := strconv.Atoi(s)
-		if err == nil && n != id.gid {
-			id.groups = append(id.groups, n)
-		}
-	}
-	return id, nil
+	return identity{user: a.User, group: a.Group, uid: a.UID, gid: a.GID, groups: a.Groups}, nil
 }
 
 // errAccessDenied means the kernel said no to the instance's credentials.
