@@ -1,14 +1,13 @@
 package launcher
 
 import (
+	"github.com/ocnix/ocnix/internal/atomicfile"
+
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,10 +23,6 @@ type owner struct {
 	uid, gid int
 }
 
-// tmpMarker is in the name of every temporary file writeFileAt creates, so
-// that sweepTempFiles can find the ones a crash left behind.
-const tmpMarker = ".ocnix-tmp-"
-
 // maxManagedFile bounds what readFileAt reads: every file setup manages is a
 // few KiB, and the instance must not make root read a huge file.
 const maxManagedFile = 1 << 20
@@ -35,60 +30,14 @@ const maxManagedFile = 1 << 20
 // errNotRegular marks a managed path that holds something other than a file.
 var errNotRegular = errors.New("is not a regular file")
 
-// writeFileAt replaces dir/name with data atomically: a temp file in the same
-// directory (O_EXCL, so a planted link is never followed), fsync, rename over
-// name, fsync of the directory. A reader sees the old or the new file, never a
-// half-written one, even after kill -9 or a power cut.
-func writeFileAt(dir *os.File, name string, data []byte, mode os.FileMode, own *owner) (err error) {
-	tmp, err := tempName(name)
-	if err != nil {
-		return err
-	}
-	dfd := int(dir.Fd())
-	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
-	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
-	}
-	f := os.NewFile(uintptr(fd), tmp)
-	defer func() {
-		if err != nil {
-			f.Close()
-			unix.Unlinkat(dfd, tmp, 0)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
+// writeFileAt replaces dir/name atomically (internal/atomicfile), owned by
+// own (nil: whoever writes it).
+func writeFileAt(dir *os.File, name string, data []byte, mode os.FileMode, own *owner) error {
+	uid, gid := atomicfile.KeepOwner, atomicfile.KeepOwner
 	if own != nil {
-		if err := unix.Fchown(fd, own.uid, own.gid); err != nil {
-			return fmt.Errorf("chown %s: %w", tmp, err)
-		}
+		uid, gid = own.uid, own.gid
 	}
-	// The umask may have narrowed the mode given to openat; set it exactly.
-	if err := unix.Fchmod(fd, uint32(mode.Perm())); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := unix.Renameat(dfd, tmp, dfd, name); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp, name, err)
-	}
-	if err := dir.Sync(); err != nil {
-		return fmt.Errorf("fsync directory of %s: %w", name, err)
-	}
-	return nil
-}
-
-func tempName(name string) (string, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("pick a temp name for %s: %w", name, err)
-	}
-	return "." + name + tmpMarker + hex.EncodeToString(b[:]), nil
+	return atomicfile.WriteAt(dir, name, data, mode, uid, gid)
 }
 
 // readFileAt reads dir/name without following a symlink and without blocking
@@ -176,7 +125,7 @@ func sweepTempFiles(dir *os.File) error {
 		return fmt.Errorf("list %s: %w", dir.Name(), err)
 	}
 	for _, n := range names {
-		if strings.HasPrefix(n, ".") && strings.Contains(n, tmpMarker) {
+		if atomicfile.IsTemp(n) {
 			if err := unix.Unlinkat(int(dir.Fd()), n, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 				return fmt.Errorf("remove leftover %s: %w", n, err)
 			}

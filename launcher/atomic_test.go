@@ -1,6 +1,8 @@
 package launcher
 
 import (
+	"github.com/ocnix/ocnix/internal/atomicfile"
+
 	"errors"
 	"os"
 	"path/filepath"
@@ -106,7 +108,7 @@ func TestReadFileAtDoesNotBlockOnAFIFO(t *testing.T) {
 
 func TestSweepTempFilesRemovesOnlyOurLeftovers(t *testing.T) {
 	dir := t.TempDir()
-	for _, n := range []string{".opencode.json" + tmpMarker + "0011", "keep.json", ".keep"} {
+	for _, n := range []string{".opencode.json" + atomicfile.TmpMarker + "0011", "keep.json", ".keep"} {
 		os.WriteFile(filepath.Join(dir, n), nil, 0o600)
 	}
 	if err := sweepTempFiles(openDirT(t, dir)); err != nil {

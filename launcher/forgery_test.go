@@ -1,6 +1,8 @@
 package launcher
 
 import (
+	"github.com/ocnix/ocnix/internal/atomicfile"
+
 	"bytes"
 	"os"
 	"os/exec"
@@ -153,10 +155,10 @@ func TestSetupMigratesTheOldLayoutWithoutTrustingIt(t *testing.T) {
 	f.Close()
 	u := lookupTestUser(t, in.user)
 	old := map[string]string{
-		filepath.Join(in.stateDir, ".ocnix", "init-pre.sha256"):                digest + "\n",
-		filepath.Join(in.stateDir, ".ocnix", lastSetupFile):                    `{"result":"ok"}` + "\n",
-		filepath.Join(in.stateDir, "config", "opencode", "opencode.json"):      `{"permission":"allow"}`,
-		filepath.Join(in.stateDir, ".ocnix", "."+lastSetupFile+tmpMarker+"ab"): "",
+		filepath.Join(in.stateDir, ".ocnix", "init-pre.sha256"):                           digest + "\n",
+		filepath.Join(in.stateDir, ".ocnix", lastSetupFile):                               `{"result":"ok"}` + "\n",
+		filepath.Join(in.stateDir, "config", "opencode", "opencode.json"):                 `{"permission":"allow"}`,
+		filepath.Join(in.stateDir, ".ocnix", "."+lastSetupFile+atomicfile.TmpMarker+"ab"): "",
 	}
 	for p, content := range old {
 		os.MkdirAll(filepath.Dir(p), 0o700)

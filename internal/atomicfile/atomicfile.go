@@ -1,78 +1,107 @@
 // Package atomicfile replaces a file so that a reader, or the next boot
 // after a crash or power cut, sees the old content or the new, never a
-// mix or an empty file.
+// mix or an empty file. It is the one atomic write of ocnix: the launcher's
+// files in directories it opened by fd, and netpolicy's files by path.
 package atomicfile
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
-// WriteFile replaces path with data and mode. The data goes to a temporary
-// file with a random name in the same directory (a rename is atomic only
-// within one file system), which is fsynced before the rename, so the new
-// name never points at blocks not yet on disk; the directory is fsynced
-// after it, so the rename itself survives a power cut. On any failure the
-// temporary file is removed and path is left as it was, except when only
-// the final directory fsync fails: path then already holds data, but the
-// caller learns that it may not survive a crash.
-//
-// The directory must exist. WriteFile follows a symlink in the directory
-// part of path, and replaces (never follows) a symlink at path itself, so
-// it is not for directories that someone less trusted than the caller can
-// write to.
-func WriteFile(path string, data []byte, mode os.FileMode) (err error) {
+// TmpMarker is in the name of every temporary file, so that a sweep can
+// find the ones a crash left behind (IsTemp).
+const TmpMarker = ".ocnix-tmp-"
+
+// IsTemp reports whether name is a temporary file of WriteAt.
+func IsTemp(name string) bool { return strings.HasPrefix(name, ".") && strings.Contains(name, TmpMarker) }
+
+// KeepOwner as uid or gid leaves that id as the creator's.
+const KeepOwner = -1
+
+// WriteAt replaces dir/name with data, mode and owner uid:gid (KeepOwner:
+// the caller's). The data goes to a temporary file with a random name in
+// the same directory, created with O_EXCL|O_NOFOLLOW so that a planted name
+// is never followed, written, chowned, chmodded (the umask would narrow the
+// create mode), fsynced, and renamed over name; then the directory is
+// fsynced, so the rename survives a power cut. renameat replaces a symlink
+// at name, never follows it. On any failure before the rename the temporary
+// file is removed and name is left as it was.
+func WriteAt(dir *os.File, name string, data []byte, mode os.FileMode, uid, gid int) (err error) {
+	tmp, err := tempName(name)
+	if err != nil {
+		return err
+	}
+	dfd := int(dir.Fd())
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	renamed := false
+	defer func() {
+		if err != nil && !renamed {
+			f.Close() // a second Close returns an error and does nothing
+			unix.Unlinkat(dfd, tmp, 0)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if uid != KeepOwner || gid != KeepOwner {
+		if err := unix.Fchown(fd, uid, gid); err != nil {
+			return fmt.Errorf("chown %s: %w", tmp, err)
+		}
+	}
+	if err := unix.Fchmod(fd, uint32(mode.Perm())); err != nil {
+		return fmt.Errorf("chmod %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := unix.Renameat(dfd, tmp, dfd, name); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", tmp, name, err)
+	}
+	renamed = true
+	if err := dir.Sync(); err != nil {
+		return fmt.Errorf("fsync the directory of %s: %w", name, err)
+	}
+	return nil
+}
+
+// WriteFile is WriteAt for a path, owned by the caller. The directory must
+// exist; a symlink in the directory part of path is followed, so it is not
+// for directories that someone less trusted than the caller can write to
+// (open those by fd and use WriteAt).
+func WriteFile(path string, data []byte, mode os.FileMode) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	// CreateTemp opens with O_EXCL and mode 0600: nobody can read the
-	// partial file, and a planted name is never followed.
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	d, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	tmp := f.Name()
-	renamed := false
-	defer func() {
-		if err == nil {
-			return
-		}
-		if !renamed {
-			f.Close() // a second Close returns an error and does nothing
-			os.Remove(tmp)
-		}
-		err = fmt.Errorf("write %s: %w", path, err)
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
+	defer d.Close()
+	if err := WriteAt(d, base, data, mode, KeepOwner, KeepOwner); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	// Chmod, not the mode of the create: the umask would narrow that.
-	if err := f.Chmod(mode.Perm()); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	renamed = true
-	return syncDir(dir)
+	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+func tempName(name string) (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("pick a temp name for %s: %w", name, err)
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return "." + name + TmpMarker + hex.EncodeToString(b[:]), nil
 }
