@@ -1,14 +1,13 @@
 package launcher
 
 import (
-	"github.com/ocnix/ocnix/internal/atomicfile"
-
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/ocnix/ocnix/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 

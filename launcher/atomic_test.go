@@ -1,8 +1,6 @@
 package launcher
 
 import (
-	"github.com/ocnix/ocnix/internal/atomicfile"
-
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/atomicfile"
 )
 
 func openDirT(t *testing.T, p string) *os.File {

@@ -1,14 +1,14 @@
 package launcher
 
 import (
-	"github.com/ocnix/ocnix/internal/atomicfile"
-
 	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ocnix/ocnix/internal/atomicfile"
 )
 
 // The instance is hostile and owns stateDir. These tests forge, from inside
