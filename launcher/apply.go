@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ocnix/ocnix/internal/envfile"
 	"github.com/ocnix/ocnix/netpolicy"
 	"github.com/ocnix/ocnix/sandbox"
 	"golang.org/x/sys/unix"
@@ -43,7 +44,7 @@ type applier interface {
 	checkCaller(p *Plan) error
 	lastSetup(l Layout) (failed bool, why string, err error)
 	stateReady(l Layout) error
-	readEnvFile(path string) ([]EnvVar, error)
+	readEnvFile(path string) ([]envfile.Var, error)
 	readConfig(f FileStep) ([]byte, error)
 	enterNetwork(np netpolicy.Plan) error
 	privateProc() error
@@ -232,14 +233,14 @@ func (h *hostApplier) writeFile(f FileStep, id identity) (bool, error) {
 	return changed, nil
 }
 
-func (h *hostApplier) checkCaller(p *Plan) error                 { return checkCaller(p) }
-func (h *hostApplier) lastSetup(l Layout) (bool, string, error)  { return lastSetupFailed(l) }
-func (h *hostApplier) readEnvFile(path string) ([]EnvVar, error) { return ReadEnvFile(path) }
-func (h *hostApplier) readConfig(f FileStep) ([]byte, error)     { return readPrivateFile(f.Path) }
-func (h *hostApplier) enterNetwork(np netpolicy.Plan) error      { return enterNetwork(np) }
-func (h *hostApplier) probeResolver(np netpolicy.Plan) error     { return netpolicy.ProbeResolverHere(np) }
-func (h *hostApplier) teardownNetwork(np netpolicy.Plan) error   { return netpolicy.Teardown(np) }
-func (h *hostApplier) stateReady(l Layout) error                 { _, err := os.Stat(l.Tmp); return err }
+func (h *hostApplier) checkCaller(p *Plan) error                      { return checkCaller(p) }
+func (h *hostApplier) lastSetup(l Layout) (bool, string, error)       { return lastSetupFailed(l) }
+func (h *hostApplier) readEnvFile(path string) ([]envfile.Var, error) { return envfile.Read(path) }
+func (h *hostApplier) readConfig(f FileStep) ([]byte, error)          { return readPrivateFile(f.Path) }
+func (h *hostApplier) enterNetwork(np netpolicy.Plan) error           { return enterNetwork(np) }
+func (h *hostApplier) probeResolver(np netpolicy.Plan) error          { return netpolicy.ProbeResolverHere(np) }
+func (h *hostApplier) teardownNetwork(np netpolicy.Plan) error        { return netpolicy.Teardown(np) }
+func (h *hostApplier) stateReady(l Layout) error                      { _, err := os.Stat(l.Tmp); return err }
 func (h *hostApplier) start(ctx context.Context, sp sandbox.Plan, cmd sandbox.Command, log *slog.Logger) (int, error) {
 	return sandbox.Run(ctx, sp, cmd, log)
 }

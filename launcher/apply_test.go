@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ocnix/ocnix/internal/envfile"
 	"github.com/ocnix/ocnix/netpolicy"
 	"github.com/ocnix/ocnix/sandbox"
 )
@@ -40,7 +41,7 @@ type recorder struct {
 	failCheck    string            // key of a PathCheck that fails
 	setupFailed  string            // non-empty: the last setup failed with this
 	onDisk       []byte            // opencode.json as run would read it
-	envFile      []EnvVar
+	envFile      []envfile.Var
 	records      []string
 }
 
@@ -126,7 +127,7 @@ func (r *recorder) lastSetup(Layout) (bool, string, error) {
 	return r.setupFailed != "", r.setupFailed, nil
 }
 func (r *recorder) stateReady(Layout) error { r.call("state ready"); return nil }
-func (r *recorder) readEnvFile(path string) ([]EnvVar, error) {
+func (r *recorder) readEnvFile(path string) ([]envfile.Var, error) {
 	r.call("env file %s", path)
 	return r.envFile, nil
 }
@@ -340,7 +341,7 @@ func TestRunStartsThePlan(t *testing.T) {
 	r := newRecorder()
 	cfg, _ := p.Setup.configFile()
 	r.onDisk = cfg.Content
-	r.envFile = []EnvVar{{Name: "OPENCODE_SERVER_PASSWORD", Value: "s3cret"}}
+	r.envFile = []envfile.Var{{Name: "OPENCODE_SERVER_PASSWORD", Value: "s3cret"}}
 	var ce *childExit
 	if err := runPlan(context.Background(), r, p, false, slog.New(slog.NewTextHandler(io.Discard, nil))); !errors.As(err, &ce) || ce.code != 0 {
 		t.Fatalf("run = %v, want the server's exit 0", err)

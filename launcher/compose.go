@@ -3,12 +3,14 @@ package launcher
 import (
 	"encoding/json"
 
-	"github.com/ocnix/ocnix/netpolicy"
-	"github.com/ocnix/ocnix/sandbox"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ocnix/ocnix/internal/envfile"
+	"github.com/ocnix/ocnix/netpolicy"
+	"github.com/ocnix/ocnix/sandbox"
 )
 
 // Layout is where an instance keeps its state. Everything opencode writes lives
@@ -125,7 +127,7 @@ func BaseEnv(s *Spec, h Host) []EnvEntry {
 
 // WithEnvFile layers environmentFile assignments over env. Reserved names are
 // refused: a secrets file must not be able to move HOME out of the sandbox.
-func WithEnvFile(env []EnvEntry, vars []EnvVar, path string) ([]EnvEntry, error) {
+func WithEnvFile(env []EnvEntry, vars []envfile.Var, path string) ([]EnvEntry, error) {
 	for _, v := range vars {
 		if owner, ok := reservedEnv[v.Name]; ok {
 			return nil, &envFileReservedError{path: path, line: v.Line, name: v.Name, owner: owner}
@@ -144,7 +146,7 @@ func (e *envFileReservedError) Error() string {
 	return "environmentFile " + e.path + ": line " + strconv.Itoa(e.line) + ": " + e.name + " is set by the launcher from " + e.owner + " and cannot be overridden"
 }
 
-func (e *envFileReservedError) Unwrap() error { return ErrEnvFile }
+func (e *envFileReservedError) Unwrap() error { return envfile.ErrFile }
 
 func setEnv(env []EnvEntry, e EnvEntry) []EnvEntry {
 	for i := range env {

@@ -38,19 +38,3 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
-
-func FuzzParseEnvFile(f *testing.F) {
-	f.Add("A=1\nB='x'\"y\"\n# c\n")
-	f.Add("A=\"unterminated\n")
-	f.Fuzz(func(t *testing.T, in string) {
-		vars, err := ParseEnvFile(in)
-		if err != nil {
-			return
-		}
-		for _, v := range vars {
-			if !envNameRe.MatchString(v.Name) {
-				t.Fatalf("invalid name accepted: %q", v.Name)
-			}
-		}
-	})
-}

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/ocnix/ocnix/internal/envfile"
 )
 
 func requireRoot(t *testing.T) {
@@ -78,7 +80,7 @@ func plainScriptCmd(p *Plan, _ string, script string) (*exec.Cmd, error) {
 	}
 	env := p.Env
 	if p.EnvironmentFile != "" {
-		vars, err := ReadEnvFile(p.EnvironmentFile)
+		vars, err := envfile.Read(p.EnvironmentFile)
 		if err != nil {
 			return nil, err
 		}

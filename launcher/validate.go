@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/ocnix/ocnix/internal/envfile"
 	"github.com/ocnix/ocnix/netpolicy"
 )
 
@@ -16,7 +17,6 @@ var (
 	instanceNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	// userNameRe is the portable user name shape (useradd's default NAME_REGEX).
 	userNameRe = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
-	envNameRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // reservedEnv are set by the launcher so that the instance's view of HOME, the
@@ -114,7 +114,7 @@ func (s *Spec) validate(ps *Problems) {
 
 	for k, v := range s.Environment {
 		key := "environment." + k
-		if !envNameRe.MatchString(k) {
+		if !envfile.NameRe.MatchString(k) {
 			ps.List.Add(key, "is not a valid variable name; use letters, digits and '_', not starting with a digit")
 		} else if owner, ok := reservedEnv[k]; ok {
 			ps.List.Add(key, "is set by the launcher from %s and cannot be overridden", owner)

@@ -20,7 +20,9 @@ import (
 const TmpMarker = ".ocnix-tmp-"
 
 // IsTemp reports whether name is a temporary file of WriteAt.
-func IsTemp(name string) bool { return strings.HasPrefix(name, ".") && strings.Contains(name, TmpMarker) }
+func IsTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, TmpMarker)
+}
 
 // KeepOwner as uid or gid leaves that id as the creator's.
 const KeepOwner = -1

@@ -1,41 +1,49 @@
-package launcher
+// Package envfile reads systemd EnvironmentFile= syntax, for
+// environmentFile: the values are secrets, so every error names the file
+// and line, never a value.
+package envfile
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 )
 
-// EnvVar is one assignment from an environment file, with the line it came from.
-type EnvVar struct {
+// NameRe is what a variable name may be, in an environment file and in the
+// spec's environment alike.
+var NameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Var is one assignment from an environment file, with the line it came from.
+type Var struct {
 	Name  string
 	Value string
 	Line  int
 }
 
-// ErrEnvFile marks a problem with environmentFile: missing, unreadable or malformed.
-var ErrEnvFile = errors.New("environmentFile")
+// ErrFile marks a problem with environmentFile: missing, unreadable or malformed.
+var ErrFile = errors.New("environmentFile")
 
-// ReadEnvFile reads an environment file with systemd's EnvironmentFile= syntax.
+// Read reads an environment file with systemd's EnvironmentFile= syntax.
 // It is read at run time only: its values are secrets and never enter the Nix
 // store, logs or explain output. Errors name the file and line, never a value.
-func ReadEnvFile(path string) ([]EnvVar, error) {
+func Read(path string) ([]Var, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w %s does not exist; create it or set environmentFile to null: %w", ErrEnvFile, path, err)
+			return nil, fmt.Errorf("%w %s does not exist; create it or set environmentFile to null: %w", ErrFile, path, err)
 		}
-		return nil, fmt.Errorf("%w %s cannot be read (it must be readable by the user that starts the launcher): %w", ErrEnvFile, path, err)
+		return nil, fmt.Errorf("%w %s cannot be read (it must be readable by the user that starts the launcher): %w", ErrFile, path, err)
 	}
-	vars, err := ParseEnvFile(string(data))
+	vars, err := Parse(string(data))
 	if err != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrEnvFile, path, err)
+		return nil, fmt.Errorf("%w %s: %w", ErrFile, path, err)
 	}
 	return vars, nil
 }
 
-// ParseEnvFile parses systemd EnvironmentFile= syntax, as systemd's
+// Parse parses systemd EnvironmentFile= syntax, as systemd's
 // parse_env_file does:
 //   - blank lines and lines starting with '#' or ';' are ignored;
 //   - KEY=VALUE, whitespace around the key and before the value is skipped;
@@ -49,7 +57,7 @@ func ReadEnvFile(path string) ([]EnvVar, error) {
 // without '=', an invalid variable name, "export KEY=…" and an unterminated
 // quote are errors, because a secret that is silently dropped is worse than a
 // service that refuses to start with the line number in the message.
-func ParseEnvFile(text string) ([]EnvVar, error) {
+func Parse(text string) ([]Var, error) {
 	p := envParser{src: text, line: 1}
 	return p.parse()
 }
@@ -71,8 +79,8 @@ func (p *envParser) next() byte {
 	return c
 }
 
-func (p *envParser) parse() ([]EnvVar, error) {
-	var out []EnvVar
+func (p *envParser) parse() ([]Var, error) {
+	var out []Var
 	for !p.eof() {
 		// Skip leading whitespace and blank lines.
 		c := p.src[p.pos]
@@ -92,14 +100,14 @@ func (p *envParser) parse() ([]EnvVar, error) {
 		if k, found := strings.CutPrefix(key, "export "); found {
 			return nil, fmt.Errorf("line %d uses 'export', which systemd does not understand; write %s=… without it", start, clip(strings.TrimSpace(k)))
 		}
-		if !envNameRe.MatchString(key) {
+		if !NameRe.MatchString(key) {
 			return nil, fmt.Errorf("line %d: the variable name is not valid (the text is not shown: it may be a secret); use letters, digits and '_', not starting with a digit", start)
 		}
 		val, err := p.readValue()
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %s: %w", start, key, err)
 		}
-		out = append(out, EnvVar{Name: key, Value: val, Line: start})
+		out = append(out, Var{Name: key, Value: val, Line: start})
 	}
 	return out, nil
 }

@@ -1,9 +1,6 @@
-package launcher
+package envfile
 
 import (
-	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -37,7 +34,7 @@ func TestParseEnvFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			vars, err := ParseEnvFile(tt.in)
+			vars, err := Parse(tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,7 +59,7 @@ func TestParseEnvFileErrorsNameLineButNotValue(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseEnvFile(tt.in)
+			_, err := Parse(tt.in)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
@@ -70,23 +67,5 @@ func TestParseEnvFileErrorsNameLineButNotValue(t *testing.T) {
 				t.Errorf("error leaks the value: %v", err)
 			}
 		})
-	}
-}
-
-func TestReadEnvFileMissingNamesPath(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "nope.env")
-	_, err := ReadEnvFile(p)
-	if !errors.Is(err, ErrEnvFile) || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), p) {
-		t.Fatalf("err = %v", err)
-	}
-	if ExitCode(err) != ExitConfig {
-		t.Errorf("exit code %d", ExitCode(err))
-	}
-}
-
-func TestEnvFileCannotOverrideReserved(t *testing.T) {
-	_, err := WithEnvFile(nil, []EnvVar{{Name: "HOME", Value: "/root", Line: 3}}, "/run/s.env")
-	if err == nil || !strings.Contains(err.Error(), "line 3: HOME") || !errors.Is(err, ErrEnvFile) {
-		t.Fatalf("err = %v", err)
 	}
 }
