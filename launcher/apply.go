@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ocnix/ocnix/internal/childproc"
 	"github.com/ocnix/ocnix/internal/envfile"
+	"github.com/ocnix/ocnix/internal/setuplock"
 	"github.com/ocnix/ocnix/netpolicy"
 	"github.com/ocnix/ocnix/sandbox"
 	"golang.org/x/sys/unix"
@@ -36,7 +38,7 @@ type applier interface {
 	readStamp(sc InitScript) (string, error)
 	removeStamp(phase string) error
 	writeStamp(phase, digest string) error
-	runScript(ctx context.Context, p *Plan, sc InitScript) (childResult, []string, error)
+	runScript(ctx context.Context, p *Plan, sc InitScript) (childproc.Result, []string, error)
 	writeFile(f FileStep, id identity) (changed bool, err error)
 	close()
 
@@ -74,7 +76,7 @@ func newHostApplier(configPath string, log *slog.Logger, stderr io.Writer) *host
 		log:        log,
 		stderr:     stderr,
 		configPath: configPath,
-		lockDir:    defaultLockDir,
+		lockDir:    setuplock.DefaultDir,
 		scriptCmd:  launcherScriptCmd,
 		net:        applyNetwork,
 		now:        time.Now,
@@ -93,7 +95,7 @@ func (h *hostApplier) lookup(user, group string) (identity, error) {
 }
 
 func (h *hostApplier) lock(ctx context.Context, instance string, wait time.Duration) (func(), error) {
-	l, err := acquireLock(ctx, h.lockDir, instance, wait, h.log)
+	l, err := setuplock.Acquire(ctx, h.lockDir, instance, wait, h.log)
 	if err != nil {
 		return nil, err
 	}
@@ -209,14 +211,14 @@ func (h *hostApplier) writeStamp(phase, digest string) error {
 	return err
 }
 
-func (h *hostApplier) runScript(ctx context.Context, p *Plan, sc InitScript) (childResult, []string, error) {
+func (h *hostApplier) runScript(ctx context.Context, p *Plan, sc InitScript) (childproc.Result, []string, error) {
 	cmd, err := h.scriptCmd(p, h.configPath, sc.Path)
 	if err != nil {
-		return childResult{}, nil, err
+		return childproc.Result{}, nil, err
 	}
-	tail := newTailBuffer(tailLines)
-	out := io.MultiWriter(tail, &prefixWriter{w: h.stderr, prefix: "init-" + sc.Phase + "| "})
-	res, err := runChild(ctx, cmd, sc.timeout(), out)
+	tail := childproc.NewTailBuffer(childproc.TailLines)
+	out := io.MultiWriter(tail, &childproc.PrefixWriter{W: h.stderr, Prefix: "init-" + sc.Phase + "| "})
+	res, err := childproc.Run(ctx, cmd, sc.timeout(), out)
 	return res, tail.Lines(), err
 }
 

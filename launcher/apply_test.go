@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ocnix/ocnix/internal/childproc"
 	"github.com/ocnix/ocnix/internal/envfile"
 	"github.com/ocnix/ocnix/netpolicy"
 	"github.com/ocnix/ocnix/sandbox"
@@ -105,9 +106,9 @@ func (r *recorder) writeStamp(phase, digest string) error {
 	r.call("write stamp %s", phase)
 	return nil
 }
-func (r *recorder) runScript(_ context.Context, _ *Plan, sc InitScript) (childResult, []string, error) {
+func (r *recorder) runScript(_ context.Context, _ *Plan, sc InitScript) (childproc.Result, []string, error) {
 	r.call("run %s %s", sc.Phase, sc.Path)
-	return childResult{status: r.scriptStatus[sc.Phase]}, []string{"output of " + sc.Phase}, nil
+	return childproc.Result{Status: r.scriptStatus[sc.Phase]}, []string{"output of " + sc.Phase}, nil
 }
 func (r *recorder) writeFile(f FileStep, _ identity) (bool, error) {
 	r.files = append(r.files, f)

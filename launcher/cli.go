@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 
 	"github.com/alecthomas/kong"
+	"github.com/ocnix/ocnix/internal/logging"
 	"github.com/ocnix/ocnix/netpolicy"
 	"github.com/ocnix/ocnix/sandbox"
 )
@@ -42,7 +43,7 @@ func (g *Globals) logger(instance string) *slog.Logger {
 	if g.Verbose {
 		lvl = slog.LevelDebug
 	}
-	return NewLogger(g.stderr, instance, lvl)
+	return logging.New(g.stderr, instance, lvl)
 }
 
 // CLI is opencode-launcher's command line (DESIGN.md, "The CLI").

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/childproc"
 )
 
 // Init scripts run as the instance user inside exactly the server's sandbox,
@@ -96,13 +98,13 @@ func launcherScriptCmd(_ *Plan, configPath, script string) (*exec.Cmd, error) {
 // the instance can read, so it holds no output.
 type scriptError struct {
 	script  InitScript
-	result  childResult
+	result  childproc.Result
 	timeout time.Duration
 	tail    []string
 }
 
 func (e *scriptError) reason() string {
-	if e.result.timedOut {
+	if e.result.TimedOut {
 		return fmt.Sprintf("%s %s did not finish within initScriptTimeout (%s) and was killed", e.script.Key, e.script.Path, e.timeout)
 	}
 	return fmt.Sprintf("%s %s %s", e.script.Key, e.script.Path, e.result)
@@ -177,7 +179,7 @@ func (st *setup) runInitScript(ctx context.Context, phase string) error {
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", sc.Key, sc.Path, err)
 	}
-	if res.timedOut || res.status != 0 {
+	if res.TimedOut || res.Status != 0 {
 		return withCode(ExitInitScript, &scriptError{script: sc, result: res, timeout: sc.timeout(), tail: tail})
 	}
 	if err := sys.writeStamp(phase, sc.Digest); err != nil {

@@ -3,6 +3,8 @@ package launcher
 import (
 	"strings"
 	"testing"
+
+	"github.com/ocnix/ocnix/internal/childproc"
 )
 
 func TestStampDecision(t *testing.T) {
@@ -73,7 +75,7 @@ func TestParseStampRejectsMalformed(t *testing.T) {
 func TestScriptErrorNamesStatusAndTail(t *testing.T) {
 	e := &scriptError{
 		script: InitScript{Phase: "pre", Key: "preInitScript", Path: "/s/pre"},
-		result: childResult{status: 3},
+		result: childproc.Result{Status: 3},
 		tail:   []string{"line a", "line b"},
 	}
 	msg := e.Error()

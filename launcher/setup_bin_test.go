@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/setuplock"
 )
 
 // These tests drive the built opencode-launcher, so init scripts go through
@@ -39,7 +41,7 @@ func (in *testInstance) launcher(args ...string) (int, string) {
 func binInstance(t *testing.T) *testInstance {
 	t.Helper()
 	in := newTestInstance(t) // skips without root
-	t.Cleanup(func() { os.Remove(filepath.Join(defaultLockDir, in.name+".lock")) })
+	t.Cleanup(func() { os.Remove(filepath.Join(setuplock.DefaultDir, in.name+".lock")) })
 	return in
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ocnix/ocnix/internal/childproc"
 )
 
 // counterScript appends word to directory/counter, so a test can count runs.
@@ -143,7 +144,7 @@ echo pre >> %s`, flag, filepath.Join(in.dir, "counter")))
 		}
 	}
 	if strings.Contains(msg, "out line 10\n") {
-		t.Errorf("error holds more than the last %d lines:\n%s", tailLines, msg)
+		t.Errorf("error holds more than the last %d lines:\n%s", childproc.TailLines, msg)
 	}
 	s, _ := LoadFile(in.specPath)
 	l := LayoutFor(s)

@@ -13,12 +13,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ocnix/ocnix/internal/envfile"
+	"github.com/ocnix/ocnix/internal/logging"
 )
 
 func requireRoot(t *testing.T) {
@@ -37,7 +40,7 @@ func testSetup(s *Spec, specPath, lockDir string, out io.Writer) (*setup, error)
 	if err != nil {
 		return nil, err
 	}
-	log := NewLogger(out, s.Name, slog.LevelDebug)
+	log := logging.New(out, s.Name, slog.LevelDebug)
 	h := testApplier(specPath, lockDir, out)
 	h.log = log
 	return &setup{plan: p, sys: h, log: log}, nil
@@ -45,7 +48,7 @@ func testSetup(s *Spec, specPath, lockDir string, out io.Writer) (*setup, error)
 
 // testApplier is the host applier with plainScriptCmd and no network.
 func testApplier(specPath, lockDir string, out io.Writer) *hostApplier {
-	h := newHostApplier(specPath, NewLogger(out, "test", slog.LevelDebug), out)
+	h := newHostApplier(specPath, logging.New(out, "test", slog.LevelDebug), out)
 	h.lockDir = lockDir
 	h.scriptCmd = plainScriptCmd
 	h.net = nil
@@ -307,4 +310,26 @@ func grepTree(t *testing.T, root, needle string) []string {
 		return nil
 	})
 	return hits
+}
+
+// alive reports whether pid still runs (a zombie counts as gone).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("pid %d survived", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

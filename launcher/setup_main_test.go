@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/ocnix/ocnix/internal/setuplock"
 )
 
 // Environment of the setup helper process (see TestMain): a test re-executes
@@ -23,7 +25,7 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(helperSpecEnv); spec != "" {
 		os.Exit(setupHelperMain(spec, os.Getenv(helperLockEnv)))
 	}
-	_, err := os.Stat(defaultLockDir)
+	_, err := os.Stat(setuplock.DefaultDir)
 	lockDirExisted := err == nil
 	// The private dirs live in the production place; remove what the tests
 	// created (each test removes its own instance's dir).
@@ -41,7 +43,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(binDir)
 	}
 	if !lockDirExisted {
-		os.Remove(defaultLockDir) // only if the tests left it empty
+		os.Remove(setuplock.DefaultDir) // only if the tests left it empty
 	}
 	os.Exit(code)
 }

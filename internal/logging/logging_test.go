@@ -1,4 +1,4 @@
-package launcher
+package logging
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 
 func TestLoggerCarriesInstanceOnce(t *testing.T) {
 	var buf bytes.Buffer
-	l := NewLogger(&buf, "web", slog.LevelInfo)
+	l := New(&buf, "web", slog.LevelInfo)
 	l.Info("denied", "instance", "web", "path", "/run/x.sock")
 	l.With("k", "v").Warn("other")
 	l.Debug("hidden")
@@ -32,19 +32,5 @@ func TestSyslogPriorities(t *testing.T) {
 		if got := syslogPriority(lvl); got != want {
 			t.Errorf("priority(%v) = %d, want %d", lvl, got, want)
 		}
-	}
-}
-
-func TestPrintableEscapesTerminalAndLogInjection(t *testing.T) {
-	in := "ok\n<0>opencode-launcher: FORGED\x1b]0;pwned\x07 done"
-	got := printable(in, 300)
-	if strings.ContainsAny(got, "\n\x1b\x07") {
-		t.Errorf("printable(%q) = %q still holds control characters", in, got)
-	}
-	if !strings.Contains(got, `\n<0>opencode-launcher: FORGED\x1b]0;pwned\a done`) {
-		t.Errorf("printable(%q) = %q", in, got)
-	}
-	if got := printable(strings.Repeat("a", 500), 10); got != "aaaaaaaaaa…" {
-		t.Errorf("cap: %q", got)
 	}
 }

@@ -1,29 +1,33 @@
-package launcher
+// Package setuplock is the per-instance setup lock: one flock(2)ed file per
+// instance in a root-only directory under /run.
+package setuplock
 
 import (
 	"context"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/exitcode"
 )
 
 func TestLockSerialisesOneInstanceOnly(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	a, err := acquireLock(ctx, dir, "alpha", time.Second, nil)
+	a, err := Acquire(ctx, dir, "alpha", time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err = acquireLock(ctx, dir, "alpha", 300*time.Millisecond, nil)
-	if ExitCode(err) != ExitTempFail {
-		t.Fatalf("second lock of alpha = %v (exit %d), want exit %d", err, ExitCode(err), ExitTempFail)
+	_, err = Acquire(ctx, dir, "alpha", 300*time.Millisecond, nil)
+	if code, _ := exitcode.Of(err); code != exitcode.TempFail {
+		t.Fatalf("second lock of alpha = %v (exit %d), want exit %d", err, code, exitcode.TempFail)
 	}
 	if waited := time.Since(start); waited < 300*time.Millisecond {
 		t.Errorf("gave up after %v, before its wait of 300ms", waited)
 	}
 
-	b, err := acquireLock(ctx, dir, "beta", 0, nil)
+	b, err := Acquire(ctx, dir, "beta", 0, nil)
 	if err != nil {
 		t.Fatalf("another instance's lock must not wait: %v", err)
 	}
@@ -31,7 +35,7 @@ func TestLockSerialisesOneInstanceOnly(t *testing.T) {
 
 	got := make(chan error, 1)
 	go func() {
-		l, err := acquireLock(ctx, dir, "alpha", 5*time.Second, nil)
+		l, err := Acquire(ctx, dir, "alpha", 5*time.Second, nil)
 		if err == nil {
 			l.Release()
 		}
@@ -49,7 +53,7 @@ func TestLockDirMustNotBeWritableByOthers(t *testing.T) {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := acquireLock(context.Background(), dir, "alpha", 0, nil); err == nil {
+	if _, err := Acquire(context.Background(), dir, "alpha", 0, nil); err == nil {
 		t.Error("lock in a world-writable directory was accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package launcher
+package childproc
 
 import (
 	"bytes"
@@ -7,24 +7,24 @@ import (
 	"sync"
 )
 
-// tailLines is how many lines of a failed script's output go into the error.
-const tailLines = 20
+// TailLines is how many lines of a failed script's output go into the error.
+const TailLines = 20
 
 // maxTailLine clips each kept line, so that a script printing one huge line
 // cannot blow up the error message or the journal.
 const maxTailLine = 512
 
-// tailBuffer is an io.Writer that keeps only the last n lines written to it.
-type tailBuffer struct {
+// TailBuffer is an io.Writer that keeps only the last n lines written to it.
+type TailBuffer struct {
 	mu      sync.Mutex
 	n       int
 	lines   []string
 	partial []byte
 }
 
-func newTailBuffer(n int) *tailBuffer { return &tailBuffer{n: n} }
+func NewTailBuffer(n int) *TailBuffer { return &TailBuffer{n: n} }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+func (t *TailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	rest := p
@@ -54,7 +54,7 @@ func appendClipped(dst, src []byte) []byte {
 	return append(dst, src...)
 }
 
-func (t *tailBuffer) push(line string) {
+func (t *TailBuffer) push(line string) {
 	if len(line) > maxTailLine {
 		line = line[:maxTailLine] + "…"
 	}
@@ -66,7 +66,7 @@ func (t *tailBuffer) push(line string) {
 }
 
 // Lines returns the kept lines, including an unterminated last line.
-func (t *tailBuffer) Lines() []string {
+func (t *TailBuffer) Lines() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := append([]string(nil), t.lines...)
@@ -79,22 +79,22 @@ func (t *tailBuffer) Lines() []string {
 	return out
 }
 
-// prefixWriter writes each line to w with a prefix, so that script output in
+// PrefixWriter writes each line to w with a prefix, so that script output in
 // the journal says which script printed it.
-type prefixWriter struct {
+type PrefixWriter struct {
 	mu     sync.Mutex
-	w      io.Writer
-	prefix string
+	W      io.Writer
+	Prefix string
 	midway bool
 }
 
-func (pw *prefixWriter) Write(p []byte) (int, error) {
+func (pw *PrefixWriter) Write(p []byte) (int, error) {
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
 	var b bytes.Buffer
 	for _, c := range p {
 		if !pw.midway {
-			b.WriteString(pw.prefix)
+			b.WriteString(pw.Prefix)
 			pw.midway = true
 		}
 		b.WriteByte(c)
@@ -102,7 +102,7 @@ func (pw *prefixWriter) Write(p []byte) (int, error) {
 			pw.midway = false
 		}
 	}
-	if _, err := pw.w.Write(b.Bytes()); err != nil {
+	if _, err := pw.W.Write(b.Bytes()); err != nil {
 		return 0, err
 	}
 	return len(p), nil

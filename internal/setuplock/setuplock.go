@@ -1,4 +1,6 @@
-package launcher
+// Package setuplock is the per-instance setup lock: one flock(2)ed file per
+// instance in a root-only directory under /run.
+package setuplock
 
 import (
 	"context"
@@ -9,10 +11,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ocnix/ocnix/internal/exitcode"
 	"golang.org/x/sys/unix"
 )
 
-// defaultLockDir holds one lock file per instance. It is under /run, not
+// DefaultDir holds one lock file per instance. It is under /run, not
 // stateDir, because:
 //   - only root can reach it: in stateDir the instance could hold the flock
 //     forever (blocking every setup) or swap the file for a symlink;
@@ -22,20 +25,20 @@ import (
 // Under systemd with ProtectSystem=strict the setup unit needs /run/opencode
 // writable (ReadWritePaths or RuntimeDirectory=opencode with
 // RuntimeDirectoryPreserve=yes).
-const defaultLockDir = "/run/opencode"
+const DefaultDir = "/run/opencode"
 
 // lockPoll is how often a waiting setup retries the lock.
 const lockPoll = 100 * time.Millisecond
 
-// instanceLock is the exclusive per-instance setup lock.
-type instanceLock struct {
+// Lock is the exclusive per-instance setup lock.
+type Lock struct {
 	f *os.File
 }
 
-// acquireLock takes the lock of instance name in dir, waiting at most wait.
+// Acquire takes the lock of instance name in dir, waiting at most wait.
 // Giving up is ExitTempFail: the other setup is still working, try later.
-func acquireLock(ctx context.Context, dir, name string, wait time.Duration, log *slog.Logger) (*instanceLock, error) {
-	if err := ensureLockDir(dir); err != nil {
+func Acquire(ctx context.Context, dir, name string, wait time.Duration, log *slog.Logger) (*Lock, error) {
+	if err := ensureDir(dir); err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dir, name+".lock")
@@ -51,7 +54,7 @@ func acquireLock(ctx context.Context, dir, name string, wait time.Duration, log 
 	for {
 		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			return &instanceLock{f: f}, nil
+			return &Lock{f: f}, nil
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			f.Close()
@@ -59,7 +62,7 @@ func acquireLock(ctx context.Context, dir, name string, wait time.Duration, log 
 		}
 		if !time.Now().Before(deadline) {
 			f.Close()
-			return nil, errorf(ExitTempFail, "lock %s: another setup of this instance still holds it after %s; try again when it has finished", path, wait)
+			return nil, exitcode.Errorf(exitcode.TempFail, "lock %s: another setup of this instance still holds it after %s; try again when it has finished", path, wait)
 		}
 		if !logged && log != nil {
 			log.Info("waiting for another setup of this instance to finish", "lock", path, "maxWait", wait.String())
@@ -76,13 +79,13 @@ func acquireLock(ctx context.Context, dir, name string, wait time.Duration, log 
 
 // Release drops the lock. The file stays: unlinking a lock file races with a
 // waiter that already opened it, which would then lock a detached inode.
-func (l *instanceLock) Release() error {
+func (l *Lock) Release() error {
 	return l.f.Close()
 }
 
-// ensureLockDir creates dir (0700) and checks that only the caller, usually
+// ensureDir creates dir (0700) and checks that only the caller, usually
 // root, can change it, so that no one can plant a lock file or symlink there.
-func ensureLockDir(dir string) error {
+func ensureDir(dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create lock directory %s: %w", dir, err)
 	}

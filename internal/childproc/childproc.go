@@ -1,4 +1,7 @@
-package launcher
+// Package childproc runs a process (an init script) in its own process
+// group with a timeout, and keeps the tail of its output for the error
+// message.
+package childproc
 
 import (
 	"context"
@@ -12,34 +15,34 @@ import (
 	"time"
 )
 
-// childResult is how an init script's process ended.
-type childResult struct {
-	status   int  // exit status; 128+n when killed by signal n
-	signaled bool // killed by a signal
-	timedOut bool // killed by us after the timeout
+// Result is how an init script's process ended.
+type Result struct {
+	Status   int  // exit status; 128+n when killed by signal n
+	Signaled bool // killed by a signal
+	TimedOut bool // killed by us after the timeout
 }
 
-func (r childResult) String() string {
+func (r Result) String() string {
 	switch {
-	case r.timedOut:
+	case r.TimedOut:
 		return "was killed after its timeout"
-	case r.signaled:
-		return fmt.Sprintf("was killed by signal %d", r.status-128)
+	case r.Signaled:
+		return fmt.Sprintf("was killed by signal %d", r.Status-128)
 	}
-	return fmt.Sprintf("exited with status %d", r.status)
+	return fmt.Sprintf("exited with status %d", r.Status)
 }
 
 // drainWait bounds how long we wait for output after the child exited: a
 // grandchild that escaped the process group may hold the pipe open forever.
 const drainWait = 2 * time.Second
 
-// runChild runs cmd in its own process group with combined stdout and stderr
+// Run runs cmd in its own process group with combined stdout and stderr
 // copied to out, and kills the whole group when the timeout or ctx expires.
 // It also kills the group after the child exits, so that a script cannot leave
 // a daemon running as the instance user (systemd does the same to a oneshot
 // unit's cgroup). PR_SET_PDEATHSIG takes the child down if setup itself is
 // killed, so kill -9 of setup never leaves a script running on its own.
-func runChild(ctx context.Context, cmd *exec.Cmd, timeout time.Duration, out io.Writer) (childResult, error) {
+func Run(ctx context.Context, cmd *exec.Cmd, timeout time.Duration, out io.Writer) (Result, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
@@ -47,7 +50,7 @@ func runChild(ctx context.Context, cmd *exec.Cmd, timeout time.Duration, out io.
 	setParentDeathSignal(cmd.SysProcAttr)
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return childResult{}, fmt.Errorf("create output pipe: %w", err)
+		return Result{}, fmt.Errorf("create output pipe: %w", err)
 	}
 	defer pr.Close()
 	cmd.Stdin = nil // /dev/null
@@ -60,7 +63,7 @@ func runChild(ctx context.Context, cmd *exec.Cmd, timeout time.Duration, out io.
 	err = cmd.Start()
 	pw.Close()
 	if err != nil {
-		return childResult{}, fmt.Errorf("start %s: %w", cmd.Path, err)
+		return Result{}, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	pgid := cmd.Process.Pid
 	copied := make(chan struct{})
@@ -83,7 +86,7 @@ func runChild(ctx context.Context, cmd *exec.Cmd, timeout time.Duration, out io.
 	syscall.Kill(-pgid, syscall.SIGKILL)
 	werr := cmd.Wait()
 	if nerr != nil {
-		return childResult{}, fmt.Errorf("wait for %s: %w", cmd.Path, nerr)
+		return Result{}, fmt.Errorf("wait for %s: %w", cmd.Path, nerr)
 	}
 	select {
 	case <-copied:
@@ -92,10 +95,10 @@ func runChild(ctx context.Context, cmd *exec.Cmd, timeout time.Duration, out io.
 		<-copied
 	}
 
-	res := childResult{}
+	res := Result{}
 	select {
 	case <-timedOut:
-		res.timedOut = true
+		res.TimedOut = true
 	default:
 	}
 	var ee *exec.ExitError
@@ -105,14 +108,14 @@ func runChild(ctx context.Context, cmd *exec.Cmd, timeout time.Duration, out io.
 		ws, ok := ee.Sys().(syscall.WaitStatus)
 		switch {
 		case ok && ws.Signaled():
-			res.signaled, res.status = true, 128+int(ws.Signal())
+			res.Signaled, res.Status = true, 128+int(ws.Signal())
 		default:
-			res.status = ee.ExitCode()
+			res.Status = ee.ExitCode()
 		}
 	default:
 		return res, fmt.Errorf("wait for %s: %w", cmd.Path, werr)
 	}
-	if ctx.Err() != nil && !res.timedOut {
+	if ctx.Err() != nil && !res.TimedOut {
 		return res, fmt.Errorf("run %s: %w", cmd.Path, ctx.Err())
 	}
 	return res, nil

@@ -1,4 +1,6 @@
-package launcher
+// Package logging is the launcher's slog handler: logfmt lines that carry
+// the instance once, with a syslog priority prefix when stderr is journald.
+package logging
 
 import (
 	"bytes"
@@ -11,11 +13,11 @@ import (
 	"syscall"
 )
 
-// NewLogger returns the launcher's logger: one line per event, each carrying
+// New returns the launcher's logger: one line per event, each carrying
 // instance=<name>. When stderr is connected to journald (JOURNAL_STREAM names
 // it), every line is prefixed with its syslog priority (<3> error … <7> debug),
 // which journald strips and stores as PRIORITY; in a terminal it is plain logfmt.
-func NewLogger(w io.Writer, instance string, level slog.Level) *slog.Logger {
+func New(w io.Writer, instance string, level slog.Level) *slog.Logger {
 	h := &prioHandler{
 		mu:      &sync.Mutex{},
 		out:     w,

@@ -1,4 +1,4 @@
-package launcher
+package childproc
 
 import (
 	"context"
@@ -15,12 +15,12 @@ import (
 func shCmd(script string) *exec.Cmd { return exec.Command("/bin/sh", "-c", script) }
 
 func TestRunChildReportsStatusAndOutput(t *testing.T) {
-	tb := newTailBuffer(5)
-	res, err := runChild(context.Background(), shCmd("echo out; echo err >&2; exit 7"), 10*time.Second, tb)
+	tb := NewTailBuffer(5)
+	res, err := Run(context.Background(), shCmd("echo out; echo err >&2; exit 7"), 10*time.Second, tb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.status != 7 || res.timedOut || res.signaled {
+	if res.Status != 7 || res.TimedOut || res.Signaled {
 		t.Errorf("result = %+v, want status 7", res)
 	}
 	if got := strings.Join(tb.Lines(), ","); got != "out,err" {
@@ -53,11 +53,11 @@ func waitGone(t *testing.T, pid int) {
 func TestRunChildTimeoutKillsTheProcessGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	start := time.Now()
-	res, err := runChild(context.Background(), shCmd("sleep 60 & echo $! > "+pidFile+"; wait"), 500*time.Millisecond, newTailBuffer(5))
+	res, err := Run(context.Background(), shCmd("sleep 60 & echo $! > "+pidFile+"; wait"), 500*time.Millisecond, NewTailBuffer(5))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.timedOut {
+	if !res.TimedOut {
 		t.Errorf("result = %+v, want timedOut", res)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -73,14 +73,14 @@ func TestRunChildTimeoutKillsTheProcessGroup(t *testing.T) {
 
 func TestRunChildKillsLeftoversAfterExit(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	// The leftover keeps the output pipe open; runChild must not wait for it.
+	// The leftover keeps the output pipe open; Run must not wait for it.
 	start := time.Now()
-	res, err := runChild(context.Background(), shCmd("sleep 60 & echo $! > "+pidFile+"; exit 0"), 30*time.Second, newTailBuffer(5))
-	if err != nil || res.status != 0 {
-		t.Fatalf("runChild = %+v, %v", res, err)
+	res, err := Run(context.Background(), shCmd("sleep 60 & echo $! > "+pidFile+"; exit 0"), 30*time.Second, NewTailBuffer(5))
+	if err != nil || res.Status != 0 {
+		t.Fatalf("Run = %+v, %v", res, err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("took %v; a leftover holding the pipe stalled runChild", d)
+		t.Errorf("took %v; a leftover holding the pipe stalled Run", d)
 	}
 	b, _ := os.ReadFile(pidFile)
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))

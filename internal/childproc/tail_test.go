@@ -1,4 +1,4 @@
-package launcher
+package childproc
 
 import (
 	"strings"
@@ -26,7 +26,7 @@ func TestTailBuffer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tb := newTailBuffer(tt.n)
+			tb := NewTailBuffer(tt.n)
 			for _, w := range tt.writes {
 				if n, err := tb.Write([]byte(w)); err != nil || n != len(w) {
 					t.Fatalf("Write(%q) = %d, %v", w, n, err)
@@ -41,7 +41,7 @@ func TestTailBuffer(t *testing.T) {
 
 func TestPrefixWriterPrefixesEveryLine(t *testing.T) {
 	var b strings.Builder
-	pw := &prefixWriter{w: &b, prefix: "init-pre| "}
+	pw := &PrefixWriter{W: &b, Prefix: "init-pre| "}
 	for _, s := range []string{"one\ntw", "o\n", "three"} {
 		pw.Write([]byte(s))
 	}
