@@ -13,6 +13,8 @@ import (
 
 	"github.com/ocnix/ocnix/internal/childproc"
 	"github.com/ocnix/ocnix/internal/envfile"
+	"github.com/ocnix/ocnix/internal/exitcode"
+	"github.com/ocnix/ocnix/internal/safefs"
 	"github.com/ocnix/ocnix/internal/setuplock"
 	"github.com/ocnix/ocnix/netpolicy"
 	"github.com/ocnix/ocnix/sandbox"
@@ -67,7 +69,7 @@ type hostApplier struct {
 	// net converges the network; nil skips it (tests of the state logic).
 	net  func(netpolicy.Plan) ([]string, error)
 	now  func() time.Time
-	root *stateRoot
+	root *safefs.Root
 	priv *os.File // the private directory (privdir.go)
 }
 
@@ -110,24 +112,24 @@ func (h *hostApplier) ensureDirs(dirs []DirStep, id identity) error {
 		switch d.Within {
 		case InStateDir:
 			if d.Mode != 0o700 || d.Owner != id.user || d.Group != id.group {
-				return setupBug(fmt.Errorf("stateDir step %s: %s:%s %s, but setup makes the instance's dirs %s:%s 0700", d.Path, d.Owner, d.Group, d.Mode, id.user, id.group))
+				return exitcode.Bugf("%w", fmt.Errorf("stateDir step %s: %s:%s %s, but setup makes the instance's dirs %s:%s 0700", d.Path, d.Owner, d.Group, d.Mode, id.user, id.group))
 			}
 			if h.root == nil {
-				r, err := openStateRoot(d.Path, id.owner())
+				r, err := safefs.OpenRoot(d.Path, id.owner())
 				if err != nil {
 					return withCode(ExitOSErr, err)
 				}
 				h.root = r
 				continue
 			}
-			f, err := h.root.ensureDir(d.Path, id.owner())
+			f, err := h.root.EnsureDir(d.Path, id.owner())
 			if err != nil {
 				return withCode(ExitOSErr, err)
 			}
 			f.Close()
 		case InLauncherDir:
 			if d.Mode != privateDirMode || d.Owner != "root" || d.Group != id.group {
-				return setupBug(fmt.Errorf("launcher dir step %s: %s:%s %s, but setup makes it root:%s %s", d.Path, d.Owner, d.Group, d.Mode, id.group, Mode(privateDirMode)))
+				return exitcode.Bugf("%w", fmt.Errorf("launcher dir step %s: %s:%s %s, but setup makes it root:%s %s", d.Path, d.Owner, d.Group, d.Mode, id.group, Mode(privateDirMode)))
 			}
 			priv, err := openPrivateDir(d.Path, id.gid)
 			if err != nil {
@@ -135,11 +137,11 @@ func (h *hostApplier) ensureDirs(dirs []DirStep, id identity) error {
 			}
 			h.priv = priv
 		default:
-			return setupBug(fmt.Errorf("directory step %s: unknown place %q", d.Path, d.Within))
+			return exitcode.Bugf("%w", fmt.Errorf("directory step %s: unknown place %q", d.Path, d.Within))
 		}
 	}
 	if h.root == nil || h.priv == nil {
-		return setupBug(errors.New("the plan has no stateDir or no launcher directory"))
+		return exitcode.Bugf("%w", errors.New("the plan has no stateDir or no launcher directory"))
 	}
 	return nil
 }
@@ -155,7 +157,7 @@ func (h *hostApplier) close() {
 
 // sweep removes temp files that a killed setup left in the dir it writes.
 func (h *hostApplier) sweep() error {
-	if err := sweepTempFiles(h.priv); err != nil {
+	if err := safefs.SweepTempFiles(h.priv); err != nil {
 		return withCode(ExitOSErr, err)
 	}
 	return nil
@@ -192,7 +194,7 @@ func (h *hostApplier) scriptResolver(ctx context.Context, p *Plan) func() {
 }
 
 func (h *hostApplier) readStamp(sc InitScript) (string, error) {
-	data, err := readTrustedFile(h.priv, filepath.Base(sc.Stamp))
+	data, err := safefs.ReadTrustedFile(h.priv, filepath.Base(sc.Stamp))
 	switch {
 	case err == nil:
 		return parseStamp(data), nil
@@ -204,10 +206,12 @@ func (h *hostApplier) readStamp(sc InitScript) (string, error) {
 	return "", nil
 }
 
-func (h *hostApplier) removeStamp(phase string) error { return removeFileAt(h.priv, stampName(phase)) }
+func (h *hostApplier) removeStamp(phase string) error {
+	return safefs.RemoveFileAt(h.priv, stampName(phase))
+}
 
 func (h *hostApplier) writeStamp(phase, digest string) error {
-	_, err := ensureFileAt(h.priv, stampName(phase), []byte(digest+"\n"), privateStampMode, &owner{})
+	_, err := safefs.EnsureFileAt(h.priv, stampName(phase), []byte(digest+"\n"), privateStampMode, &safefs.Owner{})
 	return err
 }
 
@@ -226,9 +230,9 @@ func (h *hostApplier) runScript(ctx context.Context, p *Plan, sc InitScript) (ch
 // writes files.
 func (h *hostApplier) writeFile(f FileStep, id identity) (bool, error) {
 	if filepath.Dir(f.Path) != h.priv.Name() || f.Owner != "root" || f.Group != id.group {
-		return false, setupBug(fmt.Errorf("file step %s %s:%s: setup writes only root:%s files in %s", f.Path, f.Owner, f.Group, id.group, h.priv.Name()))
+		return false, exitcode.Bugf("%w", fmt.Errorf("file step %s %s:%s: setup writes only root:%s files in %s", f.Path, f.Owner, f.Group, id.group, h.priv.Name()))
 	}
-	changed, err := ensureFileAt(h.priv, filepath.Base(f.Path), f.Content, os.FileMode(f.Mode), &owner{uid: 0, gid: id.gid})
+	changed, err := safefs.EnsureFileAt(h.priv, filepath.Base(f.Path), f.Content, os.FileMode(f.Mode), &safefs.Owner{UID: 0, GID: id.gid})
 	if err != nil {
 		return false, withCode(ExitOSErr, fmt.Errorf("write %s: %w", f.Path, err))
 	}

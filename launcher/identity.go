@@ -5,6 +5,7 @@ import (
 	"runtime"
 
 	"github.com/ocnix/ocnix/internal/account"
+	"github.com/ocnix/ocnix/internal/safefs"
 )
 
 // identity is the instance's account, resolved once before setup does
@@ -15,7 +16,7 @@ type identity struct {
 	groups      []int // supplementary groups of user, including gid
 }
 
-func (id identity) owner() *owner { return &owner{uid: id.uid, gid: id.gid} }
+func (id identity) owner() *safefs.Owner { return &safefs.Owner{UID: id.uid, GID: id.gid} }
 
 // lookupIdentity resolves the instance's user and group with the rule the
 // sandbox applies too (internal/account): never root's uid or gid.

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"unsafe"
 
+	"github.com/ocnix/ocnix/internal/exitcode"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,7 +64,7 @@ func accessOnThread(path string, mode uint32, id identity) (err error, poisoned 
 	// instance's; with a non-zero real uid the kernel also ignores our caps.
 	aerr := unix.Faccessat(unix.AT_FDCWD, path, mode, 0)
 	if rerr := restore(); rerr != nil {
-		return setupBug(rerr), true
+		return exitcode.Bugf("%w", rerr), true
 	}
 	switch {
 	case aerr == nil:

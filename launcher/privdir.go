@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ocnix/ocnix/internal/safefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,7 +61,7 @@ func openPrivateDir(path string, gid int) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("launcher directory %s: %w", base, err)
 	}
-	if err := checkSafeAncestors(real); err != nil {
+	if err := safefs.CheckSafeAncestors(real); err != nil {
 		return nil, fmt.Errorf("launcher directory %s: %w", base, err)
 	}
 	bfd, err := unix.Open(real, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -109,19 +110,6 @@ func openPrivateDir(path string, gid int) (*os.File, error) {
 	return d, nil
 }
 
-// readTrustedFile reads dir/name and requires it to be a regular file that
-// only root can write.
-func readTrustedFile(dir *os.File, name string) ([]byte, error) {
-	data, st, err := readFileAt(dir, name)
-	if err != nil {
-		return nil, err
-	}
-	if st.Uid != 0 || st.Mode&0o022 != 0 {
-		return nil, fmt.Errorf("%s/%s is owned by uid %d with mode %04o, not root-only writable, so it is not trusted", dir.Name(), name, st.Uid, st.Mode&0o7777)
-	}
-	return data, nil
-}
-
 // Names that older releases kept in stateDir, which the instance can write.
 const (
 	legacyMetaDir    = ".ocnix"
@@ -136,7 +124,7 @@ var legacyMetaFiles = []string{"init-pre.sha256", "init-post.sha256", lastSetupF
 // config and keeps operators from reading a forged record by hand.
 // Anything else the instance put in .ocnix stays; it is its own directory.
 func (h *hostApplier) migrateLegacy(stateDir string) error {
-	meta, err := h.root.openDir(filepath.Join(stateDir, legacyMetaDir))
+	meta, err := h.root.OpenDir(filepath.Join(stateDir, legacyMetaDir))
 	switch {
 	case errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT):
 	case err != nil:
@@ -144,17 +132,17 @@ func (h *hostApplier) migrateLegacy(stateDir string) error {
 		h.log.Debug("ignoring the old bookkeeping dir", "dir", legacyMetaDir, "err", err)
 	default:
 		for _, n := range legacyMetaFiles {
-			if err := removeFileAt(meta, n); err != nil && !errors.Is(err, unix.EISDIR) {
+			if err := safefs.RemoveFileAt(meta, n); err != nil && !errors.Is(err, unix.EISDIR) {
 				meta.Close()
 				return withCode(ExitOSErr, fmt.Errorf("remove the old %s/%s: %w", legacyMetaDir, n, err))
 			}
 		}
-		if err := sweepTempFiles(meta); err != nil {
+		if err := safefs.SweepTempFiles(meta); err != nil {
 			meta.Close()
 			return withCode(ExitOSErr, err)
 		}
 		meta.Close()
-		if err := unix.Unlinkat(int(h.root.dir.Fd()), legacyMetaDir, unix.AT_REMOVEDIR); err == nil {
+		if err := unix.Unlinkat(int(h.root.Dir().Fd()), legacyMetaDir, unix.AT_REMOVEDIR); err == nil {
 			h.log.Info("removed the old bookkeeping dir from stateDir; it now lives in "+h.priv.Name(), "dir", filepath.Join(stateDir, legacyMetaDir))
 		}
 	}
@@ -165,14 +153,14 @@ func (h *hostApplier) migrateLegacy(stateDir string) error {
 	if err := unix.Fstatat(int(h.priv.Fd()), lastSetupFile, &rst, unix.AT_SYMLINK_NOFOLLOW); err == nil {
 		return nil
 	}
-	cfgDir, err := h.root.openDir(filepath.Dir(filepath.Join(stateDir, legacyConfigFile)))
+	cfgDir, err := h.root.OpenDir(filepath.Dir(filepath.Join(stateDir, legacyConfigFile)))
 	if err != nil {
 		return nil // setup creates it as a directory right after; nothing old to remove
 	}
 	defer cfgDir.Close()
 	var lst unix.Stat_t
 	if err := unix.Fstatat(int(cfgDir.Fd()), "opencode.json", &lst, unix.AT_SYMLINK_NOFOLLOW); err == nil && lst.Mode&unix.S_IFMT != unix.S_IFDIR {
-		if err := removeFileAt(cfgDir, "opencode.json"); err != nil {
+		if err := safefs.RemoveFileAt(cfgDir, "opencode.json"); err != nil {
 			return withCode(ExitOSErr, fmt.Errorf("remove the old %s: %w", legacyConfigFile, err))
 		}
 		h.log.Info("removed the old opencode.json from stateDir; the server reads "+filepath.Join(h.priv.Name(), "opencode.json"), "old", filepath.Join(stateDir, legacyConfigFile))
@@ -188,5 +176,5 @@ func readPrivateFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer priv.Close()
-	return readTrustedFile(priv, filepath.Base(path))
+	return safefs.ReadTrustedFile(priv, filepath.Base(path))
 }

@@ -443,7 +443,7 @@ func TestSetupChecksPathsAndAccounts(t *testing.T) {
 				in.set("stateDir", filepath.Join(p, in.name))
 			},
 			wantCode: ExitPermission,
-			wantMsg:  "not root, so that user could swap stateDir",
+			wantMsg:  "not root, so that user could swap what lies below",
 		},
 		{
 			name: "StateDirThatIsASymlinkIsRefusedNotReplaced",

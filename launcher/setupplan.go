@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/exitcode"
 )
 
 // SetupSection is what setup converges, as plain data, in the order setup
@@ -187,7 +189,7 @@ func (ss SetupSection) configFile() (FileStep, error) {
 			return f, nil
 		}
 	}
-	return FileStep{}, setupBug(fmt.Errorf("the plan has no opencode.json"))
+	return FileStep{}, exitcode.Bugf("%w", fmt.Errorf("the plan has no opencode.json"))
 }
 
 // String renders the section for explain, step by step in setup's order.

@@ -7,6 +7,9 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/exitcode"
+	"github.com/ocnix/ocnix/internal/safefs"
 )
 
 // lastSetupFile records how the last setup ended, in the private directory
@@ -36,9 +39,9 @@ func (h *hostApplier) record(result, reason string, id identity) error {
 	rec := setupRecord{Result: result, Time: h.now().UTC().Truncate(time.Second), Reason: reason}
 	b, err := json.Marshal(rec)
 	if err != nil {
-		return setupBug(fmt.Errorf("marshal setup record: %w", err))
+		return exitcode.Bugf("%w", fmt.Errorf("marshal setup record: %w", err))
 	}
-	if err := writeFileAt(h.priv, lastSetupFile, append(b, '\n'), privateReadMode, &owner{uid: 0, gid: id.gid}); err != nil {
+	if err := safefs.WriteFileAt(h.priv, lastSetupFile, append(b, '\n'), privateReadMode, &safefs.Owner{UID: 0, GID: id.gid}); err != nil {
 		return fmt.Errorf("record setup result: %w", err)
 	}
 	return nil
@@ -70,7 +73,7 @@ func lastSetupFailed(l Layout) (bool, string, error) {
 		return true, err.Error(), nil
 	}
 	defer priv.Close()
-	data, err := readTrustedFile(priv, lastSetupFile)
+	data, err := safefs.ReadTrustedFile(priv, lastSetupFile)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return true, fmt.Sprintf("no setup has completed (no %s/%s); run setup", l.Private, lastSetupFile), nil

@@ -1,4 +1,4 @@
-package launcher
+package safefs
 
 import (
 	"errors"
@@ -27,10 +27,10 @@ func TestWriteFileAtIsAtomicAndExact(t *testing.T) {
 	d := openDirT(t, dir)
 	old := syscall.Umask(0o077)
 	defer syscall.Umask(old)
-	if err := writeFileAt(d, "f.json", []byte("one"), 0o640, nil); err != nil {
+	if err := WriteFileAt(d, "f.json", []byte("one"), 0o640, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAt(d, "f.json", []byte("two"), 0o600, nil); err != nil {
+	if err := WriteFileAt(d, "f.json", []byte("two"), 0o600, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(filepath.Join(dir, "f.json"))
@@ -50,18 +50,18 @@ func TestWriteFileAtIsAtomicAndExact(t *testing.T) {
 func TestEnsureFileAtSkipsAnEqualFile(t *testing.T) {
 	dir := t.TempDir()
 	d := openDirT(t, dir)
-	if changed, err := ensureFileAt(d, "f", []byte("x"), 0o600, nil); err != nil || !changed {
+	if changed, err := EnsureFileAt(d, "f", []byte("x"), 0o600, nil); err != nil || !changed {
 		t.Fatalf("first ensure = %v, %v; want a write", changed, err)
 	}
 	before, _ := os.Stat(filepath.Join(dir, "f"))
-	if changed, err := ensureFileAt(d, "f", []byte("x"), 0o600, nil); err != nil || changed {
+	if changed, err := EnsureFileAt(d, "f", []byte("x"), 0o600, nil); err != nil || changed {
 		t.Fatalf("second ensure = %v, %v; want no write", changed, err)
 	}
 	after, _ := os.Stat(filepath.Join(dir, "f"))
 	if !os.SameFile(before, after) {
 		t.Error("an equal file was replaced")
 	}
-	if changed, err := ensureFileAt(d, "f", []byte("x"), 0o644, nil); err != nil || !changed {
+	if changed, err := EnsureFileAt(d, "f", []byte("x"), 0o644, nil); err != nil || !changed {
 		t.Errorf("mode change = %v, %v; want a write", changed, err)
 	}
 }
@@ -76,7 +76,7 @@ func TestEnsureFileAtReplacesPlantedLinksWithoutTouchingTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := openDirT(t, dir)
-	if _, err := ensureFileAt(d, "opencode.json", []byte("{}"), 0o600, nil); err != nil {
+	if _, err := EnsureFileAt(d, "opencode.json", []byte("{}"), 0o600, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(victim); string(got) != "precious" {
@@ -95,14 +95,14 @@ func TestReadFileAtDoesNotBlockOnAFIFO(t *testing.T) {
 	}
 	d := openDirT(t, dir)
 	done := make(chan error, 1)
-	go func() { _, _, err := readFileAt(d, "f"); done <- err }()
+	go func() { _, _, err := ReadFileAt(d, "f"); done <- err }()
 	select {
 	case err := <-done:
-		if !errors.Is(err, errNotRegular) {
-			t.Errorf("readFileAt(FIFO) = %v, want errNotRegular", err)
+		if !errors.Is(err, ErrNotRegular) {
+			t.Errorf("ReadFileAt(FIFO) = %v, want ErrNotRegular", err)
 		}
 	case <-time.After(2 * time.Second):
-		t.Fatal("readFileAt blocked on a FIFO")
+		t.Fatal("ReadFileAt blocked on a FIFO")
 	}
 }
 
@@ -111,7 +111,7 @@ func TestSweepTempFilesRemovesOnlyOurLeftovers(t *testing.T) {
 	for _, n := range []string{".opencode.json" + atomicfile.TmpMarker + "0011", "keep.json", ".keep"} {
 		os.WriteFile(filepath.Join(dir, n), nil, 0o600)
 	}
-	if err := sweepTempFiles(openDirT(t, dir)); err != nil {
+	if err := SweepTempFiles(openDirT(t, dir)); err != nil {
 		t.Fatal(err)
 	}
 	var names []string

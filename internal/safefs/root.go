@@ -1,4 +1,8 @@
-package launcher
+// Package safefs is how root touches directories that a less trusted user
+// owns or could change: every access goes through an open directory fd with
+// openat(O_NOFOLLOW), owners and modes change through fds, files are written
+// atomically and read without blocking on a planted FIFO.
+package safefs
 
 import (
 	"errors"
@@ -7,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ocnix/ocnix/internal/exitcode"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,22 +21,25 @@ import (
 // parent that only root can change, and walks down with openat(O_NOFOLLOW),
 // changing owners and modes through the opened fds (fchown, fchmod).
 
-// stateRoot is an open stateDir.
-type stateRoot struct {
+// Root is an open stateDir.
+type Root struct {
 	dir  *os.File
 	path string
 }
 
-func (r *stateRoot) Close() error { return r.dir.Close() }
+func (r *Root) Close() error { return r.dir.Close() }
 
-// openStateRoot opens stateDir. With own set (root, during setup) it creates
+// Dir is the open stateDir.
+func (r *Root) Dir() *os.File { return r.dir }
+
+// OpenRoot opens stateDir. With own set (root, during setup) it creates
 // it if missing and makes it owned by own with mode 0700; otherwise it must
 // exist. Either way the ancestors of stateDir must be safe (see
-// checkSafeAncestors) and stateDir itself must not be a symlink.
-func openStateRoot(path string, own *owner) (*stateRoot, error) {
+// CheckSafeAncestors) and stateDir itself must not be a symlink.
+func OpenRoot(path string, own *Owner) (*Root, error) {
 	if own != nil {
 		// Like systemd's StateDirectory=: missing ancestors are created by
-		// root, 0755, so they pass checkSafeAncestors.
+		// root, 0755, so they pass CheckSafeAncestors.
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, fmt.Errorf("stateDir %s: create its parent: %w", path, err)
 		}
@@ -40,7 +48,7 @@ func openStateRoot(path string, own *owner) (*stateRoot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stateDir %s: resolve its parent: %w", path, err)
 	}
-	if err := checkSafeAncestors(parent); err != nil {
+	if err := CheckSafeAncestors(parent); err != nil {
 		return nil, fmt.Errorf("stateDir %s: %w", path, err)
 	}
 	pfd, err := unix.Open(parent, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -54,26 +62,26 @@ func openStateRoot(path string, own *owner) (*stateRoot, error) {
 	// operator's and must be neither followed nor removed.
 	var lst unix.Stat_t
 	if err := unix.Fstatat(pfd, filepath.Base(path), &lst, unix.AT_SYMLINK_NOFOLLOW); err == nil && lst.Mode&unix.S_IFMT == unix.S_IFLNK {
-		return nil, errorf(ExitPermission, "stateDir %s is a symlink; set stateDir to the directory it points to (setup never follows a link it did not make)", path)
+		return nil, exitcode.Errorf(exitcode.Permission, "stateDir %s is a symlink; set stateDir to the directory it points to (setup never follows a link it did not make)", path)
 	}
 	var d *os.File
 	if own != nil {
-		d, err = ensureDirAt(p, filepath.Base(path), own)
+		d, err = EnsureDirAt(p, filepath.Base(path), own)
 	} else {
-		d, err = openDirAt(p, filepath.Base(path))
+		d, err = OpenDirAt(p, filepath.Base(path))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("stateDir %s: %w", path, err)
 	}
-	return &stateRoot{dir: d, path: path}, nil
+	return &Root{dir: d, path: path}, nil
 }
 
-// checkSafeAncestors requires that only root can change dir and the path to
+// CheckSafeAncestors requires that only root can change dir and the path to
 // it: each component is owned by root and not writable by group or others,
 // unless sticky (like /tmp, where others cannot rename what root made).
 // Otherwise whoever can write an ancestor could swap stateDir for a symlink
 // between the check and the use. dir must already be free of symlinks.
-func checkSafeAncestors(dir string) error {
+func CheckSafeAncestors(dir string) error {
 	p := dir
 	for {
 		var st unix.Stat_t
@@ -84,9 +92,9 @@ func checkSafeAncestors(dir string) error {
 		case st.Mode&unix.S_IFMT != unix.S_IFDIR:
 			return fmt.Errorf("ancestor %s is not a directory", p)
 		case st.Uid != 0:
-			return errorf(ExitPermission, "ancestor %s is owned by uid %d, not root, so that user could swap stateDir for a symlink; put stateDir under a root-owned directory such as %s", p, st.Uid, DefaultStateDirBase)
+			return exitcode.Errorf(exitcode.Permission, "ancestor %s is owned by uid %d, not root, so that user could swap what lies below for a symlink; put it under a root-owned directory such as /var/lib", p, st.Uid)
 		case st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0:
-			return errorf(ExitPermission, "ancestor %s is writable by group or others (mode %04o) and not sticky; make it 0755", p, st.Mode&0o7777)
+			return exitcode.Errorf(exitcode.Permission, "ancestor %s is writable by group or others (mode %04o) and not sticky; make it 0755", p, st.Mode&0o7777)
 		}
 		if p == "/" {
 			return nil
@@ -95,8 +103,8 @@ func checkSafeAncestors(dir string) error {
 	}
 }
 
-// openDirAt opens parent/name as a directory, refusing a symlink.
-func openDirAt(parent *os.File, name string) (*os.File, error) {
+// OpenDirAt opens parent/name as a directory, refusing a symlink.
+func OpenDirAt(parent *os.File, name string) (*os.File, error) {
 	fd, err := unix.Openat(int(parent.Fd()), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		switch {
@@ -110,11 +118,11 @@ func openDirAt(parent *os.File, name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), filepath.Join(parent.Name(), name)), nil
 }
 
-// ensureDirAt makes parent/name a directory owned by own with mode 0700 and
+// EnsureDirAt makes parent/name a directory owned by own with mode 0700 and
 // returns it open. A symlink at name is removed and replaced (unlinkat never
 // follows it); any other non-directory is an error, because it may hold the
 // instance's data.
-func ensureDirAt(parent *os.File, name string, own *owner) (*os.File, error) {
+func EnsureDirAt(parent *os.File, name string, own *Owner) (*os.File, error) {
 	pfd := int(parent.Fd())
 	// A racing instance can swap the entry between mkdir and open; a few
 	// rounds are enough for an honest filesystem and bound a hostile one.
@@ -153,15 +161,15 @@ func ensureDirAt(parent *os.File, name string, own *owner) (*os.File, error) {
 
 // fixDir sets owner and mode 0700 on an open directory, touching only what
 // differs so that a second setup leaves ctime alone.
-func fixDir(d *os.File, own *owner) error {
+func fixDir(d *os.File, own *Owner) error {
 	var st unix.Stat_t
 	fd := int(d.Fd())
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("stat: %w", err)
 	}
-	if int(st.Uid) != own.uid || int(st.Gid) != own.gid {
-		if err := unix.Fchown(fd, own.uid, own.gid); err != nil {
-			return fmt.Errorf("chown to %d:%d: %w", own.uid, own.gid, err)
+	if int(st.Uid) != own.UID || int(st.Gid) != own.GID {
+		if err := unix.Fchown(fd, own.UID, own.GID); err != nil {
+			return fmt.Errorf("chown to %d:%d: %w", own.UID, own.GID, err)
 		}
 	}
 	if st.Mode&0o7777 != 0o700 {
@@ -173,10 +181,10 @@ func fixDir(d *os.File, own *owner) error {
 }
 
 // components splits an absolute path below root into its names.
-func (r *stateRoot) components(abs string) ([]string, error) {
+func (r *Root) components(abs string) ([]string, error) {
 	rel, err := filepath.Rel(r.path, abs)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || filepath.IsAbs(rel) {
-		return nil, setupBug(fmt.Errorf("%s is not below stateDir %s", abs, r.path))
+		return nil, exitcode.Bugf("%w", fmt.Errorf("%s is not below stateDir %s", abs, r.path))
 	}
 	if rel == "." {
 		return nil, nil
@@ -186,7 +194,7 @@ func (r *stateRoot) components(abs string) ([]string, error) {
 
 // walk opens the directory abs below the root, one component at a time, never
 // following a symlink. With own set it creates and fixes each component.
-func (r *stateRoot) walk(abs string, own *owner) (*os.File, error) {
+func (r *Root) walk(abs string, own *Owner) (*os.File, error) {
 	names, err := r.components(abs)
 	if err != nil {
 		return nil, err
@@ -200,9 +208,9 @@ func (r *stateRoot) walk(abs string, own *owner) (*os.File, error) {
 	for _, n := range names {
 		var next *os.File
 		if own != nil {
-			next, err = ensureDirAt(cur, n, own)
+			next, err = EnsureDirAt(cur, n, own)
 		} else {
-			next, err = openDirAt(cur, n)
+			next, err = OpenDirAt(cur, n)
 		}
 		cur.Close()
 		if err != nil {
@@ -214,38 +222,12 @@ func (r *stateRoot) walk(abs string, own *owner) (*os.File, error) {
 }
 
 // openDir opens an existing directory below the root without following links.
-func (r *stateRoot) openDir(abs string) (*os.File, error) { return r.walk(abs, nil) }
+func (r *Root) OpenDir(abs string) (*os.File, error) { return r.walk(abs, nil) }
 
 // ensureDir creates abs and its missing parents below the root, owned by own, 0700.
-func (r *stateRoot) ensureDir(abs string, own *owner) (*os.File, error) {
+func (r *Root) EnsureDir(abs string, own *Owner) (*os.File, error) {
 	if own == nil {
-		return nil, setupBug(errors.New("ensureDir needs an owner"))
+		return nil, exitcode.Bugf("%w", errors.New("ensureDir needs an owner"))
 	}
 	return r.walk(abs, own)
-}
-
-// ensureLayout creates every directory of l (stateDir, the XDG dirs, the
-// private TMPDIR, the meta dir), owned by own with mode 0700.
-func ensureLayout(l Layout, own *owner) (*stateRoot, error) {
-	root, err := openStateRoot(l.StateDir, own)
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range l.Dirs() {
-		if d == l.StateDir {
-			continue
-		}
-		f, err := root.ensureDir(d, own)
-		if err != nil {
-			root.Close()
-			return nil, err
-		}
-		f.Close()
-	}
-	return root, nil
-}
-
-// setupBug marks an invariant violation: a bug in ocnix, not the operator's fault.
-func setupBug(err error) error {
-	return withCode(ExitBug, fmt.Errorf("bug in ocnix, please report it: %w", err))
 }
