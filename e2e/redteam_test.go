@@ -30,6 +30,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/ocnix/ocnix/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -603,7 +604,7 @@ func TestRedTeamSupervisorDeath(t *testing.T) {
 		mustRun(t, "install", "-d", "-o", si.user, "-m", "0755", out)
 		cmd := exec.Command(launcherBin, "run", "--config", si.specPath, "--", probeBin, "connect-denied-loop", denied, out)
 		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-		var logs lockedBuffer
+		var logs testkit.LockedBuffer
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -951,7 +952,7 @@ func startListening(t *testing.T, argv ...string) {
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	var out lockedBuffer
+	var out testkit.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 // These tests drive the built opencode-launcher, so init scripts go through
@@ -61,7 +63,7 @@ func TestSetupBinaryInitScriptRunsSandboxedWithSecrets(t *testing.T) {
 	// Only the sandbox can deny it.
 	outside := filepath.Join(in.base, "outside")
 	in.mkdir(outside, true)
-	marker := "ocnix-marker-" + randHex(8)
+	marker := "ocnix-marker-" + testkit.RandHex(8)
 	envFile := filepath.Join(in.base, "secrets.env")
 	if err := os.WriteFile(envFile, []byte("API_TOKEN="+marker+"\n"), 0o600); err != nil {
 		t.Fatal(err)

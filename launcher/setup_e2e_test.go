@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 // counterScript appends word to directory/counter, so a test can count runs.
@@ -321,7 +322,7 @@ func TestSetupsOfTwoInstancesDoNotBlockEachOther(t *testing.T) {
 
 func TestSetupSecretReachesTheScriptOnly(t *testing.T) {
 	in := newTestInstance(t)
-	marker := "ocnix-marker-" + randHex(8)
+	marker := "ocnix-marker-" + testkit.RandHex(8)
 	envFile := filepath.Join(in.base, "secrets.env")
 	if err := os.WriteFile(envFile, []byte("API_TOKEN="+marker+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -502,7 +503,7 @@ func TestLastSetupFailedRefusesWhileARecordSaysRunning(t *testing.T) {
 	in := newTestInstance(t)
 	in.mustSetup(false)
 	s, _ := LoadFile(in.specPath)
-	st := testSetup(s, in.specPath, in.lockDir, &syncBuffer{})
+	st := testSetup(s, in.specPath, in.lockDir, &testkit.LockedBuffer{})
 	var err error
 	if st.id, err = lookupIdentity(s); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,7 @@
 package launcher
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,17 +12,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("SKIPPED %s: needs root to create a test user, chown the state dir and run scripts as that user; run: sudo -E go test ./launcher/ -run Setup", t.Name())
-	}
+	testkit.RequireRoot(t, "to create a test user, chown the state dir and run scripts as that user", "sudo -E go test ./launcher/ -run Setup")
 }
 
 // testSetup is a setup whose init scripts run directly as the instance user
@@ -87,26 +84,12 @@ type testInstance struct {
 	spec     map[string]any
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 func newTestInstance(t *testing.T) *testInstance {
 	t.Helper()
 	requireRoot(t)
-	short := randHex(3)
+	short := testkit.RandHex(3)
 	in := &testInstance{t: t, name: "t" + short, user: "ocnix-t-" + short}
-	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", in.user).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v: %s", in.user, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", in.user).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", in.user, err, out)
-		}
-		exec.Command("groupdel", in.user).Run() // gone with the user on most systems
-	})
+	testkit.AddUser(t, in.user)
 	t.Cleanup(func() { os.RemoveAll(privateDirFor(in.name)) })
 	in.base = t.TempDir()
 	// The instance user must traverse to its dirs; t.TempDir makes them 0700.
@@ -184,7 +167,7 @@ func (in *testInstance) setup(rerun bool) (string, error) {
 	if err != nil {
 		in.t.Fatalf("load spec: %v", err)
 	}
-	var out syncBuffer
+	var out testkit.LockedBuffer
 	st := testSetup(s, in.specPath, in.lockDir, &out)
 	st.rerunInit = rerun
 	err = st.run(context.Background())
@@ -206,23 +189,6 @@ func (in *testInstance) read(p string) string {
 		in.t.Fatal(err)
 	}
 	return string(b)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // treeEntry is what "identical tree" means: names, types, modes, owners and

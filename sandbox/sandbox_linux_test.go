@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ocnix/ocnix/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -188,8 +189,8 @@ func TestSandboxTCPBind(t *testing.T) {
 	requireLandlockABI(t, 4)
 	f := newFixture(t)
 	in := f.in
-	extra := freePort(t)
-	fixed := freePort(t)
+	extra := testkit.FreePort(t)
+	fixed := testkit.FreePort(t)
 	in.BindPorts = []int{extra}
 	runCases(t, f, in, []probeCase{
 		{name: "FixedPortDenied", args: []string{"bind-tcp", itoa(fixed)}, want: int(unix.EACCES)},

@@ -208,8 +208,7 @@ func TestServerCannotReachSupervisorMemory(t *testing.T) {
 func TestRunAsOtherUserIsRefused(t *testing.T) {
 	f := newFixture(t)
 	other := newUser(t)
-	uid, _ := strconv.Atoi(other.Uid)
-	gid, _ := strconv.Atoi(other.Gid)
+	uid, gid := other.UID, other.GID
 	c, out := f.startSupervisor(t, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, "exit", "0")
 	err := c.Wait()
 	var ee *exec.ExitError
