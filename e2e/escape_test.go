@@ -26,7 +26,7 @@ func TestEscapeBattery(t *testing.T) {
 		want     string
 		bareWant string
 	}{
-		{"HardLinkOutsideFileIntoDirectory", []string{"link", secret, filepath.Join(si.dir, "linked")}, "EXDEV", "ok"},
+		{"HardLinkOutsideFileIntoDirectory", []string{"hardlink", secret, filepath.Join(si.dir, "linked")}, "EXDEV", "ok"},
 		{"SymlinkToOutsideFile", []string{"symlink-read", secret, filepath.Join(si.dir, "sym")}, "EACCES", "ok"},
 		{"OPathDirThenOpenat", []string{"opath-openat", si.outside, "secret"}, "EACCES", "ok"},
 		{"OPathFileReopenedThroughProcSelfFd", []string{"opath-reopen", secret}, "EACCES", "ok"},

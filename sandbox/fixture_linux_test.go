@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ocnix/ocnix/internal/testkit"
+	"github.com/ocnix/ocnix/internal/testkit/probe"
 	"golang.org/x/sys/unix"
 )
 
@@ -183,11 +184,11 @@ func errnoName(code int) string {
 	switch {
 	case code == 0:
 		return "success"
-	case code == probeOther:
+	case code == probe.ExitOther:
 		return "other error (see stderr)"
 	case code > 128 && code < 128+65:
 		return "killed by " + unix.SignalName(unix.Signal(code-128))
-	case code < probeOther:
+	case code < probe.ExitOther:
 		return unix.ErrnoName(unix.Errno(code))
 	}
 	return strconv.Itoa(code)

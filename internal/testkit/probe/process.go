@@ -1,81 +1,27 @@
-package sandbox
+//go:build linux
+
+package probe
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/signal"
+	ossignal "os/signal"
 	"strconv"
 	"strings"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Probe exit codes: 0 for success, the errno number for a syscall
-// error, probeOther for anything else (details on stderr).
-const probeOther = 200
-
-// probes run inside the sandbox as the target program. Each does one
-// thing and returns the error it got.
-var probes = map[string]func(args []string) error{
-	"write": func(a []string) error { return os.WriteFile(a[0], []byte("x"), 0o644) },
-	"read": func(a []string) error {
-		_, err := os.ReadFile(a[0])
-		return err
-	},
-	"readdir": func(a []string) error {
-		_, err := os.ReadDir(a[0])
-		return err
-	},
-	"exec": func(a []string) error { return exec.Command(a[0]).Run() },
-	"mount": func(a []string) error {
-		return unix.Mount("none", a[0], "tmpfs", 0, "")
-	},
-	"unshare-user": func([]string) error { return unix.Unshare(unix.CLONE_NEWUSER) },
-	"unshare-ns":   func([]string) error { return unix.Unshare(unix.CLONE_NEWNS) },
-	"clone-newuser": func(a []string) error {
-		_, err := syscall.ForkExec(a[0], []string{a[0]}, &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}})
-		return err
-	},
-	"clone3": func([]string) error {
-		// Invalid arguments: without the filter this is EINVAL or
-		// EFAULT, never a fork.
-		return rawErr(unix.Syscall(unix.SYS_CLONE3, 0, 0, 0))
-	},
-	"chroot": func(a []string) error { return unix.Chroot(a[0]) },
-	"setns": func([]string) error {
-		fd, err := unix.Open("/proc/self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		return unix.Setns(fd, unix.CLONE_NEWNET)
-	},
-	"ptrace": func(a []string) error {
-		return unix.PtraceAttach(atoi(a[0]))
-	},
-	"process_vm_readv": func(a []string) error {
-		var b [8]byte
-		local := []unix.Iovec{{Base: &b[0], Len: 8}}
-		remote := []unix.RemoteIovec{{Base: 0x400000, Len: 8}}
-		_, err := unix.ProcessVMReadv(atoi(a[0]), local, remote, 0)
-		return err
-	},
-	"pidfd_getfd": func(a []string) error {
-		pfd, err := unix.PidfdOpen(atoi(a[0]), 0)
-		if err != nil {
-			return fmt.Errorf("pidfd_open: %w", err)
-		}
-		_, err = unix.PidfdGetfd(pfd, 0, 0)
-		return err
-	},
-	"kill": func(a []string) error { return unix.Kill(atoi(a[0]), unix.SIGUSR1) },
+// processVerbs: the target program's identity, environment, descriptors,
+// exit and signals, and the seccomp checks no other group has. They report
+// errors only (errOnly).
+var processVerbs = map[string]Verb{
+	"chroot": errOnly(func(a []string) error { return unix.Chroot(a[0]) }),
 	// supervisor-mem opens the memory of every thread of the parent
 	// (the supervisor); nil if any opened.
-	"supervisor-mem": func([]string) error {
+	"supervisor-mem": errOnly(func([]string) error {
 		ppid := os.Getppid()
 		tids, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", ppid))
 		if err != nil {
@@ -91,100 +37,43 @@ var probes = map[string]func(args []string) error{
 			last = err
 		}
 		return last
-	},
-	"kill-own-child": func(a []string) error {
+	}),
+	"kill-own-child": errOnly(func(a []string) error {
 		c := exec.Command(a[0], "60")
 		if err := c.Start(); err != nil {
 			return err
 		}
 		defer c.Wait()
 		return c.Process.Signal(unix.SIGKILL)
-	},
-	"io_uring_setup": func([]string) error {
-		var params [120]byte
-		return rawErr(unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params[0])), 0))
-	},
-	"bpf": func([]string) error { return rawErr(unix.Syscall(unix.SYS_BPF, 0, 0, 0)) },
-	"keyctl": func([]string) error {
-		return rawErr(unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_GET_KEYRING_ID, uintptr(^uint32(2)), 0))
-	}, // KEY_SPEC_SESSION_KEYRING
-	"perf_event_open": func([]string) error {
-		return rawErr(unix.Syscall6(unix.SYS_PERF_EVENT_OPEN, 0, 0, ^uintptr(0), ^uintptr(0), 0, 0))
-	},
-	"socket": func(a []string) error {
+	}),
+	"socket": errOnly(func(a []string) error {
 		fd, err := unix.Socket(atoi(a[0]), atoi(a[1]), atoi(a[2]))
 		if err == nil {
 			unix.Close(fd)
 		}
 		return err
-	},
-	"socketpair": func(a []string) error {
+	}),
+	"socketpair": errOnly(func(a []string) error {
 		fds, err := unix.Socketpair(atoi(a[0]), atoi(a[1]), 0)
 		if err == nil {
 			unix.Close(fds[0])
 			unix.Close(fds[1])
 		}
 		return err
-	},
-	"bind-tcp": func(a []string) error {
-		l, err := net.Listen("tcp4", "127.0.0.1:"+a[0])
-		if err == nil {
-			l.Close()
-		}
-		return err
-	},
-	"connect-unix": func(a []string) error {
-		c, err := net.Dial("unix", a[0])
-		if err == nil {
-			c.Close()
-		}
-		return err
-	},
-	"connect-tcp": func(a []string) error {
-		c, err := net.Dial("tcp4", a[0])
-		if err == nil {
-			c.Close()
-		}
-		return err
-	},
-	"own-unix-socket": func(a []string) error {
-		// A server the instance creates in its own directory.
-		l, err := net.Listen("unix", a[0])
-		if err != nil {
-			return fmt.Errorf("listen: %w", err)
-		}
-		defer l.Close()
-		c, err := net.Dial("unix", a[0])
-		if err == nil {
-			c.Close()
-		}
-		return err
-	},
-	"connect-abstract": func(a []string) error {
-		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		return unix.Connect(fd, &unix.SockaddrUnix{Name: "@" + a[0]})
-	},
-	"personality": func(a []string) error {
+	}),
+	"personality": errOnly(func(a []string) error {
 		v, err := strconv.ParseUint(a[0], 0, 64)
 		if err != nil {
 			return err
 		}
 		return rawErr(unix.Syscall(unix.SYS_PERSONALITY, uintptr(v), 0, 0))
-	},
-	"tiocsti": func([]string) error {
-		c := byte('x')
-		return rawErr(unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSTI, uintptr(unsafe.Pointer(&c))))
-	},
-	"x32-getpid": func([]string) error {
+	}),
+	"x32-getpid": errOnly(func([]string) error {
 		return rawErr(unix.Syscall(0x40000000|unix.SYS_GETPID, 0, 0, 0))
-	},
+	}),
 	// pty opens a pseudo-terminal pair and uses terminal ioctls on
 	// both ends, as opencode's terminal feature (bun-pty) does.
-	"pty": func([]string) error {
+	"pty": errOnly(func([]string) error {
 		m, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("open ptmx: %w", err)
@@ -206,9 +95,9 @@ var probes = map[string]func(args []string) error{
 			return fmt.Errorf("tcgetattr: %w", err)
 		}
 		return unix.IoctlSetWinsize(m, unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80})
-	},
+	}),
 	// sh runs a shell script; a non-zero exit is reported as EIO.
-	"sh": func(a []string) error {
+	"sh": errOnly(func(a []string) error {
 		c := exec.Command("/bin/sh", "-c", a[0])
 		c.Stdout, c.Stderr = os.Stderr, os.Stderr
 		if err := c.Run(); err != nil {
@@ -216,42 +105,42 @@ var probes = map[string]func(args []string) error{
 			return unix.EIO
 		}
 		return nil
-	},
-	"exit": func(a []string) error { os.Exit(atoi(a[0])); return nil },
-	"selfkill": func(a []string) error {
+	}),
+	"exit": errOnly(func(a []string) error { os.Exit(atoi(a[0])); return nil }),
+	"selfkill": errOnly(func(a []string) error {
 		return unix.Kill(os.Getpid(), unix.SignalNum(a[0]))
-	},
+	}),
 	// trap-term writes a[0] when ready, then exits 42 on SIGTERM.
-	"trap-term": func(a []string) error {
+	"trap-term": errOnly(func(a []string) error {
 		c := make(chan os.Signal, 1)
-		signal.Notify(c, unix.SIGTERM)
+		ossignal.Notify(c, unix.SIGTERM)
 		if err := os.WriteFile(a[0], []byte("ready"), 0o644); err != nil {
 			return err
 		}
 		<-c
 		os.Exit(42)
 		return nil
-	},
+	}),
 	// pause writes its pid to a[0] and waits to be killed.
-	"pause": func(a []string) error {
+	"pause": errOnly(func(a []string) error {
 		if err := os.WriteFile(a[0], []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 			return err
 		}
 		select {}
-	},
+	}),
 	// grandchild starts a[1] 60 in its process group, writes its pid
 	// to a[0] and exits without waiting for it.
-	"grandchild": func(a []string) error {
+	"grandchild": errOnly(func(a []string) error {
 		c := exec.Command(a[1], "60")
 		if err := c.Start(); err != nil {
 			return err
 		}
 		return os.WriteFile(a[0], []byte(strconv.Itoa(c.Process.Pid)), 0o644)
-	},
+	}),
 	// fds fails if the target inherited a socket, pipe or seccomp fd
 	// besides 0, 1 and 2. (The Go runtime of the probe itself opens
 	// cgroup files, an epoll and an eventfd.)
-	"fds": func([]string) error {
+	"fds": errOnly(func([]string) error {
 		d, err := os.Open("/proc/self/fd")
 		if err != nil {
 			return err
@@ -277,27 +166,14 @@ var probes = map[string]func(args []string) error{
 			return fmt.Errorf("inherited fds: %v", leaked)
 		}
 		return nil
-	},
-	"identity": func(a []string) error { return checkIdentity(atoi(a[0]), atoi(a[1]), a[2]) },
-	"env":      func(a []string) error { return checkEnv(a) },
+	}),
+	"identity": errOnly(func(a []string) error { return checkIdentity(atoi(a[0]), atoi(a[1]), a[2]) }),
+	"env":      errOnly(func(a []string) error { return checkEnv(a) }),
 }
 
-func runProbe(args []string) int {
-	if len(args) == 0 || probes[args[0]] == nil {
-		fmt.Fprintf(os.Stderr, "probe: unknown probe %q\n", args)
-		return probeOther
-	}
-	err := probes[args[0]](args[1:])
-	if err == nil {
-		return 0
-	}
-	var errno syscall.Errno
-	if errors.As(err, &errno) && errno > 0 && errno < probeOther {
-		fmt.Fprintf(os.Stderr, "probe %s: %v\n", args[0], err)
-		return int(errno)
-	}
-	fmt.Fprintf(os.Stderr, "probe %s: %v\n", args[0], err)
-	return probeOther
+// errOnly makes a verb of a check that reports only an error.
+func errOnly(f func([]string) error) Verb {
+	return func(a []string) (string, error) { return "", f(a) }
 }
 
 func rawErr(_, _ uintptr, e syscall.Errno) error {
