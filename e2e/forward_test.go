@@ -11,9 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/miekg/dns"
+	"github.com/ocnix/ocnix/internal/testkit"
 	"github.com/vishvananda/netns"
 )
 
@@ -82,26 +81,7 @@ func serveDNSIn(t *testing.T, ns, answer string) {
 	if err != nil {
 		t.Fatalf("DNS server in %s: %v", ns, err)
 	}
-	mux := dns.NewServeMux()
-	mux.HandleFunc("ocnix.test.", func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		m.Authoritative = true
-		if len(q.Question) == 1 && q.Question[0].Qtype == dns.TypeA {
-			rr, _ := dns.NewRR(q.Question[0].Name + " 60 IN A " + answer)
-			m.Answer = append(m.Answer, rr)
-		}
-		w.WriteMsg(m)
-	})
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: mux, NotifyStartedFunc: func() { close(started) }}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("DNS server did not start")
-	}
+	testkit.ServeA(t, pc, "ocnix.test.", answer)
 }
 
 // inNetns runs the probe in the named test netns, outside any sandbox.

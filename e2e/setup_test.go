@@ -165,16 +165,6 @@ func counterScript(in *instance, name, word string) string {
 	return in.script(name, "echo "+word+" >> "+filepath.Join(in.dir, "counter"))
 }
 
-func count(s, word string) int {
-	n := 0
-	for _, l := range strings.Split(s, "\n") {
-		if l == word {
-			n++
-		}
-	}
-	return n
-}
-
 // treeEntry is what "identical tree" means: names, types, modes, owners and
 // file content (except the last-setup record, which holds a time).
 type treeEntry struct {
@@ -260,8 +250,8 @@ func TestSetupTwiceGivesTheSameTreeAndRunsScriptsOnce(t *testing.T) {
 		t.Errorf("second setup changed the state tree (-first +second):\n%s", diff)
 	}
 	c := in.read(filepath.Join(in.dir, "counter"))
-	if count(c, "pre") != 1 || count(c, "post") != 1 {
-		t.Errorf("scripts ran %d (pre) and %d (post) times over two setups, want once each; counter:\n%s", count(c, "pre"), count(c, "post"), c)
+	if testkit.CountLines(c, "pre") != 1 || testkit.CountLines(c, "post") != 1 {
+		t.Errorf("scripts ran %d (pre) and %d (post) times over two setups, want once each; counter:\n%s", testkit.CountLines(c, "pre"), testkit.CountLines(c, "post"), c)
 	}
 	if strings.Count(log, "skipping init script") != 2 {
 		t.Errorf("second setup did not log skipping both scripts:\n%s", log)
@@ -305,7 +295,7 @@ func TestSetupTwiceGivesTheSameTreeAndRunsScriptsOnce(t *testing.T) {
 
 	in.mustSetup("--rerun-init")
 	c = in.read(filepath.Join(in.dir, "counter"))
-	if count(c, "pre") != 2 || count(c, "post") != 2 {
+	if testkit.CountLines(c, "pre") != 2 || testkit.CountLines(c, "post") != 2 {
 		t.Errorf("--rerun-init did not run both scripts again; counter:\n%s", c)
 	}
 
@@ -317,7 +307,7 @@ func TestSetupTwiceGivesTheSameTreeAndRunsScriptsOnce(t *testing.T) {
 	in.set("postInitScript", post)
 	in.mustSetup()
 	c = in.read(filepath.Join(in.dir, "counter"))
-	if count(c, "pre") != 2 || count(c, "post") != 3 {
+	if testkit.CountLines(c, "pre") != 2 || testkit.CountLines(c, "post") != 3 {
 		t.Errorf("a script removed from the spec and added back did not run exactly once more; counter:\n%s", c)
 	}
 }
@@ -330,7 +320,7 @@ func TestSetupRunsAnEditedScriptAgain(t *testing.T) {
 	counterScript(in, "pre", "pre-v2")
 	in.mustSetup()
 	c := in.read(filepath.Join(in.dir, "counter"))
-	if count(c, "pre-v1") != 1 || count(c, "pre-v2") != 1 || count(c, "post") != 1 {
+	if testkit.CountLines(c, "pre-v1") != 1 || testkit.CountLines(c, "pre-v2") != 1 || testkit.CountLines(c, "post") != 1 {
 		t.Errorf("after editing pre only, want pre-v1, post, pre-v2 once each; counter:\n%s", c)
 	}
 }
@@ -373,7 +363,7 @@ echo pre >> %s`, flag, filepath.Join(in.dir, "counter")))
 	os.Remove(flag)
 	in.mustSetup()
 	c := in.read(filepath.Join(in.dir, "counter"))
-	if count(c, "pre") != 1 || count(c, "post") != 1 {
+	if testkit.CountLines(c, "pre") != 1 || testkit.CountLines(c, "post") != 1 {
 		t.Errorf("retry did not run both scripts once; counter:\n%s", c)
 	}
 	if failed, why := in.setupFailed(); failed {
@@ -452,7 +442,7 @@ func TestSetupKilledDuringAScriptConverges(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // let a surviving killed script show itself
 	c := in.read(counter)
-	if count(c, "start") != 2 || count(c, "done") != 1 {
+	if testkit.CountLines(c, "start") != 2 || testkit.CountLines(c, "done") != 1 {
 		t.Errorf("want the killed run's start, then one full run (start, done); counter:\n%s", c)
 	}
 	in.mustSetup()

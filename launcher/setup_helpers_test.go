@@ -2,16 +2,12 @@ package launcher
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -189,59 +185,4 @@ func (in *testInstance) read(p string) string {
 		in.t.Fatal(err)
 	}
 	return string(b)
-}
-
-// treeEntry is what "identical tree" means: names, types, modes, owners and
-// file content (except the last-setup record, which holds a time).
-type treeEntry struct {
-	Path     string
-	Mode     fs.FileMode
-	UID, GID uint32
-	SHA256   string
-}
-
-func walkTree(t *testing.T, root string) []treeEntry {
-	t.Helper()
-	var out []treeEntry
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		rel, _ := filepath.Rel(root, p)
-		e := treeEntry{Path: rel, Mode: fi.Mode(), UID: st.Uid, GID: st.Gid}
-		if fi.Mode().IsRegular() && d.Name() != lastSetupFile {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			e.SHA256 = hex.EncodeToString(sum[:])
-		}
-		out = append(out, e)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// grepTree lists files below root that contain needle.
-func grepTree(t *testing.T, root, needle string) []string {
-	t.Helper()
-	var hits []string
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), needle) {
-				hits = append(hits, p)
-			}
-		}
-		return nil
-	})
-	return hits
 }

@@ -17,16 +17,6 @@ func counterScript(in *testInstance, name, word string) string {
 	return in.script(name, "echo "+word+" >> "+filepath.Join(in.dir, "counter"))
 }
 
-func count(s, word string) int {
-	n := 0
-	for _, l := range strings.Split(s, "\n") {
-		if l == word {
-			n++
-		}
-	}
-	return n
-}
-
 // TestLastSetupFailedRefusesWhileARecordSaysRunning: a server start during
 // a setup, or after one that crashed, is refused. (Init scripts get past this
 // check because run skips it for `-- CMD`.)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/ocnix/ocnix/internal/testkit"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -102,26 +103,7 @@ func serveDNS(t testing.TB, ti *testInternet, answer netip.Addr) {
 	if err != nil {
 		t.Fatalf("listen udp :53 in %s: %v", ti.ns, err)
 	}
-	mux := dns.NewServeMux()
-	mux.HandleFunc("ocnix.test.", func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		m.Authoritative = true
-		if len(q.Question) == 1 && q.Question[0].Qtype == dns.TypeA {
-			rr, _ := dns.NewRR(q.Question[0].Name + " 60 IN A " + answer.String())
-			m.Answer = append(m.Answer, rr)
-		}
-		w.WriteMsg(m)
-	})
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: mux, NotifyStartedFunc: func() { close(started) }}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("DNS server did not start")
-	}
+	testkit.ServeA(t, pc, "ocnix.test.", answer.String())
 }
 
 // dnsQuery asks server (ip:port) for name's A record over UDP from inside

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/user"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -120,4 +121,16 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// CountLines counts the lines of s that are exactly line: how often a test's
+// script appended its word to a counter file.
+func CountLines(s, line string) int {
+	n := 0
+	for _, l := range strings.Split(s, "\n") {
+		if l == line {
+			n++
+		}
+	}
+	return n
 }

@@ -137,16 +137,7 @@ var basicVerbs = map[string]Verb{
 		_, err = unix.Write(fd, []byte("probe\n"))
 		return "", err
 	},
-	"read": func(a []string) (string, error) {
-		fd, err := unix.Open(a[0], unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return "", err
-		}
-		defer unix.Close(fd)
-		buf := make([]byte, 64)
-		_, err = unix.Read(fd, buf)
-		return "", err
-	},
+	"read": func(a []string) (string, error) { return readAll(a[0]) },
 	"exec": func(a []string) (string, error) {
 		out, err := exec.Command(a[0], a[1:]...).Output()
 		if err != nil {
