@@ -46,15 +46,18 @@ var processVerbs = map[string]Verb{
 		defer c.Wait()
 		return c.Process.Signal(unix.SIGKILL)
 	}),
+	// socket FAMILY TYPE PROTO and socketpair FAMILY TYPE take numbers or
+	// names joined by "|" (AF_UNIX, SOCK_DGRAM|SOCK_CLOEXEC), so that tests
+	// built for other systems can spell Linux's constants.
 	"socket": errOnly(func(a []string) error {
-		fd, err := unix.Socket(atoi(a[0]), atoi(a[1]), atoi(a[2]))
+		fd, err := unix.Socket(sockArg(a[0]), sockArg(a[1]), sockArg(a[2]))
 		if err == nil {
 			unix.Close(fd)
 		}
 		return err
 	}),
 	"socketpair": errOnly(func(a []string) error {
-		fds, err := unix.Socketpair(atoi(a[0]), atoi(a[1]), 0)
+		fds, err := unix.Socketpair(sockArg(a[0]), sockArg(a[1]), 0)
 		if err == nil {
 			unix.Close(fds[0])
 			unix.Close(fds[1])
@@ -169,6 +172,30 @@ var processVerbs = map[string]Verb{
 	}),
 	"identity": errOnly(func(a []string) error { return checkIdentity(atoi(a[0]), atoi(a[1]), a[2]) }),
 	"env":      errOnly(func(a []string) error { return checkEnv(a) }),
+}
+
+var sockNames = map[string]int{
+	"AF_UNIX": unix.AF_UNIX, "AF_INET": unix.AF_INET, "AF_INET6": unix.AF_INET6,
+	"AF_PACKET": unix.AF_PACKET, "AF_NETLINK": unix.AF_NETLINK, "AF_VSOCK": unix.AF_VSOCK, "AF_ALG": unix.AF_ALG,
+	"SOCK_STREAM": unix.SOCK_STREAM, "SOCK_DGRAM": unix.SOCK_DGRAM, "SOCK_RAW": unix.SOCK_RAW,
+	"SOCK_SEQPACKET": unix.SOCK_SEQPACKET, "SOCK_CLOEXEC": unix.SOCK_CLOEXEC, "SOCK_NONBLOCK": unix.SOCK_NONBLOCK,
+	"IPPROTO_ICMP": unix.IPPROTO_ICMP, "IPPROTO_MPTCP": unix.IPPROTO_MPTCP,
+}
+
+// sockArg is a number, or names of sockNames joined by "|".
+func sockArg(s string) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	v := 0
+	for _, name := range strings.Split(s, "|") {
+		n, ok := sockNames[name]
+		if !ok {
+			panic("probe: unknown socket constant " + name)
+		}
+		v |= n
+	}
+	return v
 }
 
 // errOnly makes a verb of a check that reports only an error.
