@@ -1,15 +1,15 @@
 package e2e
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 // TestEscapeBattery is issue 10 item 7: ways out of the sandbox that a
@@ -122,23 +122,7 @@ func TestAnotherInstanceIsOutOfReach(t *testing.T) {
 func TestSupervisorDeathNeverLetsAConnectThrough(t *testing.T) {
 	si := newSandboxInstance(t, "death", nil)
 	sock := filepath.Join(si.outside, "denied.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	os.Chmod(sock, 0o777)
-	var accepted atomic.Int64
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
+	accepted := testkit.ServeUnix(t, sock)
 	cmd := exec.Command(launcherBin, "run", "--config", si.specPath, "--", probeBin, "connect-forever", sock)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	if err := cmd.Start(); err != nil {

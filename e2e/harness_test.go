@@ -139,15 +139,7 @@ func newInstance(t testing.TB, name string, mutate func(in *instance)) *instance
 	return in
 }
 
-func (in *instance) writeSpec() {
-	b, err := json.MarshalIndent(in.spec, "", "  ")
-	if err != nil {
-		in.t.Fatal(err)
-	}
-	if err := os.WriteFile(in.specPath, b, 0o644); err != nil {
-		in.t.Fatal(err)
-	}
-}
+func (in *instance) writeSpec() { testkit.WriteJSON(in.t, in.specPath, in.spec) }
 
 func (in *instance) port() int { return in.spec["listen"].(map[string]any)["port"].(int) }
 

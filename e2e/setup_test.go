@@ -75,16 +75,7 @@ func (in *instance) set(key string, v any) {
 // script writes an executable shell script (root-owned, 0755) and returns its path.
 func (in *instance) script(name, body string) string {
 	in.t.Helper()
-	p := filepath.Join(in.base, "scripts", name)
-	// Replace, not rewrite: a script that is running keeps its old inode.
-	tmp := p + ".new"
-	if err := os.WriteFile(tmp, []byte("#!/bin/sh\nset -e\n"+body+"\n"), 0o755); err != nil {
-		in.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		in.t.Fatal(err)
-	}
-	return p
+	return testkit.WriteScript(in.t, filepath.Join(in.base, "scripts", name), body)
 }
 
 func (in *instance) read(p string) string {

@@ -2,7 +2,6 @@ package launcher
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -132,28 +131,13 @@ func (in *testInstance) set(key string, v any) {
 
 func (in *testInstance) writeSpec() {
 	in.t.Helper()
-	b, err := json.MarshalIndent(in.spec, "", "  ")
-	if err != nil {
-		in.t.Fatal(err)
-	}
-	if err := os.WriteFile(in.specPath, b, 0o644); err != nil {
-		in.t.Fatal(err)
-	}
+	testkit.WriteJSON(in.t, in.specPath, in.spec)
 }
 
 // script writes an executable shell script (root-owned, 0755) and returns its path.
 func (in *testInstance) script(name, body string) string {
 	in.t.Helper()
-	p := filepath.Join(in.base, "scripts", name)
-	// Replace, not rewrite: a script that is running keeps its old inode.
-	tmp := p + ".new"
-	if err := os.WriteFile(tmp, []byte("#!/bin/sh\nset -e\n"+body+"\n"), 0o755); err != nil {
-		in.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		in.t.Fatal(err)
-	}
-	return p
+	return testkit.WriteScript(in.t, filepath.Join(in.base, "scripts", name), body)
 }
 
 // setup runs setup in-process and returns its error and everything it logged.

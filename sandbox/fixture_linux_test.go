@@ -115,21 +115,7 @@ func newFixture(t testing.TB) *fixture {
 func (f *fixture) listen(t testing.TB, name string) string {
 	t.Helper()
 	p := filepath.Join(f.sockDir, name)
-	l, err := net.Listen("unix", p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, os.Chmod(p, 0o777))
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	testkit.ServeUnix(t, p)
 	return p
 }
 

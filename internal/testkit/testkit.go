@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -133,4 +135,58 @@ func CountLines(s, line string) int {
 		}
 	}
 	return n
+}
+
+// ServeUnix listens on the unix socket path, world-connectable (so that only
+// a sandbox can keep a client out), until the test ends; it accepts and
+// closes every connection and counts them.
+func ServeUnix(t testing.TB, path string) *atomic.Int64 {
+	t.Helper()
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if err := os.Chmod(path, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	return &accepted
+}
+
+// WriteJSON writes v, indented, to path (mode 0644): a spec for the launcher.
+func WriteJSON(t testing.TB, path string, v any) {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WriteScript writes an executable shell script (set -e, mode 0755) with body
+// to path by rename, so a copy that is running keeps its old inode, and
+// returns path.
+func WriteScript(t testing.TB, path, body string) string {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte("#!/bin/sh\nset -e\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
