@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 // TestBindInTheHostNetworkNamespace: issue 10 items 3 and 4. Without network
@@ -121,7 +123,7 @@ func lookupUID(t testing.TB, name string) string {
 func freePortUDP(t testing.TB) int {
 	t.Helper()
 	for range 20 {
-		p := freePort(t)
+		p := testkit.FreePort(t)
 		if c, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
 			c.Close()
 			return p

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/ocnix/ocnix/internal/testkit"
 	"github.com/vishvananda/netns"
 )
 
@@ -101,7 +102,7 @@ func TestDomainEgressThroughTheLauncherResolver(t *testing.T) {
 	}
 
 	resolver := exec.Command(launcherBin, "dns", "--config", si.specPath)
-	logs := &lockedBuffer{}
+	logs := &testkit.LockedBuffer{}
 	resolver.Stdout, resolver.Stderr = logs, logs
 	resolver.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	if err := resolver.Start(); err != nil {
@@ -201,7 +202,7 @@ func TestDomainEgressThroughTheLauncherResolver(t *testing.T) {
 	// resolver exits 75 so that its unit starts it again in the new one.
 	t.Run("ReplacedNetnsExits75", func(t *testing.T) {
 		r2 := exec.Command(launcherBin, "dns", "--config", si.specPath)
-		logs2 := &lockedBuffer{}
+		logs2 := &testkit.LockedBuffer{}
 		r2.Stdout, r2.Stderr = logs2, logs2
 		r2.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 		if err := r2.Start(); err != nil {

@@ -1,15 +1,15 @@
 package e2e
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 // TestEscapeBattery is issue 10 item 7: ways out of the sandbox that a
@@ -26,7 +26,7 @@ func TestEscapeBattery(t *testing.T) {
 		want     string
 		bareWant string
 	}{
-		{"HardLinkOutsideFileIntoDirectory", []string{"link", secret, filepath.Join(si.dir, "linked")}, "EXDEV", "ok"},
+		{"HardLinkOutsideFileIntoDirectory", []string{"hardlink", secret, filepath.Join(si.dir, "linked")}, "EXDEV", "ok"},
 		{"SymlinkToOutsideFile", []string{"symlink-read", secret, filepath.Join(si.dir, "sym")}, "EACCES", "ok"},
 		{"OPathDirThenOpenat", []string{"opath-openat", si.outside, "secret"}, "EACCES", "ok"},
 		{"OPathFileReopenedThroughProcSelfFd", []string{"opath-reopen", secret}, "EACCES", "ok"},
@@ -122,23 +122,7 @@ func TestAnotherInstanceIsOutOfReach(t *testing.T) {
 func TestSupervisorDeathNeverLetsAConnectThrough(t *testing.T) {
 	si := newSandboxInstance(t, "death", nil)
 	sock := filepath.Join(si.outside, "denied.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	os.Chmod(sock, 0o777)
-	var accepted atomic.Int64
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
+	accepted := testkit.ServeUnix(t, sock)
 	cmd := exec.Command(launcherBin, "run", "--config", si.specPath, "--", probeBin, "connect-forever", sock)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	if err := cmd.Start(); err != nil {

@@ -3,60 +3,22 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/miekg/dns"
+	"github.com/ocnix/ocnix/internal/testkit"
 	"github.com/vishvananda/netns"
 )
 
-const allForwarding = "/proc/sys/net/ipv4/conf/all/forwarding"
-
-// hostForwardingOff makes this host look like a fresh one: IPv4 forwarding
-// off on all, default and every interface (ip_forward is conf.all). The
-// values found come back at cleanup, after everything registered later.
+// hostForwardingOff makes this host look like a fresh one (testkit.HostForwardingOff).
 func hostForwardingOff(t *testing.T) {
 	t.Helper()
 	requireRoot(t)
-	saved := map[string]string{}
-	paths, _ := filepath.Glob("/proc/sys/net/ipv4/conf/*/forwarding")
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		saved[p] = strings.TrimSpace(string(b))
-	}
-	t.Cleanup(func() {
-		os.WriteFile(allForwarding, []byte(saved[allForwarding]), 0o644) // rewrites every interface
-		for p, v := range saved {
-			if err := os.WriteFile(p, []byte(v), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("restore %s: %v", p, err)
-			}
-		}
-	})
-	if err := os.WriteFile(allForwarding, []byte("0"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if v := procValue(t, "/proc/sys/net/ipv4/ip_forward"); v != "0" {
-		t.Fatalf("ip_forward = %s after switching forwarding off", v)
-	}
-}
-
-func procValue(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
+	testkit.HostForwardingOff(t)
 }
 
 // serveDNSIn runs an authoritative server for ocnix.test. on 0.0.0.0:53/udp
@@ -82,26 +44,7 @@ func serveDNSIn(t *testing.T, ns, answer string) {
 	if err != nil {
 		t.Fatalf("DNS server in %s: %v", ns, err)
 	}
-	mux := dns.NewServeMux()
-	mux.HandleFunc("ocnix.test.", func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		m.Authoritative = true
-		if len(q.Question) == 1 && q.Question[0].Qtype == dns.TypeA {
-			rr, _ := dns.NewRR(q.Question[0].Name + " 60 IN A " + answer)
-			m.Answer = append(m.Answer, rr)
-		}
-		w.WriteMsg(m)
-	})
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: mux, NotifyStartedFunc: func() { close(started) }}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("DNS server did not start")
-	}
+	testkit.ServeA(t, pc, "ocnix.test.", answer)
 }
 
 // inNetns runs the probe in the named test netns, outside any sandbox.
@@ -149,13 +92,13 @@ func TestNetworkOnAFreshHost(t *testing.T) {
 		})
 	}
 	t.Run("HostRoutesNothingElse", func(t *testing.T) {
-		for _, f := range []string{allForwarding, "/proc/sys/net/ipv4/conf/default/forwarding"} {
-			if v := procValue(t, f); v != "0" {
+		for _, f := range []string{testkit.AllForwarding, "/proc/sys/net/ipv4/conf/default/forwarding"} {
+			if v := testkit.ReadProc(t, f); v != "0" {
 				t.Errorf("%s = %s: setup made the host a router", f, v)
 			}
 		}
 		for _, dev := range []string{wan.hostVeth, lan.hostVeth} {
-			if v := procValue(t, "/proc/sys/net/ipv4/conf/"+dev+"/forwarding"); v != "1" {
+			if v := testkit.ReadProc(t, "/proc/sys/net/ipv4/conf/"+dev+"/forwarding"); v != "1" {
 				t.Errorf("forwarding on %s = %s, want 1 (replies arrive there)", dev, v)
 			}
 		}
@@ -204,7 +147,7 @@ func TestNetworkOnAFreshHost(t *testing.T) {
 			t.Fatalf("teardown: %d %s %s", code, out, errs)
 		}
 		for _, dev := range []string{wan.hostVeth, lan.hostVeth} {
-			if v := procValue(t, "/proc/sys/net/ipv4/conf/"+dev+"/forwarding"); v != "0" {
+			if v := testkit.ReadProc(t, "/proc/sys/net/ipv4/conf/"+dev+"/forwarding"); v != "0" {
 				t.Errorf("after the last teardown forwarding on %s = %s, want 0", dev, v)
 			}
 		}

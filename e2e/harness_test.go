@@ -6,16 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 // launcherBin is the opencode-launcher built once for the whole package;
@@ -68,9 +68,7 @@ func runMain(m *testing.M) int {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("SKIPPED %s: needs root to create users, drop privileges and apply Landlock/seccomp as the launcher does; run: sudo make test", t.Name())
-	}
+	testkit.RequireRoot(t, "to create users, drop privileges and apply Landlock/seccomp as the launcher does", "sudo make test")
 }
 
 // opencodeBin is the pinned opencode server installed by scripts/install-deps.sh.
@@ -120,7 +118,7 @@ func newInstance(t testing.TB, name string, mutate func(in *instance)) *instance
 		stateDir: filepath.Join(base, "state"),
 		specPath: filepath.Join(base, "spec.json"),
 	}
-	addUser(t, in.user)
+	testkit.AddUser(t, in.user)
 	// setup keeps the instance's root-owned bookkeeping there.
 	t.Cleanup(func() { os.RemoveAll(filepath.Join(launcherDirBase, name)) })
 	mustRun(t, "install", "-d", "-o", in.user, "-g", in.user, "-m", "0750", in.dir)
@@ -130,7 +128,7 @@ func newInstance(t testing.TB, name string, mutate func(in *instance)) *instance
 		"group":     in.user,
 		"directory": in.dir,
 		"stateDir":  in.stateDir,
-		"listen":    map[string]any{"address": "127.0.0.1", "port": freePort(t)},
+		"listen":    map[string]any{"address": "127.0.0.1", "port": testkit.FreePort(t)},
 		"command":   []any{"/bin/false"},
 		"sandbox":   map[string]any{},
 	}
@@ -141,15 +139,7 @@ func newInstance(t testing.TB, name string, mutate func(in *instance)) *instance
 	return in
 }
 
-func (in *instance) writeSpec() {
-	b, err := json.MarshalIndent(in.spec, "", "  ")
-	if err != nil {
-		in.t.Fatal(err)
-	}
-	if err := os.WriteFile(in.specPath, b, 0o644); err != nil {
-		in.t.Fatal(err)
-	}
-}
+func (in *instance) writeSpec() { testkit.WriteJSON(in.t, in.specPath, in.spec) }
 
 func (in *instance) port() int { return in.spec["listen"].(map[string]any)["port"].(int) }
 
@@ -193,7 +183,7 @@ func (in *instance) setup() {
 // server is a background `run` of the instance.
 type server struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *testkit.LockedBuffer
 	done chan struct{}
 	err  error
 }
@@ -202,7 +192,7 @@ func (in *instance) start(prefix ...string) *server {
 	in.t.Helper()
 	argv := append(append([]string(nil), prefix...), launcherBin, "run", "--config", in.specPath)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	buf := &lockedBuffer{}
+	buf := &testkit.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	if err := cmd.Start(); err != nil {
@@ -235,34 +225,6 @@ func (s *server) stop(grace time.Duration) int {
 	return s.cmd.ProcessState.ExitCode()
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func addUser(t testing.TB, name string) {
-	t.Helper()
-	exec.Command("userdel", name).Run() // left over from a killed run
-	mustRun(t, "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", name, err, out)
-		}
-	})
-}
-
 func mustRun(t testing.TB, argv ...string) string {
 	t.Helper()
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
@@ -270,16 +232,6 @@ func mustRun(t testing.TB, argv ...string) string {
 		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
 	}
 	return string(out)
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // httpGet does one request with a per-request timeout: opencode can accept a

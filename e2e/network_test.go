@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 // testInternet is a network namespace the test creates, routed from the
@@ -128,7 +130,7 @@ func TestNetworkEgressFromInsideTheSandbox(t *testing.T) {
 	// A service on the host, on every address: reachable from the host's own
 	// point of view through the instance's gateway address (the twin), but
 	// not from inside the instance.
-	hostPort := freePort(t)
+	hostPort := testkit.FreePort(t)
 	startBg(t, true, probeBin, "serve-tcp", fmt.Sprintf("0.0.0.0:%d", hostPort))
 
 	tests := []struct {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 // asInstanceUser runs the launcher the way the NixOS unit does: already the
@@ -47,7 +49,7 @@ func TestRunAsInstanceUser(t *testing.T) {
 		fx = newUnixFixture(t, in.base)
 		in.spec["sandbox"].(map[string]any)["unixSockets"] = map[string]any{"allow": []any{fx.good}}
 	})
-	hostPort := freePort(t)
+	hostPort := testkit.FreePort(t)
 	startBg(t, true, probeBin, "serve-tcp", fmt.Sprintf("127.0.0.1:%d", hostPort))
 	tests := []struct {
 		name string

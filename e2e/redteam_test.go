@@ -18,18 +18,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/ocnix/ocnix/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -564,28 +563,8 @@ func TestRedTeamSupervisorDeath(t *testing.T) {
 		mustRun(t, "install", "-d", "-m", "0755", filepath.Dir(denied))
 		in.spec["sandbox"].(map[string]any)["unixSockets"] = map[string]any{"allow": []any{allowed}}
 	})
-	var accepts atomic.Int64
-	for _, p := range []string{denied, allowed} {
-		l, err := net.Listen("unix", p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.Chmod(p, 0o777)
-		t.Cleanup(func() { l.Close() })
-		counted := p == denied
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				if counted {
-					accepts.Add(1)
-				}
-				c.Close()
-			}
-		}()
-	}
+	accepts := testkit.ServeUnix(t, denied)
+	testkit.ServeUnix(t, allowed)
 	// Twins: the allowed socket works inside; the denied one works bare.
 	if got := si.probe("connect-unix", allowed); got != "ok" {
 		t.Fatalf("connect to the allowed socket = %q, want ok", got)
@@ -603,7 +582,7 @@ func TestRedTeamSupervisorDeath(t *testing.T) {
 		mustRun(t, "install", "-d", "-o", si.user, "-m", "0755", out)
 		cmd := exec.Command(launcherBin, "run", "--config", si.specPath, "--", probeBin, "connect-denied-loop", denied, out)
 		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-		var logs lockedBuffer
+		var logs testkit.LockedBuffer
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -951,7 +930,7 @@ func startListening(t *testing.T, argv ...string) {
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	var out lockedBuffer
+	var out testkit.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -1225,23 +1204,7 @@ func TestRedTeamFindingTargetOutlivesSupervisor(t *testing.T) {
 		denied = filepath.Join(in.base, "sock", "denied.sock")
 		mustRun(t, "install", "-d", "-m", "0755", filepath.Dir(denied))
 	})
-	var accepts atomic.Int64
-	l, err := net.Listen("unix", denied)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(denied, 0o777)
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepts.Add(1)
-			c.Close()
-		}
-	}()
+	accepts := testkit.ServeUnix(t, denied)
 	out := filepath.Join(si.rw, "nodeath")
 	mustRun(t, "install", "-d", "-o", si.user, "-m", "0755", out)
 	cmd := exec.Command(launcherBin, "run", "--config", si.specPath, "--", probeBin, "nodeath-loop", denied, out)

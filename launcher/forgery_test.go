@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ocnix/ocnix/internal/atomicfile"
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 // The instance is hostile and owns stateDir. These tests forge, from inside
@@ -90,7 +91,7 @@ true`)
 	if code != 0 {
 		t.Fatalf("setup after editing the script: exit %d:\n%s", code, out)
 	}
-	if c := in.read(counter); count(c, "v2") != 1 {
+	if c := in.read(counter); testkit.CountLines(c, "v2") != 1 {
 		t.Errorf("a forged stamp made setup skip the changed script; counter %q; setup:\n%s", c, out)
 	}
 	// The twin: an honest stamp still skips an unchanged script.
@@ -170,7 +171,7 @@ func TestSetupMigratesTheOldLayoutWithoutTrustingIt(t *testing.T) {
 		os.Chown(d, int(u.uid), int(u.gid))
 	}
 	in.mustSetup(false)
-	if c := in.read(counter); count(c, "pre") != 1 {
+	if c := in.read(counter); testkit.CountLines(c, "pre") != 1 {
 		t.Errorf("an old stamp in stateDir made setup skip the script; counter %q", c)
 	}
 	for p := range old {

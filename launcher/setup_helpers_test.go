@@ -1,34 +1,23 @@
 package launcher
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ocnix/ocnix/internal/envfile"
 	"github.com/ocnix/ocnix/internal/logging"
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("SKIPPED %s: needs root to create a test user, chown the state dir and run scripts as that user; run: sudo -E go test ./launcher/ -run Setup", t.Name())
-	}
+	testkit.RequireRoot(t, "to create a test user, chown the state dir and run scripts as that user", "sudo -E go test ./launcher/ -run Setup")
 }
 
 // testSetup is a setup whose init scripts run directly as the instance user
@@ -116,26 +105,12 @@ type testInstance struct {
 	spec     map[string]any
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 func newTestInstance(t *testing.T) *testInstance {
 	t.Helper()
 	requireRoot(t)
-	short := randHex(3)
+	short := testkit.RandHex(3)
 	in := &testInstance{t: t, name: "t" + short, user: "ocnix-t-" + short}
-	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", in.user).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v: %s", in.user, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", in.user).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", in.user, err, out)
-		}
-		exec.Command("groupdel", in.user).Run() // gone with the user on most systems
-	})
+	testkit.AddUser(t, in.user)
 	t.Cleanup(func() { os.RemoveAll(privateDirFor(in.name)) })
 	in.base = t.TempDir()
 	// The instance user must traverse to its dirs; t.TempDir makes them 0700.
@@ -182,28 +157,13 @@ func (in *testInstance) set(key string, v any) {
 
 func (in *testInstance) writeSpec() {
 	in.t.Helper()
-	b, err := json.MarshalIndent(in.spec, "", "  ")
-	if err != nil {
-		in.t.Fatal(err)
-	}
-	if err := os.WriteFile(in.specPath, b, 0o644); err != nil {
-		in.t.Fatal(err)
-	}
+	testkit.WriteJSON(in.t, in.specPath, in.spec)
 }
 
 // script writes an executable shell script (root-owned, 0755) and returns its path.
 func (in *testInstance) script(name, body string) string {
 	in.t.Helper()
-	p := filepath.Join(in.base, "scripts", name)
-	// Replace, not rewrite: a script that is running keeps its old inode.
-	tmp := p + ".new"
-	if err := os.WriteFile(tmp, []byte("#!/bin/sh\nset -e\n"+body+"\n"), 0o755); err != nil {
-		in.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		in.t.Fatal(err)
-	}
-	return p
+	return testkit.WriteScript(in.t, filepath.Join(in.base, "scripts", name), body)
 }
 
 // setup runs setup in-process and returns its error and everything it logged.
@@ -213,7 +173,7 @@ func (in *testInstance) setup(rerun bool) (string, error) {
 	if err != nil {
 		in.t.Fatalf("load spec: %v", err)
 	}
-	var out syncBuffer
+	var out testkit.LockedBuffer
 	st, err := testSetup(s, in.specPath, in.lockDir, &out)
 	if err != nil {
 		in.t.Fatalf("plan: %v", err)
@@ -238,98 +198,4 @@ func (in *testInstance) read(p string) string {
 		in.t.Fatal(err)
 	}
 	return string(b)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// treeEntry is what "identical tree" means: names, types, modes, owners and
-// file content (except the last-setup record, which holds a time).
-type treeEntry struct {
-	Path     string
-	Mode     fs.FileMode
-	UID, GID uint32
-	SHA256   string
-}
-
-func walkTree(t *testing.T, root string) []treeEntry {
-	t.Helper()
-	var out []treeEntry
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		rel, _ := filepath.Rel(root, p)
-		e := treeEntry{Path: rel, Mode: fi.Mode(), UID: st.Uid, GID: st.Gid}
-		if fi.Mode().IsRegular() && d.Name() != lastSetupFile {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			e.SHA256 = hex.EncodeToString(sum[:])
-		}
-		out = append(out, e)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// grepTree lists files below root that contain needle.
-func grepTree(t *testing.T, root, needle string) []string {
-	t.Helper()
-	var hits []string
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), needle) {
-				hits = append(hits, p)
-			}
-		}
-		return nil
-	})
-	return hits
-}
-
-// alive reports whether pid still runs (a zombie counts as gone).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	return len(f) > 0 && f[0] != "Z"
-}
-
-func waitGone(t *testing.T, pid int) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("pid %d survived", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -1,7 +1,6 @@
 package launcher
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,19 +11,9 @@ import (
 	"github.com/ocnix/ocnix/internal/setuplock"
 )
 
-// Environment of the setup helper process (see TestMain): a test re-executes
-// this test binary to get a setup it can kill -9.
-const (
-	helperSpecEnv = "OCNIX_TEST_SETUP_HELPER_SPEC"
-	helperLockEnv = "OCNIX_TEST_SETUP_HELPER_LOCKDIR"
-)
-
 // TestMain is the launcher package's only TestMain: extend it rather than
 // adding another.
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(helperSpecEnv); spec != "" {
-		os.Exit(setupHelperMain(spec, os.Getenv(helperLockEnv)))
-	}
 	_, err := os.Stat(setuplock.DefaultDir)
 	lockDirExisted := err == nil
 	// The private dirs live in the production place; remove what the tests
@@ -78,23 +67,4 @@ func launcherBin(t *testing.T) string {
 		t.Fatal(binErr)
 	}
 	return binPath
-}
-
-// setupHelperMain runs one setup with the test script runner and exits with
-// its code, so that a test can kill it at any moment.
-func setupHelperMain(spec, lockDir string) int {
-	s, err := LoadFile(spec)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return ExitCode(err)
-	}
-	st, err := testSetup(s, spec, lockDir, os.Stderr)
-	if err == nil {
-		err = st.run(context.Background())
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return ExitCode(err)
-	}
-	return 0
 }

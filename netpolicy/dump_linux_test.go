@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ocnix/ocnix/internal/testkit"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -43,7 +44,7 @@ func TestDumpRetriesInterrupted(t *testing.T) {
 // ("results may be incomplete or inconsistent").
 func TestDumpUnderLinkChurn(t *testing.T) {
 	requireRoot(t)
-	name := "ocnix-dump-" + randHex(4)
+	name := "ocnix-dump-" + testkit.RandHex(4)
 	run(t, "ip", "netns", "add", name)
 	t.Cleanup(func() { tryRun("ip", "netns", "delete", name) })
 	ns, err := netns.GetFromName(name)

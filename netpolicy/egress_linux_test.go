@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 func TestEgressAllowedAndBlocked(t *testing.T) {
@@ -226,7 +228,7 @@ func TestSubnetChangeConverges(t *testing.T) {
 	in := Input{Instance: testName(), Enable: true, AllowCIDRs: []string{ti.AllowedCIDR()}}
 	p := setupInstance(t, in)
 	// Another free /30: the pool slot of a name nobody uses.
-	in.Subnet = PoolSubnet("unused-" + randHex(8)).String()
+	in.Subnet = PoolSubnet("unused-" + testkit.RandHex(8)).String()
 	q, err := Build(in, HostFacts{})
 	if err != nil {
 		t.Fatal(err)

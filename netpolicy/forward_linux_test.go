@@ -13,51 +13,16 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/ocnix/ocnix/internal/testkit"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-const allForwarding = "/proc/sys/net/ipv4/conf/all/forwarding"
-
-// hostForwardingOff puts the host in the state of a fresh one: IPv4
-// forwarding off everywhere (ip_forward, which is conf.all.forwarding,
-// conf.default and every interface). Cleanup restores the values found,
-// after everything registered later (instances, test nets) is gone.
+// hostForwardingOff puts the host in the state of a fresh one (testkit.HostForwardingOff).
 func hostForwardingOff(t testing.TB) {
 	t.Helper()
 	requireRoot(t)
-	saved := map[string]string{}
-	paths, err := filepath.Glob("/proc/sys/net/ipv4/conf/*/forwarding")
-	if err != nil || len(paths) == 0 {
-		t.Fatalf("no forwarding sysctls: %v", err)
-	}
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		saved[p] = strings.TrimSpace(string(b))
-	}
-	t.Cleanup(func() {
-		// "all" first: writing it rewrites every interface and default.
-		if err := os.WriteFile(allForwarding, []byte(saved[allForwarding]), 0o644); err != nil {
-			t.Errorf("restore %s: %v", allForwarding, err)
-		}
-		for p, v := range saved {
-			if p == allForwarding {
-				continue
-			}
-			if err := os.WriteFile(p, []byte(v), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("restore %s: %v", p, err)
-			}
-		}
-	})
-	writeProc(t, allForwarding, "0")
-	for _, p := range append(paths, "/proc/sys/net/ipv4/ip_forward") {
-		if v := readProc(t, p); v != "0" {
-			t.Fatalf("%s = %s after switching forwarding off", p, v)
-		}
-	}
+	testkit.HostForwardingOff(t)
 }
 
 func writeProc(t testing.TB, path, v string) {
@@ -65,15 +30,6 @@ func writeProc(t testing.TB, path, v string) {
 	if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func readProc(t testing.TB, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
 }
 
 func fwdPath(dev string) string { return "/proc/sys/net/ipv4/conf/" + dev + "/forwarding" }
@@ -102,26 +58,7 @@ func serveDNS(t testing.TB, ti *testInternet, answer netip.Addr) {
 	if err != nil {
 		t.Fatalf("listen udp :53 in %s: %v", ti.ns, err)
 	}
-	mux := dns.NewServeMux()
-	mux.HandleFunc("ocnix.test.", func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		m.Authoritative = true
-		if len(q.Question) == 1 && q.Question[0].Qtype == dns.TypeA {
-			rr, _ := dns.NewRR(q.Question[0].Name + " 60 IN A " + answer.String())
-			m.Answer = append(m.Answer, rr)
-		}
-		w.WriteMsg(m)
-	})
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: mux, NotifyStartedFunc: func() { close(started) }}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("DNS server did not start")
-	}
+	testkit.ServeA(t, pc, "ocnix.test.", answer.String())
 }
 
 // dnsQuery asks server (ip:port) for name's A record over UDP from inside
@@ -186,7 +123,7 @@ func TestFreshHostForwarding(t *testing.T) {
 
 	t.Run("OnlyTheReplyInterfacesForward", func(t *testing.T) {
 		for _, dev := range []string{p.HostVeth, wan.hostVeth, lan.hostVeth} {
-			if v := readProc(t, fwdPath(dev)); v != "1" {
+			if v := testkit.ReadProc(t, fwdPath(dev)); v != "1" {
 				t.Errorf("forwarding on %s = %s, want 1", dev, v)
 			}
 		}
@@ -198,7 +135,7 @@ func TestFreshHostForwarding(t *testing.T) {
 			if dev == p.HostVeth || dev == wan.hostVeth || dev == lan.hostVeth {
 				continue
 			}
-			if v := readProc(t, f); v != "0" {
+			if v := testkit.ReadProc(t, f); v != "0" {
 				t.Errorf("%s = %s: setup turned on forwarding where no reply arrives", f, v)
 			}
 		}
@@ -301,7 +238,7 @@ func TestFreshHostForwarding(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, dev := range []string{wan.hostVeth, lan.hostVeth} {
-			if v := readProc(t, fwdPath(dev)); v != "0" {
+			if v := testkit.ReadProc(t, fwdPath(dev)); v != "0" {
 				t.Errorf("after the last teardown forwarding on %s = %s, want 0 again", dev, v)
 			}
 		}
@@ -327,7 +264,7 @@ func TestForwardingStaysWhileAnotherInstanceNeedsIt(t *testing.T) {
 	if err := Teardown(a); err != nil {
 		t.Fatal(err)
 	}
-	if v := readProc(t, fwdPath(wan.hostVeth)); v != "1" {
+	if v := testkit.ReadProc(t, fwdPath(wan.hostVeth)); v != "1" {
 		t.Errorf("forwarding on %s = %s after the first of two teardowns, want 1", wan.hostVeth, v)
 	}
 	if err := tcpHello(t, b.NetnsPath, wan.tcp(wan.allowed)); err != nil {
@@ -336,7 +273,7 @@ func TestForwardingStaysWhileAnotherInstanceNeedsIt(t *testing.T) {
 	if err := Teardown(b); err != nil {
 		t.Fatal(err)
 	}
-	if v := readProc(t, fwdPath(wan.hostVeth)); v != "0" {
+	if v := testkit.ReadProc(t, fwdPath(wan.hostVeth)); v != "0" {
 		t.Errorf("forwarding on %s = %s after the last teardown, want 0", wan.hostVeth, v)
 	}
 }
@@ -349,7 +286,7 @@ func TestHostThatForwardsOnPurposeKeepsForwarding(t *testing.T) {
 	wan := newInternet(t)
 	lan := newInternet(t)
 	routeBetween(t, lan, wan)
-	writeProc(t, allForwarding, "1") // the operator's decision
+	writeProc(t, testkit.AllForwarding, "1") // the operator's decision
 	p := setupInstance(t, Input{Instance: testName(), Enable: true, AllowCIDRs: []string{wan.AllowedCIDR()}})
 	if err := tcpHello(t, p.NetnsPath, wan.tcp(wan.allowed)); err != nil {
 		t.Errorf("instance to wan: %v", err)
@@ -363,7 +300,7 @@ func TestHostThatForwardsOnPurposeKeepsForwarding(t *testing.T) {
 	if err := Teardown(p); err != nil {
 		t.Fatal(err)
 	}
-	if v := readProc(t, allForwarding); v != "1" {
+	if v := testkit.ReadProc(t, testkit.AllForwarding); v != "1" {
 		t.Errorf("teardown switched the router's forwarding off: all.forwarding = %s", v)
 	}
 	if err := tcpHello(t, lan.path, wan.tcp(wan.allowed)); err != nil {

@@ -1,8 +1,6 @@
 package netpolicy
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -12,25 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocnix/ocnix/internal/testkit"
 	"github.com/vishvananda/netns"
 )
 
 // requireRoot skips privileged tests loudly, saying how to run them.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("SKIP %s: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create network namespaces, veths and nft tables; run: sudo -E go test ./netpolicy/...", t.Name())
-	}
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+	testkit.RequireRoot(t, "CAP_NET_ADMIN, CAP_SYS_ADMIN to create network namespaces, veths and nft tables", "sudo -E go test ./netpolicy/...")
 }
 
 // testName returns a unique instance name for this test run.
-func testName() string { return "t-" + randHex(4) }
+func testName() string { return "t-" + testkit.RandHex(4) }
 
 // run runs a command and fails the test on error.
 func run(t testing.TB, args ...string) string {

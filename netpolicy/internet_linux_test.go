@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocnix/ocnix/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,7 +36,7 @@ func (ti *testInternet) AllowedCIDR() string { return fmt.Sprintf("198.18.%d.0/2
 func newInternet(t testing.TB) *testInternet {
 	t.Helper()
 	requireRoot(t)
-	r := randHex(3)
+	r := testkit.RandHex(3)
 	ti := &testInternet{ns: "ocnt-" + r, hostVeth: "ocnt" + r, tcpPort: 7001, udpPort: 7002}
 	ti.path = NetnsRunDir + "/" + ti.ns
 	// Pick a third octet nobody on this host routes yet (other tests may

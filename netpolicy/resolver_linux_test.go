@@ -1,7 +1,6 @@
 package netpolicy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/ocnix/ocnix/internal/testkit"
 )
 
 // dnsInternet is a test internet with an authoritative DNS server for
@@ -120,28 +120,10 @@ func newDNSInternet(t testing.TB) *dnsInternet {
 	return d
 }
 
-// syncBuffer collects the resolver's log for the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startResolver runs RunResolver for p until the test ends.
-func startResolver(t testing.TB, p Plan, upstream netip.AddrPort) *syncBuffer {
+func startResolver(t testing.TB, p Plan, upstream netip.AddrPort) *testkit.LockedBuffer {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.LockedBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
@@ -499,7 +481,7 @@ func TestResolverFailsClosed(t *testing.T) {
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- RunResolver(ctx, p, ResolverConfig{Upstreams: []netip.AddrPort{in.server}, Log: slog.New(slog.NewTextHandler(&syncBuffer{}, nil))}, func() { close(ready) })
+		done <- RunResolver(ctx, p, ResolverConfig{Upstreams: []netip.AddrPort{in.server}, Log: slog.New(slog.NewTextHandler(&testkit.LockedBuffer{}, nil))}, func() { close(ready) })
 	}()
 	<-ready
 	mustResolve(t, p, "allowed.test", in.allowed)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ocnix/ocnix/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,9 +42,9 @@ func TestDowngradedPlanKeepsItsWord(t *testing.T) {
 			pid := itoa(startOutsider(t, f.uid, f.gid))
 			for _, tc := range []probeCase{
 				{name: "FileOutsideUnreadable", args: []string{"read", f.outside}, want: want("filesystem allow-list", int(unix.EACCES), 0)},
-				{name: "FixedTCPPort", args: []string{"bind-tcp", itoa(freePort(t))}, want: want("TCP bind", int(unix.EACCES), 0)},
-				{name: "SignalOutside", args: []string{"kill", pid}, want: want("signals", int(unix.EPERM), 0)},
-				{name: "UnixDatagramSocket", args: []string{"socket", itoa(unix.AF_UNIX), itoa(unix.SOCK_DGRAM), "0"}, want: want("unix datagram sockets", 0, int(unix.EACCES))},
+				{name: "FixedTCPPort", args: []string{"bind-tcp", itoa(testkit.FreePort(t))}, want: want("TCP bind", int(unix.EACCES), 0)},
+				{name: "SignalOutside", args: []string{"signal", pid, itoa(int(unix.SIGUSR1))}, want: want("signals", int(unix.EPERM), 0)},
+				{name: "UnixDatagramSocket", args: []string{"socket", "AF_UNIX", "SOCK_DGRAM", "0"}, want: want("unix datagram sockets", 0, int(unix.EACCES))},
 			} {
 				if got := f.runPlan(t, plan, f.in, tc.args...); got != tc.want {
 					t.Errorf("%s: probe %v: got %d (%s), want %d (%s) as explain says:\n%s", tc.name, tc.args, got, errnoName(got), tc.want, errnoName(tc.want), plan)

@@ -2,27 +2,23 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/ocnix/ocnix/internal/testkit"
+	"github.com/ocnix/ocnix/internal/testkit/probe"
 	"golang.org/x/sys/unix"
 )
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("%s needs root (it creates users and applies Landlock and seccomp in a child); run: sudo go test ./sandbox/...", t.Name())
-	}
+	testkit.RequireRoot(t, "it creates users and applies Landlock and seccomp in a child", "sudo go test ./sandbox/...")
 }
 
 func requireLandlockABI(t testing.TB, n int) {
@@ -35,7 +31,7 @@ func requireLandlockABI(t testing.TB, n int) {
 // fixture is a throwaway instance: a system user, its directories, and
 // the test binary copied where that user can execute it.
 type fixture struct {
-	user      *user.User
+	user      testkit.User
 	uid, gid  int
 	base      string
 	probe     string // the test binary, as the target program
@@ -52,39 +48,17 @@ type fixture struct {
 	listeners []net.Listener
 }
 
-func randName(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func randName(n int) string { return testkit.RandHex(n) }
 
 // newUser creates a system user named ocnix-t-<random> with its own
 // group and removes it when the test ends.
-func newUser(t testing.TB) *user.User {
-	t.Helper()
-	name := "ocnix-t-" + randName(4)
-	out, err := exec.Command("useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
-	if err != nil {
-		t.Fatalf("useradd %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", name, err, out)
-		}
-	})
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatalf("look up %s: %v", name, err)
-	}
-	return u
-}
+func newUser(t testing.TB) testkit.User { return testkit.AddUser(t, "ocnix-t-"+randName(4)) }
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	requireRoot(t)
 	f := &fixture{user: newUser(t)}
-	f.uid, _ = strconv.Atoi(f.user.Uid)
-	f.gid, _ = strconv.Atoi(f.user.Gid)
+	f.uid, f.gid = f.user.UID, f.user.GID
 
 	base, err := os.MkdirTemp("", "ocnix-sandbox-test-")
 	if err != nil {
@@ -132,7 +106,7 @@ func newFixture(t testing.TB) *fixture {
 		ReadOnlyPaths:  []string{f.ro},
 		ExecPaths:      []string{f.probe},
 		UnixSockets:    []string{f.allowed},
-		ListenPort:     freePort(t),
+		ListenPort:     testkit.FreePort(t),
 	}
 	return f
 }
@@ -141,21 +115,7 @@ func newFixture(t testing.TB) *fixture {
 func (f *fixture) listen(t testing.TB, name string) string {
 	t.Helper()
 	p := filepath.Join(f.sockDir, name)
-	l, err := net.Listen("unix", p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, os.Chmod(p, 0o777))
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	testkit.ServeUnix(t, p)
 	return p
 }
 
@@ -192,16 +152,6 @@ func (f *fixture) runPlan(t *testing.T, plan Plan, in Input, args ...string) int
 	return code
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func copyFile(t testing.TB, from, to string, mode os.FileMode) {
 	t.Helper()
 	src, err := os.Open(from)
@@ -226,11 +176,11 @@ func errnoName(code int) string {
 	switch {
 	case code == 0:
 		return "success"
-	case code == probeOther:
+	case code == probe.ExitOther:
 		return "other error (see stderr)"
 	case code > 128 && code < 128+65:
 		return "killed by " + unix.SignalName(unix.Signal(code-128))
-	case code < probeOther:
+	case code < probe.ExitOther:
 		return unix.ErrnoName(unix.Errno(code))
 	}
 	return strconv.Itoa(code)

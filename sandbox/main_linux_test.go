@@ -3,10 +3,12 @@ package sandbox
 import (
 	"os"
 	"testing"
+
+	"github.com/ocnix/ocnix/internal/testkit/probe"
 )
 
-// probeEnv makes the test binary act as a probe program inside the
-// sandbox (see probe_linux_test.go).
+// probeEnv makes the test binary act as the probe program
+// (internal/testkit/probe) inside the sandbox, reporting by exit status.
 const probeEnv = "OCNIX_TEST_PROBE"
 
 // superviseEnv makes the test binary call Run with the plan and
@@ -19,7 +21,7 @@ func TestMain(m *testing.M) {
 		os.Exit(runSupervisor(f))
 	}
 	if os.Getenv(probeEnv) != "" {
-		os.Exit(runProbe(os.Args[1:]))
+		os.Exit(probe.Main(os.Args[1:], probe.ExitStatus))
 	}
 	os.Exit(m.Run())
 }

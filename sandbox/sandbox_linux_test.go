@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ocnix/ocnix/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,7 +63,7 @@ func TestSandboxFilesystem(t *testing.T) {
 		{name: "ReadOnlyPathNotWritable", args: []string{"write", f.roFile}, want: int(unix.EACCES)},
 		{name: "ReadOnlyDirNoNewFile", args: []string{"write", filepath.Join(f.ro, "new")}, want: int(unix.EACCES)},
 		{name: "FileOutsideUnreadable", args: []string{"read", f.outside}, want: int(unix.EACCES)},
-		{name: "DirOutsideUnlistable", args: []string{"readdir", filepath.Dir(f.outside)}, want: int(unix.EACCES)},
+		{name: "DirOutsideUnlistable", args: []string{"listdir", filepath.Dir(f.outside)}, want: int(unix.EACCES)},
 		{name: "SharedTmpNotWritable", args: []string{"write", tmpProbe}, want: int(unix.EACCES)},
 		{name: "SystemBaselineReadable", args: []string{"read", "/etc/hostname"}, want: 0},
 		{name: "SystemBaselineNotWritable", args: []string{"write", "/etc/ocnix-probe"}, want: int(unix.EACCES)},
@@ -112,23 +113,23 @@ func TestSandboxSeccomp(t *testing.T) {
 	pid := itoa(startOutsider(t, f.uid, f.gid))
 	runCases(t, f, f.in, []probeCase{
 		{name: "MountDenied", args: []string{"mount", f.project}, want: int(unix.EPERM)},
-		{name: "UnshareUserNSDenied", args: []string{"unshare-user"}, want: int(unix.EPERM)},
-		{name: "UnshareMountNSDenied", args: []string{"unshare-ns"}, want: int(unix.EPERM)},
-		{name: "CloneNewUserDenied", args: []string{"clone-newuser", "/bin/true"}, want: int(unix.EPERM)},
+		{name: "UnshareUserNSDenied", args: []string{"unshare", "newuser"}, want: int(unix.EPERM)},
+		{name: "UnshareMountNSDenied", args: []string{"unshare", "newns"}, want: int(unix.EPERM)},
+		{name: "CloneNewUserDenied", args: []string{"clone", "newuser"}, want: int(unix.EPERM)},
 		{name: "PlainCloneAndExecAllowed", args: []string{"exec", "/bin/true"}, want: 0},
-		{name: "Clone3IsENOSYS", args: []string{"clone3"}, want: int(unix.ENOSYS)},
+		{name: "Clone3IsENOSYS", args: []string{"clone3", "none"}, want: int(unix.ENOSYS)},
 		{name: "ChrootDenied", args: []string{"chroot", f.project}, want: int(unix.EPERM)},
-		{name: "SetnsDenied", args: []string{"setns"}, want: int(unix.EPERM)},
+		{name: "SetnsDenied", args: []string{"setns", "/proc/self/ns/net"}, want: int(unix.EPERM)},
 		{name: "PtraceDenied", args: []string{"ptrace", pid}, want: int(unix.EPERM)},
-		{name: "ProcessVMReadvDenied", args: []string{"process_vm_readv", pid}, want: int(unix.EPERM)},
-		{name: "PidfdGetfdDenied", args: []string{"pidfd_getfd", pid}, want: int(unix.EPERM)},
-		{name: "IOUringSetupIsENOSYS", args: []string{"io_uring_setup"}, want: int(unix.ENOSYS)},
+		{name: "ProcessVMReadvDenied", args: []string{"process-vm-readv", pid}, want: int(unix.EPERM)},
+		{name: "PidfdGetfdDenied", args: []string{"pidfd-getfd", pid, "0"}, want: int(unix.EPERM)},
+		{name: "IOUringSetupIsENOSYS", args: []string{"io-uring-setup"}, want: int(unix.ENOSYS)},
 		{name: "BPFDenied", args: []string{"bpf"}, want: int(unix.EPERM)},
 		{name: "KeyctlDenied", args: []string{"keyctl"}, want: int(unix.EPERM)},
-		{name: "PerfEventOpenDenied", args: []string{"perf_event_open"}, want: int(unix.EPERM)},
+		{name: "PerfEventOpenDenied", args: []string{"perf-event-open"}, want: int(unix.EPERM)},
 		{name: "PersonalityQueryAllowed", args: []string{"personality", "0xffffffff"}, want: 0},
 		{name: "PersonalityReadImpliesExecDenied", args: []string{"personality", "0x0400000"}, want: int(unix.EPERM)},
-		{name: "TIOCSTIDenied", args: []string{"tiocsti"}, want: int(unix.EPERM)},
+		{name: "TIOCSTIDenied", args: []string{"tiocsti", "0", "x"}, want: int(unix.EPERM)},
 		{name: "X32SyscallKillsProcess", args: []string{"x32-getpid"}, want: 128 + int(unix.SIGSYS)},
 	})
 }
@@ -168,7 +169,7 @@ func TestSandboxSockets(t *testing.T) {
 		{name: "BindEphemeralAllowed", args: []string{"bind-tcp", "0"}, want: 0},
 		{name: "ConnectAllowedSocket", args: []string{"connect-unix", f.allowed}, want: 0},
 		{name: "ConnectDeniedSocket", args: []string{"connect-unix", f.denied}, want: int(unix.EACCES)},
-		{name: "OwnSocketInDirectory", args: []string{"own-unix-socket", filepath.Join(f.project, "own.sock")}, want: 0},
+		{name: "OwnSocketInDirectory", args: []string{"serve-unix-and-connect", filepath.Join(f.project, "own.sock")}, want: 0},
 		{name: "SymlinkToDeniedSocketDenied", args: []string{"connect-unix", link}, want: int(unix.EACCES)},
 		{name: "TCPConnectThroughGateAllowed", args: []string{"connect-tcp", tcp.Addr().String()}, want: 0},
 	})
@@ -198,8 +199,8 @@ func TestSandboxTCPBind(t *testing.T) {
 	requireLandlockABI(t, 4)
 	f := newFixture(t)
 	in := f.in
-	extra := freePort(t)
-	fixed := freePort(t)
+	extra := testkit.FreePort(t)
+	fixed := testkit.FreePort(t)
 	in.BindPorts = []int{extra}
 	runCases(t, f, in, []probeCase{
 		{name: "FixedPortDenied", args: []string{"bind-tcp", itoa(fixed)}, want: int(unix.EACCES)},
@@ -211,7 +212,8 @@ func TestSandboxTCPBind(t *testing.T) {
 func TestSandboxScoping(t *testing.T) {
 	requireLandlockABI(t, 6)
 	f := newFixture(t)
-	pid := itoa(startOutsider(t, f.uid, f.gid))
+	outsider := startOutsider(t, f.uid, f.gid)
+	pid := itoa(outsider)
 	// An abstract socket outside the sandbox.
 	abstract := "ocnix-test-" + randName(4)
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -220,10 +222,10 @@ func TestSandboxScoping(t *testing.T) {
 	must(t, unix.Bind(fd, &unix.SockaddrUnix{Name: "@" + abstract}))
 	must(t, unix.Listen(fd, 8))
 	runCases(t, f, f.in, []probeCase{
-		{name: "SignalOutsideDenied", args: []string{"kill", pid}, want: int(unix.EPERM)},
+		{name: "SignalOutsideDenied", args: []string{"signal", pid, itoa(int(unix.SIGUSR1))}, want: int(unix.EPERM)},
 		{name: "SignalOwnChildAllowed", args: []string{"kill-own-child", "/bin/sleep"}, want: 0},
 	})
-	if err := unix.Kill(atoi(pid), 0); err != nil {
+	if err := unix.Kill(outsider, 0); err != nil {
 		t.Errorf("outsider %s died: %v", pid, err)
 	}
 	// The gate answers abstract connects with EACCES before Landlock's

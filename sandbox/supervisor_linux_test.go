@@ -208,8 +208,7 @@ func TestServerCannotReachSupervisorMemory(t *testing.T) {
 func TestRunAsOtherUserIsRefused(t *testing.T) {
 	f := newFixture(t)
 	other := newUser(t)
-	uid, _ := strconv.Atoi(other.Uid)
-	gid, _ := strconv.Atoi(other.Gid)
+	uid, gid := other.UID, other.GID
 	c, out := f.startSupervisor(t, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, "exit", "0")
 	err := c.Wait()
 	var ee *exec.ExitError
@@ -271,7 +270,7 @@ func TestRunDirectExecPath(t *testing.T) {
 		{name: "NoInheritedFDs", args: []string{"fds"}, want: 0},
 		{name: "WriteOutsideDenied", args: []string{"write", f.outside}, want: int(unix.EACCES)},
 		{name: "WriteInDirectoryAllowed", args: []string{"write", filepath.Join(f.project, "direct")}, want: 0},
-		{name: "UnshareDenied", args: []string{"unshare-user"}, want: int(unix.EPERM)},
+		{name: "UnshareDenied", args: []string{"unshare", "newuser"}, want: int(unix.EPERM)},
 		{name: "ExitCode", args: []string{"exit", "9"}, want: 9},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

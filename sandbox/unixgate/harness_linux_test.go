@@ -11,16 +11,15 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/ocnix/ocnix/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,9 +45,7 @@ func parseHostPort(s string) ([]byte, int) {
 // requireRoot skips privileged tests loudly.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("%s needs root (pidfd_getfd of a child, credential switching, a test user); run: sudo -E go test ./sandbox/unixgate/", t.Name())
-	}
+	testkit.RequireRoot(t, "pidfd_getfd of a child, credential switching, a test user", "sudo -E go test ./sandbox/unixgate/")
 }
 
 // requireUserNotif skips when the kernel lacks what Serve needs: seccomp user notification
@@ -70,31 +67,8 @@ var userSeq int
 func newTestUser(t testing.TB) testUser {
 	t.Helper()
 	userSeq++
-	name := fmt.Sprintf("ocnix-t-gate%d-%d", os.Getpid()%100000, userSeq)
-	out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
-	if err != nil {
-		t.Fatalf("useradd %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		// Serve's retired threads acted as this user and may take a moment to exit
-		// (userdel exit status 8: user busy).
-		var out []byte
-		var err error
-		for try := 0; try < 100; try++ {
-			if out, err = exec.Command("userdel", name).CombinedOutput(); err == nil {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		t.Errorf("userdel %s: %v: %s", name, err, out)
-	})
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatalf("look up %s: %v", name, err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return testUser{uid: uid, gid: gid}
+	u := testkit.AddUser(t, fmt.Sprintf("ocnix-t-gate%d-%d", os.Getpid()%100000, userSeq))
+	return testUser{uid: u.UID, gid: u.GID}
 }
 
 // openTempDir is t.TempDir made traversable for the test user: testing creates both it
@@ -180,24 +154,6 @@ func (s *peer) accepted() (int, []uint32) {
 	return s.count, append([]uint32(nil), s.uids...)
 }
 
-// syncBuffer is a log sink that tests read while Serve may still write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // gateRun is the outcome of one child run under Serve.
 type gateRun struct {
 	res      childResult
@@ -280,7 +236,7 @@ func (c *childProc) wait(t testing.TB, timeout time.Duration) {
 }
 
 // serve runs Serve on the child's listener with a log captured in logs.
-func (c *childProc) serve(ctx context.Context, pol Policy, logs *syncBuffer) chan error {
+func (c *childProc) serve(ctx context.Context, pol Policy, logs *testkit.LockedBuffer) chan error {
 	done := make(chan error, 1)
 	if c.nfd < 0 {
 		done <- nil
@@ -296,7 +252,7 @@ func (c *childProc) serve(ctx context.Context, pol Policy, logs *syncBuffer) cha
 func runChild(t testing.TB, plan childPlan, pol Policy, during func(pid int)) gateRun {
 	t.Helper()
 	c := startChild(t, plan)
-	logs := &syncBuffer{}
+	logs := &testkit.LockedBuffer{}
 	serveDone := c.serve(context.Background(), pol, logs)
 	if during != nil {
 		during(c.pid)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ocnix/ocnix/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,7 +18,7 @@ func TestServeReturnsWhenContextEnds(t *testing.T) {
 	requireUserNotif(t)
 	c := startChild(t, childPlan{Probes: []probe{{Name: "sleep", Kind: "sleep", N: 30000}}})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := c.serve(ctx, Policy{Instance: "ctx"}, &syncBuffer{})
+	done := c.serve(ctx, Policy{Instance: "ctx"}, &testkit.LockedBuffer{})
 	time.Sleep(100 * time.Millisecond)
 	cancel()
 	select {
@@ -39,7 +40,7 @@ func TestServeKilledCallerFreesWorkers(t *testing.T) {
 	full := filepath.Join(openTempDir(t), "full.sock")
 	fullListener(t, full)
 	c := startChild(t, childPlan{Probes: []probe{{Name: "pending", Kind: "pending", Path: full, N: 4}}})
-	done := c.serve(context.Background(), Policy{Instance: "kill", Allow: []string{full}}, &syncBuffer{})
+	done := c.serve(context.Background(), Policy{Instance: "kill", Allow: []string{full}}, &testkit.LockedBuffer{})
 	time.Sleep(300 * time.Millisecond)
 	if err := unix.Kill(c.pid, unix.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -66,7 +67,7 @@ func TestServeCancelAnswersWaitingCallers(t *testing.T) {
 	fullListener(t, full)
 	c := startChild(t, childPlan{Probes: []probe{{Name: "pending", Kind: "pending", Path: full, N: 3}}})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := c.serve(ctx, Policy{Instance: "cancel", Allow: []string{full}}, &syncBuffer{})
+	done := c.serve(ctx, Policy{Instance: "cancel", Allow: []string{full}}, &testkit.LockedBuffer{})
 	time.Sleep(300 * time.Millisecond)
 	cancel()
 	select {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package probe
 
 // Probes of the red-team battery (issue 10, item 7). Each tries one escape
 // and prints "ok [detail]" or the errno's name, like the rest of the probes;
@@ -25,80 +25,74 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func init() {
-	for name, f := range map[string]func([]string) (string, error){
-		"symlink-race":        symlinkRace,
-		"hardlink":            func(a []string) (string, error) { return "", unix.Link(a[0], a[1]) },
-		"hardlink-procfd":     hardlinkProcFD,
-		"hardlink-emptypath":  hardlinkEmptyPath,
-		"hardlink-race":       hardlinkRace,
-		"rename-in":           func(a []string) (string, error) { return "", unix.Rename(a[0], a[1]) },
-		"opath":               opath,
-		"reopen":              reopen,
-		"readlink":            func(a []string) (string, error) { t, err := os.Readlink(a[0]); return t, unwrap(err) },
-		"listdir":             listdir,
-		"stat":                statIno,
-		"openat2":             openat2,
-		"name-to-handle":      nameToHandle,
-		"open-by-handle":      openByHandle,
-		"ptrace-seize":        ptraceSeize,
-		"process-vm-readv":    func(a []string) (string, error) { return processVM(a, false) },
-		"process-vm-writev":   func(a []string) (string, error) { return processVM(a, true) },
-		"pidfd-open":          pidfdOpen,
-		"pidfd-getfd":         pidfdGetfd,
-		"pidfd-signal":        pidfdSignal,
-		"signal":              signal,
-		"tgkill":              tgkill,
-		"kill-all":            killAll,
-		"connect-denied-loop": connectDeniedLoop,
-		"memfd-exec":          memfdExec,
-		"memfd-execveat":      memfdExecveat,
-		"open-rw":             openRW,
-		"userfaultfd":         userfaultfd,
-		"perf-event-open":     perfEventOpen,
-		"add-key":             addKey,
-		"request-key":         requestKey,
-		"io-uring-enter":      func(a []string) (string, error) { return ioUring(unix.SYS_IO_URING_ENTER) },
-		"io-uring-register":   func(a []string) (string, error) { return ioUring(unix.SYS_IO_URING_REGISTER) },
-		"clone3":              clone3,
-		"clone":               cloneFlags,
-		"unshare":             unshareFlags,
-		"setns":               setns,
-		"tiocsti":             tiocsti,
-		"tioclinux":           tioclinux,
-		"open-tty":            openTTY,
-		"list-fds":            listFDs,
-		"at-parent":           atParent,
-		"serve-abstract":      serveAbstract,
-		"connect-abstract":    connectAbstract,
-		"exchange-loop":       exchangeLoop,
-		"signalable":          signalable,
-		"connect-from-cwd":    connectFromCwd,
-		"connect-procfd":      connectProcFD,
-		"sigio":               sigio,
-		"tiocsti-hi":          tiocstiHi,
-		"shm-read":            shmRead,
-		"shm-roundtrip":       shmRoundtrip,
-		"mq-read":             mqRead,
-		"nodeath-loop":        nodeathLoop,
-		"ia32":                ia32,
-		"socket-hi":           socketHi,
-		"openat2-create":      openat2Create,
-		"openat-create":       openatCreate,
-		"read-own-pid":        readOwnPid,
-		"tmpfile-create":      tmpfileCreate,
-		"mknod-create":        mknodCreate,
-		"tmpfile-open-legacy": tmpfileOpenLegacy,
-		"mknod-legacy":        mknodLegacy,
-		"mkdir-mode":          mkdirMode,
-		"execveat-opath":      execveatOPath,
-		"truncate-procfd":     truncateProcFD,
-	} {
-		if _, dup := probes[name]; dup {
-			panic("probe: verb " + name + " registered twice")
-		}
-		probes[name] = f
-	}
+// redteamVerbs are the red-team battery's verbs (e2e/redteam_test.go).
+var redteamVerbs = map[string]Verb{
+	"symlink-race":        symlinkRace,
+	"hardlink":            func(a []string) (string, error) { return "", unix.Link(a[0], a[1]) },
+	"hardlink-procfd":     hardlinkProcFD,
+	"hardlink-emptypath":  hardlinkEmptyPath,
+	"hardlink-race":       hardlinkRace,
+	"rename-in":           func(a []string) (string, error) { return "", unix.Rename(a[0], a[1]) },
+	"opath":               opath,
+	"reopen":              reopen,
+	"readlink":            func(a []string) (string, error) { t, err := os.Readlink(a[0]); return t, unwrap(err) },
+	"listdir":             listdir,
+	"stat":                statIno,
+	"openat2":             openat2,
+	"name-to-handle":      nameToHandle,
+	"open-by-handle":      openByHandle,
+	"ptrace-seize":        ptraceSeize,
+	"process-vm-readv":    func(a []string) (string, error) { return processVM(a, false) },
+	"process-vm-writev":   func(a []string) (string, error) { return processVM(a, true) },
+	"pidfd-open":          pidfdOpen,
+	"pidfd-getfd":         pidfdGetfd,
+	"pidfd-signal":        pidfdSignal,
+	"signal":              signal,
+	"tgkill":              tgkill,
+	"kill-all":            killAll,
+	"connect-denied-loop": connectDeniedLoop,
+	"memfd-exec":          memfdExec,
+	"memfd-execveat":      memfdExecveat,
+	"open-rw":             openRW,
+	"userfaultfd":         userfaultfd,
+	"perf-event-open":     perfEventOpen,
+	"add-key":             addKey,
+	"request-key":         requestKey,
+	"io-uring-enter":      func(a []string) (string, error) { return ioUring(unix.SYS_IO_URING_ENTER) },
+	"io-uring-register":   func(a []string) (string, error) { return ioUring(unix.SYS_IO_URING_REGISTER) },
+	"clone3":              clone3,
+	"clone":               cloneFlags,
+	"unshare":             unshareFlags,
+	"setns":               setns,
+	"tiocsti":             tiocsti,
+	"tioclinux":           tioclinux,
+	"open-tty":            openTTY,
+	"list-fds":            listFDs,
+	"at-parent":           atParent,
+	"serve-abstract":      serveAbstract,
+	"connect-abstract":    connectAbstract,
+	"exchange-loop":       exchangeLoop,
+	"signalable":          signalable,
+	"connect-from-cwd":    connectFromCwd,
+	"connect-procfd":      connectProcFD,
+	"sigio":               sigio,
+	"tiocsti-hi":          tiocstiHi,
+	"shm-read":            shmRead,
+	"shm-roundtrip":       shmRoundtrip,
+	"mq-read":             mqRead,
+	"nodeath-loop":        nodeathLoop,
+	"ia32":                ia32,
+	"socket-hi":           socketHi,
+	"openat2-create":      openat2Create,
+	"openat-create":       openatCreate,
+	"read-own-pid":        readOwnPid,
+	"tmpfile-create":      tmpfileCreate,
+	"mknod-create":        mknodCreate,
+	"tmpfile-open-legacy": tmpfileOpenLegacy,
+	"mknod-legacy":        mknodLegacy,
+	"mkdir-mode":          mkdirMode,
+	"execveat-opath":      execveatOPath,
+	"truncate-procfd":     truncateProcFD,
 }
 
 // readIno opens p with flags and returns the inode it got (and the bytes it
@@ -827,7 +821,7 @@ func atParent(a []string) (string, error) {
 	for i, s := range a[1:] {
 		args[i] = strings.ReplaceAll(s, "{parent}", strconv.Itoa(unix.Getppid()))
 	}
-	return probes[a[0]](args)
+	return verbs[a[0]](args)
 }
 
 // serveAbstract: NAME. Listens on the abstract unix name @NAME until killed.
@@ -899,7 +893,7 @@ func connectFromCwd(a []string) (string, error) {
 	if err := unix.Chdir(a[0]); err != nil {
 		return "", err
 	}
-	return probes["connect-unix"](a[1:])
+	return verbs["connect-unix"](a[1:])
 }
 
 // connectProcFD: PATH [SUFFIX]. Connect to /proc/self/fd/N+SUFFIX, N an
@@ -914,7 +908,7 @@ func connectProcFD(a []string) (string, error) {
 	if len(a) > 1 {
 		suffix = a[1]
 	}
-	return probes["connect-unix"]([]string{"/proc/self/fd/" + strconv.Itoa(fd) + suffix})
+	return verbs["connect-unix"]([]string{"/proc/self/fd/" + strconv.Itoa(fd) + suffix})
 }
 
 // sigio: PID SIG. Make PID the owner of a pipe with O_ASYNC and F_SETSIG
