@@ -410,13 +410,12 @@ func TestSetupScriptTimeoutKillsTheScript(t *testing.T) {
 	mustBeGone(t, "the script", script)
 }
 
-// TestSetupFindingTimeoutOrphansBackgroundJobs: FINDING (open; README "Known
-// limitations", "Orphans of a killed supervisor"). On a timeout setup
-// SIGKILLs the process group of `run`; the script dies by its parent-death
-// signal, but a job it left in the background is in the sandbox's own process
-// group and runs on outside systemd, still confined. Skips loudly while that
-// holds; passes once the timeout takes the whole sandbox down.
-func TestSetupFindingTimeoutOrphansBackgroundJobs(t *testing.T) {
+// TestSetupTimeoutEndsBackgroundJobs: on a timeout setup SIGKILLs the
+// process group of `run`; the script dies by its parent-death signal, and a
+// job it left in the background (in the sandbox's own process group) is
+// re-parented to setup, the child subreaper, which ends it too. This used to
+// be an open finding outside systemd ("Orphans of a killed supervisor").
+func TestSetupTimeoutEndsBackgroundJobs(t *testing.T) {
 	_, background := timedOutScript(t)
 	deadline := time.Now().Add(3 * time.Second)
 	for alive(background) && time.Now().Before(deadline) {
@@ -431,7 +430,7 @@ func TestSetupFindingTimeoutOrphansBackgroundJobs(t *testing.T) {
 	if !confined {
 		t.Fatalf("ESCAPE: the orphaned background job %d of a timed-out init script is not confined:\n%s", background, status)
 	}
-	t.Skipf("SKIPPED %s: KNOWN LIMITATION (README \"Known limitations\", \"Orphans of a killed supervisor\"): the background job %d of an init script outlived setup's timeout (SIGKILL of run's process group) outside systemd, still confined (no_new_privs, seccomp). Under systemd the setup unit's cgroup ends it", t.Name(), background)
+	t.Fatalf("the background job %d of a timed-out init script outlived setup (still confined)", background)
 }
 
 func TestSetupKilledDuringAScriptConverges(t *testing.T) {

@@ -56,6 +56,12 @@ func Run(ctx context.Context, cmd *exec.Cmd, timeout time.Duration, out io.Write
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout, cmd.Stderr = pw, pw
 
+	// Whatever the child leaves behind is re-parented to us, not to init, so
+	// that we can end it below: a sandboxed script's background job lives in
+	// the sandbox's own process group, out of reach of the group kill.
+	if err := becomeSubreaper(); err != nil {
+		return Result{}, fmt.Errorf("become the child subreaper: %w", err)
+	}
 	// The parent-death signal fires when the forking *thread* exits, so the
 	// goroutine that starts the child keeps its thread until the child is gone.
 	runtime.LockOSThread()
@@ -85,6 +91,7 @@ func Run(ctx context.Context, cmd *exec.Cmd, timeout time.Duration, out io.Write
 	stop()
 	syscall.Kill(-pgid, syscall.SIGKILL)
 	werr := cmd.Wait()
+	killOrphans()
 	if nerr != nil {
 		return Result{}, fmt.Errorf("wait for %s: %w", cmd.Path, nerr)
 	}

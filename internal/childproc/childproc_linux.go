@@ -2,6 +2,10 @@ package childproc
 
 import (
 	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -21,4 +25,63 @@ func waitExitedNoReap(pid int) error {
 			return err
 		}
 	}
+}
+
+var subreaper struct {
+	sync.Once
+	err error
+}
+
+// becomeSubreaper makes this process the reaper of its orphaned
+// descendants (PR_SET_CHILD_SUBREAPER), once.
+func becomeSubreaper() error {
+	subreaper.Do(func() { subreaper.err = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) })
+	return subreaper.err
+}
+
+// maxOrphanRounds bounds killOrphans against a tree that keeps forking: each
+// round kills every child we have, and the children of those come to us next.
+const maxOrphanRounds = 64
+
+// killOrphans SIGKILLs and reaps every child this process has, which after
+// Run's own child was reaped are the descendants it left behind (re-parented
+// to us as the subreaper). Run is the only place the process starts
+// children, and it runs one at a time.
+func killOrphans() {
+	for range maxOrphanRounds {
+		pids := children()
+		if len(pids) == 0 {
+			return
+		}
+		for _, pid := range pids {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		for _, pid := range pids {
+			var ws unix.WaitStatus
+			for {
+				if _, err := unix.Wait4(pid, &ws, 0, nil); !errors.Is(err, unix.EINTR) {
+					break
+				}
+			}
+		}
+	}
+}
+
+// children lists this process's children, from every thread: an orphan is
+// re-parented to one thread of the subreaper.
+func children() []int {
+	tasks, _ := os.ReadDir("/proc/self/task")
+	var pids []int
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
 }

@@ -86,3 +86,42 @@ func TestRunChildKillsLeftoversAfterExit(t *testing.T) {
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	waitGone(t, pid)
 }
+
+// TestRunKillsOrphansOutsideTheGroup: a job that left the child's process
+// group (setsid, as a sandbox's own group does) is out of reach of the group
+// kill; it is re-parented to Run's process (the subreaper) and ended there,
+// with its own children, on exit and on timeout alike.
+func TestRunKillsOrphansOutsideTheGroup(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skipf("SKIPPED %s: no setsid(1) here: %v", t.Name(), err)
+	}
+	for _, tc := range []struct {
+		name    string
+		script  string
+		timeout time.Duration
+	}{
+		{"OnExit", "exit 0", 30 * time.Second},
+		{"OnTimeout", "sleep 60", 500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			outer, inner := filepath.Join(dir, "outer"), filepath.Join(dir, "inner")
+			// setsid's child forks once more: the grandchild comes to us only
+			// after its parent is killed.
+			script := "setsid sh -c 'sleep 60 & echo $! > " + inner + "; echo $$ > " + outer + "; wait' &\n" +
+				"while [ ! -s " + inner + " ]; do sleep 0.01; done\n" + tc.script
+			res, err := Run(context.Background(), shCmd(script), tc.timeout, NewTailBuffer(5))
+			if err != nil {
+				t.Fatalf("Run = %+v, %v", res, err)
+			}
+			for _, f := range []string{outer, inner} {
+				b, _ := os.ReadFile(f)
+				pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+				if err != nil {
+					t.Fatalf("%s: no pid recorded", f)
+				}
+				waitGone(t, pid)
+			}
+		})
+	}
+}
