@@ -197,11 +197,11 @@ func testSpecFile(t *testing.T, mutate func(map[string]any)) string {
 
 func testPlan(t *testing.T, mutate func(map[string]any)) *Plan {
 	t.Helper()
-	s, err := LoadFile(testSpecFile(t, mutate))
+	s, err := loadFile(testSpecFile(t, mutate))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := BuildPlan(s, HostFor(s), nil)
+	p, err := buildPlan(s, hostFor(s), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

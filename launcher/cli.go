@@ -122,11 +122,11 @@ type CheckCmd struct {
 
 // Run prints nothing on success, like a compiler; the exit code carries it.
 func (c *CheckCmd) Run(g *Globals) error {
-	s, err := LoadFile(c.Config)
+	s, err := loadFile(c.Config)
 	if err != nil {
 		return err
 	}
-	p, err := BuildPlan(s, HostFor(s), nil)
+	p, err := buildPlan(s, hostFor(s), nil)
 	if err != nil {
 		return withCode(ExitSpecInvalid, err)
 	}
@@ -146,11 +146,11 @@ type ExplainCmd struct {
 }
 
 func (c *ExplainCmd) Run(g *Globals) error {
-	s, err := LoadFile(c.Config)
+	s, err := loadFile(c.Config)
 	if err != nil {
 		return err
 	}
-	p, err := BuildPlan(s, HostFor(s), nil)
+	p, err := buildPlan(s, hostFor(s), nil)
 	if err != nil {
 		return withCode(ExitSpecInvalid, err)
 	}
@@ -170,8 +170,8 @@ func printPlan(w io.Writer, p *Plan, asJSON bool) error {
 	return err
 }
 
-// DetectHost reads the few host facts the plan depends on.
-func DetectHost() Host {
+// detectHost reads the few host facts the plan depends on.
+func detectHost() Host {
 	caps := sandbox.DetectCaps()
 	h := Host{NixOS: caps.Layout == sandbox.LayoutNixOS, Sandbox: caps}
 	var err error
@@ -181,10 +181,10 @@ func DetectHost() Host {
 	return h
 }
 
-// HostFor is DetectHost plus the digests of s's init scripts, so that the
+// hostFor is detectHost plus the digests of s's init scripts, so that the
 // plan names the exact content setup would run.
-func HostFor(s *Spec) Host {
-	h := DetectHost()
+func hostFor(s *Spec) Host {
+	h := detectHost()
 	h.Scripts = ScriptFacts{}
 	for _, sc := range [...]struct{ phase, path string }{{"pre", s.PreInitScript}, {"post", s.PostInitScript}} {
 		if sc.path == "" {

@@ -29,8 +29,8 @@ type Layout struct {
 	ConfigFile string `json:"configFile"` // in Private; the server reads it
 }
 
-// LayoutFor derives the state layout from the spec.
-func LayoutFor(s *Spec) Layout {
+// layoutFor derives the state layout from the spec.
+func layoutFor(s *Spec) Layout {
 	d := s.StateDir
 	return Layout{
 		StateDir:   d,
@@ -91,15 +91,15 @@ type EnvEntry struct {
 	Source string `json:"source"` // launcher, default, environment, environmentFile
 }
 
-// BaseEnv is the environment the instance starts from, before environmentFile:
+// baseEnv is the environment the instance starts from, before environmentFile:
 // nothing of the caller's environment leaks in.
-func BaseEnv(s *Spec, h Host) []EnvEntry {
-	l := LayoutFor(s)
+func baseEnv(s *Spec, h Host) []EnvEntry {
+	l := layoutFor(s)
 	env := []EnvEntry{
 		{Name: "HOME", Value: s.StateDir, Source: "launcher"},
 		{Name: "USER", Value: s.User, Source: "launcher"},
 		{Name: "LOGNAME", Value: s.User, Source: "launcher"},
-		{Name: "PATH", Value: strings.Join(SearchPath(s, h), ":"), Source: "launcher"},
+		{Name: "PATH", Value: strings.Join(searchPath(s, h), ":"), Source: "launcher"},
 		{Name: "LANG", Value: "C.UTF-8", Source: "default"},
 		{Name: "TMPDIR", Value: l.Tmp, Source: "launcher"},
 		{Name: "XDG_CONFIG_HOME", Value: l.Config, Source: "launcher"},
@@ -125,9 +125,9 @@ func BaseEnv(s *Spec, h Host) []EnvEntry {
 	return env
 }
 
-// WithEnvFile layers environmentFile assignments over env. Reserved names are
+// withEnvFile layers environmentFile assignments over env. Reserved names are
 // refused: a secrets file must not be able to move HOME out of the sandbox.
-func WithEnvFile(env []EnvEntry, vars []envfile.Var, path string) ([]EnvEntry, error) {
+func withEnvFile(env []EnvEntry, vars []envfile.Var, path string) ([]EnvEntry, error) {
 	for _, v := range vars {
 		if owner, ok := reservedEnv[v.Name]; ok {
 			return nil, &envFileReservedError{path: path, line: v.Line, name: v.Name, owner: owner}
@@ -158,8 +158,8 @@ func setEnv(env []EnvEntry, e EnvEntry) []EnvEntry {
 	return append(env, e)
 }
 
-// Environ renders entries as KEY=VALUE for exec.
-func Environ(env []EnvEntry) []string {
+// environ renders entries as KEY=VALUE for exec.
+func environ(env []EnvEntry) []string {
 	out := make([]string, 0, len(env))
 	for _, e := range env {
 		out = append(out, e.Name+"="+e.Value)
@@ -167,8 +167,8 @@ func Environ(env []EnvEntry) []string {
 	return out
 }
 
-// SearchPath is `path` first, then the system baseline of this kind of host.
-func SearchPath(s *Spec, h Host) []string {
+// searchPath is `path` first, then the system baseline of this kind of host.
+func searchPath(s *Spec, h Host) []string {
 	out := append([]string(nil), s.Path...)
 	if h.NixOS {
 		return append(out, "/run/wrappers/bin", "/run/current-system/sw/bin")
@@ -178,17 +178,17 @@ func SearchPath(s *Spec, h Host) []string {
 
 // configContent is the composed config as one line of JSON.
 func configContent(s *Spec) string {
-	b, err := json.Marshal(ComposeConfig(s))
+	b, err := json.Marshal(composeConfig(s))
 	if err != nil {
 		return "{}" // opencodeConfig came from JSON, so it always marshals
 	}
 	return string(b)
 }
 
-// ComposeConfig is the opencode.json content: ocnix's locked-down defaults,
+// composeConfig is the opencode.json content: ocnix's locked-down defaults,
 // then opencodeConfig over them (objects merge, other values replace), then
 // model and provider folded in as opencode expects ("provider/model").
-func ComposeConfig(s *Spec) map[string]any {
+func composeConfig(s *Spec) map[string]any {
 	cfg := mergeJSON(configDefaults(), s.OpencodeConfig)
 	if s.Model != "" {
 		m := s.Model
@@ -217,13 +217,13 @@ func mergeJSON(base, over map[string]any) map[string]any {
 	return out
 }
 
-// ServerArgv is command + serve flags + log level + extraArgs (DESIGN.md).
+// serverArgv is command + serve flags + log level + extraArgs (DESIGN.md).
 //
 // With network isolation the server listens on the loopback of its own
 // netns, where systemd-socket-proxyd (netpolicy.Plan.ProxyTarget) reaches it;
 // the host side listens on listen.address. A host address such as
 // 192.168.1.10 does not exist inside the netns, so it cannot be bound there.
-func ServerArgv(s *Spec) []string {
+func serverArgv(s *Spec) []string {
 	host := s.Listen.Address
 	if s.NetworkIsolation.Enable {
 		host = isolatedListenHost

@@ -22,7 +22,7 @@ func TestReadEnvFileMissingNamesPath(t *testing.T) {
 }
 
 func TestEnvFileCannotOverrideReserved(t *testing.T) {
-	_, err := WithEnvFile(nil, []envfile.Var{{Name: "HOME", Value: "/root", Line: 3}}, "/run/s.env")
+	_, err := withEnvFile(nil, []envfile.Var{{Name: "HOME", Value: "/root", Line: 3}}, "/run/s.env")
 	if err == nil || !strings.Contains(err.Error(), "line 3: HOME") || !errors.Is(err, envfile.ErrFile) {
 		t.Fatalf("err = %v", err)
 	}

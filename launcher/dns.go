@@ -28,14 +28,14 @@ type DNSCmd struct {
 }
 
 func (c *DNSCmd) Run(g *Globals) error {
-	s, err := LoadFile(c.Config)
+	s, err := loadFile(c.Config)
 	if err != nil {
 		return err
 	}
 	if os.Geteuid() != 0 {
 		return errorf(ExitPermission, "instance %q: dns needs root (it opens sockets inside the instance netns and writes its nft sets)", s.Name)
 	}
-	plan, err := BuildPlan(s, HostFor(s), nil)
+	plan, err := buildPlan(s, hostFor(s), nil)
 	if err != nil {
 		return withCode(ExitSpecInvalid, err)
 	}

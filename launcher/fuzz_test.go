@@ -17,7 +17,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`[1,2]`))
 	f.Add([]byte(`{"environment":{"A":null}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := Parse(data)
+		s, err := parseSpec(data)
 		if err != nil {
 			var ps *Problems
 			if !errors.Is(err, ErrSpecSyntax) && !errors.As(err, &ps) {
@@ -33,7 +33,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Parse(b); err != nil {
+		if _, err := parseSpec(b); err != nil {
 			t.Fatalf("valid spec does not re-parse: %v\n%s", err, b)
 		}
 	})

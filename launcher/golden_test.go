@@ -49,7 +49,7 @@ func TestExplainGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := LoadFile(tt.spec)
+			s, err := loadFile(tt.spec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +61,7 @@ func TestExplainGolden(t *testing.T) {
 			if tt.name == "DomainsText" {
 				s.NetworkIsolation.OutboundAllowDomains = []string{"api.anthropic.com", "*.githubusercontent.com", "registry.npmjs.org:443"}
 			}
-			p, err := BuildPlan(s, goldenHost(false), nil)
+			p, err := buildPlan(s, goldenHost(false), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,15 +94,15 @@ func TestExplainGolden(t *testing.T) {
 // Landlock ABI, check still passes (it runs on Nix builders) and explain
 // warns; run is refused by the sandbox itself.
 func TestOldKernelIsAHostFactNotASpecError(t *testing.T) {
-	s, err := LoadFile("../examples/demo.json")
+	s, err := loadFile("../examples/demo.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := goldenHost(false)
 	h.Sandbox.LandlockABI = 1
-	p, err := BuildPlan(s, h, nil)
+	p, err := buildPlan(s, h, nil)
 	if err != nil {
-		t.Fatalf("BuildPlan on ABI 1 = %v, want a plan with a warning", err)
+		t.Fatalf("buildPlan on ABI 1 = %v, want a plan with a warning", err)
 	}
 	if len(p.Warnings) == 0 || !strings.Contains(strings.Join(p.Warnings, "\n"), "below the minimum") {
 		t.Errorf("warnings = %v, want the Landlock minimum", p.Warnings)

@@ -28,14 +28,14 @@ var ErrSpecUnreadable = errors.New("spec unreadable")
 // ErrSpecSyntax marks a spec that is not a JSON object.
 var ErrSpecSyntax = errors.New("not a valid spec")
 
-// LoadFile reads and validates the spec at path. Structural validation only:
+// loadFile reads and validates the spec at path. Structural validation only:
 // nothing on the host is consulted (check runs inside the Nix build sandbox).
-func LoadFile(path string) (*Spec, error) {
+func loadFile(path string) (*Spec, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("spec %s cannot be read; pass the file the Nix module wrote: %w (%w)", path, err, ErrSpecUnreadable)
 	}
-	s, err := Parse(data)
+	s, err := parseSpec(data)
 	if errors.Is(err, ErrSpecSyntax) {
 		return nil, fmt.Errorf("spec %s: %w", path, err)
 	}
@@ -45,9 +45,9 @@ func LoadFile(path string) (*Spec, error) {
 // maxSpecSize bounds what Parse accepts; a real spec is a few KiB.
 const maxSpecSize = 4 << 20
 
-// Parse decodes and validates a spec. On failure it returns *Problems listing
+// parseSpec decodes and validates a spec. On failure it returns *Problems listing
 // every problem found, or a syntax error with its position.
-func Parse(data []byte) (*Spec, error) {
+func parseSpec(data []byte) (*Spec, error) {
 	if len(data) > maxSpecSize {
 		return nil, fmt.Errorf("%w: %d bytes, more than the %d allowed", ErrSpecSyntax, len(data), maxSpecSize)
 	}
@@ -74,9 +74,9 @@ func Parse(data []byte) (*Spec, error) {
 	// The layers below check what they will enforce, keyed in the spec's
 	// terms; a key the spec already faulted keeps the spec's message.
 	if len(s.Command) > 0 {
-		ps.List.Merge(sandbox.Check(SandboxInput(s, "")))
+		ps.List.Merge(sandbox.Check(sandboxInput(s, "")))
 	}
-	ps.List.Merge(netpolicy.Check(NetInput(s)))
+	ps.List.Merge(netpolicy.Check(netInput(s)))
 	if len(ps.List) > 0 {
 		return nil, ps
 	}

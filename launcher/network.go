@@ -12,11 +12,11 @@ type TeardownCmd struct {
 }
 
 func (c *TeardownCmd) Run(g *Globals) error {
-	s, err := LoadFile(c.Config)
+	s, err := loadFile(c.Config)
 	if err != nil {
 		return err
 	}
-	p, err := BuildPlan(s, HostFor(s), nil)
+	p, err := buildPlan(s, hostFor(s), nil)
 	if err != nil {
 		return withCode(ExitSpecInvalid, err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/ocnix/ocnix/sandbox"
 )
 
-// Plan is everything run would do, as plain data: built by BuildPlan from a
+// Plan is everything run would do, as plain data: built by buildPlan from a
 // spec and host facts with no side effects, printed by explain and run
 // --dry-run, and compared in unit tests without root.
 type Plan struct {
@@ -32,9 +32,9 @@ type Plan struct {
 	Warnings        []string       `json:"warnings,omitempty"`
 }
 
-// BuildPlan is pure: the same spec and host always give the same plan.
-func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
-	argv := ServerArgv(s)
+// buildPlan is pure: the same spec and host always give the same plan.
+func buildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
+	argv := serverArgv(s)
 	if len(cmd) > 0 {
 		argv = append([]string(nil), cmd...)
 	}
@@ -45,10 +45,10 @@ func BuildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 		Directory:       s.Directory,
 		Listen:          net.JoinHostPort(s.Listen.Address, strconv.Itoa(s.Listen.Port)),
 		Argv:            argv,
-		Env:             BaseEnv(s, h),
+		Env:             baseEnv(s, h),
 		EnvironmentFile: s.EnvironmentFile,
-		Layout:          LayoutFor(s),
-		OpencodeConfig:  ComposeConfig(s),
+		Layout:          layoutFor(s),
+		OpencodeConfig:  composeConfig(s),
 	}
 	config, err := renderConfig(p.OpencodeConfig)
 	if err != nil {

@@ -14,11 +14,11 @@ type (
 	NetworkSection = netpolicy.Plan
 )
 
-// SandboxInput maps the spec onto the sandbox package's input. The server's
+// sandboxInput maps the spec onto the sandbox package's input. The server's
 // own executable is granted read+execute on its file alone, so that a command
 // outside the system baseline (say /opt/…/opencode) runs without opening its
 // whole directory.
-func SandboxInput(s *Spec, argv0 string) sandbox.Input {
+func sandboxInput(s *Spec, argv0 string) sandbox.Input {
 	cmd := []string{s.Command[0]}
 	if argv0 != "" && argv0 != s.Command[0] {
 		cmd = append(cmd, argv0)
@@ -29,7 +29,7 @@ func SandboxInput(s *Spec, argv0 string) sandbox.Input {
 		Group:          s.Group,
 		Directory:      s.Directory,
 		StateDir:       s.StateDir,
-		TmpDir:         LayoutFor(s).Tmp,
+		TmpDir:         layoutFor(s).Tmp,
 		ReadWritePaths: s.Sandbox.ReadWritePaths,
 		ReadOnlyPaths:  s.Sandbox.ReadOnlyPaths,
 		LauncherDir:    privateDirFor(s.Name),
@@ -42,8 +42,8 @@ func SandboxInput(s *Spec, argv0 string) sandbox.Input {
 	}
 }
 
-// NetInput maps the spec onto the netpolicy package's input.
-func NetInput(s *Spec) netpolicy.Input {
+// netInput maps the spec onto the netpolicy package's input.
+func netInput(s *Spec) netpolicy.Input {
 	return netpolicy.Input{
 		Instance:      s.Name,
 		Enable:        s.NetworkIsolation.Enable,
@@ -57,14 +57,14 @@ func NetInput(s *Spec) netpolicy.Input {
 }
 
 func buildSandbox(s *Spec, h Host, argv0 string) (sandbox.Plan, error) {
-	return sandbox.Build(SandboxInput(s, argv0), h.Sandbox)
+	return sandbox.Build(sandboxInput(s, argv0), h.Sandbox)
 }
 
 // buildNetwork needs the host's resolv.conf only when isolation is on and
 // no nameservers are given; then a host whose file cannot be read is an error
 // of this plan, and only of this plan.
 func buildNetwork(s *Spec, h Host) (netpolicy.Plan, error) {
-	in := NetInput(s)
+	in := netInput(s)
 	if h.NetErr != "" && in.Enable && len(in.Nameservers) == 0 {
 		return netpolicy.Plan{}, fmt.Errorf("%s; or set networkIsolation.nameservers", h.NetErr)
 	}

@@ -17,14 +17,14 @@ type PreflightCmd struct {
 }
 
 func (c *PreflightCmd) Run(g *Globals) error {
-	s, err := LoadFile(c.Config)
+	s, err := loadFile(c.Config)
 	if err != nil {
 		return err
 	}
 	if os.Geteuid() != 0 {
 		return errorf(ExitPermission, "instance %q: preflight needs root (it reads the nft ruleset inside the instance's netns); run it as ExecStartPre=+ or with sudo", s.Name)
 	}
-	p, err := BuildPlan(s, HostFor(s), nil)
+	p, err := buildPlan(s, hostFor(s), nil)
 	if err != nil {
 		return withCode(ExitSpecInvalid, err)
 	}

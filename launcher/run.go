@@ -31,7 +31,7 @@ type childExit struct{ code int }
 func (c *childExit) Error() string { return fmt.Sprintf("exit status %d", c.code) }
 
 func (c *RunCmd) Run(g *Globals) error {
-	s, err := LoadFile(c.Config)
+	s, err := loadFile(c.Config)
 	if err != nil {
 		return err
 	}
@@ -40,15 +40,15 @@ func (c *RunCmd) Run(g *Globals) error {
 		cmd = cmd[1:]
 	}
 	// The same host facts as explain and setup, so that the plan is theirs.
-	host := HostFor(s)
+	host := hostFor(s)
 	if len(cmd) > 0 {
-		resolved, err := lookPath(cmd[0], SearchPath(s, host))
+		resolved, err := lookPath(cmd[0], searchPath(s, host))
 		if err != nil {
 			return withCode(ExitNoInput, fmt.Errorf("instance %q: %w", s.Name, err))
 		}
 		cmd = append([]string{resolved}, cmd[1:]...)
 	}
-	p, err := BuildPlan(s, host, cmd)
+	p, err := buildPlan(s, host, cmd)
 	if err != nil {
 		return withCode(ExitSpecInvalid, err)
 	}
@@ -88,7 +88,7 @@ func runPlan(ctx context.Context, sys applier, p *Plan, debugCmd bool, log *slog
 		if err != nil {
 			return fail(ExitConfig, err)
 		}
-		if env, err = WithEnvFile(env, vars, p.EnvironmentFile); err != nil {
+		if env, err = withEnvFile(env, vars, p.EnvironmentFile); err != nil {
 			return fail(ExitConfig, err)
 		}
 	}
@@ -128,7 +128,7 @@ func runPlan(ctx context.Context, sys applier, p *Plan, debugCmd bool, log *slog
 	code, err := sys.start(ctx, p.Sandbox, sandbox.Command{
 		Path: p.Argv[0],
 		Args: p.Argv,
-		Env:  Environ(env),
+		Env:  environ(env),
 		Dir:  p.Directory,
 	}, log)
 	if err != nil {

@@ -23,11 +23,11 @@ type SetupCmd struct {
 }
 
 func (c *SetupCmd) Run(g *Globals) error {
-	s, err := LoadFile(c.Config)
+	s, err := loadFile(c.Config)
 	if err != nil {
 		return err
 	}
-	p, err := BuildPlan(s, HostFor(s), nil)
+	p, err := buildPlan(s, hostFor(s), nil)
 	if err != nil {
 		return withCode(ExitSpecInvalid, err)
 	}

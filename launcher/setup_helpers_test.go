@@ -25,7 +25,7 @@ func requireRoot(t *testing.T) {
 // setup's own logic is tested whether or not `run` is available. The
 // sandboxed path is tested through the binary in setup_bin_test.go.
 func testSetup(s *Spec, specPath, lockDir string, out io.Writer) (*setup, error) {
-	p, err := BuildPlan(s, HostFor(s), nil)
+	p, err := buildPlan(s, hostFor(s), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -47,11 +47,11 @@ func testApplier(specPath, lockDir string, out io.Writer) *hostApplier {
 // testConfigJSON is the opencode.json setup writes for the spec at path.
 func testConfigJSON(t *testing.T, path string) []byte {
 	t.Helper()
-	s, err := LoadFile(path)
+	s, err := loadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := BuildPlan(s, DetectHost(), nil)
+	p, err := buildPlan(s, detectHost(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func plainScriptCmd(p *Plan, _ string, script string) (*exec.Cmd, error) {
 		if err != nil {
 			return nil, err
 		}
-		if env, err = WithEnvFile(env, vars, p.EnvironmentFile); err != nil {
+		if env, err = withEnvFile(env, vars, p.EnvironmentFile); err != nil {
 			return nil, err
 		}
 	}
@@ -85,7 +85,7 @@ func plainScriptCmd(p *Plan, _ string, script string) (*exec.Cmd, error) {
 		groups[i] = uint32(g)
 	}
 	cmd := exec.Command(script)
-	cmd.Env = Environ(env)
+	cmd.Env = environ(env)
 	cmd.Dir = p.Directory
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(id.uid), Gid: uint32(id.gid), Groups: groups}}
 	return cmd, nil
@@ -169,7 +169,7 @@ func (in *testInstance) script(name, body string) string {
 // setup runs setup in-process and returns its error and everything it logged.
 func (in *testInstance) setup(rerun bool) (string, error) {
 	in.t.Helper()
-	s, err := LoadFile(in.specPath)
+	s, err := loadFile(in.specPath)
 	if err != nil {
 		in.t.Fatalf("load spec: %v", err)
 	}

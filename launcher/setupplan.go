@@ -115,7 +115,7 @@ type InitScript struct {
 func (s InitScript) timeout() time.Duration { return time.Duration(s.Timeout) * time.Second }
 
 // ScriptFacts are the digests of the spec's init scripts on this host, read
-// once (HostFor) so that BuildPlan stays pure.
+// once (hostFor) so that buildPlan stays pure.
 type ScriptFacts map[string]ScriptFact
 
 // ScriptFact is the digest of one script, or why it could not be read.

@@ -23,13 +23,13 @@ func counterScript(in *testInstance, name, word string) string {
 func TestLastSetupFailedRefusesWhileARecordSaysRunning(t *testing.T) {
 	in := newTestInstance(t)
 	in.mustSetup(false)
-	s, _ := LoadFile(in.specPath)
+	s, _ := loadFile(in.specPath)
 	h := testApplier(in.specPath, in.lockDir, &testkit.LockedBuffer{})
 	id, err := lookupIdentity(s.User, s.Group)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := LayoutFor(s)
+	l := layoutFor(s)
 	if h.priv, err = openPrivateDir(l.Private, id.gid); err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func specWith(t *testing.T, mutate func(m map[string]any)) []byte {
 }
 
 func TestParseMinimalSpecTakesSeedDefaults(t *testing.T) {
-	s, err := Parse([]byte(minimalSpec))
+	s, err := parseSpec([]byte(minimalSpec))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestParseDesignExample(t *testing.T) {
   "networkIsolation": { "enable": false, "outboundAllowCidrs": [] },
   "preInitScript": null, "postInitScript": null, "opencodeConfig": {},
   "command": ["/nix/store/abc-opencode/bin/opencode"] }`
-	s, err := Parse([]byte(design))
+	s, err := parseSpec([]byte(design))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestParseRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse(specWith(t, tt.mutate))
+			_, err := parseSpec(specWith(t, tt.mutate))
 			var ps *Problems
 			if !errors.As(err, &ps) {
 				t.Fatalf("Parse error = %v, want *Problems", err)
@@ -183,7 +183,7 @@ func TestParseRejects(t *testing.T) {
 }
 
 func TestParseListsEveryProblemInOnePass(t *testing.T) {
-	_, err := Parse([]byte(`{"name":"x","directory":"rel","stateDir":"/a/../b","listen":{"port":0},"command":[],"bogus":1}`))
+	_, err := parseSpec([]byte(`{"name":"x","directory":"rel","stateDir":"/a/../b","listen":{"port":0},"command":[],"bogus":1}`))
 	var ps *Problems
 	if !errors.As(err, &ps) {
 		t.Fatalf("err = %v", err)
@@ -199,7 +199,7 @@ func TestParseListsEveryProblemInOnePass(t *testing.T) {
 }
 
 func TestParseDomainsEveryProblemKeyed(t *testing.T) {
-	_, err := Parse(specWith(t, func(m map[string]any) {
+	_, err := parseSpec(specWith(t, func(m map[string]any) {
 		m["networkIsolation"] = map[string]any{"enable": true, "outboundAllowDomains": []any{"ok.example.com", "*", "a..b.com", "x.com:0", "*.github.com:22"}}
 	}))
 	var ps *Problems
@@ -217,7 +217,7 @@ func TestParseDomainsEveryProblemKeyed(t *testing.T) {
 }
 
 func TestParseWrongTypeIsReportedOnce(t *testing.T) {
-	_, err := Parse([]byte(`{"name":"x","directory":"/srv/x","command":"/bin/opencode"}`))
+	_, err := parseSpec([]byte(`{"name":"x","directory":"/srv/x","command":"/bin/opencode"}`))
 	var ps *Problems
 	if !errors.As(err, &ps) {
 		t.Fatalf("err = %v", err)
@@ -237,7 +237,7 @@ func TestParseSyntaxErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse([]byte(tt.in))
+			_, err := parseSpec([]byte(tt.in))
 			if !errors.Is(err, ErrSpecSyntax) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want ErrSpecSyntax containing %q", err, tt.want)
 			}
@@ -249,7 +249,7 @@ func TestParseSyntaxErrors(t *testing.T) {
 }
 
 func TestComposeConfigFoldsModelAndKeepsUserKeys(t *testing.T) {
-	s, err := Parse(specWith(t, func(m map[string]any) {
+	s, err := parseSpec(specWith(t, func(m map[string]any) {
 		m["model"] = "claude-sonnet-4-5"
 		m["provider"] = "anthropic"
 		m["opencodeConfig"] = map[string]any{"share": "manual", "permission": map[string]any{"bash": "ask"}}
@@ -257,7 +257,7 @@ func TestComposeConfigFoldsModelAndKeepsUserKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := ComposeConfig(s)
+	got := composeConfig(s)
 	want := map[string]any{
 		"$schema":    "https://opencode.ai/config.json",
 		"autoupdate": false,
@@ -271,7 +271,7 @@ func TestComposeConfigFoldsModelAndKeepsUserKeys(t *testing.T) {
 }
 
 func TestServerArgv(t *testing.T) {
-	s, err := Parse(specWith(t, func(m map[string]any) {
+	s, err := parseSpec(specWith(t, func(m map[string]any) {
 		m["logLevel"] = "warn"
 		m["extraArgs"] = []any{"--pure"}
 		m["listen"] = map[string]any{"address": "::1", "port": 9000}
@@ -280,12 +280,12 @@ func TestServerArgv(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"/nix/store/x-opencode/bin/opencode", "serve", "--hostname", "::1", "--port", "9000", "--log-level", "WARN", "--pure"}
-	if d := cmp.Diff(want, ServerArgv(s)); d != "" {
+	if d := cmp.Diff(want, serverArgv(s)); d != "" {
 		t.Errorf("argv (-want +got):\n%s", d)
 	}
 	// Isolated: the server binds the netns loopback, where the proxy connects.
 	s.NetworkIsolation.Enable = true
-	if got := ServerArgv(s)[3]; got != "127.0.0.1" {
+	if got := serverArgv(s)[3]; got != "127.0.0.1" {
 		t.Errorf("isolated --hostname = %q, want 127.0.0.1", got)
 	}
 	np, err := buildNetwork(s, Host{})
@@ -299,7 +299,7 @@ func TestServerArgv(t *testing.T) {
 
 func TestBaseEnvIsCleanAndEnvironmentOverridesDefaults(t *testing.T) {
 	t.Setenv("SECRET_OF_CALLER", "leak")
-	s, err := Parse(specWith(t, func(m map[string]any) {
+	s, err := parseSpec(specWith(t, func(m map[string]any) {
 		m["environment"] = map[string]any{"OPENCODE_DISABLE_MODELS_FETCH": "0", "FOO": "bar"}
 		m["path"] = []any{"/nix/store/g-git/bin"}
 	}))
@@ -307,7 +307,7 @@ func TestBaseEnvIsCleanAndEnvironmentOverridesDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]EnvEntry{}
-	for _, e := range BaseEnv(s, Host{NixOS: true}) {
+	for _, e := range baseEnv(s, Host{NixOS: true}) {
 		env[e.Name] = e
 	}
 	if _, ok := env["SECRET_OF_CALLER"]; ok {
@@ -325,13 +325,13 @@ func TestBaseEnvIsCleanAndEnvironmentOverridesDefaults(t *testing.T) {
 }
 
 func TestDomainsWithoutIsolationWarn(t *testing.T) {
-	s, err := Parse(specWith(t, func(m map[string]any) {
+	s, err := parseSpec(specWith(t, func(m map[string]any) {
 		m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{"api.anthropic.com"}}
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := BuildPlan(s, goldenHost(false), nil)
+	p, err := buildPlan(s, goldenHost(false), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,16 +352,16 @@ func TestDomainsMakeNameserversUpstreams(t *testing.T) {
 		})
 	}
 	// Refused by check itself: the network layer's problems are the spec's.
-	_, err := Parse(mk(nil))
+	_, err := parseSpec(mk(nil))
 	var ps *Problems
 	if !errors.As(err, &ps) || !ps.List.Has("networkIsolation.nameservers[0]") || !strings.Contains(err.Error(), "loopback") {
 		t.Errorf("loopback nameserver without domains: %v, want a problem keyed networkIsolation.nameservers[0]", err)
 	}
-	s, err := Parse(mk([]any{"api.anthropic.com"}))
+	s, err := parseSpec(mk([]any{"api.anthropic.com"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := BuildPlan(s, goldenHost(false), nil)
+	p, err := buildPlan(s, goldenHost(false), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +374,7 @@ func TestDomainsMakeNameserversUpstreams(t *testing.T) {
 // parser, one only the sandbox knows and one only the network knows gets all
 // three from one Parse (one `check`), keyed in the spec's terms.
 func TestCheckReportsEveryLayerInOnePass(t *testing.T) {
-	_, err := Parse(specWith(t, func(m map[string]any) {
+	_, err := parseSpec(specWith(t, func(m map[string]any) {
 		m["logLevel"] = "loud"
 		m["sandbox"] = map[string]any{"readWritePaths": []any{"/srv/shared"}, "readOnlyPaths": []any{"/srv/shared/ro"}}
 		m["networkIsolation"] = map[string]any{"enable": true, "nameservers": []any{"127.0.0.53"}}

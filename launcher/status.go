@@ -40,12 +40,12 @@ type Status struct {
 }
 
 func (c *StatusCmd) Run(g *Globals) error {
-	s, err := LoadFile(c.Config)
+	s, err := loadFile(c.Config)
 	if err != nil {
 		return err
 	}
-	host := HostFor(s)
-	p, err := BuildPlan(s, host, nil)
+	host := hostFor(s)
+	p, err := buildPlan(s, host, nil)
 	if err != nil {
 		return withCode(ExitSpecInvalid, err)
 	}
