@@ -7,12 +7,17 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/ocnix/ocnix/sandbox/unixgate"
 	"golang.org/x/sys/unix"
 )
+
+// supervisorGCPercent is the GOGC of a process that has become the
+// supervisor (see supervise).
+const supervisorGCPercent = 25
 
 // supervise starts the server on a confined thread of its own (see
 // confineAndStart) and serves its connects until it exits.
@@ -98,6 +103,13 @@ func supervise(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (i
 	// has been reaped and the gate has stopped.
 	defer close(release)
 	pid := st.pid
+	// From here on this process only supervises: its live heap is a few
+	// hundred KiB, but the default GOGC lets the gate's per-connect garbage
+	// grow the heap to the runtime's 4 MiB minimum before a collection.
+	// Collecting at +25% keeps the resident set ~2 MiB smaller under a
+	// connect storm at no measurable cost in connects per second (README,
+	// Benchmarks). Restored when Run returns, for callers that go on.
+	defer debug.SetGCPercent(debug.SetGCPercent(supervisorGCPercent))
 
 	gateCtx, stopGate := context.WithCancel(context.Background())
 	gateDone := make(chan error, 1)
