@@ -35,6 +35,8 @@ func TestServeReplacedSocketNeverReachesStaleInode(t *testing.T) {
 	plan := childPlan{UID: u.uid, GID: u.gid, Probes: []probe{
 		{Name: "Original", Kind: "unix", Path: allowed},
 		{Name: "pause1", Kind: "sleep", N: pause},
+		// First while the gate still remembers the old inode at the allowed path.
+		{Name: "StaleInodeBeforeReplacedIsUsed", Kind: "unix", Path: stale},
 		{Name: "Replaced", Kind: "unix", Path: allowed},
 		{Name: "StaleInodeMovedAway", Kind: "unix", Path: stale},
 		{Name: "pause2", Kind: "sleep", N: pause},
@@ -68,7 +70,7 @@ func TestServeReplacedSocketNeverReachesStaleInode(t *testing.T) {
 		t.Errorf("Serve: %v", run.serveErr)
 	}
 	want := map[string]string{
-		"Original": "ok", "Replaced": "ok", "StaleInodeMovedAway": "EACCES",
+		"Original": "ok", "StaleInodeBeforeReplacedIsUsed": "EACCES", "Replaced": "ok", "StaleInodeMovedAway": "EACCES",
 		"SwappedForSymlinkToDenied": "EACCES",
 	}
 	delete(run.res.Results, "pause1")
