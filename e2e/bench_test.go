@@ -100,27 +100,65 @@ func BenchmarkFileWalk(b *testing.B) {
 }
 
 // BenchmarkSupervisorRSS: resident memory of the supervisor while a sandboxed
-// command runs.
+// command runs, idle and while the gate serves a connect loop. anon is the
+// supervisor's own memory; file is clean pages of the launcher binary and its
+// libraries, shared by every instance on the host (pss counts each shared page
+// once per process mapping it, so it shrinks as instances are added).
 func BenchmarkSupervisorRSS(b *testing.B) {
-	si := newSandboxInstance(b, "brss", nil)
+	var sock string
+	si := newSandboxInstance(b, "brss", func(in *instance) {
+		sock = filepath.Join(in.base, "sock", "good.sock")
+		os.MkdirAll(filepath.Dir(sock), 0o755)
+		in.spec["sandbox"].(map[string]any)["unixSockets"] = map[string]any{"allow": []any{sock}}
+	})
+	startBg(b, true, probeBin, "serve-unix", sock, "good")
 	for i := 0; i < b.N; i++ {
-		cmd := exec.Command(launcherBin, "run", "--config", si.specPath, "--", "/bin/sleep", "3")
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		time.Sleep(1500 * time.Millisecond)
-		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
-		// SIGTERM: the supervisor forwards it and reaps the child before it exits.
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-		for _, l := range strings.Split(string(status), "\n") {
-			if strings.HasPrefix(l, "VmRSS:") {
-				kb, _ := strconv.Atoi(strings.Fields(l)[1])
-				b.ReportMetric(float64(kb)/1024, "supervisor-MiB")
-			}
-		}
+		idle := supervisorMemory(b, si, "/bin/sleep", "3")
+		b.ReportMetric(idle.rss, "idle-MiB")
+		// 200 000 connects take longer than the sample point on this VM.
+		load := supervisorMemory(b, si, probeBin, "connect-loop", sock, "200000")
+		b.ReportMetric(load.rss, "load-MiB")
+		b.ReportMetric(load.anon, "load-anon-MiB")
+		b.ReportMetric(load.file, "load-file-MiB")
+		b.ReportMetric(load.pss, "load-pss-MiB")
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+type memSample struct{ rss, anon, file, pss float64 }
+
+// supervisorMemory starts `run -- argv`, samples the launcher's memory after
+// 1.5 s, then stops it with SIGINT (forwarded; the supervisor reaps the child).
+func supervisorMemory(b *testing.B, si *sandboxInstance, argv ...string) memSample {
+	b.Helper()
+	cmd := exec.Command(launcherBin, append([]string{"run", "--config", si.specPath, "--"}, argv...)...)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	status, serr := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	rollup, rerr := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", cmd.Process.Pid))
+	cmd.Process.Signal(os.Interrupt)
+	cmd.Wait()
+	if serr != nil || rerr != nil {
+		b.Fatalf("read the supervisor's memory: %v %v (did run exit early?)", serr, rerr)
+	}
+	kb := func(text, key string) float64 {
+		for _, l := range strings.Split(text, "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == key {
+				v, _ := strconv.Atoi(f[1])
+				return float64(v) / 1024
+			}
+		}
+		b.Fatalf("no %s in the supervisor's memory figures", key)
+		return 0
+	}
+	return memSample{
+		rss:  kb(string(status), "VmRSS:"),
+		anon: kb(string(status), "RssAnon:"),
+		file: kb(string(status), "RssFile:"),
+		pss:  kb(string(rollup), "Pss:"),
+	}
 }
 
 func probeNs(b *testing.B, out string) float64 {

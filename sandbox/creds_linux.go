@@ -6,8 +6,8 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
-	"unsafe"
 
+	"github.com/ocnix/ocnix/internal/threadcred"
 	"golang.org/x/sys/unix"
 )
 
@@ -101,24 +101,16 @@ func dropPrivileges(id identity) error {
 	if !id.Drop {
 		return dropCapabilities(id)
 	}
-	gids := make([]uint32, len(id.Groups))
-	for i, g := range id.Groups {
-		gids[i] = uint32(g)
+	if err := threadcred.Setgroups(id.Groups); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
 	}
-	var p unsafe.Pointer
-	if len(gids) > 0 {
-		p = unsafe.Pointer(&gids[0])
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(gids)), uintptr(p), 0); e != 0 {
-		return fmt.Errorf("sandbox: setgroups %v: %w", id.Groups, e)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(id.GID), uintptr(id.GID), uintptr(id.GID)); e != 0 {
-		return fmt.Errorf("sandbox: setresgid %d: %w", id.GID, e)
+	if err := threadcred.Setresgid(id.GID, id.GID, id.GID); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	// Leaving uid 0 clears the permitted, effective and ambient
 	// capability sets (no SECBIT_KEEP_CAPS is set).
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(id.UID), uintptr(id.UID), uintptr(id.UID)); e != 0 {
-		return fmt.Errorf("sandbox: setresuid %d: %w", id.UID, e)
+	if err := threadcred.Setresuid(id.UID, id.UID, id.UID); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	return dropCapabilities(id)
 }

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 )
 
 // stopGrace is how long Run waits after SIGTERM (on ctx cancel) before
@@ -84,7 +86,13 @@ func checkRunnable(plan Plan, cmd Command) error {
 	if !plan.Landlock.keepsFSPromise() {
 		return fmt.Errorf("sandbox: instance %q: plan is for Landlock ABI %d, below the minimum %d: %w", plan.Instance, plan.Landlock.ABI, MinLandlockABI, ErrLandlockTooOld)
 	}
-	if k := DetectCaps().LandlockABI; !plan.Landlock.fitsABI(k) {
+	// Only the ABI: DetectCaps would also stat the host layout and read
+	// ptrace_scope again, on the start-up path.
+	k, err := ll.LandlockGetABIVersion()
+	if err != nil {
+		k = 0 // ENOSYS or EOPNOTSUPP: no Landlock at all.
+	}
+	if !plan.Landlock.fitsABI(k) {
 		return fmt.Errorf("sandbox: instance %q: plan is for Landlock ABI %d but this kernel has %d: rebuild the plan here", plan.Instance, plan.Landlock.ABI, k)
 	}
 	switch plan.Gate.Mode {

@@ -96,7 +96,7 @@ func (s *server) inetWorker(id uint64, cfd int, addr []byte) {
 // connectOther connects any other family with the caller's credentials, so that checks
 // in the protocol (netlink groups need CAP_NET_ADMIN) see the caller, not us.
 func (s *server) connectOther(c call) error {
-	cr, err := s.cache.lookup(c.tid, c.pidfd)
+	cr, err := s.cache.lookup(c.tid, c.pidfd, 0)
 	if err != nil {
 		s.respond(c.id, supervisorErrno(err))
 		return nil

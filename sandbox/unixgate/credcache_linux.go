@@ -42,14 +42,18 @@ func pidfdIDs(pidfd int) ([8]uint32, error) {
 	return [8]uint32{info.Ruid, info.Euid, info.Suid, info.Fsuid, info.Rgid, info.Egid, info.Sgid, info.Fsgid}, nil
 }
 
-// lookup returns the credentials of thread tid, whose pidfd is pidfd. The caller must
-// check that the notification is still valid afterwards, because status is read by tid.
-func (cc *credCache) lookup(tid, pidfd int) (creds, error) {
-	var key uint64
+// lookup returns the credentials of thread tid, whose pidfd is pidfd and pidfs inode key
+// (0: not read yet). The caller must check that the notification is still valid
+// afterwards, because status is read by tid.
+func (cc *credCache) lookup(tid, pidfd int, key uint64) (creds, error) {
 	var ids [8]uint32
 	if !cc.noInfo {
-		var st unix.Stat_t
-		err := unix.Fstat(pidfd, &st)
+		var err error
+		if key == 0 {
+			var st unix.Stat_t
+			err = unix.Fstat(pidfd, &st)
+			key = st.Ino
+		}
 		if err == nil {
 			ids, err = pidfdIDs(pidfd)
 		}
@@ -59,7 +63,6 @@ func (cc *credCache) lookup(tid, pidfd int) (creds, error) {
 		case err != nil:
 			return creds{}, fmt.Errorf("read credentials of thread %d: %w", tid, err)
 		default:
-			key = st.Ino
 			if e, ok := cc.m[key]; ok && e.ids == ids {
 				return e.c, nil
 			}
@@ -69,7 +72,7 @@ func (cc *credCache) lookup(tid, pidfd int) (creds, error) {
 	if err != nil {
 		return creds{}, err
 	}
-	if key != 0 && cacheable {
+	if key != 0 && cacheable && !cc.noInfo {
 		if cc.m == nil || len(cc.m) >= maxCachedCreds {
 			cc.m = make(map[uint64]credEntry)
 		}

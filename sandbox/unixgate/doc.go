@@ -62,6 +62,10 @@
 // effective uid), which only slows its own connects. Threads are made the supervisor again
 // before they return to the Go scheduler, or retired if that fails.
 //
+// An allowed socket named exactly by an allow-list entry is recognised by comparing the
+// pinned inode with the one now linked at the entry, one stat instead of reading the real
+// path (see allowInodes); a replaced or moved socket falls back to the real path.
+//
 // Credentials are read from /proc/<tid>/status and cached by pidfd inode while
 // PIDFD_GET_INFO (Linux 6.13) reports the same ids, for tasks without capabilities only;
 // root callers pay the status read on every connect.
@@ -72,8 +76,9 @@
 //     PR_SET_PDEATHSIG fires when the forking thread ends, and the Go runtime ends a
 //     thread when a goroutine exits while locked (Serve does that with a thread whose
 //     credentials it cannot restore).
-//   - The filter should deny chroot, pivot_root and mount namespaces: relative paths and
-//     ".." are resolved from the caller's cwd but in the supervisor's root.
+//   - The filter must deny chroot, pivot_root, setns and new mount namespaces: relative
+//     paths and ".." are resolved from the caller's cwd but in the supervisor's root, and
+//     each caller task's root is opened once and then reused (see rootCache).
 //   - Linux 6.9 (PIDFD_THREAD) or newer; 6.6 for SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP.
 //   - Without SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, a signal can interrupt a caller
 //     whose connect the supervisor already made; the restarted connect then gets the

@@ -78,6 +78,7 @@ type call struct {
 	id    uint64
 	tid   int
 	pidfd int
+	key   uint64 // pidfs inode of pidfd, once asCaller has read it
 	cfd   int    // our copy of the caller's socket
 	addr  []byte // our copy of the caller's address; valid until handle returns
 	owned *bool  // cleared when a worker takes cfd over

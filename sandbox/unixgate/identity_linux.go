@@ -4,17 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"unsafe"
 
+	"github.com/ocnix/ocnix/internal/threadcred"
 	"golang.org/x/sys/unix"
 )
 
 // errTainted means a credential switch failed half-way: the thread's identity is unknown,
 // so its goroutine must end while still locked, and the runtime then retires the thread.
 var errTainted = errors.New("thread credentials in an unknown state")
-
-// unchanged is passed for ids that setres[ug]id must leave alone.
-const unchanged = ^uintptr(0)
 
 // secbitNoSetuidFixup keeps capabilities across uid changes (SECBIT_NO_SETUID_FIXUP).
 const secbitNoSetuidFixup = 1 << 2
@@ -85,19 +82,23 @@ func (ti *threadIdentity) become(c creds) error {
 		ti.curCaps = prm
 	}
 	if !slices.Equal(c.groups, ti.cur.groups) {
-		if err := setgroups(c.groups); err != nil {
+		gids := make([]int, len(c.groups))
+		for i, g := range c.groups {
+			gids[i] = int(g)
+		}
+		if err := threadcred.Setgroups(gids); err != nil {
 			return fmt.Errorf("%w: %w", errTainted, err)
 		}
 	}
 	if c.gid != ti.cur.gid {
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, unchanged, uintptr(c.gid), unchanged); e != 0 {
-			return fmt.Errorf("%w: setresgid: %w", errTainted, e)
+		if err := threadcred.Setresgid(threadcred.Keep, int(c.gid), threadcred.Keep); err != nil {
+			return fmt.Errorf("%w: %w", errTainted, err)
 		}
 	}
 	if c.uid != ti.cur.uid {
 		// Real and saved uid stay the supervisor's.
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, unchanged, uintptr(c.uid), unchanged); e != 0 {
-			return fmt.Errorf("%w: setresuid: %w", errTainted, e)
+		if err := threadcred.Setresuid(threadcred.Keep, int(c.uid), threadcred.Keep); err != nil {
+			return fmt.Errorf("%w: %w", errTainted, err)
 		}
 	}
 	// With SECBIT_NO_SETUID_FIXUP nothing above touched the capabilities; set them now.
@@ -123,17 +124,6 @@ func (ti *threadIdentity) restore() error {
 		return fmt.Errorf("%w: restore securebits: %w", errTainted, e)
 	}
 	ti.prepared = false
-	return nil
-}
-
-func setgroups(gs []uint32) error {
-	var p unsafe.Pointer
-	if len(gs) > 0 {
-		p = unsafe.Pointer(&gs[0])
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(gs)), uintptr(p), 0); e != 0 {
-		return fmt.Errorf("setgroups: %w", e)
-	}
 	return nil
 }
 

@@ -36,9 +36,11 @@ func Serve(ctx context.Context, notifFD int, pol Policy, log *slog.Logger) error
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	canon := pol.Canonical()
 	s := &server{
 		fd:      notifFD,
-		pol:     pol.Canonical(),
+		pol:     canon,
+		allowed: newAllowInodes(canon),
 		log:     log,
 		self:    self,
 		arch:    arch,
@@ -46,6 +48,7 @@ func Serve(ctx context.Context, notifFD int, pol Policy, log *slog.Logger) error
 		slots:   make(chan struct{}, pol.maxPending()),
 		denyLog: newLogLimiter(denyLogRate, denyLogBurst, time.Now),
 	}
+	defer s.roots.closeAll() // after the loop: Serve waits for it below
 	if s.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return fmt.Errorf("unixgate: create eventfd: %w", err)
 	}
@@ -112,6 +115,8 @@ type server struct {
 	slots      chan struct{}
 	workers    sync.WaitGroup
 	cache      credCache       // loop goroutine only
+	allowed    allowInodes     // loop goroutine only
+	roots      rootCache       // loop goroutine only
 	ident      *threadIdentity // the loop thread's
 	lost       lostAnswers
 	lostBind   lostAnswers

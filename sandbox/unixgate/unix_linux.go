@@ -10,25 +10,37 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// asCaller prepares an on-behalf call for path: it opens the caller thread's root, or its
-// cwd when path is relative, then takes the caller's credentials (becomeCaller). On ok the
-// caller closes dirfd and acts with cr.
+// asCaller prepares an on-behalf call for path: it opens the caller thread's root (or
+// reuses it, see rootCache), or its cwd when path is relative, then takes the caller's
+// credentials (becomeCaller). On ok the caller closes dirfd and acts with cr.
 func (s *server) asCaller(c call, path string, deny func(reason string)) (dirfd int, cr creds, ok bool, err error) {
 	leaf := "root"
 	if path[0] != '/' {
 		leaf = "cwd" // per thread, so by tid
 	}
-	// Opened with the loop thread's CAP_SYS_PTRACE, which it keeps even while acting as a
-	// caller: a caller that made itself non-dumpable (ssh-agent, gpg-agent) could not open
-	// its own /proc/<tid>/root with only its own credentials.
-	dirfd, err = unix.Open(procPath(c.tid, leaf), unix.O_PATH|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
-	if err != nil {
-		s.respond(c.id, supervisorErrno(err))
-		return -1, cr, false, nil
+	c.key = taskKey(c.pidfd)
+	cached := false
+	if leaf == "root" {
+		dirfd = s.roots.get(c.key)
+		cached = dirfd >= 0
+	}
+	if !cached {
+		// Opened with the loop thread's CAP_SYS_PTRACE, which it keeps even while acting
+		// as a caller: a caller that made itself non-dumpable (ssh-agent, gpg-agent) could
+		// not open its own /proc/<tid>/root with only its own credentials.
+		dirfd, err = unix.Open(procPath(c.tid, leaf), unix.O_PATH|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
+		if err != nil {
+			s.respond(c.id, supervisorErrno(err))
+			return -1, cr, false, nil
+		}
 	}
 	if cr, ok, err = s.becomeCaller(c, deny); !ok {
 		unix.Close(dirfd)
 		return -1, cr, false, err
+	}
+	if leaf == "root" && !cached {
+		// The tid named the caller when the root was opened: becomeCaller checked.
+		s.roots.put(c.key, dirfd)
 	}
 	return dirfd, cr, true, nil
 }
@@ -38,7 +50,7 @@ func (s *server) asCaller(c call, path string, deny func(reason string)) (dirfd 
 // not ok the call has been answered, or has gone away; err, when set, means this thread
 // is tainted and must stop serving. deny reports a failure to take the credentials.
 func (s *server) becomeCaller(c call, deny func(reason string)) (cr creds, ok bool, err error) {
-	cr, err = s.cache.lookup(c.tid, c.pidfd)
+	cr, err = s.cache.lookup(c.tid, c.pidfd, c.key)
 	if err != nil {
 		s.respond(c.id, supervisorErrno(err))
 		return cr, false, nil
@@ -123,6 +135,11 @@ func (s *server) pin(dirfd int, path string) (ofd int, realPath, reason string) 
 	if err := unix.Fstat(ofd, &st); err != nil {
 		return ofd, "", "stat: " + err.Error()
 	}
+	if st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+		if entry := s.allowed.check(&st); entry != "" {
+			return ofd, entry, ""
+		}
+	}
 	var buf [unix.PathMax]byte
 	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(ofd), buf[:])
 	if err != nil {
@@ -135,6 +152,7 @@ func (s *server) pin(dirfd int, path string) (ofd int, realPath, reason string) 
 	if !s.pol.Allowed(realPath) {
 		return ofd, realPath, "not allowed"
 	}
+	s.allowed.learn(realPath, &st)
 	return ofd, realPath, ""
 }
 
