@@ -2,10 +2,10 @@ package launcher
 
 import (
 	"errors"
-	"runtime"
 
 	"github.com/ocnix/ocnix/internal/account"
 	"github.com/ocnix/ocnix/internal/safefs"
+	"github.com/ocnix/ocnix/internal/threadcred"
 )
 
 // identity is the instance's account, resolved once before setup does
@@ -34,26 +34,11 @@ func lookupIdentity(userName, groupName string) (identity, error) {
 }
 
 // errAccessDenied means the kernel said no to the instance's credentials.
-var errAccessDenied = errors.New("access denied")
+var errAccessDenied = threadcred.ErrDenied
 
 // accessAs asks the kernel whether id may access path with mode (unix.R_OK,
-// W_OK, X_OK), so that ACLs, search permission on every parent and read-only
-// mounts all count, exactly as they will for the server. It switches the
-// credentials of one locked OS thread only (raw syscalls, not Go's
-// all-threads setresuid); if switching back fails, that thread is discarded.
+// W_OK, X_OK) on one thread with id's credentials (internal/threadcred).
 // Needs root.
 func accessAs(path string, mode uint32, id identity) error {
-	type result struct{ err error }
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		err, poisoned := accessOnThread(path, mode, id)
-		if !poisoned {
-			runtime.UnlockOSThread()
-		}
-		// A poisoned thread stays locked: the runtime terminates it when this
-		// goroutine exits, so no other goroutine ever runs with these creds.
-		done <- result{err: err}
-	}()
-	return (<-done).err
+	return threadcred.Access(path, mode, id.uid, id.gid, id.groups)
 }

@@ -4,17 +4,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/ocnix/ocnix/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skipf("%s needs root (it changes a thread's uid, gid and groups); run: sudo go test ./internal/threadcred/", t.Name())
+		testkit.RequireRoot(t, "it changes a thread's uid, gid and groups", "sudo go test ./internal/threadcred/")
 	}
 }
 
@@ -167,5 +169,38 @@ func TestRefusals(t *testing.T) {
 	// Nothing above reached this thread.
 	if u, _, _ := status(t, unix.Gettid()); !strings.HasPrefix(u, "0 0 0") {
 		t.Errorf("test thread uids %q", u)
+	}
+}
+
+// TestAccessAsAnotherUser: the kernel's answer for nobody, with the
+// positive twin, and the caller's thread keeps root's credentials.
+func TestAccessAsAnotherUser(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	// t.TempDir makes its parent 0700 too; nobody must be able to search both.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open, closed := dir+"/open", dir+"/closed"
+	for p, mode := range map[string]os.FileMode{open: 0o644, closed: 0o600} {
+		if err := os.WriteFile(p, nil, mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, mode)
+	}
+	const nobody = 65534
+	if err := Access(open, unix.R_OK, nobody, nobody, []int{nobody}); err != nil {
+		t.Errorf("nobody reads a 0644 file: %v", err)
+	}
+	if err := Access(closed, unix.R_OK, nobody, nobody, []int{nobody}); !errors.Is(err, ErrDenied) {
+		t.Errorf("nobody reads root's 0600 file: %v, want ErrDenied", err)
+	}
+	if err := Access(open, unix.W_OK, nobody, nobody, []int{nobody}); !errors.Is(err, ErrDenied) {
+		t.Errorf("nobody writes root's 0644 file: %v, want ErrDenied", err)
+	}
+	if r, e, s := unix.Getresuid(); r != 0 || e != 0 || s != 0 {
+		t.Errorf("the caller's uids became %d/%d/%d", r, e, s)
 	}
 }

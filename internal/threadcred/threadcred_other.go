@@ -21,3 +21,7 @@ func Setresuid(r, e, s int) error {
 func Setresgid(r, e, s int) error {
 	return fmt.Errorf("setresgid: per-thread credentials: %w", errors.ErrUnsupported)
 }
+
+func accessOnThread(string, uint32, int, int, []int) (error, bool) {
+	return fmt.Errorf("check access as another user: per-thread credentials: %w", errors.ErrUnsupported), false
+}

@@ -1,12 +1,9 @@
-package launcher
+package threadcred
 
 import (
 	"errors"
 	"fmt"
-	"runtime"
-	"unsafe"
 
-	"github.com/ocnix/ocnix/internal/exitcode"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,8 +11,8 @@ import (
 // for one faccessat and restores the thread's own afterwards. poisoned means
 // the thread may still hold foreign credentials or lost capabilities and must
 // never run another goroutine.
-func accessOnThread(path string, mode uint32, id identity) (err error, poisoned bool) {
-	groups, err := unix.Getgroups()
+func accessOnThread(path string, mode uint32, uid, gid int, groups []int) (err error, poisoned bool) {
+	own, err := unix.Getgroups()
 	if err != nil {
 		return fmt.Errorf("getgroups: %w", err), false
 	}
@@ -31,13 +28,13 @@ func accessOnThread(path string, mode uint32, id identity) (err error, poisoned 
 	restore := func() error {
 		// The saved uid stays as it was (0 for root), which lets the thread
 		// regain its euid and, with it, its effective capabilities.
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(ruid), uintptr(euid), uintptr(suid)); e != 0 {
-			return fmt.Errorf("restore uids: %w", e)
+		if err := Setresuid(ruid, euid, suid); err != nil {
+			return fmt.Errorf("restore uids: %w", err)
 		}
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(rgid), uintptr(egid), uintptr(sgid)); e != 0 {
-			return fmt.Errorf("restore gids: %w", e)
+		if err := Setresgid(rgid, egid, sgid); err != nil {
+			return fmt.Errorf("restore gids: %w", err)
 		}
-		if err := setgroupsThread(groups); err != nil {
+		if err := Setgroups(own); err != nil {
 			return err
 		}
 		caps, err := effectiveCaps()
@@ -49,28 +46,26 @@ func accessOnThread(path string, mode uint32, id identity) (err error, poisoned 
 		}
 		return nil
 	}
-	if err := setgroupsThread(id.groups); err != nil {
+	if err := Setgroups(groups); err != nil {
 		return err, restore() != nil
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(id.gid), uintptr(id.gid), ^uintptr(0)); e != 0 {
-		err := fmt.Errorf("setresgid %d: %w", id.gid, e)
+	if err := Setresgid(gid, gid, Keep); err != nil {
 		return err, restore() != nil
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(id.uid), uintptr(id.uid), ^uintptr(0)); e != 0 {
-		err := fmt.Errorf("setresuid %d: %w", id.uid, e)
+	if err := Setresuid(uid, uid, Keep); err != nil {
 		return err, restore() != nil
 	}
 	// faccessat without AT_EACCESS checks the real ids, which are now the
 	// instance's; with a non-zero real uid the kernel also ignores our caps.
 	aerr := unix.Faccessat(unix.AT_FDCWD, path, mode, 0)
 	if rerr := restore(); rerr != nil {
-		return exitcode.Bugf("%w", rerr), true
+		return fmt.Errorf("bug: restore the thread's credentials: %w", rerr), true
 	}
 	switch {
 	case aerr == nil:
 		return nil, false
 	case errors.Is(aerr, unix.EACCES), errors.Is(aerr, unix.EPERM), errors.Is(aerr, unix.EROFS):
-		return fmt.Errorf("%w: %w", errAccessDenied, aerr), false
+		return fmt.Errorf("%w: %w", ErrDenied, aerr), false
 	}
 	return aerr, false
 }
@@ -83,22 +78,4 @@ func effectiveCaps() ([2]uint32, error) {
 		return [2]uint32{}, fmt.Errorf("capget: %w", err)
 	}
 	return [2]uint32{data[0].Effective, data[1].Effective}, nil
-}
-
-// setgroupsThread sets the supplementary groups of this thread only. Go's
-// syscall.Setgroups would change every thread of the process.
-func setgroupsThread(gids []int) error {
-	g := make([]uint32, len(gids))
-	for i, v := range gids {
-		g[i] = uint32(v)
-	}
-	var p unsafe.Pointer
-	if len(g) > 0 {
-		p = unsafe.Pointer(&g[0])
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(g)), uintptr(p), 0); e != 0 {
-		return fmt.Errorf("setgroups: %w", e)
-	}
-	runtime.KeepAlive(g)
-	return nil
 }
