@@ -3,10 +3,9 @@ package sandbox
 import (
 	"errors"
 	"fmt"
-	"os/user"
 	"slices"
-	"strconv"
 
+	"github.com/ocnix/ocnix/internal/account"
 	"github.com/ocnix/ocnix/internal/threadcred"
 	"golang.org/x/sys/unix"
 )
@@ -28,42 +27,13 @@ type identity struct {
 }
 
 func resolveIdentity(p Plan) (identity, error) {
-	u, err := user.Lookup(p.User)
+	// The one lookup and rule of every layer (internal/account): never
+	// root's uid or gid, never a member of group 0.
+	a, err := account.Lookup(p.User, p.Group)
 	if err != nil {
-		return identity{}, fmt.Errorf("sandbox: instance %q: look up user %q: %w", p.Instance, p.User, err)
+		return identity{}, fmt.Errorf("sandbox: instance %q: %w", p.Instance, err)
 	}
-	g, err := user.LookupGroup(p.Group)
-	if err != nil {
-		return identity{}, fmt.Errorf("sandbox: instance %q: look up group %q: %w", p.Instance, p.Group, err)
-	}
-	id := identity{}
-	if id.UID, err = strconv.Atoi(u.Uid); err != nil {
-		return identity{}, bug(fmt.Errorf("user %q: uid %q: %w", p.User, u.Uid, err))
-	}
-	if id.GID, err = strconv.Atoi(g.Gid); err != nil {
-		return identity{}, bug(fmt.Errorf("group %q: gid %q: %w", p.Group, g.Gid, err))
-	}
-	if id.UID == 0 || id.GID == 0 {
-		return identity{}, fmt.Errorf("sandbox: instance %q: user %q (uid %d) / group %q (gid %d): the instance must not run as root", p.Instance, p.User, id.UID, p.Group, id.GID)
-	}
-	gids, err := u.GroupIds()
-	if err != nil {
-		return identity{}, fmt.Errorf("sandbox: instance %q: list groups of user %q: %w", p.Instance, p.User, err)
-	}
-	for _, s := range gids {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			return identity{}, bug(fmt.Errorf("user %q: group id %q: %w", p.User, s, err))
-		}
-		if n == 0 {
-			// Membership in root's group would hand out root-group
-			// files; refuse rather than keep it quietly.
-			return identity{}, fmt.Errorf("sandbox: instance %q: user %q is a member of group 0: remove it", p.Instance, p.User)
-		}
-		id.Groups = append(id.Groups, n)
-	}
-	slices.Sort(id.Groups)
-	id.Groups = slices.Compact(id.Groups)
+	id := identity{UID: a.UID, GID: a.GID, Groups: a.Groups}
 
 	ruid, euid, suid := unix.Getresuid()
 	switch {
