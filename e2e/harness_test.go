@@ -44,7 +44,21 @@ func runMain(m *testing.M) int {
 		binDir = dir
 		launcherBin = filepath.Join(dir, "opencode-launcher")
 		probeBin = filepath.Join(dir, "probe")
-		for out, pkg := range map[string]string{launcherBin: "github.com/ocnix/ocnix/cmd/opencode-launcher", probeBin: "github.com/ocnix/ocnix/e2e/probe"} {
+		builds := map[string]string{launcherBin: "github.com/ocnix/ocnix/cmd/opencode-launcher", probeBin: "github.com/ocnix/ocnix/e2e/probe"}
+		// OCNIX_E2E_LAUNCHER runs the tests and benchmarks against another
+		// build (a baseline commit's, for an A/B of the start-up figures).
+		if other := os.Getenv("OCNIX_E2E_LAUNCHER"); other != "" {
+			b, err := os.ReadFile(other)
+			if err == nil {
+				err = os.WriteFile(launcherBin, b, 0o755)
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "e2e: OCNIX_E2E_LAUNCHER:", err)
+				return 1
+			}
+			delete(builds, launcherBin)
+		}
+		for out, pkg := range builds {
 			cmd := exec.Command("go", "build", "-o", out, pkg)
 			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 			if err := cmd.Run(); err != nil {
