@@ -76,6 +76,8 @@ lint:
 	$(GO) vet ./...
 	@# check, explain and the plan packages promise to build off Linux (Nix evaluation on macOS).
 	GOOS=darwin $(GO) vet ./...
+	@# Unused code, suspicious expressions; installed by scripts/install-deps.sh.
+	@if [ -x /opt/ocnix/tools/staticcheck ]; then echo /opt/ocnix/tools/staticcheck ./...; /opt/ocnix/tools/staticcheck ./...; else echo "lint: staticcheck not installed (make deps), not run"; fi
 	@if command -v nixfmt >/dev/null; then nixfmt --check $$(git ls-files '*.nix'); else echo "lint: nixfmt not installed, Nix formatting not checked"; fi
 
 clean:

@@ -21,8 +21,9 @@ func TestHostVethNameFitsIFNAMSIZAndIsDistinct(t *testing.T) {
 		}
 		seen[v] = n
 	}
-	if HostVethName("x") != HostVethName("x") {
-		t.Fatal("HostVethName is not deterministic")
+	// Deterministic: a second setup must find the veth the first one made.
+	if a, b := HostVethName("x"), HostVethName(strings.Clone("x")); a != b {
+		t.Fatalf("HostVethName is not deterministic: %q, then %q", a, b)
 	}
 	// The longest allowed name still gives 15 characters.
 	if v := HostVethName(strings.Repeat("z", names.MaxInstance)); len(v) != ifNameMax {

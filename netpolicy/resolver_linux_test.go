@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -33,7 +32,6 @@ type dnsInternet struct {
 	short  netip.Addr // short.test: TTL 1, so it lives for the floor only
 	other  netip.Addr // any other name below wild.test
 	moving atomic.Int32
-	mu     sync.Mutex
 	zone   map[string][]dns.RR // lower-case FQDN -> answer, for A queries
 }
 

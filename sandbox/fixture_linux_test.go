@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,21 +30,20 @@ func requireLandlockABI(t testing.TB, n int) {
 // fixture is a throwaway instance: a system user, its directories, and
 // the test binary copied where that user can execute it.
 type fixture struct {
-	user      testkit.User
-	uid, gid  int
-	base      string
-	probe     string // the test binary, as the target program
-	project   string // Directory
-	state     string // StateDir
-	rw2       string // ReadWritePaths
-	ro        string // ReadOnlyPaths
-	roFile    string
-	outside   string // world-readable file in no allowed path
-	sockDir   string
-	allowed   string // allowed socket (listening)
-	denied    string // denied socket (listening)
-	in        Input
-	listeners []net.Listener
+	user     testkit.User
+	uid, gid int
+	base     string
+	probe    string // the test binary, as the target program
+	project  string // Directory
+	state    string // StateDir
+	rw2      string // ReadWritePaths
+	ro       string // ReadOnlyPaths
+	roFile   string
+	outside  string // world-readable file in no allowed path
+	sockDir  string
+	allowed  string // allowed socket (listening)
+	denied   string // denied socket (listening)
+	in       Input
 }
 
 func randName(n int) string { return testkit.RandHex(n) }

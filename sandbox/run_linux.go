@@ -16,10 +16,6 @@ import (
 // it kills the server.
 const stopGrace = 10 * time.Second
 
-// setupTimeout bounds how long the child may take to confine itself
-// and exec.
-const setupTimeout = 60 * time.Second
-
 // Run confines cmd with plan and runs it. As root it drops to the
 // instance user first.
 //

@@ -46,4 +46,10 @@ ln -sfn "$bin" "$prefix/opencode-bin"
 "$prefix/opencode-bin" --version >/dev/null
 
 (cd "$here" && go mod download)
+
+# staticcheck for `make lint`, pinned; built once into $prefix/tools.
+staticcheck_version=0.8.2 # release 2026.2.2
+if ! "$prefix/tools/staticcheck" -version 2>/dev/null | grep -qF "($staticcheck_version)"; then
+  GOBIN="$prefix/tools" go install "honnef.co/go/tools/cmd/staticcheck@v$staticcheck_version"
+fi
 echo "install-deps: ok (opencode $("$prefix/opencode-bin" --version), $(go version | cut -d' ' -f3))"

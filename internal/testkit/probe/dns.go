@@ -3,6 +3,7 @@
 package probe
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -22,7 +23,7 @@ var dnsVerbs = map[string]Verb{
 	// Prints "listening" once both sockets are bound.
 	"serve-dns-zone": func(a []string) (string, error) {
 		if len(a) < 2 {
-			return "", fmt.Errorf("usage: serve-dns-zone ADDR NAME=IPV4...")
+			return "", errors.New("usage: serve-dns-zone ADDR NAME=IPV4 [NAME=IPV4 ...]")
 		}
 		zone := map[string]net.IP{}
 		for _, kv := range a[1:] {
