@@ -49,7 +49,7 @@ ln -sfn "$bin" "$prefix/opencode-bin"
 
 # staticcheck for `make lint`, pinned; built once into $prefix/tools.
 staticcheck_version=0.8.2 # release 2026.2.2
-if ! "$prefix/tools/staticcheck" -version 2>/dev/null | grep -qF "($staticcheck_version)"; then
+if ! "$prefix/tools/staticcheck" -version 2>/dev/null | grep -F "($staticcheck_version)" >/dev/null; then
   GOBIN="$prefix/tools" go install "honnef.co/go/tools/cmd/staticcheck@v$staticcheck_version"
 fi
 echo "install-deps: ok (opencode $("$prefix/opencode-bin" --version), $(go version | cut -d' ' -f3))"

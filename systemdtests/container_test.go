@@ -256,7 +256,7 @@ func boot(repo string) (*container, error) {
 	}
 	state = strings.TrimSpace(state)
 	fmt.Fprintf(os.Stderr, "systemdtests: container %s booted: is-system-running=%s after %s\n", c.name, state, time.Since(t1).Round(time.Millisecond))
-	if an, _, _ := c.run(cmdTimeout, "systemd-analyze time 2>&1 | head -n1"); an != "" {
+	if an, _, _ := c.run(cmdTimeout, "systemd-analyze time 2>&1 | sed -n 1p"); an != "" {
 		fmt.Fprintf(os.Stderr, "systemdtests: %s", an)
 	}
 	if code != 0 && state != "degraded" {
@@ -315,6 +315,10 @@ func (c *container) exec(timeout time.Duration, script string, stdout, stderr *b
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(c.leader), "-a", "--",
 		"/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
+		// pipefail: a failing producer fails the check. Then a reader must
+		// read all of its input (grep … >/dev/null, not grep -q; no head):
+		// a reader that stops early kills the producer with SIGPIPE (141),
+		// which fails a check that matched and passes a mustFail that did.
 		"/bin/bash", "-o", "pipefail", "-c", script)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.WaitDelay = 5 * time.Second

@@ -81,10 +81,10 @@ ip -n `+inetNS+` addr add `+upstreamDNS+`/32 dev lo
 ip route add `+upstreamDNS+`/32 via 10.250.0.2
 systemd-run --quiet --unit=ocnix-inet-dns -p NetworkNamespacePath=/run/netns/`+inetNS+` `+probe+` serve-dns-zone `+upstreamDNS+`:53 allowed.test=`+allowedAddr+` blocked.test=`+blockedAddr)
 	for _, a := range []string{allowedAddr, blockedAddr} {
-		c.eventually(t, "the internet server at "+a, startTimeout, probe+" connect-tcp "+a+":80 | grep -qx ok")
+		c.eventually(t, "the internet server at "+a, startTimeout, probe+" connect-tcp "+a+":80 | grep -x ok >/dev/null")
 	}
 	c.eventually(t, "the internet's DNS server at "+upstreamDNS, startTimeout,
-		probe+" dns-rcode allowed.test "+upstreamDNS+" | grep -qx 'ok NOERROR "+allowedAddr+"'")
+		probe+" dns-rcode allowed.test "+upstreamDNS+" | grep -x 'ok NOERROR "+allowedAddr+"' >/dev/null")
 
 	// db's environmentFile: root-only when the unit hands it over by LoadCredential=
 	// (issue 9), readable by the instance user when the launcher reads it itself.
@@ -227,12 +227,12 @@ func TestJournalPriorities(t *testing.T) {
 	c := need(t)
 	const warn = "OPENCODE_SERVER_PASSWORD is not set"
 	c.eventually(t, "the warning in the journal at priority warning", startTimeout,
-		"journalctl --no-pager -o cat -u opencode-db.service -p warning..warning | grep -q '"+warn+"'")
+		"journalctl --no-pager -o cat -u opencode-db.service -p warning..warning | grep '"+warn+"' >/dev/null")
 	c.eventually(t, "the start line in the journal at priority info", startTimeout,
-		"journalctl --no-pager -o cat -u opencode-db.service -p info..info | grep -q 'starting server'")
+		"journalctl --no-pager -o cat -u opencode-db.service -p info..info | grep 'starting server' >/dev/null")
 	c.mustFail(t, "the start line is not logged as a warning or worse",
-		"journalctl --no-pager -o cat -u opencode-db.service -p warning | grep -q 'starting server'")
-	out := c.must(t, "journalctl --no-pager -o cat -u opencode-db.service | grep '"+warn+"' | head -n1")
+		"journalctl --no-pager -o cat -u opencode-db.service -p warning | grep 'starting server' >/dev/null")
+	out := c.must(t, "journalctl --no-pager -o cat -u opencode-db.service | grep '"+warn+"' | sed -n 1p")
 	if strings.HasPrefix(out, "<") || strings.Contains(out, "time=") {
 		t.Errorf("a launcher line in the journal keeps its priority prefix or carries its own timestamp: %s", out)
 	}
@@ -251,8 +251,8 @@ func TestIsolatedEgress(t *testing.T) {
 	if ns, host := c.must(t, "readlink /proc/"+pid+"/ns/net"), c.must(t, "readlink /proc/1/ns/net"); ns == host {
 		t.Fatalf("the server runs in the container's own network namespace (%s)", ns)
 	}
-	c.must(t, "ip netns list | grep -q '^opencode-restricted'")
-	c.eventually(t, "the server listens inside its namespace", startTimeout, "ip netns exec opencode-restricted ss -Hltn 'sport = :18789' | grep -q LISTEN")
+	c.must(t, "ip netns list | grep '^opencode-restricted' >/dev/null")
+	c.eventually(t, "the server listens inside its namespace", startTimeout, "ip netns exec opencode-restricted ss -Hltn 'sport = :18789' | grep LISTEN >/dev/null")
 
 	// The published port: socket unit -> proxyd (in the netns) -> the server.
 	c.health(t, 18789)
@@ -275,7 +275,7 @@ func TestIsolatedEgress(t *testing.T) {
 
 	// A flush of the host ruleset must not open the filter; the nftables reload
 	// propagates to setup (ReloadPropagatedFrom=) and repairs egress.
-	const hostTable = "nft list tables | grep -qx 'table ip ocnix-restricted'"
+	const hostTable = "nft list tables | grep -x 'table ip ocnix-restricted' >/dev/null"
 	c.must(t, hostTable)
 	c.must(t, "nft flush ruleset")
 	c.mustFail(t, "the host-side table is gone after the flush", hostTable)
@@ -286,7 +286,7 @@ func TestIsolatedEgress(t *testing.T) {
 	c.must(t, "systemctl reload nftables.service")
 	c.eventually(t, "the nftables reload restores the host-side table", startTimeout, hostTable)
 	c.eventually(t, "egress to the allowed address after the nftables reload", startTimeout,
-		fmt.Sprintf("%s run --config %s -- %s connect-tcp %s:80 2>/dev/null | grep -qx ok", launcher, specOf(name), probe, allowedAddr))
+		fmt.Sprintf("%s run --config %s -- %s connect-tcp %s:80 2>/dev/null | grep -x ok >/dev/null", launcher, specOf(name), probe, allowedAddr))
 	c.deny(t, name, "blocked address after the reload", "connect-tcp", blockedAddr+":80")
 	c.health(t, 18789)
 }
@@ -316,20 +316,20 @@ func TestTwoInstances(t *testing.T) {
 	}
 
 	c.allow(t, "alpha", "alpha reads its project", "read", "/srv/alpha/notes")
-	c.must(t, "runuser -u opencode-alpha -- "+probe+" read /srv/beta/notes | grep -qx ok") // the modes allow it
+	c.must(t, "runuser -u opencode-alpha -- "+probe+" read /srv/beta/notes | grep -x ok >/dev/null") // the modes allow it
 	c.deny(t, "alpha", "alpha reads beta's project", "read", "/srv/beta/notes")
 	c.deny(t, "beta", "beta writes alpha's project", "write", "/srv/alpha/notes")
 
 	// A server on beta's side of its veth, on the port that beta's inbound filter
 	// lets the host reach (the server itself listens on beta's loopback):
 	// reachable from the host, not from alpha.
-	betaIP := strings.TrimSpace(c.must(t, "ip -n opencode-beta -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -n1"))
+	betaIP := strings.TrimSpace(c.must(t, "ip -n opencode-beta -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | sed -n 1p"))
 	if betaIP == "" {
 		t.Fatal("beta's namespace has no IPv4 address")
 	}
 	c.must(t, "systemd-run --quiet --unit=ocnix-beta-listener -p NetworkNamespacePath=/run/netns/opencode-beta "+probe+" serve-tcp "+betaIP+":18812")
 	t.Cleanup(func() { c.run(cmdTimeout, "systemctl stop ocnix-beta-listener.service") })
-	c.eventually(t, "control: the host reaches beta's listener", startTimeout, probe+" connect-tcp "+betaIP+":18812 | grep -qx ok")
+	c.eventually(t, "control: the host reaches beta's listener", startTimeout, probe+" connect-tcp "+betaIP+":18812 | grep -x ok >/dev/null")
 	c.deny(t, "alpha", "alpha to a listener in beta's namespace", "connect-tcp", betaIP+":18812")
 	c.deny(t, "alpha", "alpha to beta's port on its own loopback", "connect-tcp", "127.0.0.1:18812")
 	c.deny(t, "beta", "beta to alpha's port on its own loopback", "connect-tcp", "127.0.0.1:18811")
@@ -455,7 +455,7 @@ func TestDomainEgressUnit(t *testing.T) {
 		t.Errorf("%s's main process is in %s, want the container's own network namespace %s (it queries the upstream from there)", dns, ns, host)
 	}
 	c.eventually(t, "the resolver's sockets on 127.0.0.1:53 inside named's namespace", startTimeout,
-		"ip netns exec opencode-named ss -Hlun 'sport = :53' | grep -q 127.0.0.1:53 && ip netns exec opencode-named ss -Hltn 'sport = :53' | grep -q 127.0.0.1:53")
+		"ip netns exec opencode-named ss -Hlun 'sport = :53' | grep 127.0.0.1:53 >/dev/null && ip netns exec opencode-named ss -Hltn 'sport = :53' | grep 127.0.0.1:53 >/dev/null")
 	if out := c.must(t, "cat /etc/netns/opencode-named/resolv.conf"); !strings.Contains(out, "nameserver 127.0.0.1") || strings.Contains(out, upstreamDNS) {
 		t.Errorf("named's netns resolv.conf must name only the resolver 127.0.0.1:\n%s", out)
 	}
@@ -505,7 +505,7 @@ func TestDomainEgressUnit(t *testing.T) {
 		t.Errorf("named queried the upstream %s directly: %q; only its netns resolver may answer it", upstreamDNS, got)
 	}
 	c.eventually(t, "the refusal of blocked.test in "+dns+"'s journal", startTimeout,
-		"journalctl --no-pager -o cat -u "+dns+" | grep -qF 'opencode-named-blocked: dns blocked.test.'")
+		"journalctl --no-pager -o cat -u "+dns+" | grep -F 'opencode-named-blocked: dns blocked.test.' >/dev/null")
 
 	// A reload of setup (also what `systemctl reload nftables` propagates to)
 	// re-applies the filter in place: the resolver keeps running and the
@@ -577,8 +577,8 @@ func TestStopAndRemoval(t *testing.T) {
 
 	c.must(t, "systemctl stop opencode-restricted-setup.service")
 	c.mustFail(t, "the server stops with its setup unit", "systemctl is-active --quiet opencode-restricted.service")
-	c.mustFail(t, "no namespace after stopping restricted's setup", "ip netns list | grep -q '^opencode-restricted'")
-	c.mustFail(t, "no nft table of restricted after stopping its setup", "nft list tables | grep -q restricted")
+	c.mustFail(t, "no namespace after stopping restricted's setup", "ip netns list | grep '^opencode-restricted' >/dev/null")
+	c.mustFail(t, "no nft table of restricted after stopping its setup", "nft list tables | grep restricted >/dev/null")
 	c.must(t, "test -d /var/lib/opencode/instance-state/restricted")
 	c.must(t, "systemctl start opencode-restricted.service")
 	c.health(t, 18789)
@@ -588,9 +588,9 @@ func TestStopAndRemoval(t *testing.T) {
 	units := "opencode-alpha-proxy.socket opencode-alpha-proxy.service opencode-alpha.service opencode-alpha-setup.service"
 	c.must(t, "systemctl stop "+units)
 	c.must(t, "systemctl disable --quiet "+units+" 2>/dev/null || true; cd /etc/systemd/system && rm -f "+units+" && systemctl daemon-reload")
-	c.mustFail(t, "no namespace after removing alpha", "ip netns list | grep -q '^opencode-alpha'")
-	c.mustFail(t, "no link of alpha after its removal", "ip -o link show | grep -q alpha")
-	c.mustFail(t, "no nft table of alpha after its removal", "nft list tables | grep -q alpha")
+	c.mustFail(t, "no namespace after removing alpha", "ip netns list | grep '^opencode-alpha' >/dev/null")
+	c.mustFail(t, "no link of alpha after its removal", "ip -o link show | grep alpha >/dev/null")
+	c.mustFail(t, "no nft table of alpha after its removal", "nft list tables | grep alpha >/dev/null")
 	c.mustFail(t, "no process of alpha after its removal", "pgrep -u opencode-alpha")
 	c.health(t, 18812)
 	c.allow(t, "beta", "beta still reaches the allowed address", "connect-tcp", allowedAddr+":80")
