@@ -77,6 +77,16 @@ while IFS= read -r -d '' f; do
 done < <(find . \( -path ./.git -o -path ./node_modules -o -path ./testdata-tmp \) -prune -o -name '*.nix' -type f -print0)
 ok "parsed $n .nix files"
 
+echo "== no meta.doc in the module"
+# An out-of-tree module's meta.doc stops nixos-rebuild on every host that builds the manual
+# (its ids cannot be in nixpkgs' redirects.json; nixpkgs issue 412451). The evaluation test
+# says the same with NIXPKGS_LIB; this runs everywhere.
+if grep -HnE '(^|[^A-Za-z_])(meta\.doc|doc[[:space:]]*=)' nixmodule/*.nix | grep -vE '^[^:]+:[0-9]+:[[:space:]]*#'; then
+  bad "meta.doc is set above: keep the module's documentation in docs/nixos.md"
+else
+  ok "no meta.doc"
+fi
+
 echo "== flake.nix vendorHash against go.mod/go.sum (scripts/check-vendor-hash.sh)"
 if [ "$nix_only" = 1 ]; then
   echo "SKIP  vendorHash: --nix-only (the check needs go)"

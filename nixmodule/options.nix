@@ -293,6 +293,42 @@ let
           '';
         };
 
+        resources = {
+          memoryMax = mkOption {
+            type = types.nullOr types.str;
+            default = "4G";
+            example = "16G";
+            description = ''
+              Hard memory limit of the instance (systemd `MemoryMax=` on its server and setup
+              units): the server, every command the agent runs and the init scripts together.
+              Past it the kernel's OOM killer ends processes of this instance only, so one
+              runaway agent cannot take the host's memory. opencode itself needs 300–950 MB;
+              the rest is for what the agent builds and tests. `null` sets no limit.
+            '';
+          };
+          tasksMax = mkOption {
+            type = types.nullOr types.ints.positive;
+            default = 1024;
+            example = 4096;
+            description = ''
+              Maximum number of tasks (processes and threads) of the instance (systemd
+              `TasksMax=`): a fork bomb run by the agent stops there instead of exhausting the
+              host's pid space. opencode alone runs about 10 threads; parallel builds and test
+              runners need more. `null` leaves systemd's default (15% of the host's pids).
+            '';
+          };
+          cpuWeight = mkOption {
+            type = types.nullOr (types.ints.between 1 10000);
+            default = 50;
+            example = 100;
+            description = ''
+              CPU weight of the instance (systemd `CPUWeight=`, default of other services: 100).
+              It only matters under contention: a busy agent then gets half the share of a
+              system service, so the host stays responsive. `null` leaves systemd's default.
+            '';
+          };
+        };
+
         initScriptTimeout = mkOption {
           type = types.ints.positive;
           default = 300;

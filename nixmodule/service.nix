@@ -306,6 +306,7 @@ let
           # No MemoryDenyWriteExecute: opencode is a Bun binary and its JIT needs W+X pages.
           MemoryDenyWriteExecute = mkDefault false;
         }
+        (resourceLimits inst)
         (mkIf (inst.environmentFile != null) {
           LoadCredential = [ "${credentialId}:${inst.environmentFile}" ];
         })
@@ -369,6 +370,18 @@ let
       ''
     );
 
+  # services.opencode.instances.<name>.resources, per unit (systemd's cgroup accounting).
+  # mkDefault, so serviceOverrides can still set them; null leaves systemd's default.
+  resourceLimits =
+    inst:
+    lib.mapAttrs (_: mkDefault) (
+      lib.filterAttrs (_: v: v != null) {
+        MemoryMax = inst.resources.memoryMax;
+        TasksMax = inst.resources.tasksMax;
+        CPUWeight = inst.resources.cpuWeight;
+      }
+    );
+
   setupService =
     name: inst:
     let
@@ -404,6 +417,8 @@ let
         # Two init scripts, each bounded by initScriptTimeout, plus the setup steps.
         TimeoutStartSec = 2 * inst.initScriptTimeout + 60;
       }
+      # The init scripts run the agent's toolchain in this unit's cgroup: same bounds.
+      // resourceLimits inst
       // lib.optionalAttrs netIso { ExecStop = "${launcherExe} teardown --config ${spec}"; };
     };
 

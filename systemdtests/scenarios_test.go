@@ -198,6 +198,27 @@ runuser -u postgres -- psql -q -c 'CREATE ROLE "opencode-db" LOGIN' -c 'CREATE D
 	c.deny(t, "nodb", "nodb connects to PostgreSQL without the allowance", "connect-unix", sock)
 }
 
+// TestResourceLimits: the module's default bounds (resources.*) reach the
+// kernel: the running server's cgroup has them, and so has the setup unit's,
+// where the init scripts run (issue 15: one runaway agent must not take the host).
+func TestResourceLimits(t *testing.T) {
+	c := need(t)
+	c.health(t, 18788)
+	for _, u := range []string{"opencode-db.service", "opencode-db-setup.service"} {
+		got := strings.Fields(c.must(t, "systemctl show -P TasksMax,MemoryMax,CPUWeight "+u))
+		if want := []string{"1024", "4294967296", "50"}; strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("%s: TasksMax, MemoryMax, CPUWeight = %v, want %v", u, got, want)
+		}
+	}
+	// What the kernel enforces: the pids controller's limit on the server's
+	// cgroup (unified or, on a hybrid host, the v1 pids hierarchy).
+	cg := strings.TrimSpace(c.must(t, "systemctl show -P ControlGroup opencode-db.service"))
+	out := c.must(t, "cat /sys/fs/cgroup"+cg+"/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids"+cg+"/pids.max")
+	if strings.TrimSpace(out) != "1024" {
+		t.Errorf("pids.max of %s: %q, want 1024", cg, out)
+	}
+}
+
 // TestEnvironmentFile: the variables of environmentFile reach the server; once
 // the unit passes the file by LoadCredential=, the file stays root-only 0400 and
 // the instance user cannot read it (issue 9).

@@ -74,6 +74,8 @@ let
 
   # --- 1. directory creation ---
   created = evI { p = plain; };
+  unlimited = evI { p = plain // { resources.memoryMax = null; }; };
+  overridden = evI { p = plain // { serviceOverrides.MemoryMax = "16G"; }; };
   notCreated = evI { p = plain // { createDirectory = false; }; };
   sharedDir = evI {
     p = plain;
@@ -373,6 +375,19 @@ lib.concatLists [
     (check "server wants no resolver without domains" ((svc iso "opencode-p").wants or [ ] == [ ]))
     (check "evaluates" (forced domains))
   ])
+  (caseOf "resources: bounded by default, per unit, overridable" [
+    (check "server defaults" (
+      let
+        c = sc created "opencode-p";
+      in
+      c.MemoryMax == "4G" && c.TasksMax == 1024 && c.CPUWeight == 50
+    ))
+    (check "setup (init scripts) bounded too" ((sc created "opencode-p-setup").TasksMax == 1024))
+    (check "null leaves systemd's default" (
+      !((sc unlimited "opencode-p") ? MemoryMax) && (sc unlimited "opencode-p").TasksMax == 1024
+    ))
+    (check "serviceOverrides wins" ((sc overridden "opencode-p").MemoryMax == "16G"))
+  ])
   (caseOf "10. conventions" [
     (check "command is <package>/bin/opencode" (
       created.config.services.opencode.specs.p.command == [ "/nix/store/00000000000000000000000000000000-opencode/bin/opencode" ]
@@ -383,13 +398,9 @@ lib.concatLists [
     (check "socket-proxyd from config.systemd.package" (
       lib.hasPrefix "/nix/store/11111111111111111111111111111111-my-systemd/lib/systemd/systemd-socket-proxyd " (sc ownSystemd "opencode-p-proxy").ExecStart
     ))
-    (check "meta.doc is the module's chapter" (lib.hasSuffix "doc.md" (toString created.config.meta.doc)))
-    # nixos-render-docs wants an id on every heading of a chapter.
-    (check "every heading of meta.doc has an id" (
-      lib.all (l: !(lib.hasPrefix "#" l) || builtins.match "#+ .* [{]#[a-z0-9-]+[}]" l != null) (
-        lib.splitString "\n" (builtins.readFile created.config.meta.doc)
-      )
-    ))
+    # An out-of-tree meta.doc stops nixos-rebuild where the manual is built (its ids are
+    # not in nixpkgs' redirects.json; nixpkgs issue 412451).
+    (check "no meta.doc" (!(created.config.meta ? doc)))
     (check "meta.maintainers" (created.config.meta ? maintainers))
   ])
 ]
