@@ -114,8 +114,8 @@ type call struct {
 	// domain is the socket's family as the kernel holds it (SO_DOMAIN of cfd); every
 	// decision uses it, not the address's sa_family.
 	domain int
-	addr  []byte // our copy of the caller's address; valid until handle returns
-	owned *bool  // cleared when a worker takes cfd over
+	addr   []byte // our copy of the caller's address; valid until handle returns
+	owned  *bool  // cleared when a worker takes cfd over
 }
 
 // supervisorErrno maps a failure of the supervisor's own syscalls to the caller's errno.
