@@ -34,6 +34,7 @@ var errnos = map[string]unix.Errno{
 	"ENOSYS":          unix.ENOSYS,
 	"EAFNOSUPPORT":    unix.EAFNOSUPPORT,
 	"EPROTONOSUPPORT": unix.EPROTONOSUPPORT,
+	"EOPNOTSUPP":      unix.EOPNOTSUPP,
 }
 
 func errnoNumber(name string) (int16, error) {
@@ -75,9 +76,10 @@ func scmpCond(c ArgCond) (seccomp.ScmpCondition, error) {
 	return seccomp.ScmpCondition{}, bug(fmt.Errorf("seccomp operator %q: unknown", c.Op))
 }
 
-// newFilter builds the libseccomp filter for s without loading it.
-// The caller must Release it.
-func newFilter(s SeccompPlan) (*seccomp.ScmpFilter, error) {
+// newFilter builds the libseccomp filter for s without loading it:
+// the rules whose Routine equals routine (see SeccompPlan). The caller
+// must Release it.
+func newFilter(s SeccompPlan, routine bool) (*seccomp.ScmpFilter, error) {
 	def, err := scmpAction(SyscallRule{Action: s.DefaultAction})
 	if err != nil {
 		return nil, err
@@ -107,12 +109,10 @@ func newFilter(s SeccompPlan) (*seccomp.ScmpFilter, error) {
 	// past each of the ~70 denied ones. Older libseccomp lacks it; the
 	// filter is the same, only slower.
 	_ = f.SetOptimize(2)
-	if s.Log {
-		if err := f.SetLogBit(true); err != nil {
-			return nil, fmt.Errorf("sandbox: seccomp: set log bit: %w", err)
-		}
-	}
 	for _, r := range s.Rules {
+		if r.Routine != routine {
+			continue
+		}
 		nr, err := syscallNumber(r.Syscall)
 		if err != nil {
 			return nil, err
@@ -144,7 +144,7 @@ func newFilter(s SeccompPlan) (*seccomp.ScmpFilter, error) {
 	return f, nil
 }
 
-// compiledFilter is a plan's seccomp filter as a classic BPF program,
+// compiledFilter is one seccomp filter as a classic BPF program,
 // ready for seccomp(2). Compiling in the supervisor keeps libseccomp
 // (and its allocations) out of the child and overlaps the work with
 // the child's start-up.
@@ -154,8 +154,54 @@ type compiledFilter struct {
 	Notify bool   `json:"notify"`
 }
 
-func compileSeccomp(s SeccompPlan) (compiledFilter, error) {
-	f, err := newFilter(s)
+// compiledSeccomp is a plan's filters in load order (see SeccompPlan):
+// routine, sockets, denials. The kernel walks the newest filter first
+// and, between equal actions, keeps the first it walked, so the deny
+// filter, loaded last, decides which filter a tie (the bad-arch kill)
+// is logged for.
+type compiledSeccomp struct {
+	Filters []compiledFilter `json:"filters"`
+}
+
+// Notify reports whether one of the filters notifies the supervisor.
+func (c compiledSeccomp) Notify() bool {
+	for _, f := range c.Filters {
+		if f.Notify {
+			return true
+		}
+	}
+	return false
+}
+
+func compileSeccomp(s SeccompPlan) (compiledSeccomp, error) {
+	routine, err := exportFilter(s, true)
+	if err != nil {
+		return compiledSeccomp{}, err
+	}
+	sockets, err := assembleSocketFilter(s.Sockets)
+	if err != nil {
+		return compiledSeccomp{}, err
+	}
+	deny, err := exportFilter(s, false)
+	if err != nil {
+		return compiledSeccomp{}, err
+	}
+	routine.Log = false
+	sockets.Log, deny.Log = s.Log, s.Log
+	for _, r := range s.Rules {
+		if r.Action == ActionNotify {
+			if !r.Routine {
+				return compiledSeccomp{}, bug(fmt.Errorf("seccomp: notify rule %s is not routine: only the routine filter may have the listener", r))
+			}
+			routine.Notify = true
+		}
+	}
+	return compiledSeccomp{Filters: []compiledFilter{routine, sockets, deny}}, nil
+}
+
+// exportFilter compiles the routine or the deny part of s with libseccomp.
+func exportFilter(s SeccompPlan, routine bool) (compiledFilter, error) {
+	f, err := newFilter(s, routine)
 	if err != nil {
 		return compiledFilter{}, err
 	}
@@ -177,13 +223,31 @@ func compileSeccomp(s SeccompPlan) (compiledFilter, error) {
 	if len(prog) == 0 || len(prog)%int(unsafe.Sizeof(unix.SockFilter{})) != 0 {
 		return compiledFilter{}, bug(fmt.Errorf("seccomp: exported filter has %d bytes", len(prog)))
 	}
-	c := compiledFilter{BPF: prog, Log: s.Log}
-	for _, r := range s.Rules {
-		if r.Action == ActionNotify {
-			c.Notify = true
+	return compiledFilter{BPF: prog}, nil
+}
+
+// loadSeccompAll loads c's filters in order on the calling thread and
+// returns the user-notification fd (-1 when no filter notifies).
+func loadSeccompAll(c compiledSeccomp) (int, error) {
+	nfd := -1
+	for _, f := range c.Filters {
+		fd, err := loadSeccomp(f)
+		if err != nil {
+			if nfd >= 0 {
+				unix.Close(nfd)
+			}
+			return -1, err
+		}
+		if fd >= 0 {
+			if nfd >= 0 {
+				unix.Close(fd)
+				unix.Close(nfd)
+				return -1, bug(fmt.Errorf("seccomp: two filters with a listener"))
+			}
+			nfd = fd
 		}
 	}
-	return c, nil
+	return nfd, nil
 }
 
 // loadSeccomp installs the filter on the calling thread (the one that

@@ -22,8 +22,8 @@ func TestSeccompFilterCompiles(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ABI %d: %v", abi, err)
 		}
-		if c.Notify != (abi < 9) {
-			t.Errorf("ABI %d: notify %v", abi, c.Notify)
+		if c.Notify() != (abi < 9) {
+			t.Errorf("ABI %d: notify %v", abi, c.Notify())
 		}
 	}
 }
@@ -37,7 +37,13 @@ func TestSeccompOtherArchitecturesKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := newFilter(p.Seccomp)
+	for _, routine := range []bool{true, false} {
+		checkOtherArchitecturesKilled(t, p.Seccomp, routine)
+	}
+}
+
+func checkOtherArchitecturesKilled(t *testing.T, s SeccompPlan, routine bool) {
+	f, err := newFilter(s, routine)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -197,14 +197,14 @@ var landlockProtections = []landlockProtection{
 	{
 		// Below resolve_unix the unix-socket allow-list moves to the
 		// supervisor (see unixProtection), which cannot see datagram
-		// sends: seccomp denies the sockets instead (socketRules).
+		// sends: seccomp denies the sockets instead (socketPolicy).
 		name:  "unix datagram sockets",
 		needs: landlockSet{FS: ll.AccessFSResolveUnix},
 		enforced: func(_ LandlockPlan, since int) string {
 			return fmt.Sprintf("allowed; sends are checked by Landlock resolve_unix (ABI ≥ %d)", since)
 		},
 		lost: func(l LandlockPlan, since int) string {
-			return fmt.Sprintf("socket() and socketpair() of AF_UNIX SOCK_DGRAM are denied (EACCES): their sends cannot be gated on Landlock ABI %d < %d", l.ABI, since)
+			return fmt.Sprintf("socket() and socketpair() of AF_UNIX types other than SOCK_STREAM and SOCK_SEQPACKET are denied (EACCES): SOCK_DGRAM, and SOCK_RAW, which the kernel makes a datagram socket, send where the gate cannot see on Landlock ABI %d < %d", l.ABI, since)
 		},
 	},
 	{

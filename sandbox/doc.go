@@ -95,13 +95,14 @@
 // CONTINUE). Two consequences, both named in explain:
 //
 // WARNING: unix datagram sockets are denied below ABI 9. socket(2) and
-// socketpair(2) of AF_UNIX SOCK_DGRAM fail with EACCES (the type is
-// matched with SOCK_NONBLOCK and SOCK_CLOEXEC masked off). An unconnected
-// datagram send carries its address inside sendmsg's msghdr, which
-// seccomp cannot read, so it cannot be gated. socketpair is denied too,
-// because a datagram socketpair end can sendto(2) any unbound-peer
-// datagram socket on the host (measured here). Stream and seqpacket
-// socketpairs work. syslog(3) to /dev/log and sd_notify fail.
+// socketpair(2) of AF_UNIX allow only SOCK_STREAM and SOCK_SEQPACKET
+// (with SOCK_NONBLOCK and SOCK_CLOEXEC); every other type fails with
+// EACCES, SOCK_DGRAM and SOCK_RAW too, which the kernel's unix_create
+// turns into a datagram socket. An unconnected datagram send carries its
+// address inside sendmsg's msghdr, which seccomp cannot read, so it
+// cannot be gated. socketpair is denied too, because a datagram
+// socketpair end can sendto(2) any unbound-peer datagram socket on the
+// host (measured here). syslog(3) to /dev/log and sd_notify fail.
 //
 // WARNING: servers reached through the gate see the supervisor's pid in
 // SO_PEERCRED (the uid, gid and groups are the caller's).
@@ -131,27 +132,57 @@
 //
 // # Seccomp
 //
-// A deny-list (default allow), with the errno each call needs: mounts
-// and namespaces, clone with CLONE_NEW* flags (EPERM), clone3 (ENOSYS,
-// so glibc falls back to clone, whose flags seccomp can read), kernel
-// and host changes, ptrace and other ways into other processes, bpf,
-// the keyring, io_uring (ENOSYS: it bypasses seccomp and the gate),
-// socket families other than unix, inet, inet6 and netlink
-// (EAFNOSUPPORT), raw and packet sockets, netlink protocols other than
-// NETLINK_ROUTE, Multipath TCP (EPROTONOSUPPORT: Landlock's TCP bind
-// rule does not cover it, and Go listens with MPTCP by default), TIOCSTI
-// and TIOCLINUX, personality flags that turn off ASLR or make memory
-// executable, and set-user/group-ID modes in chmod and creating opens
-// (EPERM). Integer arguments are compared on their low 32 bits, as the
-// kernel reads them. Syscalls of other ABIs (32-bit int 0x80, x32) kill
-// the process, so socketcall and friends are no bypass. The log bit
-// (SECCOMP_FILTER_FLAG_LOG) is set where libseccomp supports it.
+// Three filters, stacked on the one thread that forks the server; the
+// kernel runs them all and the most restrictive action wins. They are
+// split by what the kernel should log, since it audits a call per the
+// filter whose action won (SECCOMP_FILTER_FLAG_LOG is per filter):
 //
-// WARNING: with the log bit, routine events are audited too: glibc's
-// clone3 attempt before every thread or posix_spawn (ENOSYS, then clone)
-// and every gated connect (a user notification). Most records are those,
-// and the kernel's rate limit may drop real denials. Operators can drop
-// "errno user_notif" from the kernel.seccomp.actions_logged sysctl.
+//  1. routine, without the log bit and with the listener: the user
+//     notifications of connect (and bind) and the ENOSYS answers that
+//     callers fall back from as a matter of course (clone3 before every
+//     glibc thread and posix_spawn, openat2, io_uring). With one logged
+//     filter these were most of the audit records (211 of 238 in one
+//     run) and used up the kernel's printk rate limit before the real
+//     denials;
+//  2. the socket allow-list, with the log bit (below);
+//  3. the deny-list, with the log bit (default allow), with the errno
+//     each call needs: mounts and namespaces, clone with CLONE_NEW* flags
+//     (EPERM; clone3 is ENOSYS in the routine filter, so glibc falls back
+//     to clone, whose flags seccomp can read), kernel and host changes,
+//     ptrace and other ways into other processes, bpf, the keyring,
+//     TIOCSTI and TIOCLINUX, personality flags that turn off ASLR or make
+//     memory executable, and set-user/group-ID modes in chmod and
+//     creating opens (EPERM).
+//
+// The log bit is set where libseccomp supports it. Syscalls of other
+// ABIs (32-bit int 0x80, x32) kill the process in filters 1 and 3, so
+// socketcall and friends are no bypass; filter 3 is loaded last, so the
+// kernel, which keeps the first of equal actions it walks (newest
+// first), logs that kill for it.
+//
+// Socket creation is an allow-list (DESIGN.md "Deny by default, decided
+// from the kernel's view"), SeccompPlan.Sockets: AF_UNIX stream and
+// seqpacket (and datagram when Landlock gates unix sockets, ABI ≥ 9);
+// AF_INET and AF_INET6 TCP (protocol 0 or IPPROTO_TCP) and UDP (0 or
+// IPPROTO_UDP); AF_NETLINK SOCK_RAW or SOCK_DGRAM with NETLINK_ROUTE;
+// as type flags only SOCK_NONBLOCK and SOCK_CLOEXEC; socketpair only for
+// the AF_UNIX types. Everything else fails: an unlisted family with
+// EAFNOSUPPORT, an unlisted type or flag bit with EACCES (AF_UNIX) or
+// EPERM, an unlisted protocol with EPROTONOSUPPORT (what a kernel
+// without Multipath TCP says, so Go and curl fall back to TCP). That
+// includes families, types and bits no kernel has yet. Arguments are
+// compared on their low 32 bits, as the kernel reads an int.
+//
+// The allow-list is a small classic-BPF program assembled by the
+// launcher (socketfilter_linux.go), not a libseccomp rule set:
+// libseccomp cannot express "allow these, deny the rest" inside a
+// default-allow filter (a rule whose action equals the default is
+// rejected, and ERRNO outranks ALLOW), so it would take the exact
+// complement, hundreds of masked-equal rules that would have to be
+// proven total. The program compares family, then type with the allowed
+// flag bits masked off, then protocol, and falls through to a deny at
+// every level, which is total by construction; it is about 80
+// instructions and costs six for any other syscall.
 //
 // Nothing restricts W^X: Bun and Node JIT keep working.
 //
@@ -169,8 +200,10 @@
 //  3. as root, clear ambient and inheritable capabilities and refuse
 //     securebits that keep capabilities across a uid change; started as
 //     the instance user, drop every capability and verify;
-//  4. load seccomp with SECCOMP_FILTER_FLAG_NEW_LISTENER; the notify fd
-//     stays in the process for the gate;
+//  4. load the three seccomp filters (see "Seccomp"), the routine one
+//     first with SECCOMP_FILTER_FLAG_NEW_LISTENER (only one filter of a
+//     chain may have a listener); the notify fd stays in the process for
+//     the gate;
 //  5. mark every fd from 3 up close-on-exec and fork (Go's
 //     syscall.ForkExec): the child, still before execve, switches to
 //     the instance user (setgroups, setgid, setuid: leaving uid 0 clears

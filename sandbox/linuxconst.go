@@ -8,18 +8,17 @@ const (
 	afInet    = 2
 	afInet6   = 10
 	afNetlink = 16
-	afPacket  = 17
-	// afMax is one past the highest family Linux knows (46 in 6.x).
-	// Families at or above it are denied too, so a family added by a
-	// later kernel is not silently allowed.
-	afMax = 46
 
-	sockDgram    = 2
-	sockRaw      = 3
-	sockPacket   = 10
-	sockTypeMask = 0xf // strips SOCK_NONBLOCK and SOCK_CLOEXEC
+	sockStream    = 1
+	sockDgram     = 2
+	sockRaw       = 3
+	sockSeqpacket = 5
+	sockNonblock  = 0x800
+	sockCloexec   = 0x80000
 
-	ipprotoMPTCP = 262
+	ipprotoTCP   = 6
+	ipprotoUDP   = 17
+	netlinkRoute = 0
 
 	tiocsti   = 0x5412
 	tioclinux = 0x541c

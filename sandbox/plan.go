@@ -92,17 +92,74 @@ func (r PortRule) String() string {
 	return fmt.Sprintf("port %d %v — %s", r.Port, r.Rights, r.Why)
 }
 
-// SeccompPlan is a deny-list filter: the default action allows, each
-// rule denies one syscall (optionally only for some arguments) or
-// hands it to the supervisor.
+// SeccompPlan is the seccomp policy, loaded as three stacked filters
+// (the kernel runs them all and the most restrictive action wins):
+//
+//   - the routine filter: Rules with Routine set, which notify the
+//     supervisor or answer ENOSYS to make callers fall back; never
+//     logged, since every connect and every thread start hits it;
+//   - the socket filter: Sockets, an allow-list for socket(2) and
+//     socketpair(2), logged when Log is set;
+//   - the deny filter: the other Rules, logged when Log is set.
+//
+// The kernel audits a call per the filter whose action won, so the
+// split keeps routine events out of the log and real denials in it.
 type SeccompPlan struct {
 	DefaultAction string `json:"defaultAction"`
 	// BadArchAction applies to syscalls of other ABIs (on x86-64: the
 	// 32-bit int 0x80 entry and x32), which would otherwise bypass
 	// every rule below, e.g. through socketcall.
-	BadArchAction string        `json:"badArchAction"`
-	Log           bool          `json:"log"`
-	Rules         []SyscallRule `json:"rules"`
+	BadArchAction string `json:"badArchAction"`
+	// Log sets SECCOMP_FILTER_FLAG_LOG on the socket and deny filters.
+	Log     bool          `json:"log"`
+	Rules   []SyscallRule `json:"rules"`
+	Sockets SocketPolicy  `json:"sockets"`
+}
+
+// SocketPolicy is the allow-list for socket(2) and socketpair(2). A
+// call is allowed when its family is listed, its type with only
+// TypeFlags masked off is listed for that family (socketpair: and
+// marked Pair), and its protocol is listed for that type; everything
+// else, including families, types, flag bits and protocols that no
+// kernel has yet, fails with the errno of the first level that does
+// not match. Arguments are compared on their low 32 bits, as the
+// kernel reads an int.
+type SocketPolicy struct {
+	Families      []SocketFamily `json:"families"`
+	TypeFlags     uint32         `json:"typeFlags"`     // SOCK_NONBLOCK|SOCK_CLOEXEC
+	FamilyErrno   string         `json:"familyErrno"`   // family not listed
+	ProtocolErrno string         `json:"protocolErrno"` // protocol not listed for the type
+}
+
+// SocketFamily lists the types allowed in one address family.
+type SocketFamily struct {
+	Family int          `json:"family"`
+	Name   string       `json:"name"`
+	Types  []SocketType `json:"types"`
+	// TypeErrno answers a type (or flag bit) that is not listed.
+	TypeErrno string `json:"typeErrno"`
+	Why       string `json:"why"`
+}
+
+// SocketType is one allowed type of a family and its protocols.
+type SocketType struct {
+	Type      int    `json:"type"`
+	Name      string `json:"name"`
+	Protocols []int  `json:"protocols"`
+	// Pair allows socketpair(2) of this family and type too.
+	Pair bool `json:"pair,omitempty"`
+}
+
+func (t SocketType) String() string {
+	protos := make([]string, len(t.Protocols))
+	for i, p := range t.Protocols {
+		protos[i] = fmt.Sprint(p)
+	}
+	s := fmt.Sprintf("%s protocol %s", t.Name, strings.Join(protos, "|"))
+	if t.Pair {
+		s += " (socketpair too)"
+	}
+	return s
 }
 
 // Seccomp actions used in plans.
@@ -121,6 +178,10 @@ type SyscallRule struct {
 	Errno   string    `json:"errno,omitempty"` // errno name for ActionErrno, e.g. "EPERM"
 	Args    []ArgCond `json:"args,omitempty"`
 	Why     string    `json:"why"`
+	// Routine rules are no denial (a notification, or an ENOSYS that
+	// callers fall back from) and go into the filter without the log
+	// bit.
+	Routine bool `json:"routine,omitempty"`
 }
 
 func (r SyscallRule) String() string {

@@ -24,9 +24,32 @@ func (p Plan) String() string {
 		fmt.Fprintf(&b, "  allow %s\n", r)
 	}
 	s := p.Seccomp
-	fmt.Fprintf(&b, "\nseccomp: default %s, other architectures %s, log bit %v\n", s.DefaultAction, s.BadArchAction, s.Log)
-	for _, line := range groupRules(s.Rules) {
-		fmt.Fprintf(&b, "  %s\n", line)
+	fmt.Fprintf(&b, "\nseccomp: default %s, other architectures %s; three stacked filters, the most restrictive action wins\n", s.DefaultAction, s.BadArchAction)
+	var routine, deny []SyscallRule
+	for _, r := range s.Rules {
+		if r.Routine {
+			routine = append(routine, r)
+		} else {
+			deny = append(deny, r)
+		}
+	}
+	fmt.Fprintf(&b, "  routine filter (never logged: notifications and ENOSYS fallbacks):\n")
+	for _, line := range groupRules(routine) {
+		fmt.Fprintf(&b, "    %s\n", line)
+	}
+	sp := s.Sockets
+	fmt.Fprintf(&b, "  socket filter (log bit %v): socket() and socketpair() allow only, type flags %#x allowed:\n", s.Log, sp.TypeFlags)
+	for _, f := range sp.Families {
+		types := make([]string, len(f.Types))
+		for i, t := range f.Types {
+			types[i] = t.String()
+		}
+		fmt.Fprintf(&b, "    %s (%d): %s; other types %s — %s\n", f.Name, f.Family, strings.Join(types, ", "), f.TypeErrno, f.Why)
+	}
+	fmt.Fprintf(&b, "    any other family %s, any other protocol %s\n", sp.FamilyErrno, sp.ProtocolErrno)
+	fmt.Fprintf(&b, "  deny filter (log bit %v):\n", s.Log)
+	for _, line := range groupRules(deny) {
+		fmt.Fprintf(&b, "    %s\n", line)
 	}
 	g := p.Gate
 	fmt.Fprintf(&b, "\nunix socket gate: %s (max pending %d)\n", g.Mode, g.MaxPending)

@@ -129,7 +129,7 @@ func runDirect(plan Plan, cmd Command, id identity) error {
 	if err := applyLandlock(plan.Landlock, plan.Gate.OwnDirs); err != nil {
 		return err
 	}
-	if _, err := loadSeccomp(filter); err != nil {
+	if _, err := loadSeccompAll(filter); err != nil {
 		return err
 	}
 	if err := dropPrivileges(id); err != nil {

@@ -20,7 +20,7 @@ const (
 // and Landlock are in place; err aborts it.
 type startInput struct {
 	id     identity
-	filter compiledFilter
+	filter compiledSeccomp
 	err    error
 }
 
@@ -139,7 +139,7 @@ func confineThreadAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <
 	if err != nil {
 		return fail(err)
 	}
-	nfd, err := loadSeccomp(input.filter)
+	nfd, err := loadSeccompAll(input.filter)
 	if err != nil {
 		return fail(err)
 	}

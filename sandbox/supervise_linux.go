@@ -53,7 +53,7 @@ func supervise(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (i
 		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, err)
 	}
 	type compiled struct {
-		filter compiledFilter
+		filter compiledSeccomp
 		err    error
 	}
 	filterc := make(chan compiled, 1)
@@ -87,7 +87,7 @@ func supervise(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (i
 	if c.err != nil {
 		return abort(fmt.Errorf("sandbox: instance %q: %w", plan.Instance, c.err))
 	}
-	if !c.filter.Notify {
+	if !c.filter.Notify() {
 		return abort(bug(fmt.Errorf("gate mode %q but the filter has no notify rule", plan.Gate.Mode)))
 	}
 

@@ -14,21 +14,49 @@ import (
 // bind performs a gated bind(2) on the caller's behalf (see BindPolicy): it binds our
 // copy of the caller's socket to our copy of its address, so what was checked is what
 // the kernel gets.
+//
+// The check follows the socket's family as the kernel holds it (call.domain), not the
+// address's sa_family: __inet_bind takes AF_UNSPEC with INADDR_ANY as AF_INET, so a
+// check keyed on the caller's family would let any port through.
 func (s *server) bind(c call) error {
-	switch addrFamily(c.addr) {
+	switch c.domain {
 	case unix.AF_UNIX:
+		if addrFamily(c.addr) != unix.AF_UNIX {
+			// unix_bind's answer to a short address or a foreign family.
+			s.respond(c.id, unix.EINVAL)
+			return nil
+		}
 		return s.bindUnix(c)
 	case unix.AF_INET, unix.AF_INET6:
-		// Shorter addresses are the kernel's EINVAL; it sees exactly these bytes.
+		// sin_port and sin6_port are the same bytes, and the kernel reads the port from
+		// there whatever the family says. Shorter addresses are the kernel's EINVAL.
 		if len(c.addr) >= 4 {
 			port := int(binary.BigEndian.Uint16(c.addr[2:4]))
 			if !s.pol.Bind.portAllowed(port) {
-				s.denyBind(c, "port "+strconv.Itoa(port), "port not allowed (only 0, listen.port and sandbox.allowBindPorts)")
+				s.denyBind(c, protoName(c.cfd)+" port "+strconv.Itoa(port), "port not allowed (only 0, listen.port and sandbox.allowBindPorts)")
 				return nil
 			}
 		}
+		return s.bindAsCaller(c, c.addr)
+	case unix.AF_NETLINK:
+		return s.bindAsCaller(c, c.addr)
 	}
-	return s.bindAsCaller(c, c.addr)
+	s.denyDomain(c, "bind")
+	return nil
+}
+
+// protoName names an inet socket's protocol for the log, from the kernel's view.
+func protoName(fd int) string {
+	p, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	switch {
+	case err != nil:
+		return "inet"
+	case p == unix.IPPROTO_TCP:
+		return "TCP"
+	case p == unix.IPPROTO_UDP:
+		return "UDP"
+	}
+	return "protocol " + strconv.Itoa(p)
 }
 
 // bindUnix refuses abstract names and creates socket files only in the instance's own

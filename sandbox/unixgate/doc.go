@@ -19,9 +19,14 @@
 // ENOENT or ECONNREFUSED (a server not yet started) see EACCES instead. Abstract addresses
 // fail with EACCES too; Landlock's scoping (ABI 6) denies them anyway.
 //
-// AF_INET, AF_INET6 and AF_UNSPEC are connected on the caller's behalf with the kernel's
-// own errno. Other families are connected with the caller's credentials, so that
-// capability checks (netlink groups) see the caller, not the supervisor.
+// Every decision follows the socket as the kernel holds it (SO_DOMAIN of the pidfd_getfd
+// copy), never the sa_family the caller wrote. On an AF_UNIX socket an AF_UNIX address
+// goes through the allow-list above, AF_UNSPEC (no path: a datagram disconnect, or the
+// kernel's EINVAL) goes to the kernel, and any other family gets unix_validate_addr's
+// EINVAL. AF_INET and AF_INET6 sockets are connected on the caller's behalf with the
+// kernel's own errno; AF_NETLINK sockets with the caller's credentials, so that capability
+// checks (netlink groups) see the caller, not the supervisor. A socket of any other family
+// (the seccomp socket allow-list makes none, but one could be inherited) gets EACCES.
 //
 // # Bind
 //
@@ -29,10 +34,13 @@
 // bind(2) too, and [Serve] binds its copy of the socket to its copy of the address, with
 // the caller's credentials: abstract names and autobind fail with EACCES; a pathname's
 // parent is resolved and pinned as for connect and must really lie in one of the
-// instance's own directories, and the bind goes to /proc/self/fd/N/<name>; AF_INET and
-// AF_INET6 ports other than 0 and [BindPolicy.Ports] fail with EACCES, for TCP and UDP
-// alike; other families bind as they are. A bind whose answer a signal made the caller
-// miss is replayed as success when it restarts (see lostAnswers).
+// instance's own directories, and the bind goes to /proc/self/fd/N/<name>; on an AF_INET
+// or AF_INET6 socket, ports other than 0 and [BindPolicy.Ports] fail with EACCES, for TCP
+// and UDP alike, the port read from the bytes the kernel reads (sin_port, sin6_port)
+// whatever the address's family says: __inet_bind takes AF_UNSPEC with INADDR_ANY as
+// AF_INET. A foreign family on a unix socket gets EINVAL; AF_NETLINK binds as it is; any
+// other socket family gets EACCES. A bind whose answer a signal made the caller miss is
+// replayed as success when it restarts (see lostAnswers).
 //
 // # Errors the caller sees
 //

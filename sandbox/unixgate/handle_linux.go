@@ -44,6 +44,14 @@ func (s *server) handle(req *notifReq) error {
 			unix.Close(cfd)
 		}
 	}()
+	// Decide from the kernel's view of the socket, never from the sa_family the caller
+	// wrote (DESIGN.md "Deny by default, decided from the kernel's view"). ENOTSOCK here is
+	// the kernel's own answer, which it gives before it reads the address.
+	domain, err := unix.GetsockoptInt(cfd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		s.respond(id, supervisorErrno(err))
+		return nil
+	}
 	alen := int32(req.Data.Args[2])
 	if alen < 0 || alen > maxAddrLen {
 		s.respond(id, unix.EINVAL)
@@ -58,18 +66,41 @@ func (s *server) handle(req *notifReq) error {
 			return nil
 		}
 	}
-	c := call{id: id, tid: tid, pidfd: pidfd, cfd: cfd, addr: addr, owned: &owned}
+	c := call{id: id, tid: tid, pidfd: pidfd, cfd: cfd, domain: domain, addr: addr, owned: &owned}
 	if isBind {
 		return s.bind(c)
 	}
-	switch addrFamily(addr) {
+	switch domain {
 	case unix.AF_UNIX:
-		return s.connectUnix(c)
-	case unix.AF_INET, unix.AF_INET6, unix.AF_UNSPEC:
+		switch addrFamily(addr) {
+		case unix.AF_UNIX:
+			return s.connectUnix(c)
+		case unix.AF_UNSPEC:
+			// No path: the kernel disconnects a datagram socket or refuses a
+			// stream one (EINVAL); let it say which on our copy.
+			s.answer(c.id, c.cfd, c.addr, rawConnect(c.cfd, c.addr))
+		default:
+			// unix_validate_addr's answer to a foreign family.
+			s.respond(c.id, unix.EINVAL)
+		}
+		return nil
+	case unix.AF_INET, unix.AF_INET6:
 		s.connectInet(c)
 		return nil
-	default:
+	case unix.AF_NETLINK:
 		return s.connectOther(c)
+	}
+	// The seccomp socket allow-list makes no other family, but an inherited fd could be one.
+	s.denyDomain(c, "connect")
+	return nil
+}
+
+// denyDomain refuses a call on a socket family the gate does not understand.
+func (s *server) denyDomain(c call, op string) {
+	s.respond(c.id, unix.EACCES)
+	if ok, _ := s.denyLog.allow(); ok {
+		s.log.Warn("unixgate: "+op+" denied", "instance", s.pol.Instance, "tid", c.tid,
+			"reason", "socket family "+strconv.Itoa(c.domain)+" is not one the gate understands")
 	}
 }
 
@@ -80,8 +111,11 @@ type call struct {
 	pidfd int
 	key   uint64 // pidfs inode of pidfd, once asCaller has read it
 	cfd   int    // our copy of the caller's socket
-	addr  []byte // our copy of the caller's address; valid until handle returns
-	owned *bool  // cleared when a worker takes cfd over
+	// domain is the socket's family as the kernel holds it (SO_DOMAIN of cfd); every
+	// decision uses it, not the address's sa_family.
+	domain int
+	addr   []byte // our copy of the caller's address; valid until handle returns
+	owned  *bool  // cleared when a worker takes cfd over
 }
 
 // supervisorErrno maps a failure of the supervisor's own syscalls to the caller's errno.
