@@ -110,6 +110,8 @@ type instance struct {
 	stateDir string
 	specPath string
 	spec     map[string]any
+	// registered: a cleanup tears the instance down (setup ran once).
+	registered bool
 }
 
 func newInstance(t testing.TB, name string, mutate func(in *instance)) *instance {
@@ -186,6 +188,18 @@ func (in *instance) sandboxed(argv ...string) (string, string, int) {
 
 func (in *instance) setup() {
 	in.t.Helper()
+	if !in.registered {
+		// Setup registers the listen port in the host's shared table (the
+		// peer guard), isolated or not: take it out again, even on failure.
+		in.registered = true
+		in.t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if out, errs, code := in.launcher(ctx, "teardown"); code != 0 {
+				in.t.Errorf("cleanup: teardown exit %d\n%s%s", code, out, errs)
+			}
+		})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	out, errs, code := in.launcher(ctx, "setup")

@@ -183,6 +183,11 @@ func (h *hostApplier) network(np netpolicy.Plan) ([]string, error) {
 	if h.net == nil {
 		return nil, nil
 	}
+	if np.ListenPort > 0 && np.Listener == nil {
+		// lookup found the user just before; the plan, built a moment
+		// earlier with the same lookup, did not.
+		return nil, errorf(ExitOSErr, "the network plan has no uid for the instance's user, which the peer guard needs; run setup again")
+	}
 	return h.net(np)
 }
 
@@ -264,12 +269,16 @@ func (h *hostApplier) privateProc() error {
 // applyNetwork converges the instance's network to its plan: with isolation
 // on, the netns, veth, addresses and nft rules exist exactly as planned;
 // with it off, whatever an earlier spec created is removed, so that turning
-// isolation off never leaves a stale namespace behind. The warnings name
+// isolation off never leaves a stale namespace behind. Either way the
+// listen port is registered in the peer guard of the shared host table. The warnings name
 // host settings that still break egress.
 func applyNetwork(np netpolicy.Plan) ([]string, error) {
 	if !np.Enable {
-		if err := netpolicy.Teardown(np); err != nil {
-			return nil, withCode(ExitOSErr, fmt.Errorf("remove the network of a non-isolated instance: %w", err))
+		// Removes what an isolated setup left, and registers the listen
+		// port in the peer guard: sharing the host network must not mean
+		// reaching the other instances' servers.
+		if err := netpolicy.EnsureShared(np); err != nil {
+			return nil, withCode(ExitOSErr, fmt.Errorf("converge the network of a non-isolated instance: %w", err))
 		}
 		return nil, nil
 	}

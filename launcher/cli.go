@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 
 	"github.com/alecthomas/kong"
+	"github.com/ocnix/ocnix/internal/account"
 	"github.com/ocnix/ocnix/internal/logging"
 	"github.com/ocnix/ocnix/netpolicy"
 	"github.com/ocnix/ocnix/sandbox"
@@ -197,6 +198,12 @@ func hostFor(s *Spec) Host {
 			f.Digest = d
 		}
 		h.Scripts[scriptKey(sc.phase, sc.path)] = f
+	}
+	// The same lookup setup does (it refuses root); an unknown user leaves
+	// the uid out of the plan, and setup fails on the lookup first.
+	if a, err := account.Lookup(s.User, s.Group); err == nil {
+		uid := uint32(a.UID)
+		h.UID = &uid
 	}
 	return h
 }

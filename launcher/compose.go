@@ -61,6 +61,9 @@ type Host struct {
 	// NetErr says why it could not be read.
 	Net    netpolicy.HostFacts `json:"net"`
 	NetErr string              `json:"netError,omitempty"`
+	// UID is the instance user's uid on this host, nil when it does not
+	// exist here: the network plan's peer-guard listener needs it.
+	UID *uint32 `json:"uid,omitempty"`
 }
 
 // lockdownEnv are opencode's switches for network features an isolated agent

@@ -32,7 +32,8 @@ func goldenHost(nixos bool) Host {
 	}
 	// A fixed resolv.conf: a spec without nameservers must not show this machine's.
 	net := netpolicy.HostFactsFromResolvConf([]byte("nameserver 192.0.2.53\n"))
-	return Host{NixOS: nixos, Sandbox: sandbox.Caps{LandlockABI: 7, SeccompAPI: 6, Layout: layout, FS: fsys}, Net: net}
+	uid := uint32(990) // the instance user's, fixed
+	return Host{NixOS: nixos, Sandbox: sandbox.Caps{LandlockABI: 7, SeccompAPI: 6, Layout: layout, FS: fsys}, Net: net, UID: &uid}
 }
 
 // TestExplainGolden pins explain's output for the example spec: a change in

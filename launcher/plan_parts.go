@@ -65,6 +65,7 @@ func buildSandbox(s *Spec, h Host, argv0 string) (sandbox.Plan, error) {
 // of this plan, and only of this plan.
 func buildNetwork(s *Spec, h Host) (netpolicy.Plan, error) {
 	in := netInput(s)
+	in.UID = h.UID
 	if h.NetErr != "" && in.Enable && len(in.Nameservers) == 0 {
 		return netpolicy.Plan{}, fmt.Errorf("%s; or set networkIsolation.nameservers", h.NetErr)
 	}

@@ -42,6 +42,9 @@ func (c *PreflightCmd) Run(g *Globals) error {
 	if err := netpolicy.VerifyFilter(p.Network); err != nil {
 		return withCode(ExitInitScript, fmt.Errorf("instance %q: refusing to start: %w", s.Name, err))
 	}
+	if err := netpolicy.VerifyPeerGuard(p.Network); err != nil {
+		return withCode(ExitInitScript, fmt.Errorf("instance %q: refusing to start: %w", s.Name, err))
+	}
 	np := p.Network
 	g.logger(s.Name).Info("preflight passed", "isolated", np.Enable)
 	return nil

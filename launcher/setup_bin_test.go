@@ -38,6 +38,13 @@ func binInstance(t *testing.T) *testInstance {
 	t.Helper()
 	in := newTestInstance(t) // skips without root
 	t.Cleanup(func() { os.Remove(filepath.Join(setuplock.DefaultDir, in.name+".lock")) })
+	// Every setup registers the listen port in the host's shared table
+	// (the peer guard), isolated or not; teardown is idempotent.
+	t.Cleanup(func() {
+		if code, out := in.launcher("teardown", "--config", in.specPath); code != 0 {
+			t.Errorf("cleanup: teardown exit %d:\n%s", code, out)
+		}
+	})
 	return in
 }
 

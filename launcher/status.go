@@ -64,6 +64,11 @@ func (c *StatusCmd) Run(g *Globals) error {
 			st.Problems = append(st.Problems, "kernel.yama.ptrace_scope=2: the unix-socket gate needs CAP_SYS_PTRACE, so unix connects fail when run starts as the instance user (systemd User=); set it to 1")
 		}
 	}
+	if np.Listener != nil && os.Geteuid() == 0 {
+		if err := netpolicy.VerifyPeerGuard(np); err != nil {
+			st.Problems = append(st.Problems, err.Error())
+		}
+	}
 	if st.Isolated {
 		_, err = os.Stat(np.NetnsPath)
 		st.NetnsExists = err == nil

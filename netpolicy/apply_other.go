@@ -55,3 +55,19 @@ func ProbeResolver(p Plan) error {
 	}
 	return ErrUnsupported
 }
+
+// EnsureShared is only implemented on Linux.
+func EnsureShared(p Plan) error {
+	if p.Listener == nil {
+		return nil
+	}
+	return ErrUnsupported
+}
+
+// VerifyPeerGuard is only implemented on Linux; it fails closed elsewhere.
+func VerifyPeerGuard(p Plan) error {
+	if p.Listener == nil {
+		return nil
+	}
+	return ErrUnsupported
+}

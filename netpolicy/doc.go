@@ -117,6 +117,45 @@
 // a CIDR allows it"). Build adds a note when the host end of the veth is
 // allowed.
 //
+// # No reach into other instances (the peer guard)
+//
+// Whatever their isolation settings, no instance reaches another
+// instance's server. Setup of every instance ([Ensure], or [EnsureShared]
+// with isolation off) registers its [Listener], listen.port . uid (the
+// uid is a host fact: Input.UID), in /run/ocnix/listeners.json and
+// rebuilds the shared host table "inet ocnix" from that record under the
+// /run/ocnix lock, in one batch ([SharedTable]): sets instance-uids,
+// instance-ports and instance-owners (port . uid), and
+//
+//	output (hook output): oifname "lo" meta skuid @instance-uids
+//	        tcp flags syn / syn,ack tcp dport @instance-ports
+//	        tcp dport . meta skuid != @instance-owners  reject with tcp reset
+//	input (hook input):   iifname "oc-*" tcp flags syn / syn,ack
+//	        tcp dport @instance-ports  reject with tcp reset
+//
+// each preceded by one rate-limited log rule per instance (its own uid, or
+// its own veth) with the prefix "opencode-<name>-blocked: ". Every locally
+// delivered packet leaves through lo, whatever the local address (127.x,
+// ::1, the host's own addresses), so the output rule covers them all; the
+// input rule covers an isolated instance whose CIDRs allow the host. The
+// decision is the kernel's: the socket's owner uid, which an instance
+// (no capabilities, no_new_privs) cannot change. Only a first SYN is
+// matched, so a server's replies to a client whose port number happens to
+// be another instance's port pass. Host users, root and a reverse proxy
+// are not in @instance-uids and pass; so does an instance's connection to
+// its own port and to any port that is no instance's. An isolated
+// instance reaches its own server on its netns loopback, not through the
+// host. [Teardown] removes the entry; the last teardown (no veth and no
+// listener left) removes the table. [VerifyPeerGuard] (preflight, status)
+// checks the table still holds the instance's element.
+//
+// Limits: instances that share a user share a uid and are not separated
+// from each other; an instance running as a user that also runs host
+// services restricts those services' connections to instance ports the
+// same way. A host `nft flush ruleset` removes the guard like the forward
+// guard, until setup of any instance runs again (the record rebuilds every
+// registration); preflight refuses to start a server meanwhile.
+//
 // # Fail closed
 //
 // The whole policy lives in the netns. The instance's host table holds

@@ -61,7 +61,9 @@ func writeForwardState(st forwardState) error {
 }
 
 // ensureForwarding turns on IPv4 forwarding on the interfaces that replies
-// to the instance arrive on, guarded by the shared forward table. The
+// to the instance arrive on, guarded by the shared forward table, and
+// registers the instance's listener in the same table (peers_linux.go):
+// one batch for the shared table. The
 // record is written first and the table second, so no interface is ever
 // forwarding without its drop rule in place, and a crash at any point is
 // repaired by the next run (which finds the record).
@@ -97,8 +99,12 @@ func ensureForwarding(host *netlink.Handle, p Plan) error {
 			return err
 		}
 	}
-	if err := applyTable(ForwardTable(want.Enabled), -1); err != nil {
-		return fmt.Errorf("host forward table: %w", err)
+	ls, err := updateListeners(p.Instance, p.Listener)
+	if err != nil {
+		return fmt.Errorf("peer guard: %w", err)
+	}
+	if err := applyTable(SharedTable(want.Enabled, ls), -1); err != nil {
+		return fmt.Errorf("shared table: %w", err)
 	}
 	for _, d := range want.Enabled {
 		if _, err := host.LinkByName(d); err != nil {
@@ -123,52 +129,25 @@ func replyRanges(p Plan) []Interval {
 	return []Interval{{First: netip.IPv4Unspecified(), Last: netip.AddrFrom4([4]byte{255, 255, 255, 255})}}
 }
 
-// releaseForwarding undoes ensureForwarding once no instance is left on the
-// host: forwarding back to 0 where ocnix turned it on (and nobody has
-// since made the host a router), then the forward table and the record.
-// While any instance remains, everything stays: it may need the same
-// interfaces.
-func releaseForwarding() error {
-	unlock, err := lockForward()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	links, err := dump(netlink.LinkList)
-	if err != nil {
-		return fmt.Errorf("list links: %w", err)
-	}
-	for _, l := range links {
-		if strings.HasPrefix(l.Attrs().Alias, aliasPrefix) {
-			return nil
-		}
-	}
-	st, err := readForwardState()
-	if err != nil {
-		return err
+// restoreForwarding writes forwarding=0 on each interface in st that
+// ocnix turned on and that is still 1, unless the operator has made the
+// host a router meanwhile (their decision wins). The caller holds the lock
+// and has checked that no instance veth is left: the others may need the
+// same interfaces.
+func restoreForwarding(st forwardState) error {
+	if hostForwards() {
+		return nil
 	}
 	var errs []error
-	if !hostForwards() {
-		for _, d := range st.Enabled {
-			if readSysctl(forwardingKey(d)) != "1" {
-				continue // gone, or someone switched it off already
-			}
-			if err := writeSysctl(Sysctl{Key: forwardingKey(d), Value: "0"}); err != nil {
-				errs = append(errs, err)
-			}
+	for _, d := range st.Enabled {
+		if readSysctl(forwardingKey(d)) != "1" {
+			continue // gone, or someone switched it off already
+		}
+		if err := writeSysctl(Sysctl{Key: forwardingKey(d), Value: "0"}); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		// Keep the drop rules and the record: they still guard what is on.
-		return err
-	}
-	if err := deleteTable(ForwardTable(nil), -1); err != nil {
-		return fmt.Errorf("host forward table: %w", err)
-	}
-	if err := os.Remove(ForwardStateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", ForwardStateFile, err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ReplyDevices returns the host interfaces that replies from allow4 can

@@ -155,7 +155,11 @@ func TestFreshHostForwarding(t *testing.T) {
 		norm := func(s string) string {
 			return strings.Join(strings.Fields(counterRE.ReplaceAllString(s, "counter")), " ")
 		}
-		want := ForwardTable(st.Enabled).String()
+		ls, err := readListeners()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := SharedTable(st.Enabled, ls).String()
 		if got := run(t, "nft", "list", "table", "inet", ForwardTableName); norm(got) != norm(want) {
 			t.Errorf("kernel forward table:\n%s\nwant:\n%s", got, want)
 		}

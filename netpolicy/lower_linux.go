@@ -2,11 +2,14 @@ package netpolicy
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
@@ -89,6 +92,9 @@ func lowerSet(t *nftables.Table, s Set, id uint32) (loweredSet, error) {
 		}
 		return loweredSet{set: ns}, nil
 	}
+	if s.Hash {
+		return lowerHashSet(t, s, id)
+	}
 	ns := &nftables.Set{Table: t, Name: s.Name, ID: id, Interval: true}
 	switch s.Type {
 	case "ipv4_addr":
@@ -99,6 +105,83 @@ func lowerSet(t *nftables.Table, s Set, id uint32) (loweredSet, error) {
 		return loweredSet{}, bug(fmt.Errorf("unknown set type %q", s.Type))
 	}
 	return loweredSet{set: ns, elems: intervalElements(s.Elements)}, nil
+}
+
+// The peer guard's key types. A port is 2 bytes in network order; a uid is
+// what meta skuid loads, 4 bytes in host order. In a concatenation every
+// part is padded to a 4-byte register.
+var (
+	typeUID       = nftables.TypeUID
+	typePortUID   = nftables.MustConcatSetType(nftables.TypeInetService, nftables.TypeUID)
+	typeInetServc = nftables.TypeInetService
+)
+
+// lowerHashSet lowers a plain set of exact keys (SetValue, in nft syntax).
+func lowerHashSet(t *nftables.Table, s Set, id uint32) (loweredSet, error) {
+	ns := &nftables.Set{Table: t, Name: s.Name, ID: id, Size: s.Size}
+	var enc func(parts []string) ([]byte, error)
+	switch s.Type {
+	case "uid":
+		ns.KeyType, ns.KeyByteOrder = typeUID, binaryutil.NativeEndian // what meta skuid loads
+		enc = func(p []string) ([]byte, error) {
+			if len(p) != 1 {
+				return nil, errors.New("want one part")
+			}
+			return encodeUID(p[0])
+		}
+	case "inet_service":
+		ns.KeyType = typeInetServc
+		enc = func(p []string) ([]byte, error) {
+			if len(p) != 1 {
+				return nil, errors.New("want one part")
+			}
+			return encodePort(p[0], false)
+		}
+	case "inet_service . uid":
+		ns.KeyType, ns.Concatenation = typePortUID, true
+		enc = func(p []string) ([]byte, error) {
+			if len(p) != 2 {
+				return nil, errors.New("want port . uid")
+			}
+			port, err := encodePort(p[0], true)
+			if err != nil {
+				return nil, err
+			}
+			uid, err := encodeUID(p[1])
+			return append(port, uid...), err
+		}
+	default:
+		return loweredSet{}, bug(fmt.Errorf("unknown hash set type %q", s.Type))
+	}
+	var elems []nftables.SetElement
+	for _, v := range s.Values {
+		key, err := enc(strings.Split(v.Key, " . "))
+		if err != nil {
+			return loweredSet{}, bug(fmt.Errorf("element %q: %w", v.Key, err))
+		}
+		elems = append(elems, nftables.SetElement{Key: key, Comment: v.Comment})
+	}
+	return loweredSet{set: ns, elems: elems}, nil
+}
+
+func encodePort(s string, pad bool) ([]byte, error) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return nil, err
+	}
+	b := binary.BigEndian.AppendUint16(nil, uint16(n))
+	if pad {
+		b = append(b, 0, 0)
+	}
+	return b, nil
+}
+
+func encodeUID(s string) ([]byte, error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return nil, err
+	}
+	return binary.NativeEndian.AppendUint32(nil, uint32(n)), nil
 }
 
 // intervalElements encodes intervals the way nft does for interval sets: a
@@ -150,7 +233,16 @@ func lowerChain(t *nftables.Table, c Chain) (*nftables.Chain, error) {
 // `nft list` of the result reads back as the plan's rendering.
 func lowerRule(fam nftables.TableFamily, r Rule, sets map[string]*nftables.Set) ([]expr.Any, error) {
 	var out []expr.Any
+	tcp := false // a match that implies meta l4proto tcp came first
 	for _, m := range r.Matches {
+		switch m.Kind {
+		case MatchTCPSyn, MatchL4TCP, MatchTCPDport:
+			tcp = true
+		case MatchTCPDportSet, MatchNotTCPDportSkUIDSet:
+			if !tcp {
+				return nil, bug(fmt.Errorf("match %s needs a tcp match before it", m.Kind))
+			}
+		}
 		e, err := lowerMatch(fam, m, sets)
 		if err != nil {
 			return nil, fmt.Errorf("match %s: %w", m.Kind, err)
@@ -277,6 +369,47 @@ func lowerMatch(fam nftables.TableFamily, m Match, sets map[string]*nftables.Set
 			&expr.Payload{DestRegister: portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
 		), nil
+	case MatchSkUID:
+		uid, err := encodeUID(m.Value)
+		if err != nil {
+			return nil, bug(fmt.Errorf("uid %q: %w", m.Value, err))
+		}
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeySKUID, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: uid},
+		}, nil
+	case MatchSkUIDSet, MatchTCPDportSet, MatchNotTCPDportSkUIDSet:
+		s, ok := sets[m.Value]
+		if !ok {
+			return nil, bug(fmt.Errorf("set %q not in table", m.Value))
+		}
+		// What nft emits (nft --debug=netlink): the port in register 1;
+		// for the concatenation the uid in register 9, right after it.
+		switch m.Kind {
+		case MatchSkUIDSet:
+			return []expr.Any{
+				&expr.Meta{Key: expr.MetaKeySKUID, Register: 1},
+				&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+			}, nil
+		case MatchTCPDportSet:
+			return []expr.Any{
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+			}, nil
+		}
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Meta{Key: expr.MetaKeySKUID, Register: 9},
+			&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: true},
+		}, nil
+	case MatchTCPSyn:
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{tcpSYN | tcpACK}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{tcpSYN}},
+		}, nil
 	case MatchL4TCP:
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -296,6 +429,12 @@ func lowerMatch(fam nftables.TableFamily, m Match, sets map[string]*nftables.Set
 	}
 	return nil, bug(fmt.Errorf("unknown match kind %q", m.Kind))
 }
+
+// TCP header flag bits (byte 13).
+const (
+	tcpSYN = 0x02
+	tcpACK = 0x10
+)
 
 // elemsPerMessage bounds the elements in one NEWSETELEM message. The
 // element list is a single netlink attribute, whose length field is 16

@@ -30,6 +30,11 @@ type Input struct {
 	// (see doc.go, "Egress by host name") and Nameservers become its
 	// upstreams.
 	AllowDomains []string
+	// UID is the uid the instance's processes run as, read from the host's
+	// account database (a host fact); nil when the user does not exist
+	// here (a Nix builder, say). With a listen port it makes the plan's
+	// Listener, the instance's entry in the peer guard.
+	UID *uint32
 	// DNSMinTTL is the floor of a resolved address's lifetime in the DNS
 	// sets; 0 means DefaultDNSMinTTL. Tests lower it.
 	DNSMinTTL time.Duration
@@ -88,6 +93,11 @@ type Plan struct {
 
 	ListenAddress string `json:"listenAddress"`
 	ListenPort    int    `json:"listenPort"`
+	// Listener is the instance's entry in the peer guard of the shared
+	// host table (SharedTable), isolated or not: setup registers it,
+	// teardown removes it. Nil without a listen port, or when the
+	// instance's user is unknown on this host (setup then refuses).
+	Listener *Listener `json:"listener,omitempty"`
 	// ProxyTarget is where systemd-socket-proxyd, started inside the netns,
 	// connects: the server's port on the netns loopback.
 	ProxyTarget string `json:"proxyTarget"`
@@ -235,6 +245,11 @@ func Build(in Input, host HostFacts) (Plan, error) {
 		PeerVeth:  PeerVeth,
 	}
 	p.ResolvConf = filepath.Join(NetnsEtcDir, p.Netns, "resolv.conf")
+	p.ListenAddress = in.ListenAddress
+	p.ListenPort = in.ListenPort
+	if in.ListenPort > 0 && in.UID != nil {
+		p.Listener = &Listener{Instance: in.Instance, Port: uint16(in.ListenPort), UID: *in.UID}
+	}
 	if !in.Enable {
 		return p, nil
 	}
@@ -254,8 +269,6 @@ func Build(in Input, host HostFacts) (Plan, error) {
 		p.Subnet, p.SubnetSource = s, "override"
 	}
 	p.HostAddr, p.PeerAddr = pairAddrs(p.Subnet)
-	p.ListenAddress = in.ListenAddress
-	p.ListenPort = in.ListenPort
 	if in.ListenPort > 0 {
 		p.ProxyTarget = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(in.ListenPort)).String()
 	}
@@ -481,6 +494,7 @@ func (p Plan) String() string {
 	var b strings.Builder
 	if !p.Enable {
 		fmt.Fprintf(&b, "network isolation: disabled (instance %q shares the host network namespace)\n", p.Instance)
+		p.writePeerGuard(&b)
 		return b.String()
 	}
 	fmt.Fprintf(&b, "network isolation: enabled (instance %q)\n", p.Instance)
@@ -558,8 +572,23 @@ func (p Plan) String() string {
 	}
 	fmt.Fprintf(&b, "# inside netns %s\n%s", p.Netns, p.Filter)
 	fmt.Fprintf(&b, "# host\n%s", p.Host)
-	fmt.Fprintf(&b, "# host, shared by all instances; setup adds `iifname \"<if>\" counter drop` for each interface it turned forwarding on for\n%s", ForwardTable(nil))
+	p.writePeerGuard(&b)
 	return b.String()
+}
+
+// writePeerGuard renders the instance's listener and the shared host table
+// with only that listener in it.
+func (p Plan) writePeerGuard(b *strings.Builder) {
+	var ls []Listener
+	switch {
+	case p.Listener != nil:
+		fmt.Fprintf(b, "  peer guard   registers %s in table inet %s: other instances cannot connect to this port, and this instance's uid cannot connect to theirs (TCP, over lo or from an instance veth); host users and a reverse proxy can\n", p.Listener, ForwardTableName)
+		ls = []Listener{*p.Listener}
+	case p.ListenPort > 0:
+		fmt.Fprintf(b, "  peer guard   the instance's user has no uid on this host: setup refuses until it exists\n")
+	}
+	fmt.Fprintf(b, "  peer guard   a host `nft flush ruleset` removes it (and the forward guard) until setup of any instance runs again; preflight then refuses to start the server\n")
+	fmt.Fprintf(b, "# host, shared by all instances (this instance's elements shown); setup adds `iifname \"<if>\" counter drop` to forward for each interface it turned forwarding on for\n%s", SharedTable(nil, ls))
 }
 
 func writeSkipped(b *strings.Builder, skipped []SkippedNameserver) {

@@ -361,7 +361,8 @@ func TestBuildDisabledKeepsNamesForTeardown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Plan{Instance: "x", Netns: "opencode-x", NetnsPath: "/run/netns/opencode-x", HostVeth: HostVethName("x"), PeerVeth: "host0", ResolvConf: "/etc/netns/opencode-x/resolv.conf"}
+	// The listen port stays: the peer guard registers it isolated or not.
+	want := Plan{Instance: "x", ListenPort: 1, Netns: "opencode-x", NetnsPath: "/run/netns/opencode-x", HostVeth: HostVethName("x"), PeerVeth: "host0", ResolvConf: "/etc/netns/opencode-x/resolv.conf"}
 	if diff := cmp.Diff(want, p, netipCmp); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

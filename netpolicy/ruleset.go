@@ -21,13 +21,30 @@ type Table struct {
 
 // Set is a named set: an interval set of addresses built from the plan,
 // or (Timeout) a set of address . port pairs whose elements expire, filled
-// at run time by the DNS resolver and empty in the plan.
+// at run time by the DNS resolver and empty in the plan, or (Hash) a plain
+// set of exact keys (the peer guard's uids, ports and port . uid pairs).
 type Set struct {
 	Name     string     `json:"name"`
-	Type     string     `json:"type"` // "ipv4_addr", "ipv6_addr", or with Timeout "ipv4_addr . inet_service", "ipv6_addr . inet_service"
+	Type     string     `json:"type"` // "ipv4_addr", "ipv6_addr", or with Timeout "ipv4_addr . inet_service", "ipv6_addr . inet_service", or with Hash "uid", "inet_service", "inet_service . uid"
 	Timeout  bool       `json:"timeout,omitempty"`
+	Hash     bool       `json:"hash,omitempty"`
 	Size     uint32     `json:"size,omitempty"` // maximum number of elements; 0: no limit
-	Elements []Interval `json:"elements"`
+	Elements []Interval `json:"elements,omitempty"`
+	Values   []SetValue `json:"values,omitempty"` // with Hash
+}
+
+// SetValue is one key of a Hash set in nft syntax ("8787", "1001",
+// "8787 . 1001"), with an optional element comment naming its owner.
+type SetValue struct {
+	Key     string `json:"key"`
+	Comment string `json:"comment,omitempty"`
+}
+
+func (v SetValue) String() string {
+	if v.Comment == "" {
+		return v.Key
+	}
+	return fmt.Sprintf("%s comment %q", v.Key, v.Comment)
 }
 
 // Chain is a base chain.
@@ -78,6 +95,15 @@ const (
 	MatchDaddrUDPDport4Set MatchKind = "daddr4-udp-dport-set"
 	MatchDaddrTCPDport6Set MatchKind = "daddr6-tcp-dport-set"
 	MatchDaddrUDPDport6Set MatchKind = "daddr6-udp-dport-set"
+	// The peer guard's matches (SharedTable).
+	MatchSkUID    MatchKind = "skuid"     // meta skuid == Value (a uid)
+	MatchSkUIDSet MatchKind = "skuid-set" // meta skuid @Value
+	// MatchTCPSyn is a connection's first packet: tcp flags syn / syn,ack
+	// (SYN set, ACK clear). It also implies meta l4proto tcp, which the
+	// two tcp dport set matches below need before them in the rule.
+	MatchTCPSyn              MatchKind = "tcp-syn"
+	MatchTCPDportSet         MatchKind = "tcp-dport-set"           // tcp dport @Value
+	MatchNotTCPDportSkUIDSet MatchKind = "not-tcp-dport-skuid-set" // tcp dport . meta skuid != @Value
 )
 
 // Match is one condition of a rule.
@@ -133,12 +159,17 @@ func (t Table) String() string {
 		if s.Size > 0 {
 			fmt.Fprintf(&b, "\t\tsize %d\n", s.Size)
 		}
-		fmt.Fprintf(&b, "\t\tflags %s\n", flags)
-		if len(s.Elements) > 0 {
-			els := make([]string, len(s.Elements))
-			for i, e := range s.Elements {
-				els[i] = e.String()
-			}
+		if !s.Hash {
+			fmt.Fprintf(&b, "\t\tflags %s\n", flags)
+		}
+		var els []string
+		for _, e := range s.Elements {
+			els = append(els, e.String())
+		}
+		for _, v := range s.Values {
+			els = append(els, v.String())
+		}
+		if len(els) > 0 {
 			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(els, ", "))
 		}
 		b.WriteString("\t}\n")
@@ -217,6 +248,16 @@ func (m Match) String() string {
 		return "ip6 daddr . tcp dport @" + m.Value
 	case MatchDaddrUDPDport6Set:
 		return "ip6 daddr . udp dport @" + m.Value
+	case MatchSkUID:
+		return "meta skuid " + m.Value
+	case MatchSkUIDSet:
+		return "meta skuid @" + m.Value
+	case MatchTCPSyn:
+		return "tcp flags syn / syn,ack"
+	case MatchTCPDportSet:
+		return "tcp dport @" + m.Value
+	case MatchNotTCPDportSkUIDSet:
+		return "tcp dport . meta skuid != @" + m.Value
 	}
 	return fmt.Sprintf("<unknown match %q>", m.Kind)
 }

@@ -11,15 +11,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Teardown removes everything Ensure created for this instance and
-// nothing else: the host table, the veth pair (only if it carries this
-// instance's alias or its peer is in this instance's netns), the named
-// netns and the netns resolv.conf. When it removed the last instance on
-// the host, it also restores the forwarding sysctls Ensure turned on and
-// removes the shared forward table (see doc.go). It is idempotent and keeps going after
+// Teardown removes everything Ensure or EnsureShared created for this
+// instance and nothing else: the host table, the veth pair (only if it
+// carries this instance's alias or its peer is in this instance's netns),
+// the named netns, the netns resolv.conf and the instance's listener in
+// the shared table. When no instance veth is left it also restores the
+// forwarding sysctls Ensure turned on, and when no instance is left at all
+// it removes the shared table (see doc.go). It is idempotent and keeps going after
 // an error, returning all of them. It works on plans with isolation
 // disabled too, so disabling isolation and tearing down cleans up.
-func Teardown(p Plan) error {
+func Teardown(p Plan) error { return teardown(p, nil) }
+
+// teardown removes the isolation of p and leaves keep as the instance's
+// listener in the shared table (nil: unregistered).
+func teardown(p Plan, keep *Listener) error {
 	if p.Netns == "" {
 		return fmt.Errorf("netpolicy: teardown: %w", bug(errors.New("plan was not made by Build")))
 	}
@@ -34,8 +39,8 @@ func Teardown(p Plan) error {
 		errs = append(errs, err)
 	}
 	// After the veth is gone, so that the last instance finds none left.
-	if err := releaseForwarding(); err != nil {
-		errs = append(errs, fmt.Errorf("host forwarding: %w", err))
+	if err := syncShared(p.Instance, keep); err != nil {
+		errs = append(errs, fmt.Errorf("shared host table: %w", err))
 	}
 	if err := os.Remove(p.ResolvConf); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("remove %s: %w", p.ResolvConf, err))
