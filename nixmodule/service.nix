@@ -416,10 +416,13 @@ let
         ExecReload = "${setupReload name inst spec}";
         # Two init scripts, each bounded by initScriptTimeout, plus the setup steps.
         TimeoutStartSec = 2 * inst.initScriptTimeout + 60;
+        # Every instance: setup registers its listen port in the host's peer guard (no
+        # instance reaches another's server), and teardown takes that back; isolated ones
+        # also lose their namespace, veth and nft tables.
+        ExecStop = "${launcherExe} teardown --config ${spec}";
       }
       # The init scripts run the agent's toolchain in this unit's cgroup: same bounds.
-      // resourceLimits inst
-      // lib.optionalAttrs netIso { ExecStop = "${launcherExe} teardown --config ${spec}"; };
+      // resourceLimits inst;
     };
 
   proxySocket = name: inst: {

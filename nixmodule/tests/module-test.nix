@@ -255,6 +255,8 @@ lib.concatLists [
   ])
   (caseOf "3. non-isolated setup pulls in nothing" [
     (check "no wants" ((svc plainR "opencode-p-setup").wants == [ ]))
+    # The peer guard registers every instance's port; stopping setup must take it back.
+    (check "teardown on stop" (lib.hasInfix " teardown --config " (sc plainR "opencode-p-setup").ExecStop))
     (check "not after network-online" (!builtins.elem "network-online.target" (svc plainR "opencode-p-setup").after))
   ])
   (caseOf "3. resolv.conf replaced by rename reaches the server" [
