@@ -17,6 +17,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -1330,7 +1331,9 @@ func TestRedTeamPosixMessageQueue(t *testing.T) {
 // TestRedTeamSyscallEncodings: the same denied calls spelled so that a
 // filter reading too much or too little would miss them: arguments with
 // bits above the 32 the kernel reads, and the 32-bit system call table
-// (int 0x80; IA-32 emulation is on in this kernel), which must kill.
+// (int 0x80), which must kill. The int 0x80 half needs a kernel with IA-32
+// emulation on; without it the attack does not exist and that half skips
+// (ia32Support).
 func TestRedTeamSyscallEncodings(t *testing.T) {
 	si := newSandboxInstance(t, "rtenc", nil)
 	runRTCases(t, si, []rtCase{
@@ -1340,20 +1343,84 @@ func TestRedTeamSyscallEncodings(t *testing.T) {
 		{name: "MPTCPHighBits", args: []string{"socket-hi", "2", "1", "262"}, want: "EPROTONOSUPPORT", bareWant: "ok"},
 		{name: "UnixDgramHighBits", args: []string{"socket-hi", "1", "2", "0"}, want: "EACCES", bareWant: "ok"},
 	})
-	if got := bare(t, "ia32", "20", "0"); !strings.HasPrefix(got, "ok ret=") {
-		t.Fatalf("bare int 0x80 getpid = %q: the 32-bit table is not reachable here, the test proves nothing", got)
+	out, err := exec.Command(probeBin, "ia32", "20", "0").Output()
+	on, why, err := ia32Support(strings.TrimSpace(string(out)), err)
+	if err != nil {
+		t.Fatalf("bare int 0x80 getpid: %v: the test cannot tell whether the 32-bit table is reachable", err)
 	}
 	for _, c := range []struct{ name, nr, arg string }{
 		{"Getpid", "20", "0"},
 		{"UnshareNewUser", "310", "0x10000000"},
 	} {
 		t.Run("IA32"+c.name, func(t *testing.T) {
+			if !on {
+				t.Skipf("SKIPPED %s: %s, so there is no 32-bit system call table to reach from the sandbox either", t.Name(), why)
+			}
 			out, errs, code := si.sandboxed(probeBin, "ia32", c.nr, c.arg)
 			if strings.TrimSpace(out) != "" || code != 128+int(syscall.SIGSYS) {
 				t.Errorf("int 0x80 %s in the sandbox: stdout %q, exit %d, want killed by SIGSYS (exit %d)\nstderr: %s", c.name, out, code, 128+int(syscall.SIGSYS), errs)
 			}
 		})
 	}
+}
+
+// ia32Support reads what a bare (unsandboxed) probe "ia32 20 0", int 0x80
+// getpid, did. With IA-32 emulation on it returns the pid. Without it
+// (CONFIG_IA32_EMULATION=n, or ia32_emulation=0 on the command line, or
+// CONFIG_IA32_EMULATION_DEFAULT_DISABLED; dmesg then says "IA-32 emulation
+// off") the kernel installs no int 0x80 gate: the CPU faults and the
+// process dies of SIGSEGV; a kernel that keeps the gate but has no table
+// answers ENOSYS. Anything else is not understood and is an error, so a
+// broken probe cannot pass as "no IA-32".
+func ia32Support(out string, err error) (on bool, why string, _ error) {
+	var ee *exec.ExitError
+	switch {
+	case err == nil && strings.HasPrefix(out, "ok ret="):
+		return true, "", nil
+	case err == nil && out == "ENOSYS":
+		return false, "int 0x80 getpid outside the sandbox answered ENOSYS: this kernel has no IA-32 system call table", nil
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGSEGV {
+			return false, "int 0x80 outside the sandbox died of SIGSEGV: IA-32 emulation is off in this kernel (CONFIG_IA32_EMULATION=n or ia32_emulation=0)", nil
+		}
+	}
+	return false, "", fmt.Errorf("output %q, %v: neither a pid nor the ENOSYS or SIGSEGV of a kernel without IA-32 emulation", out, err)
+}
+
+// TestIA32SupportReadsRealOutcomes feeds ia32Support the outcomes of real
+// processes: this kernel's own int 0x80, a process that dies of SIGSEGV
+// (what int 0x80 does where IA-32 emulation is off), one that prints
+// ENOSYS, and ones it must not take for "no IA-32".
+func TestIA32SupportReadsRealOutcomes(t *testing.T) {
+	tests := []struct {
+		name    string
+		argv    []string
+		wantOn  bool
+		wantErr bool
+	}{
+		{name: "DiedOfSIGSEGVMeansEmulationOff", argv: []string{"/bin/sh", "-c", "kill -SEGV $$"}},
+		{name: "ENOSYSMeansNoTable", argv: []string{"/bin/sh", "-c", "echo ENOSYS"}},
+		{name: "OtherSignalIsAnError", argv: []string{"/bin/sh", "-c", "kill -KILL $$"}, wantErr: true},
+		{name: "FailureIsAnError", argv: []string{"/bin/sh", "-c", "echo EPERM; exit 1"}, wantErr: true},
+		{name: "OtherOutputIsAnError", argv: []string{"/bin/sh", "-c", "echo EPERM"}, wantErr: true},
+		{name: "APidMeansEmulationOn", argv: []string{"/bin/sh", "-c", "echo ok ret=42"}, wantOn: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := exec.Command(tt.argv[0], tt.argv[1:]...).Output()
+			on, why, err := ia32Support(strings.TrimSpace(string(out)), err)
+			if on != tt.wantOn || (err != nil) != tt.wantErr || (!on && err == nil && why == "") {
+				t.Errorf("ia32Support = %v, %q, %v; want on=%v, error=%v", on, why, err, tt.wantOn, tt.wantErr)
+			}
+		})
+	}
+	// This kernel: either answer is fine, an error is not.
+	out, err := exec.Command(probeBin, "ia32", "20", "0").Output()
+	on, why, err := ia32Support(strings.TrimSpace(string(out)), err)
+	if err != nil {
+		t.Fatalf("this kernel's int 0x80: %v", err)
+	}
+	t.Logf("IA-32 emulation on this kernel: %v %s", on, why)
 }
 
 // TestRedTeamSetUIDCreation: the seccomp rules that stop set-user-ID and

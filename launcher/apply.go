@@ -175,6 +175,8 @@ func (h *hostApplier) check(c PathCheck, id identity) error {
 			return errorf(ExitPermission, "%s %s: user %q cannot execute it (%w); make it executable (chmod 0755)", c.Key, c.Path, id.user, err)
 		}
 		return nil
+	case AccessRootOpen:
+		return checkRootOpen(c.Key, c.Path)
 	}
 	return checkExists(c.Key, c.Path)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ocnix/ocnix/internal/childproc"
+	"github.com/ocnix/ocnix/internal/safefs"
 )
 
 // Init scripts run as the instance user inside exactly the server's sandbox,
@@ -126,21 +127,44 @@ func (e *scriptError) Error() string {
 	return b.String()
 }
 
-// digestScript reads the script as root. O_NONBLOCK and the regular-file
-// check keep a FIFO from hanging setup, should an operator point a script
-// into a tree the instance can write.
+// maxScriptSize bounds what digestScript reads: a script, or a binary an
+// operator points at, is far smaller; a planted link to a huge file must
+// not keep setup reading.
+const maxScriptSize = 256 << 20
+
+// digestScript reads the script for its digest. As root (setup) it opens it
+// the way root opens everything it reads for the instance
+// (safefs.OpenTrustedPath): through root-owned directories, following only
+// root's links, a regular file only. A script in a tree the instance can
+// write is refused: the instance could swap it between the digest and the
+// run, so what setup records would not be what ran, and a link would make
+// root read (and log the digest of) any root-only file. Others (explain as
+// a user) read it as they may, but never block on a FIFO.
 func digestScript(phase, path string) (string, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	var f *os.File
+	var err error
+	if os.Geteuid() == 0 {
+		f, _, err = safefs.OpenTrustedPath(path)
+	} else {
+		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err == nil {
+			if fi, serr := f.Stat(); serr != nil || !fi.Mode().IsRegular() {
+				f.Close()
+				return "", errors.New("it is not a regular file")
+			}
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("open it: %w", err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return "", errors.New("it is not a regular file")
-	}
-	digest, err := scriptDigest(phase, path, f)
+	lr := &io.LimitedReader{R: f, N: maxScriptSize + 1}
+	digest, err := scriptDigest(phase, path, lr)
 	if err != nil {
 		return "", fmt.Errorf("read it: %w", err)
+	}
+	if lr.N == 0 {
+		return "", fmt.Errorf("it is larger than %d bytes", maxScriptSize)
 	}
 	return digest, nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ocnix/ocnix/internal/safefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -155,6 +156,20 @@ func checkDirectory(d string, id identity) error {
 		}
 		return errorf(ExitOSErr, "directory %s: check access as %q: %w", d, id.user, err)
 	}
+	return nil
+}
+
+// checkRootOpen opens p the way run, as root, opens it to read it, so that
+// a path the instance could redirect fails setup, not only the next start.
+func checkRootOpen(key, p string) error {
+	f, _, err := safefs.OpenTrustedPath(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return errorf(ExitNoInput, "%s %s does not exist; create it or remove it from the spec (systemd would refuse the unit too)", key, p)
+		}
+		return errorf(ExitConfig, "%s %s is refused: %w", key, p, err)
+	}
+	f.Close()
 	return nil
 }
 

@@ -72,6 +72,9 @@ const (
 	AccessExists = ""    // existence only, as root
 	AccessRWX    = "rwx" // the project directory
 	AccessExec   = "x"   // an init script
+	// AccessRootOpen: root can open it as it does for run, without
+	// following a link anyone but root could plant (safefs.OpenTrustedPath).
+	AccessRootOpen = "root-open"
 )
 
 // PathCheck is a path the sandbox will grant or run, verified before
@@ -142,9 +145,9 @@ func buildSetup(s *Spec, l Layout, h Host, config []byte) SetupSection {
 	for i, p := range s.Sandbox.ReadOnlyPaths {
 		ss.Checks = append(ss.Checks, PathCheck{Key: fmt.Sprintf("sandbox.readOnlyPaths[%d]", i), Path: p})
 	}
-	// Only its existence: the run child reads it, so secrets never pass here.
+	// Opened, not read: the run child reads it, so secrets never pass here.
 	if s.EnvironmentFile != "" {
-		ss.Checks = append(ss.Checks, PathCheck{Key: "environmentFile", Path: s.EnvironmentFile})
+		ss.Checks = append(ss.Checks, PathCheck{Key: "environmentFile", Path: s.EnvironmentFile, Access: AccessRootOpen})
 	}
 	for _, sc := range []struct{ phase, key, path string }{
 		{"pre", "preInitScript", s.PreInitScript},
@@ -212,6 +215,8 @@ func (ss SetupSection) String() string {
 			what = "the instance user can read, write and enter it"
 		case AccessExec:
 			what = "the instance user can execute it"
+		case AccessRootOpen:
+			what = "a regular file that root opens through root-owned directories, following no link but root's (not read here)"
 		}
 		fmt.Fprintf(&b, "     %s %s: %s\n", c.Key, c.Path, what)
 	}

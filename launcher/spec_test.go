@@ -155,6 +155,14 @@ func TestParseRejects(t *testing.T) {
 			m["listen"] = map[string]any{"port": 53}
 			m["networkIsolation"] = map[string]any{"outboundAllowDomains": []any{"api.anthropic.com"}}
 		}, "listen.port", "resolver"},
+		{"EnvironmentFileInsideDirectory", func(m map[string]any) { m["environmentFile"] = "/srv/web/.env" }, "environmentFile", "inside directory /srv/web"},
+		{"EnvironmentFileInsideStateDir", func(m map[string]any) {
+			m["environmentFile"] = "/var/lib/opencode/instance-state/web/secrets.env"
+		}, "environmentFile", "inside stateDir"},
+		{"EnvironmentFileInsideReadWritePath", func(m map[string]any) {
+			m["environmentFile"] = "/var/cache/web/app.env"
+			m["sandbox"] = map[string]any{"readWritePaths": []any{"/tmp/x", "/var/cache/web"}}
+		}, "environmentFile", "inside sandbox.readWritePaths[1]"},
 		{"SocketListNotList", func(m map[string]any) {
 			m["sandbox"] = map[string]any{"unixSockets": map[string]any{"allow": "/run/x"}}
 		}, "sandbox.unixSockets.allow", "list of strings"},
@@ -179,6 +187,17 @@ func TestParseRejects(t *testing.T) {
 			}
 			t.Errorf("no problem for key %q containing %q; got:\n%v", tt.wantKey, tt.wantMsg, err)
 		})
+	}
+}
+
+// TestEnvironmentFileOutsideWritableTreesIsAccepted is the twin of the
+// EnvironmentFileInside* cases: a sibling that merely shares a prefix with
+// directory is not inside it.
+func TestEnvironmentFileOutsideWritableTreesIsAccepted(t *testing.T) {
+	for _, p := range []string{"/run/secrets/web.env", "/srv/web.env", "/srv/web-secrets/app.env"} {
+		if _, err := parseSpec(specWith(t, func(m map[string]any) { m["environmentFile"] = p })); err != nil {
+			t.Errorf("environmentFile %s: %v", p, err)
+		}
 	}
 }
 

@@ -123,8 +123,8 @@ func (s *Spec) validate(ps *Problems) {
 			ps.List.Add(key, "contains a NUL byte, which no environment can hold")
 		}
 	}
-	if s.EnvironmentFile != "" {
-		checkPath(ps, "environmentFile", s.EnvironmentFile)
+	if s.EnvironmentFile != "" && checkPath(ps, "environmentFile", s.EnvironmentFile) {
+		checkEnvFilePlace(ps, s)
 	}
 	for i, p := range s.Path {
 		checkPath(ps, fmt.Sprintf("path[%d]", i), p)
@@ -254,6 +254,24 @@ func checkPath(ps *Problems, key, p string) bool {
 		return true
 	}
 	return false
+}
+
+// checkEnvFilePlace refuses an environmentFile inside a tree the instance
+// can write. Root reads the file for the instance (run started as root), so
+// the instance could swap it for a symlink to any root-only file; run
+// refuses such a path at run time too (safefs.OpenTrustedPath), this says
+// so at build time, from the spec alone.
+func checkEnvFilePlace(ps *Problems, s *Spec) {
+	writable := []struct{ key, dir string }{{"directory", s.Directory}, {"stateDir", s.StateDir}}
+	for i, p := range s.Sandbox.ReadWritePaths {
+		writable = append(writable, struct{ key, dir string }{fmt.Sprintf("sandbox.readWritePaths[%d]", i), p})
+	}
+	for _, w := range writable {
+		if w.dir != "" && (s.EnvironmentFile == w.dir || within(s.EnvironmentFile, w.dir)) {
+			ps.List.Add("environmentFile", "%s lies inside %s %s, which the instance can write: it could replace the file with a symlink to any file root can read, and run (as root) would load that into its environment; keep secrets in a root-owned directory such as /run/secrets or /etc/opencode", s.EnvironmentFile, w.key, w.dir)
+			return
+		}
+	}
 }
 
 func hasDotDot(p string) bool {

@@ -324,6 +324,13 @@
 // 80 ([DefaultDomainPorts]); ports hold for TCP and UDP (HTTP/3). See
 // [ParseDomain] for what is refused.
 //
+// A query name matches label by label, never as text ([HostLabels]): a
+// name with a label that no host name holds, such as the one label
+// "x.wild" under "test" (printed x\.wild.test) or any escaped byte, is
+// refused before matching, so it can never pass as a name below
+// *.wild.test. DNS set elements carried over a setup are matched the same
+// way.
+//
 // The names become addresses in the filter through the instance's own
 // resolver ([RunResolver], the `opencode-launcher dns` command):
 //

@@ -37,12 +37,27 @@ func (r DomainRule) String() string {
 	return n
 }
 
-// Matches reports whether the (normalised) query name falls under the rule.
+// Matches reports whether the query name falls under the rule. It compares
+// label by label (see HostLabels): a name that is not a host name matches
+// nothing.
 func (r DomainRule) Matches(name string) bool {
+	labels, ok := HostLabels(name)
+	return ok && r.matchLabels(labels)
+}
+
+// matchLabels compares whole labels, so that the one label "x.wild" under
+// "test" (x\.wild.test) is not below *.wild.test. labels are lower case.
+func (r DomainRule) matchLabels(labels []string) bool {
+	rl := strings.Split(r.Name, ".")
 	if r.Wildcard {
-		return strings.HasSuffix(name, "."+r.Name)
+		// At least one label more than the suffix: *.wild.test does not
+		// cover wild.test itself.
+		if len(labels) <= len(rl) {
+			return false
+		}
+		labels = labels[len(labels)-len(rl):]
 	}
-	return name == r.Name
+	return slices.Equal(labels, rl)
 }
 
 // NormalizeName lower-cases a DNS name and drops the trailing root dot, the
@@ -51,12 +66,76 @@ func NormalizeName(name string) string {
 	return strings.TrimSuffix(strings.ToLower(name), ".")
 }
 
+// HostLabels splits a name, as miekg/dns presents a query name, into its
+// labels, lower case (DNS compares ASCII case-insensitively), or reports
+// that it is not a host name. The presentation form escapes every byte a
+// host name cannot hold: "\." is a dot inside a label, "\DDD" any other
+// byte. A host name's labels hold only letters, digits, '-' and '_', so a
+// name with a backslash or any other byte is refused whole, before any
+// matching (deny by default), and splitting the rest at '.' gives exactly
+// the labels that were on the wire.
+func HostLabels(name string) ([]string, bool) {
+	name = NormalizeName(name)
+	if name == "" || len(name) > maxNameLen {
+		return nil, false
+	}
+	labels := strings.Split(name, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > maxLabelLen {
+			return nil, false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return nil, false
+			}
+		}
+	}
+	return labels, true
+}
+
 // MatchDomains returns the union of the ports that rules allow for name
-// (sorted), or nil when no rule matches. name must be normalised.
+// (sorted), or nil when no rule matches or name is not a host name (see
+// HostLabels).
 func MatchDomains(rules []DomainRule, name string) []uint16 {
+	labels, ok := HostLabels(name)
+	if !ok {
+		return nil
+	}
+	return matchPorts(rules, labels, false)
+}
+
+// matchEntryName is MatchDomains for the name a DNS set element carries:
+// a name too long for the element's comment is stored as "~" and its tail
+// (elementComment). Of such a tail only the labels after its first dot are
+// whole, and the name had more labels before them, so only a wildcard rule
+// can be told to match.
+func matchEntryName(rules []DomainRule, name string) []uint16 {
+	tail, cut := strings.CutPrefix(name, "~")
+	if !cut {
+		return MatchDomains(rules, name)
+	}
+	// The cut first label must be host-name bytes too: a backslash
+	// anywhere means the name was not a host name.
+	labels, ok := HostLabels(tail)
+	if !ok || len(labels) < 2 {
+		return nil
+	}
+	return matchPorts(rules, labels[1:], true)
+}
+
+// matchPorts: with truncated, labels are the whole trailing labels of a
+// longer name, so a wildcard rule matches when they end with its suffix.
+func matchPorts(rules []DomainRule, labels []string, truncated bool) []uint16 {
 	var ports []uint16
 	for _, r := range rules {
-		if r.Matches(name) {
+		switch {
+		case truncated && r.Wildcard:
+			rl := strings.Split(r.Name, ".")
+			if len(labels) >= len(rl) && slices.Equal(labels[len(labels)-len(rl):], rl) {
+				ports = append(ports, r.Ports...)
+			}
+		case !truncated && r.matchLabels(labels):
 			ports = append(ports, r.Ports...)
 		}
 	}

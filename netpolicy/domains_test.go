@@ -105,11 +105,47 @@ func TestMatchDomains(t *testing.T) {
 		{"notgithub.com", nil},
 		{"registry.npmjs.org", []uint16{443}},
 		{"npmjs.org", nil},
+		{"API.GitHub.COM.", []uint16{80, 443}},
+		// One label "x.github" under "com", as miekg/dns presents it: a
+		// text suffix test saw ".github.com" at its end.
+		{`x\.github.com`, nil},
+		{`api\.anthropic.com`, nil},
+		{`a\046github.com`, nil},
+		{`x\000.github.com`, nil},
+		{`x\ y.github.com`, nil},
+		{"x y.github.com", nil},
+		{"a..github.com", nil},
+		{".github.com", nil},
 	}
 	for _, tt := range tests {
 		if got := MatchDomains(rules, tt.name); !cmp.Equal(tt.want, got) {
 			t.Errorf("MatchDomains(%q) = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestMatchEntryNameOfATruncatedComment(t *testing.T) {
+	rules, err := ParseDomains([]string{"*.wild.test:7001", "long.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 60) + "." + strings.Repeat("y", 60) + "." + strings.Repeat("z", 50) + ".wild.test"
+	tests := []struct {
+		name, stored string
+		want         []uint16
+	}{
+		{"WholeNameUnderWildcard", "a.wild.test", []uint16{7001}},
+		{"TruncatedNameUnderWildcard", elementComment(long), []uint16{7001}},
+		{"TruncatedNameWithEscapedDot", "~xx" + `\.wild.test`, nil},
+		{"TruncatedNameElsewhere", elementComment(strings.Repeat("q", 130) + ".long.test"), nil},
+		{"EscapedDot", `x\.wild.test`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := matchEntryName(rules, tt.stored); !cmp.Equal(tt.want, got) {
+				t.Errorf("matchEntryName(%q) = %v, want %v", tt.stored, got, tt.want)
+			}
+		})
 	}
 }
 

@@ -139,7 +139,7 @@ func carryDNSEntries(p Plan) []DNSEntry {
 	}
 	var keep []DNSEntry
 	for _, e := range old {
-		if e.Expires < time.Second || !slices.Contains(MatchDomains(p.Domains, e.Name), e.Port) {
+		if e.Expires < time.Second || !slices.Contains(matchEntryName(p.Domains, e.Name), e.Port) {
 			continue
 		}
 		e.Timeout, e.Expires = min(e.Expires, p.DNS.MaxTTL), 0

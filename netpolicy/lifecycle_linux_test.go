@@ -328,7 +328,9 @@ func TestHostFlushRulesetFailsClosed(t *testing.T) {
 		t.Errorf("Counters with the host table gone: %v, %v; want filter counters only", ctr, ctrErr)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if len(k.lines(LogPrefix(p.Instance))) == 0 {
+	if k.fd < 0 {
+		t.Logf("not checking the log after host flush ruleset: %s", k.why)
+	} else if len(k.lines(LogPrefix(p.Instance))) == 0 {
 		t.Error("after host flush ruleset: blocked attempts no longer logged")
 	}
 	// The next Ensure brings the masquerade (and allowed egress) back.

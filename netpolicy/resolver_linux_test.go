@@ -31,6 +31,7 @@ type dnsInternet struct {
 	moveB  netip.Addr // moving.test, later answers
 	short  netip.Addr // short.test: TTL 1, so it lives for the floor only
 	other  netip.Addr // any other name below wild.test
+	twin   netip.Addr // a.wild.test
 	moving atomic.Int32
 	zone   map[string][]dns.RR // lower-case FQDN -> answer, for A queries
 }
@@ -48,8 +49,9 @@ func newDNSInternet(t testing.TB) *dnsInternet {
 		moveB:        netip.MustParseAddr(fmt.Sprintf("198.18.%d.21", o)),
 		short:        netip.MustParseAddr(fmt.Sprintf("198.18.%d.30", o)),
 		other:        netip.MustParseAddr(fmt.Sprintf("198.18.%d.40", o)),
+		twin:         netip.MustParseAddr(fmt.Sprintf("198.18.%d.41", o)),
 	}
-	for _, a := range []netip.Addr{d.server.Addr(), d.wild, d.cdn, d.moveA, d.moveB, d.short} {
+	for _, a := range []netip.Addr{d.server.Addr(), d.wild, d.cdn, d.moveA, d.moveB, d.short, d.twin} {
 		run(t, "ip", "-n", ti.ns, "addr", "add", a.String()+"/32", "dev", "lo")
 	}
 	listenIn(t, ti.path, ":7003")
@@ -75,6 +77,7 @@ func newDNSInternet(t testing.TB) *dnsInternet {
 		"long.test.":             {rr(fmt.Sprintf("long.test. 86400 IN A %s", d.cdn))},
 		"deep.sub.wild.test.":    {rr(fmt.Sprintf("deep.sub.wild.test. 300 IN A %s", d.wild))},
 		"anything.wild.test.":    {rr(fmt.Sprintf("anything.wild.test. 300 IN A %s", d.wild))},
+		"a.wild.test.":           {rr(fmt.Sprintf("a.wild.test. 300 IN A %s", d.twin))},
 		"wild.test.":             {rr(fmt.Sprintf("wild.test. 300 IN A %s", d.wild))},
 		"x.blocked-parent.test.": {rr(fmt.Sprintf("x.blocked-parent.test. 300 IN A %s", d.wild))},
 	}
@@ -290,6 +293,34 @@ func TestResolverEgressByName(t *testing.T) {
 			t.Fatalf("udp %s: %v", in.udp(in.wild), err)
 		}
 		mustRefuse(t, p, "wild.test") // *.wild.test does not cover wild.test itself
+	})
+	t.Run("LabelWithADotIsNotBelowTheWildcard", func(t *testing.T) {
+		// Two labels, "x.wild" and "test", print as x\.wild.test; the
+		// test's authoritative server answers every name ending in
+		// ".wild.test" as text, so only the resolver stands between the
+		// query and the set. Escaped dots by name and by number.
+		for _, n := range []string{`x\.wild.test`, `X\.WILD.test`, `x\046wild.test`, `a.b\.wild.test`} {
+			mustRefuse(t, p, n)
+		}
+		all, err := DNSEntries(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range all {
+			if e.Addr == in.other || strings.Contains(e.Name, `\`) {
+				t.Errorf("set holds %v after refused names", e)
+			}
+		}
+		if !strings.Contains(logs.String(), LogPrefix(name)+`dns x\\.wild.test.`) {
+			t.Errorf("log lacks the refused name:\n%s", logs)
+		}
+		// The twins: a real name below the suffix resolves, the suffix
+		// itself does not.
+		mustResolve(t, p, "a.wild.test", in.twin)
+		if es := entriesFor(t, p, "a.wild.test"); len(es) != 2 {
+			t.Errorf("entries for a.wild.test = %v, want its 7001 and 7002 entries", es)
+		}
+		mustRefuse(t, p, "wild.test")
 	})
 	t.Run("LongNameUnderWildcard", func(t *testing.T) {
 		long := strings.Repeat(strings.Repeat("x", 60)+".", 3) + strings.Repeat("y", 50) + ".wild.test"

@@ -9,6 +9,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/ocnix/ocnix/internal/safefs"
 )
 
 // NameRe is what a variable name may be, in an environment file and in the
@@ -25,16 +27,38 @@ type Var struct {
 // ErrFile marks a problem with environmentFile: missing, unreadable or malformed.
 var ErrFile = errors.New("environmentFile")
 
+// MaxSize bounds an environment file: a few KiB in practice, and root must
+// not be made to read without end.
+const MaxSize = 1 << 20
+
 // Read reads an environment file with systemd's EnvironmentFile= syntax.
 // It is read at run time only: its values are secrets and never enter the Nix
 // store, logs or explain output. Errors name the file and line, never a value.
+//
+// As root, the file is opened the way root opens anything it reads for an
+// instance (safefs.OpenTrustedPath): through root-owned parents, following
+// only root's links, a regular file only. A file in a tree the instance can
+// write is refused, since the instance could swap it for a symlink to any
+// root-only file. Any other caller (run as the instance user under systemd
+// User=, reading its LoadCredential= copy) gains nothing by a link and reads
+// the path as it is, but still only a regular file of bounded size, so that
+// a FIFO or /dev/zero cannot hang it.
 func Read(path string) ([]Var, error) {
-	data, err := os.ReadFile(path)
+	var data []byte
+	var err error
+	if os.Geteuid() == 0 {
+		data, err = safefs.ReadTrustedPath(path, MaxSize)
+	} else {
+		data, err = safefs.ReadRegularFile(path, MaxSize)
+	}
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		switch {
+		case errors.Is(err, os.ErrNotExist):
 			return nil, fmt.Errorf("%w %s does not exist; create it or set environmentFile to null: %w", ErrFile, path, err)
+		case errors.Is(err, safefs.ErrUntrusted) || errors.Is(err, safefs.ErrNotRegular):
+			return nil, fmt.Errorf("%w %s is refused: %w", ErrFile, path, err)
 		}
-		return nil, fmt.Errorf("%w %s cannot be read (it must be readable by the user that starts the launcher): %w", ErrFile, path, err)
+		return nil, fmt.Errorf("%w %s cannot be read (it must be a regular file of at most %d bytes, readable by the user that starts the launcher): %w", ErrFile, path, MaxSize, err)
 	}
 	vars, err := Parse(string(data))
 	if err != nil {
