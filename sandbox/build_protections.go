@@ -22,12 +22,14 @@ func buildProtections(l LandlockPlan, gate GatePlan, ptraceScope int, pidns bool
 		procProtection(pidns),
 		{Name: "metadata outside the grants", Status: StatusDegraded,
 			Detail: "Landlock has no right for chmod, chown, utimes or xattrs: the instance changes the metadata of files it owns anywhere; under systemd ProtectSystem=strict makes them read-only outside ReadWritePaths, run outside systemd does not (own nothing outside the instance's paths)"},
+	}
+	prots = append(prots, processProtections(gate, pidns)...)
+	return append(prots, []Protection{
 		{Name: "exec from memory", Status: StatusDegraded,
 			Detail: "Landlock restricts exec by path, and a memfd has none: the instance may exec a program it wrote to a memfd; it keeps the same Landlock domain, seccomp filter and user (the read-write paths are executable anyway)"},
 		{Name: "TCP connect", Status: StatusDelegated,
 			Detail: "not restricted by the sandbox on purpose: outbound traffic is the network policy's job"},
-	}
-	return append(prots, processProtections(gate, pidns)...)
+	}...)
 }
 
 // processProtections: what keeps the sandbox's processes apart from the
