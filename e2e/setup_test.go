@@ -383,7 +383,10 @@ func timedOutScript(t *testing.T) (script, background int) {
 	in := setupInstance(t)
 	bgFile, pidFile := filepath.Join(in.dir, "bg"), filepath.Join(in.dir, "pid")
 	in.spec["initScriptTimeout"] = 1
-	in.set("preInitScript", in.script("pre", "sleep 60 & echo $! > "+bgFile+"\necho $$ > "+pidFile+"\nwait"))
+	// Host pids: `run` as root gives the sandbox a PID namespace, where
+	// $$ and $! are not the test's; /proc is the host's, and a redirect
+	// of a builtin opens /proc/self in the shell itself.
+	in.set("preInitScript", in.script("pre", "sh -c 'read p _ </proc/self/stat; echo $p > "+bgFile+"; exec sleep 60' &\nread p _ </proc/self/stat; echo $p > "+pidFile+"\nwait"))
 	start := time.Now()
 	code, out := in.runSetup()
 	if code != exitInitScript || !strings.Contains(out, "did not finish within initScriptTimeout (1s)") {

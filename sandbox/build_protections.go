@@ -6,8 +6,8 @@ import "fmt"
 // alone (those come from downgrade): how the unix-socket allow-list is
 // enforced follows the gate the plan chose, and the rest holds on every
 // kernel ocnix runs on.
-func buildProtections(l LandlockPlan, gate GatePlan, ptraceScope int) []Protection {
-	return []Protection{
+func buildProtections(l LandlockPlan, gate GatePlan, ptraceScope int, pidns bool) []Protection {
+	prots := []Protection{
 		unixProtection(l, gate, ptraceScope),
 		{Name: "seccomp deny-list", Status: StatusEnforced,
 			Detail: "mounts, namespaces, kernel changes, ptrace and friends, bpf, keyring, io_uring, TIOCSTI; 32-bit and x32 syscalls kill the process"},
@@ -21,25 +21,58 @@ func buildProtections(l LandlockPlan, gate GatePlan, ptraceScope int) []Protecti
 			Detail: "log bit set on the filters that deny: denied syscalls are audited per kernel.seccomp.actions_logged; routine actions (gated connects and binds, the clone3, openat2 and io_uring ENOSYS fallbacks) live in a filter without it and are not"},
 		{Name: "privileges", Status: StatusEnforced,
 			Detail: "runs as the instance user with its own groups only, no capabilities, no_new_privs"},
-		{Name: "/proc", Status: StatusDegraded,
-			Detail: "read-only /proc is granted (Bun/Node need it); other users' processes are hidden by a private /proc mounted hidepid=invisible when the launcher starts as root, and by ProtectProc=invisible under systemd User= (not when run starts as the instance user outside systemd); /proc/net/unix still lists the unix sockets of the network namespace (the host's without networkIsolation)"},
+		procProtection(pidns),
 		{Name: "metadata outside the grants", Status: StatusDegraded,
 			Detail: "Landlock has no right for chmod, chown, utimes or xattrs: the instance changes the metadata of files it owns anywhere; under systemd ProtectSystem=strict makes them read-only outside ReadWritePaths, run outside systemd does not (own nothing outside the instance's paths)"},
-		orphanProtection(gate),
+	}
+	prots = append(prots, processProtections(gate, pidns)...)
+	return append(prots, []Protection{
 		{Name: "exec from memory", Status: StatusDegraded,
 			Detail: "Landlock restricts exec by path, and a memfd has none: the instance may exec a program it wrote to a memfd; it keeps the same Landlock domain, seccomp filter and user (the read-write paths are executable anyway)"},
 		{Name: "TCP connect", Status: StatusDelegated,
 			Detail: "not restricted by the sandbox on purpose: outbound traffic is the network policy's job"},
+	}...)
+}
+
+// processProtections: what keeps the sandbox's processes apart from the
+// host's (kill, prlimit, setpriority, sched_setaffinity, ioprio_set check
+// only the uid) and what ends them with the server.
+func processProtections(gate GatePlan, pidns bool) []Protection {
+	if pidns {
+		return []Protection{
+			{Name: "pid namespace", Status: StatusEnforced,
+				Detail: "the sandbox has a PID namespace of its own whose init is a root-owned guard (same Landlock domain and seccomp filter): no process outside can be signalled, re-limited (prlimit), rescheduled (setpriority, sched_*, ioprio_set), traced or found by pid"},
+			{Name: "processes outliving the server", Status: StatusEnforced,
+				Detail: "none: when the server exits the guard exits with its status and the kernel kills everything left in the namespace, background jobs in sessions of their own (setsid, nohup, opencode's shell commands) too; the guard dies with the supervisor (parent-death signal, armed by root and checked), and the namespace with it"},
+		}
+	}
+	if gate.Mode == GateLandlock {
+		return []Protection{
+			{Name: "pid namespace", Status: StatusDegraded,
+				Detail: "none: on Landlock ABI ≥ 9 the launcher execs the server in the PID namespace it was started in (no supervisor to hold a guard), so same-uid processes of the host can be signalled, re-limited (prlimit), rescheduled and found by pid; under systemd the unit's PrivatePIDs= (systemd ≥ 257) gives the server one"},
+			{Name: "processes outliving the server", Status: StatusDegraded,
+				Detail: "descendants that leave the server's process group survive it; under systemd the unit's cgroup kills them (KillMode=mixed), outside systemd they run on, confined (no_new_privs, Landlock, seccomp)"},
+		}
+	}
+	return []Protection{
+		{Name: "pid namespace", Status: StatusDegraded,
+			Detail: "none: run does not start as root and cannot make one, so same-uid processes of the host can be signalled, re-limited (prlimit), rescheduled and found by pid; under systemd User= the unit's PrivatePIDs= (systemd ≥ 257) gives the sandbox one, and run as root outside systemd does itself"},
+		{Name: "processes outliving the supervisor", Status: StatusDegraded,
+			Detail: "the server dies with the supervisor by its parent-death signal, which it may clear, and descendants that leave the process group survive it; under systemd the unit's cgroup kills them all (KillMode=mixed), outside systemd they run on, confined (no_new_privs, Landlock, seccomp; gated connects fail with ENOSYS)"},
 	}
 }
 
-func orphanProtection(gate GatePlan) Protection {
-	if gate.Mode == GateLandlock {
-		return Protection{Name: "processes outliving the server", Status: StatusDegraded,
-			Detail: "descendants that leave the server's process group survive it; under systemd the unit's cgroup kills them (KillMode=mixed), outside systemd they run on, confined (no_new_privs, Landlock, seccomp)"}
+// procProtection: /proc is the launcher's private hidepid=invisible mount
+// of the parent PID namespace. Only a process inside the new namespace
+// could mount its own proc, and the guard is confined (Landlock denies
+// mounts) before it exists.
+func procProtection(pidns bool) Protection {
+	p := Protection{Name: "/proc", Status: StatusDegraded,
+		Detail: "read-only /proc is granted (Bun/Node need it); other users' processes are hidden by a private /proc mounted hidepid=invisible when the launcher starts as root, and by ProtectProc=invisible under systemd User= (not when run starts as the instance user outside systemd); /proc/net/unix still lists the unix sockets of the network namespace (the host's without networkIsolation)"}
+	if pidns {
+		p.Detail += "; it is the proc of the launcher's PID namespace, not the sandbox's: /proc/self and /proc/PID use host pids, and the sandbox's own processes are listed by those (processes outside stay hidden, and cannot be signalled or re-limited by any pid from inside)"
 	}
-	return Protection{Name: "processes outliving the supervisor", Status: StatusDegraded,
-		Detail: "the server dies with the supervisor by its parent-death signal, which it may clear, and descendants that leave the process group survive it; under systemd the unit's cgroup kills them all (KillMode=mixed), outside systemd they run on, confined (no_new_privs, Landlock, seccomp; gated connects fail with ENOSYS)"}
+	return p
 }
 
 func unixProtection(l LandlockPlan, gate GatePlan, ptraceScope int) Protection {

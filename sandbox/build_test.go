@@ -423,3 +423,42 @@ func TestExplainNamesEnforcementOfUnixAllowList(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildPIDNamespace: only root with the supervisor gets a PID namespace
+// (the guard lives under the supervisor), and explain says what holds.
+func TestBuildPIDNamespace(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		abi        int
+		root       bool
+		wantNS     bool
+		wantStatus string
+		wantOrphan string
+	}{
+		{name: "RootWithSupervisorGetsOne", abi: 7, root: true, wantNS: true, wantStatus: StatusEnforced, wantOrphan: "processes outliving the server"},
+		{name: "InstanceUserCannotMakeOne", abi: 7, root: false, wantStatus: StatusDegraded, wantOrphan: "processes outliving the supervisor"},
+		{name: "DirectExecOnABI9HasNone", abi: 9, root: true, wantStatus: StatusDegraded, wantOrphan: "processes outliving the server"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := caps(tc.abi)
+			c.Root = tc.root
+			p, err := Build(testInput(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.PIDNamespace != tc.wantNS {
+				t.Errorf("PIDNamespace = %v, want %v", p.PIDNamespace, tc.wantNS)
+			}
+			got := map[string]string{}
+			for _, pr := range p.Protections {
+				got[pr.Name] = pr.Status
+			}
+			if got["pid namespace"] != tc.wantStatus {
+				t.Errorf("pid namespace protection = %q, want %q", got["pid namespace"], tc.wantStatus)
+			}
+			if _, ok := got[tc.wantOrphan]; !ok {
+				t.Errorf("no %q protection in %v", tc.wantOrphan, got)
+			}
+		})
+	}
+}

@@ -27,6 +27,10 @@ type Caps struct {
 	// on, the unix-socket gate's pidfd_getfd needs CAP_SYS_PTRACE (2) or
 	// is impossible (3).
 	PtraceScope int `json:"ptraceScope"`
+	// Root: the launcher runs as root (euid 0), so run can give the
+	// sandbox a PID namespace of its own. Under systemd User= it cannot;
+	// the unit's PrivatePIDs= and cgroup take that part.
+	Root bool `json:"root"`
 	// FS is used to find out whether paths exist and whether they are
 	// directories; it is read, never written. Nil means the real root
 	// filesystem. Paths are looked up without the leading slash, as

@@ -28,6 +28,7 @@ func DetectCaps() Caps {
 		SeccompAPI:  int(api),
 		Layout:      detectLayout(fsys),
 		PtraceScope: readPtraceScope(),
+		Root:        os.Geteuid() == 0,
 		FS:          fsys,
 	}
 }

@@ -211,6 +211,46 @@
 //     arms PR_SET_PDEATHSIG(SIGKILL) and checks its parent is alive,
 //     then execs the target.
 //
+// # PID namespace
+//
+// As root ([Plan.PIDNamespace], from [Caps.Root]) the thread also
+// unshares CLONE_NEWPID between steps 1 and 2 (seccomp and Landlock
+// forbid it later; it sets only the thread's pid_ns_for_children), and
+// step 5 starts the guard (guard_linux.c) instead: a raw clone, not a
+// second program, that is pid 1 of the new namespace, root, under the
+// same Landlock domain and seccomp filter, and non-dumpable. The guard
+// resets the inherited signal handlers, arms PR_SET_PDEATHSIG(SIGKILL)
+// and checks through a pidfd that the supervisor is still alive, gets a
+// session of its own, closes every fd but stdio and an error pipe, and
+// forks the target as above (session, user switch, parent-death signal,
+// chdir, execve; a failure before execve comes back on the pipe as
+// stage and errno). It then forwards SIGTERM, SIGINT and SIGHUP to the
+// target, reaps every orphan of the namespace, and exits with the
+// target's status (128+signal when it was killed); the kernel then
+// SIGKILLs everything left in the namespace, background jobs in
+// sessions of their own included. Killing the supervisor kills the
+// guard and so the namespace.
+//
+// Nothing outside the namespace can then be signalled, re-limited
+// (prlimit), rescheduled (setpriority, sched_setaffinity,
+// sched_setscheduler, ioprio_set), traced or found by pid: those calls
+// answer ESRCH. The gate is unaffected: a notification's pid is
+// translated into the supervisor's namespace.
+//
+// WARNING: /proc stays the launcher's private hidepid=invisible mount of
+// the host's PID namespace: only a process inside the new namespace can
+// mount its proc, and the guard is confined (Landlock denies mounts)
+// before it exists. So /proc/self works, but /proc/PID uses host pids:
+// the sandbox's own processes are listed there under their host pids
+// (nothing outside is listed, and no host pid reaches anything from
+// inside), and /proc/<getpid()> is ENOENT (a tool such as psutil that
+// looks itself up by pid fails).
+//
+// Started as the instance user (systemd User=) run cannot make a PID
+// namespace; the unit's PrivatePIDs= (systemd ≥ 257) and cgroup do
+// that part, and explain says DEGRADED. On the ABI ≥ 9 direct path
+// there is no supervisor to hold a guard: DEGRADED too.
+//
 // Steps 1–4 act on that thread only, on purpose: a forked child
 // inherits the namespaces, Landlock domain, seccomp filter and
 // no_new_privs of the thread that forks, and the supervisor's other
@@ -239,16 +279,19 @@
 // half-confined.
 //
 // Start-up costs about 1.5–2 ms more than a bare fork and exec on the
-// CI machine (BenchmarkStartupSandboxed vs BenchmarkStartupBare); the
-// re-executed Go child of earlier versions cost 8–9 ms.
+// CI machine (BenchmarkStartupSandboxed vs BenchmarkStartupBare), and
+// about 2.5 ms more again with the PID namespace and its guard (as
+// root); the re-executed Go child of earlier versions cost 8–9 ms.
 //
 // The child gets its own session and process group: a terminal's SIGINT
 // reaches only the supervisor, which forwards SIGTERM, SIGINT and
 // SIGHUP once. When the child exits, its process group is killed.
 //
-// WARNING: descendants that leave the process group (setsid) survive
-// the supervisor; their connects then fail (ENOSYS). Under systemd,
-// KillMode=control-group (the default) ends them with the unit.
+// WARNING: without a PID namespace (run started as the instance user,
+// or the ABI ≥ 9 direct path), descendants that leave the process group
+// (setsid) survive the supervisor; their connects then fail (ENOSYS).
+// Under systemd, KillMode=control-group (the default) ends them with the
+// unit.
 //
 // On ABI ≥ 9 there is no supervisor: Run confines the calling thread
 // (Landlock, seccomp without a listener, then the user switch with

@@ -10,15 +10,20 @@ import (
 // applies exactly this value (it travels to the re-exec'd child as
 // JSON), so what explain prints is what gets enforced.
 type Plan struct {
-	Instance    string       `json:"instance"`
-	User        string       `json:"user"`
-	Group       string       `json:"group"`
-	TmpDir      string       `json:"tmpDir"`
-	Layout      string       `json:"layout"`
-	Landlock    LandlockPlan `json:"landlock"`
-	Seccomp     SeccompPlan  `json:"seccomp"`
-	Gate        GatePlan     `json:"gate"`
-	Protections []Protection `json:"protections"`
+	Instance string       `json:"instance"`
+	User     string       `json:"user"`
+	Group    string       `json:"group"`
+	TmpDir   string       `json:"tmpDir"`
+	Layout   string       `json:"layout"`
+	Landlock LandlockPlan `json:"landlock"`
+	Seccomp  SeccompPlan  `json:"seccomp"`
+	Gate     GatePlan     `json:"gate"`
+	// PIDNamespace: Run starts the server in a PID namespace of its own
+	// whose init is a root-owned guard (guard_linux.c). Needs root and
+	// the supervisor (Landlock ABI < 9); Run refuses the plan without
+	// root rather than start the server without it.
+	PIDNamespace bool         `json:"pidNamespace"`
+	Protections  []Protection `json:"protections"`
 }
 
 // LandlockPlan is the ruleset: what is handled (denied unless a rule

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -43,6 +44,9 @@ func Run(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (int, er
 		return -1, err
 	}
 	cmd.Env = withEnv(cmd.Env, "TMPDIR", plan.TmpDir)
+	if plan.PIDNamespace && os.Geteuid() != 0 {
+		return -1, fmt.Errorf("sandbox: instance %q: the plan has a PID namespace of its own, which only root can make: build the plan as the user that runs it", plan.Instance)
+	}
 	if plan.Gate.Mode == GateSupervisor {
 		return supervise(ctx, plan, cmd, log)
 	}
@@ -90,6 +94,9 @@ func checkRunnable(plan Plan, cmd Command) error {
 	}
 	if !plan.Landlock.fitsABI(k) {
 		return fmt.Errorf("sandbox: instance %q: plan is for Landlock ABI %d but this kernel has %d: rebuild the plan here", plan.Instance, plan.Landlock.ABI, k)
+	}
+	if plan.PIDNamespace && plan.Gate.Mode != GateSupervisor {
+		return bug(fmt.Errorf("gate mode %q with a PID namespace: only the supervisor holds a guard", plan.Gate.Mode))
 	}
 	switch plan.Gate.Mode {
 	case GateLandlock, GateSupervisor:

@@ -128,6 +128,16 @@ func confineThreadAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <
 		return fail(err)
 	}
 	// Order matters (see the package documentation, "Start-up order").
+	if plan.PIDNamespace {
+		// Before seccomp and Landlock, which forbid it. Only for this
+		// thread's children (pid_ns_for_children): the first one, the
+		// guard, is pid 1 of the new namespace. The Go runtime never
+		// clones a thread from a locked one (it asks its template
+		// thread), which the kernel would refuse now.
+		if err := unix.Unshare(unix.CLONE_NEWPID); err != nil {
+			return fail(fmt.Errorf("sandbox: make a PID namespace (needs root): %w", err))
+		}
+	}
 	if err := applyLandlock(plan.Landlock, plan.Gate.OwnDirs); err != nil {
 		return fail(err)
 	}
@@ -152,6 +162,14 @@ func confineThreadAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		unix.Close(nfd)
 		return fail(fmt.Errorf("sandbox: mark fds close-on-exec: %w", err))
+	}
+	if plan.PIDNamespace {
+		pid, err := startGuard(cmd, dir, cred)
+		if err != nil {
+			unix.Close(nfd)
+			return fail(err)
+		}
+		return started{pid: pid, nfd: nfd}
 	}
 	// syscall.ForkExec, not os.StartProcess: the os package probes for
 	// pidfd support by forking once more.

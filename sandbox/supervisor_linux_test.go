@@ -59,7 +59,11 @@ func (f *fixture) command(in Input, args ...string) Command {
 // its output in the returned buffer.
 func (f *fixture) startSupervisor(t *testing.T, cred *syscall.Credential, args ...string) (*exec.Cmd, *strings.Builder) {
 	t.Helper()
-	plan, err := Build(f.in, DetectCaps())
+	caps := DetectCaps()
+	// Built as the user that runs it, as the launcher does: only root
+	// makes a PID namespace.
+	caps.Root = cred == nil || cred.Uid == 0
+	plan, err := Build(f.in, caps)
 	must(t, err)
 	return f.startPlan(t, plan, cred, args...)
 }
@@ -258,6 +262,7 @@ func TestRunDirectExecPath(t *testing.T) {
 	plan, err := Build(f.in, DetectCaps())
 	must(t, err)
 	plan.Gate.Mode = GateLandlock
+	plan.PIDNamespace = false // as Build makes it for GateLandlock
 	var rules []SyscallRule
 	for _, r := range plan.Seccomp.Rules {
 		if r.Action != ActionNotify {

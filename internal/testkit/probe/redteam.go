@@ -521,7 +521,11 @@ func connectDeniedLoop(a []string) (string, error) {
 			return "", unwrap(err)
 		}
 	}
-	pid := os.Getpid()
+	// The host's pid (hostPid), which the test outside waits for.
+	pid, err := hostPid(os.Getpid())
+	if err != nil {
+		return "", err
+	}
 	tmp := filepath.Join(out, strconv.Itoa(pid)+".pid.tmp")
 	os.WriteFile(tmp, []byte(role), 0o644)
 	os.Rename(tmp, filepath.Join(out, strconv.Itoa(pid)+".pid"))

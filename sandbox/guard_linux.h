@@ -1,0 +1,34 @@
+// The guard of the sandbox's PID namespace; see guard_linux.go.
+#include <stddef.h>
+#include <sys/types.h>
+
+// Where the guard or the server failed before execve (the first of the
+// two int32s on the error pipe; the second is the errno).
+enum {
+	OCNIX_STAGE_GUARD = 1,
+	OCNIX_STAGE_FORK,
+	OCNIX_STAGE_SIGMASK,
+	OCNIX_STAGE_SETSID,
+	OCNIX_STAGE_SETGROUPS,
+	OCNIX_STAGE_SETGID,
+	OCNIX_STAGE_SETUID,
+	OCNIX_STAGE_PDEATHSIG,
+	OCNIX_STAGE_CHDIR,
+	OCNIX_STAGE_EXEC,
+};
+
+struct ocnix_guard_args {
+	const char *path;
+	char *const *argv;
+	char *const *envp;
+	const char *dir;
+	int drop; // switch to uid, gid, groups in the server
+	uid_t uid;
+	gid_t gid;
+	size_t ngroups;
+	const gid_t *groups;
+	int errfd;    // write end of the close-on-exec error pipe
+	int parentfd; // pidfd of the supervisor
+};
+
+long ocnix_start_guard(const struct ocnix_guard_args *a);
