@@ -172,7 +172,16 @@ func VerifyPeerGuard(p Plan) error {
 }
 
 func verifyPeerGuard(l Listener) error {
-	c, err := nftables.New()
+	// The guard lives in the host's network namespace, which is not the
+	// caller's under systemd: ExecStartPre=+ escapes User= and the mount
+	// sandbox but still joins NetworkNamespacePath=, the instance's netns.
+	// The host's is init's (PID 1: systemd, or a container's init).
+	host, err := os.Open("/proc/1/ns/net")
+	if err != nil {
+		return fmt.Errorf("open the host network namespace: %w", err)
+	}
+	defer host.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(host.Fd())))
 	if err != nil {
 		return fmt.Errorf("open nftables: %w", err)
 	}

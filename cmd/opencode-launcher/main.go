@@ -1,7 +1,19 @@
 // Command opencode-launcher runs one sandboxed opencode server from an ocnix instance spec.
 package main
 
-import "github.com/ocnix/ocnix/launcher"
+import (
+	"runtime"
+
+	"github.com/ocnix/ocnix/launcher"
+)
+
+// Goroutines that switch a thread's namespaces (netpolicy's inNetns and
+// ensureNetns) lock it and let it end with them. Go cannot end the main
+// thread and wedges it instead, so a switch that landed there left the
+// process's main thread, the one /proc/<pid>/ns/* and every tool read,
+// in an instance's network namespace (seen with the dns resolver). Main
+// keeps the main thread to itself.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	launcher.MainOS()
