@@ -92,9 +92,9 @@ type FileStep struct {
 	// instance's own file, owned by it).
 	Within string `json:"within,omitempty"`
 	Path   string `json:"path"`
-	Owner string `json:"owner"`
-	Group string `json:"group"`
-	Mode  Mode   `json:"mode"`
+	Owner  string `json:"owner"`
+	Group  string `json:"group"`
+	Mode   Mode   `json:"mode"`
 	// From names the plan field the content is rendered from; explain shows
 	// that field, so the bytes themselves are not repeated.
 	From    string `json:"from"`
