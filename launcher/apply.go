@@ -233,9 +233,25 @@ func (h *hostApplier) runScript(ctx context.Context, p *Plan, sc InitScript) (ch
 	return res, tail.Lines(), err
 }
 
-// writeFile writes a file of the private directory, the only place setup
-// writes files.
+// writeFile writes a file of the private directory, or an instance-owned
+// file in stateDir through the fds of ensureDirs (never following a link the
+// instance planted).
 func (h *hostApplier) writeFile(f FileStep, id identity) (bool, error) {
+	if f.Within == InStateDir {
+		if h.root == nil || f.Owner != id.user || f.Group != id.group {
+			return false, exitcode.Bugf("%w", fmt.Errorf("stateDir file step %s %s:%s: setup writes only %s:%s files there, after the directories", f.Path, f.Owner, f.Group, id.user, id.group))
+		}
+		dir, err := h.root.OpenDir(filepath.Dir(f.Path))
+		if err != nil {
+			return false, withCode(ExitOSErr, fmt.Errorf("write %s: %w", f.Path, err))
+		}
+		defer dir.Close()
+		changed, err := safefs.EnsureFileAt(dir, filepath.Base(f.Path), f.Content, os.FileMode(f.Mode), id.owner())
+		if err != nil {
+			return false, withCode(ExitOSErr, fmt.Errorf("write %s: %w", f.Path, err))
+		}
+		return changed, nil
+	}
 	if filepath.Dir(f.Path) != h.priv.Name() || f.Owner != "root" || f.Group != id.group {
 		return false, exitcode.Bugf("%w", fmt.Errorf("file step %s %s:%s: setup writes only root:%s files in %s", f.Path, f.Owner, f.Group, id.group, h.priv.Name()))
 	}

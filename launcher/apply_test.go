@@ -112,7 +112,9 @@ func (r *recorder) runScript(_ context.Context, _ *Plan, sc InitScript) (childpr
 }
 func (r *recorder) writeFile(f FileStep, _ identity) (bool, error) {
 	r.files = append(r.files, f)
-	r.onDisk = f.Content
+	if f.From == "opencodeConfig" {
+		r.onDisk = f.Content
+	}
 	r.call("write %s", filepath.Base(f.Path))
 	return true, nil
 }
@@ -224,11 +226,11 @@ func TestSetupAppliesThePlanInOrder(t *testing.T) {
 	post, _ := p.Setup.initScript("post")
 	want := []string{
 		"begin", "lookup opencode-rec:opencode-rec", fmt.Sprintf("lock rec %s", time.Duration(p.Setup.LockWaitSeconds)*time.Second),
-		"dirs 8", "sweep", "migrate " + p.Layout.StateDir, "record running",
+		"dirs 9", "sweep", "migrate " + p.Layout.StateDir, "record running",
 		"check directory", "check preInitScript", "check postInitScript",
 		"network enable=false", "resolver",
 		"read stamp pre", "remove stamp pre", "run pre " + pre.Path, "write stamp pre",
-		"write opencode.json",
+		"write opencode.json", "write package-lock.json",
 		"read stamp post", "remove stamp post", "run post " + post.Path, "write stamp post",
 		"resolver stop", "record ok", "close", "unlock",
 	}

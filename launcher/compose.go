@@ -46,10 +46,25 @@ func layoutFor(s *Spec) Layout {
 
 // Dirs lists the directories setup creates in stateDir, parents first.
 // config/opencode is opencode's own (global) config dir; it stays writable
-// for opencode, and the policy file is not in it.
+// for opencode, and the policy file is not in it. Its node_modules and
+// PluginLock (pluginLockJSON) make opencode skip the npm install of
+// @opencode-ai/plugin it otherwise starts in every writable config dir.
 func (l Layout) Dirs() []string {
-	return []string{l.StateDir, l.Data, l.Config, filepath.Join(l.Config, "opencode"), l.State, l.Cache, l.Tmp}
+	return []string{l.StateDir, l.Data, l.Config, filepath.Join(l.Config, "opencode"), filepath.Join(l.Config, "opencode", "node_modules"), l.State, l.Cache, l.Tmp}
 }
+
+// PluginLock is the package-lock.json setup writes in opencode's global
+// config dir (pluginLockJSON).
+func (l Layout) PluginLock() string { return filepath.Join(l.Config, "opencode", "package-lock.json") }
+
+// pluginLockJSON stops opencode 1.18.33's runtime download (64 MB into
+// config/opencode/node_modules plus 31 MB of npm cache, from the registry,
+// on every first start): Npm.install returns early when node_modules exists
+// and the lock's root package lists every wanted dependency, and the only
+// one it adds itself is @opencode-ai/plugin, which serve does not need
+// (only local plugin files and custom tools import it).
+const pluginLockJSON = `{"name":"opencode-config","lockfileVersion":3,"requires":true,"packages":{"":{"dependencies":{"@opencode-ai/plugin":"*"}}}}
+`
 
 // Host is what the plan needs to know about the machine, detected once and
 // passed in so that the plan stays a pure function that tests can drive.
@@ -74,6 +89,10 @@ var lockdownEnv = []EnvEntry{
 	{Name: "OPENCODE_DISABLE_SHARE", Value: "1", Source: "default"},
 	{Name: "OPENCODE_DISABLE_MODELS_FETCH", Value: "1", Source: "default"},
 	{Name: "OPENCODE_DISABLE_LSP_DOWNLOAD", Value: "1", Source: "default"},
+	// Plugins named in the config are npm-installed into the cache at
+	// start; pure skips them (set OPENCODE_PURE=0 to use them).
+	{Name: "OPENCODE_PURE", Value: "1", Source: "default"},
+	{Name: "OPENCODE_DISABLE_DEFAULT_PLUGINS", Value: "1", Source: "default"},
 }
 
 // configDefaults sit under opencodeConfig: the package is immutable, so
@@ -96,7 +115,7 @@ type EnvEntry struct {
 
 // baseEnv is the environment the instance starts from, before environmentFile:
 // nothing of the caller's environment leaks in.
-func baseEnv(s *Spec, h Host) []EnvEntry {
+func baseEnv(s *Spec, h Host, cfg map[string]any) []EnvEntry {
 	l := layoutFor(s)
 	env := []EnvEntry{
 		{Name: "HOME", Value: s.StateDir, Source: "launcher"},
@@ -114,7 +133,7 @@ func baseEnv(s *Spec, h Host) []EnvEntry {
 		// the agent writes) and .opencode/ dirs over OPENCODE_CONFIG; the
 		// content layer is merged after them, so the operator's keys win
 		// and a project can only add what the operator left unset.
-		{Name: "OPENCODE_CONFIG_CONTENT", Value: configContent(s), Source: "launcher"},
+		{Name: "OPENCODE_CONFIG_CONTENT", Value: configContent(cfg), Source: "launcher"},
 	}
 	env = append(env, lockdownEnv...)
 	keys := make([]string, 0, len(s.Environment))
@@ -180,19 +199,21 @@ func searchPath(s *Spec, h Host) []string {
 }
 
 // configContent is the composed config as one line of JSON.
-func configContent(s *Spec) string {
-	b, err := json.Marshal(composeConfig(s))
+func configContent(cfg map[string]any) string {
+	b, err := json.Marshal(cfg)
 	if err != nil {
 		return "{}" // opencodeConfig came from JSON, so it always marshals
 	}
 	return string(b)
 }
 
-// composeConfig is the opencode.json content: ocnix's locked-down defaults,
+// composeConfig is the opencode.json content: ocnix's locked-down defaults
+// and the permissions derived from the sandbox plan (sandboxPermissions),
 // then opencodeConfig over them (objects merge, other values replace), then
 // model and provider folded in as opencode expects ("provider/model").
-func composeConfig(s *Spec) map[string]any {
-	cfg := mergeJSON(configDefaults(), s.OpencodeConfig)
+func composeConfig(s *Spec, sb sandbox.Plan) map[string]any {
+	cfg := mergeJSON(configDefaults(), sandboxPermissions(sb, privateDirFor(s.Name)))
+	cfg = mergeJSON(cfg, s.OpencodeConfig)
 	if s.Model != "" {
 		m := s.Model
 		if s.Provider != "" {

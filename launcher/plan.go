@@ -38,6 +38,13 @@ func buildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 	if len(cmd) > 0 {
 		argv = append([]string(nil), cmd...)
 	}
+	// The sandbox comes first: opencode.json's path permissions are
+	// derived from its Landlock rules (sandboxPermissions).
+	sb, sbErr := buildSandbox(s, h, argv[0])
+	if sbErr != nil && !errors.Is(sbErr, sandbox.ErrLandlockTooOld) {
+		return nil, named(s.Name, sbErr)
+	}
+	cfg := composeConfig(s, sb)
 	p := &Plan{
 		Instance:        s.Name,
 		User:            s.User,
@@ -45,27 +52,23 @@ func buildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 		Directory:       s.Directory,
 		Listen:          net.JoinHostPort(s.Listen.Address, strconv.Itoa(s.Listen.Port)),
 		Argv:            argv,
-		Env:             baseEnv(s, h),
+		Env:             baseEnv(s, h, cfg),
 		EnvironmentFile: s.EnvironmentFile,
 		Layout:          layoutFor(s),
-		OpencodeConfig:  composeConfig(s),
+		OpencodeConfig:  cfg,
+		Sandbox:         sb,
+	}
+	if sbErr != nil {
+		// A fact of this host, not of the spec: check must pass on a Nix
+		// builder with an old kernel, and explain must still show the plan.
+		// run refuses to start (sandbox.Run checks the ABI again).
+		p.Warnings = append(p.Warnings, sbErr.Error())
 	}
 	config, err := renderConfig(p.OpencodeConfig)
 	if err != nil {
 		return nil, fmt.Errorf("instance %q: %w", s.Name, err)
 	}
 	p.Setup = buildSetup(s, p.Layout, h, config)
-	sb, err := buildSandbox(s, h, argv[0])
-	switch {
-	case errors.Is(err, sandbox.ErrLandlockTooOld):
-		// A fact of this host, not of the spec: check must pass on a Nix
-		// builder with an old kernel, and explain must still show the plan.
-		// run refuses to start (sandbox.Run checks the ABI again).
-		p.Warnings = append(p.Warnings, err.Error())
-	case err != nil:
-		return nil, named(s.Name, err)
-	}
-	p.Sandbox = sb
 	nw, err := buildNetwork(s, h)
 	if err != nil {
 		return nil, named(s.Name, err)
@@ -121,6 +124,9 @@ func (p *Plan) String() string {
 	b.WriteString(p.Setup.String())
 	cfg, _ := json.MarshalIndent(p.OpencodeConfig, "  ", "  ")
 	fmt.Fprintf(&b, "\n# opencode.json\n  %s\n", cfg)
+	b.WriteString("  permission.external_directory and permission.read are derived from the sandbox's Landlock rules:\n" +
+		"  allow where the instance may read, deny elsewhere, so no tool call waits on a prompt the kernel decides;\n" +
+		"  opencodeConfig's keys win over them\n")
 	fmt.Fprintf(&b, "\n# sandbox\n%s\n", indent(p.Sandbox.String()))
 	fmt.Fprintf(&b, "\n# network\n%s\n", indent(p.Network.String()))
 	for _, w := range p.Warnings {

@@ -88,10 +88,13 @@ type PathCheck struct {
 
 // FileStep is a file setup writes atomically when its content differs.
 type FileStep struct {
-	Path  string `json:"path"`
-	Owner string `json:"owner"`
-	Group string `json:"group"`
-	Mode  Mode   `json:"mode"`
+	// Within is InLauncherDir (root's, the default) or InStateDir (the
+	// instance's own file, owned by it).
+	Within string `json:"within,omitempty"`
+	Path   string `json:"path"`
+	Owner  string `json:"owner"`
+	Group  string `json:"group"`
+	Mode   Mode   `json:"mode"`
 	// From names the plan field the content is rendered from; explain shows
 	// that field, so the bytes themselves are not repeated.
 	From    string `json:"from"`
@@ -170,6 +173,11 @@ func buildSetup(s *Spec, l Layout, h Host, config []byte) SetupSection {
 	ss.Files = append(ss.Files, FileStep{
 		Path: l.ConfigFile, Owner: "root", Group: s.Group, Mode: privateReadMode,
 		From: "opencodeConfig", SHA256: hex.EncodeToString(sum[:]), Content: config,
+	})
+	lsum := sha256.Sum256([]byte(pluginLockJSON))
+	ss.Files = append(ss.Files, FileStep{
+		Within: InStateDir, Path: l.PluginLock(), Owner: s.User, Group: s.Group, Mode: 0o600,
+		From: "no runtime plugin install", SHA256: hex.EncodeToString(lsum[:]), Content: []byte(pluginLockJSON),
 	})
 	ss.LockWaitSeconds = 2*s.InitScriptTimeout + 60
 	return ss

@@ -3,6 +3,7 @@ package launcher
 import (
 	"encoding/json"
 	"errors"
+	"github.com/ocnix/ocnix/sandbox"
 	"strings"
 	"testing"
 
@@ -276,7 +277,7 @@ func TestComposeConfigFoldsModelAndKeepsUserKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := composeConfig(s)
+	got := composeConfig(s, sandbox.Plan{})
 	want := map[string]any{
 		"$schema":    "https://opencode.ai/config.json",
 		"autoupdate": false,
@@ -326,7 +327,7 @@ func TestBaseEnvIsCleanAndEnvironmentOverridesDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]EnvEntry{}
-	for _, e := range baseEnv(s, Host{NixOS: true}) {
+	for _, e := range baseEnv(s, Host{NixOS: true}, nil) {
 		env[e.Name] = e
 	}
 	if _, ok := env["SECRET_OF_CALLER"]; ok {

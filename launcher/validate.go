@@ -9,6 +9,7 @@ import (
 
 	"github.com/ocnix/ocnix/internal/envfile"
 	"github.com/ocnix/ocnix/netpolicy"
+	"github.com/ocnix/ocnix/sandbox"
 )
 
 var (
@@ -159,7 +160,7 @@ func (s *Spec) validate(ps *Problems) {
 	}
 
 	// The kernel caps one environment string (MAX_ARG_STRLEN, 128 KiB).
-	if n := len(configContent(s)); n > maxConfigContent {
+	if n := len(configContent(composeConfig(s, sandbox.Plan{}))); n > maxConfigContent {
 		ps.List.Add("opencodeConfig", "composes to %d bytes of JSON; at most %d fit in OPENCODE_CONFIG_CONTENT, which keeps project configs from overriding it", n, maxConfigContent)
 	}
 

@@ -114,10 +114,39 @@ let
         path = mkOption {
           type = types.listOf types.package;
           default = [ ];
-          example = lib.literalExpression "[ pkgs.git pkgs.ripgrep ]";
+          example = lib.literalExpression "[ pkgs.nodejs pkgs.python3 ]";
           description = ''
-            Packages whose `bin` directories are put on the server's `PATH` (and made
-            executable in the sandbox).
+            Extra packages whose `bin` directories are put on the server's `PATH` (and made
+            executable in the sandbox), ahead of `toolset`.
+          '';
+        };
+
+        toolset = mkOption {
+          type = types.listOf types.package;
+          default = with pkgs; [
+            ripgrep
+            git
+            coreutils
+            findutils
+            gnugrep
+            gnused
+            gawk
+            diffutils
+            bashInteractive
+            gnutar
+            gzip
+            which
+          ];
+          defaultText = lib.literalExpression
+            "with pkgs; [ ripgrep git coreutils findutils gnugrep gnused gawk diffutils bashInteractive gnutar gzip which ]";
+          example = lib.literalExpression "[ pkgs.ripgrep pkgs.git pkgs.coreutils pkgs.jq ]";
+          description = ''
+            The tools the agent's own tools need, put on `PATH` after `path`. opencode's grep
+            and glob tools run `rg` from `PATH` (without it, opencode tries to download
+            ripgrep at run time, which the sandbox is there to stop), its bash tool runs the
+            usual coreutils, and it runs `git` in git projects. Extend it with
+            `toolset = options…default ++ [ … ]`, or more simply by adding packages to `path`;
+            replace it (even with `[ ]`) to ship exactly what you choose.
           '';
         };
 

@@ -100,7 +100,7 @@ let
       listen = {
         inherit (inst.listen) address port;
       };
-      path = map (p: "${lib.getBin p}/bin") inst.path;
+      path = map (p: "${lib.getBin p}/bin") (inst.path ++ inst.toolset);
       sandbox = {
         inherit (inst.sandbox) readWritePaths readOnlyPaths allowBindPorts;
         unixSockets.allow = inst.sandbox.unixSockets.allow;

@@ -21,9 +21,11 @@ if [ ! -e "$stamp" ]; then
   # iproute2: test namespaces; systemd: systemd-socket-activate/-proxyd for the
   # published port; bubblewrap: the startup benchmark's peer; strace, psmisc: debugging;
   # systemd-container, debootstrap: the systemd tier's container (systemdtests/).
+  # git, ripgrep: the agent's grep and glob tools run rg from PATH (opencode downloads
+  # it at run time otherwise), and it runs git in git projects.
   apt-get install -y -qq --no-install-recommends \
     nftables libseccomp-dev pkg-config gcc libc6-dev nix-bin postgresql postgresql-client \
-    iproute2 systemd bubblewrap strace psmisc curl ca-certificates git make \
+    iproute2 systemd bubblewrap strace psmisc curl ca-certificates git make ripgrep \
     systemd-container debootstrap >/dev/null
   # The image's Node.js (nodesource) bundles npm; Debian's npm conflicts with it.
   command -v npm >/dev/null || apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null

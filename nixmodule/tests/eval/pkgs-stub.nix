@@ -25,6 +25,16 @@ in
   coreutils = drv "coreutils";
   curl = drv "curl";
   diffutils = drv "diffutils";
+  # The default toolset (options.nix).
+  ripgrep = drv "ripgrep";
+  findutils = drv "findutils";
+  gnugrep = drv "gnugrep";
+  gnused = drv "gnused";
+  gawk = drv "gawk";
+  bashInteractive = drv "bashInteractive";
+  gnutar = drv "gnutar";
+  gzip = drv "gzip";
+  which = drv "which";
   systemd = drv "systemd";
   writeText = builder;
   writeTextFile = a: builder a.name a;
