@@ -152,6 +152,17 @@ func newInstance(t testing.TB, name string, mutate func(in *instance)) *instance
 		mutate(in)
 	}
 	in.writeSpec()
+	// Every setup registers the instance's port in the host's peer guard
+	// (inet ocnix, /run/ocnix/listeners.json): take it back whatever the
+	// test did, with the spec as the test left it (cleanups run before
+	// the base directory goes). Idempotent: nothing set up, nothing to do.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if out, errs, code := in.launcher(ctx, "teardown"); code != 0 {
+			t.Errorf("cleanup: teardown exit %d\n%s%s", code, out, errs)
+		}
+	})
 	return in
 }
 

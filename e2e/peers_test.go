@@ -37,9 +37,9 @@ func listenAll(t *testing.T, port int) {
 // TestInstancesCannotReachEachOther is hole 6: two instances without
 // network isolation, each with its own user, on one host. Before the peer
 // guard, A connected to B's listen port over loopback (and drove B's agent
-// when B had no password). Now neither reaches the other's port, while
-// each reaches its own, an unrelated loopback server, and a host user
-// reaches both.
+// when B had no password). Now neither reaches the other's port nor its
+// own (the agent holds its server's password), while each reaches an
+// unrelated loopback server, and root and a host user reach both.
 func TestInstancesCannotReachEachOther(t *testing.T) {
 	a := newInstance(t, "peer-a", nil)
 	b := newInstance(t, "peer-b", nil)
@@ -60,14 +60,16 @@ func TestInstancesCannotReachEachOther(t *testing.T) {
 	}{
 		{"AToB", a, addr(pb), false},
 		{"BToA", b, addr(pa), false},
-		{"AToItsOwnPort", a, addr(pa), true},
-		{"BToItsOwnPort", b, addr(pb), true},
+		// Its own server too: opencode hands the server password to every
+		// command the agent runs (issue 17), so the agent must not reach it.
+		{"AToItsOwnPort", a, addr(pa), false},
+		{"BToItsOwnPort", b, addr(pb), false},
 		{"AToAnUnrelatedLoopbackServer", a, addr(other), true},
 		// Every local address goes through lo: 127.0.0.2 and ::1 too.
 		{"AToBVia127.0.0.2", a, fmt.Sprintf("127.0.0.2:%d", pb), false},
 		{"AToBViaIPv6Loopback", a, fmt.Sprintf("[::1]:%d", pb), false},
 		{"BToAViaIPv6Loopback", b, fmt.Sprintf("[::1]:%d", pa), false},
-		{"AToItsOwnPortViaIPv6Loopback", a, fmt.Sprintf("[::1]:%d", pa), true},
+		{"AToItsOwnPortViaIPv6Loopback", a, fmt.Sprintf("[::1]:%d", pa), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := tc.from.probe("connect-tcp", tc.to)
@@ -97,8 +99,8 @@ func TestInstancesCannotReachEachOther(t *testing.T) {
 		if got := a.probe("connect-tcp", addr(pb)); got != "ok" {
 			t.Errorf("after B's teardown, A → B's former port = %q, want ok (no stale registration)", got)
 		}
-		if got := a.probe("connect-tcp", addr(pa)); got != "ok" {
-			t.Errorf("after B's teardown, A → its own port = %q, want ok", got)
+		if got := a.probe("connect-tcp", addr(pa)); got == "ok" {
+			t.Errorf("after B's teardown, A → its own port = %q, want refused (A is still registered)", got)
 		}
 	})
 }

@@ -174,7 +174,7 @@ func printPlan(w io.Writer, p *Plan, asJSON bool) error {
 // detectHost reads the few host facts the plan depends on.
 func detectHost() Host {
 	caps := sandbox.DetectCaps()
-	h := Host{NixOS: caps.Layout == sandbox.LayoutNixOS, Sandbox: caps}
+	h := Host{NixOS: caps.Layout == sandbox.LayoutNixOS, Sandbox: caps, EphemeralPorts: readEphemeralRange()}
 	var err error
 	if h.Net, err = netpolicy.ReadHostFacts(); err != nil {
 		h.NetErr = err.Error()

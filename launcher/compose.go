@@ -79,6 +79,8 @@ type Host struct {
 	// UID is the instance user's uid on this host, nil when it does not
 	// exist here: the network plan's peer-guard listener needs it.
 	UID *uint32 `json:"uid,omitempty"`
+	// EphemeralPorts is net.ipv4.ip_local_port_range ([0 0]: unknown).
+	EphemeralPorts [2]int `json:"ephemeralPorts"`
 }
 
 // lockdownEnv are opencode's switches for network features an isolated agent

@@ -74,6 +74,7 @@ func buildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 		return nil, named(s.Name, err)
 	}
 	p.Network = nw
+	p.Warnings = append(p.Warnings, ephemeralProblems(s, h.EphemeralPorts)...)
 	if a, err := netip.ParseAddr(s.Listen.Address); err == nil && !a.IsLoopback() {
 		if _, ok := s.Environment["OPENCODE_SERVER_PASSWORD"]; !ok && s.EnvironmentFile == "" {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("listen.address %s is not loopback and no OPENCODE_SERVER_PASSWORD can be set (no environmentFile): the agent's API would be open to the network", s.Listen.Address))

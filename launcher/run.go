@@ -41,6 +41,9 @@ func (c *RunCmd) Run(g *Globals) error {
 	}
 	// The same host facts as explain and setup, so that the plan is theirs.
 	host := hostFor(s)
+	if err := refuseEphemeral(s, host); err != nil && !c.DryRun {
+		return err
+	}
 	if len(cmd) > 0 {
 		resolved, err := lookPath(cmd[0], searchPath(s, host))
 		if err != nil {

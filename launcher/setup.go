@@ -28,7 +28,11 @@ func (c *SetupCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	p, err := buildPlan(s, hostFor(s), nil)
+	host := hostFor(s)
+	if err := refuseEphemeral(s, host); err != nil {
+		return err
+	}
+	p, err := buildPlan(s, host, nil)
 	if err != nil {
 		return withCode(ExitSpecInvalid, err)
 	}

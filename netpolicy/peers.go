@@ -64,9 +64,14 @@ func sortListeners(ls []Listener) []Listener {
 // a registered instance (socket owner uid in @instance-uids) opens over
 // the loopback device (every locally delivered packet leaves through lo,
 // whatever the local address: 127.x, ::1 or any of the host's own
-// addresses) to a registered instance port it does not own (port . uid
-// not in @instance-owners), and one that arrives from an instance veth to
-// any registered instance port. Only a connection's first packet (SYN
+// addresses) to a registered instance port, and one that arrives from an instance veth to
+// any registered instance port. That includes the instance's own port:
+// opencode hands its whole environment, OPENCODE_SERVER_PASSWORD included,
+// to every command the agent runs (and the server's /proc/<pid>/environ is
+// readable by the same uid), so an agent that could reach its own server
+// could answer its own permission prompts and rewrite its session. The
+// owners set records who registered what (explain, VerifyPeerGuard); no
+// rule exempts an owner. Only a connection's first packet (SYN
 // without ACK) is matched: the replies of a server carry the client's
 // port as destination, which may by chance be another instance's port
 // number. Everything else passes (policy accept): host users, a reverse
@@ -106,9 +111,9 @@ func SharedTable(enabled []string, ls []Listener) Table {
 
 	lo := Match{Kind: MatchOIFName, Value: "lo"}
 	fromVeth := Match{Kind: MatchIIFPrefix, Value: vethPrefix}
+	toVeth := Match{Kind: MatchOIFPrefix, Value: vethPrefix}
 	syn := Match{Kind: MatchTCPSyn}
 	toPort := Match{Kind: MatchTCPDportSet, Value: peerPortsSet}
-	notOwner := Match{Kind: MatchNotTCPDportSkUIDSet, Value: peerOwnersSet}
 	logRule := func(instance, key string, m ...Match) Rule {
 		return Rule{
 			Key: key + ":" + instance, Matches: m,
@@ -120,12 +125,22 @@ func SharedTable(enabled []string, ls []Listener) Table {
 	var output, input []Rule
 	for _, l := range ls {
 		uid := Match{Kind: MatchSkUID, Value: strconv.FormatUint(uint64(l.UID), 10)}
-		output = append(output, logRule(l.Instance, "peer-log", lo, uid, syn, toPort, notOwner))
+		output = append(output,
+			logRule(l.Instance, "peer-log", lo, uid, syn, toPort),
+			logRule(l.Instance, "peer-veth-log", toVeth, uid, syn, toPort))
 		input = append(input, logRule(l.Instance, "peer-in-log", Match{Kind: MatchIIFName, Value: HostVethName(l.Instance)}, syn, toPort))
 	}
 	output = append(output, Rule{
 		Key: "peer-block", Counter: true, Verdict: VerdictRejectRST, Comment: ruleComment(peerOwner, "peer-block"),
-		Matches: []Match{lo, {Kind: MatchSkUIDSet, Value: peerUIDsSet}, syn, toPort, notOwner},
+		Matches: []Match{lo, {Kind: MatchSkUIDSet, Value: peerUIDsSet}, syn, toPort},
+	})
+	// An instance in the host's network namespace dialling an isolated
+	// instance's netns address leaves through that instance's veth, not
+	// lo, and arrives from the host's veth address, which the netns admits
+	// to its listen port (for the proxy and readiness checks).
+	output = append(output, Rule{
+		Key: "peer-veth-block", Counter: true, Verdict: VerdictRejectRST, Comment: ruleComment(peerOwner, "peer-veth-block"),
+		Matches: []Match{toVeth, {Kind: MatchSkUIDSet, Value: peerUIDsSet}, syn, toPort},
 	})
 	input = append(input, Rule{
 		Key: "peer-in-block", Counter: true, Verdict: VerdictRejectRST, Comment: ruleComment(peerOwner, "peer-in-block"),

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"golang.org/x/sys/unix"
 	"slices"
 	"strings"
 
@@ -165,23 +167,44 @@ func VerifyPeerGuard(p Plan) error {
 	if p.Listener == nil {
 		return nil
 	}
-	if err := verifyPeerGuard(*p.Listener); err != nil {
+	if err := verifyPeerGuard(*p.Listener, hostNetnsFor(p)); err != nil {
 		return fmt.Errorf("netpolicy: peer guard of %s: %w; run setup again", p.Instance, err)
 	}
 	return nil
 }
 
-func verifyPeerGuard(l Listener) error {
-	// The guard lives in the host's network namespace, which is not the
-	// caller's under systemd: ExecStartPre=+ escapes User= and the mount
-	// sandbox but still joins NetworkNamespacePath=, the instance's netns.
-	// The host's is init's (PID 1: systemd, or a container's init).
-	host, err := os.Open("/proc/1/ns/net")
-	if err != nil {
-		return fmt.Errorf("open the host network namespace: %w", err)
+// hostNetnsFor is where the peer guard of p lives, seen from the caller:
+// "" for the caller's own network namespace, or the path of the host's.
+// Under systemd the caller may be in the instance's namespace, since
+// ExecStartPre=+ escapes User= and the mount sandbox but still joins
+// NetworkNamespacePath=; the host's is then init's (systemd, or a
+// container's init). Only then is /proc/1 asked: elsewhere PID 1 need not
+// be readable (a VM's or sandbox's own init).
+func hostNetnsFor(p Plan) string {
+	if !p.Enable || p.NetnsPath == "" {
+		return ""
 	}
-	defer host.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(host.Fd())))
+	var self, inst unix.Stat_t
+	if unix.Stat("/proc/thread-self/ns/net", &self) != nil || unix.Stat(p.NetnsPath, &inst) != nil {
+		return ""
+	}
+	if self.Dev == inst.Dev && self.Ino == inst.Ino {
+		return "/proc/1/ns/net"
+	}
+	return ""
+}
+
+func verifyPeerGuard(l Listener, hostNetns string) error {
+	var opts []nftables.ConnOption
+	if hostNetns != "" {
+		host, err := os.Open(hostNetns)
+		if err != nil {
+			return fmt.Errorf("open the host network namespace: %w", err)
+		}
+		defer host.Close()
+		opts = append(opts, nftables.WithNetNSFd(int(host.Fd())))
+	}
+	c, err := nftables.New(opts...)
 	if err != nil {
 		return fmt.Errorf("open nftables: %w", err)
 	}

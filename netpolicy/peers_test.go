@@ -32,7 +32,8 @@ func TestBuildListener(t *testing.T) {
 
 // TestSharedTablePeerGuard pins the rules' shape: the reject matches only
 // instance uids, only over lo or from an instance veth, only a first SYN,
-// only a registered port, and spares the port's owner; each instance logs
+// only a registered port, its owner's included (the agent holds the server
+// password); each instance logs
 // under its own prefix; shared users and ports give one element each.
 func TestSharedTablePeerGuard(t *testing.T) {
 	tbl := SharedTable(nil, []Listener{
@@ -45,9 +46,10 @@ func TestSharedTablePeerGuard(t *testing.T) {
 		"elements = { 1001, 1002 }",
 		"elements = { 8787, 8788, 9000 }",
 		`elements = { 8787 . 1001 comment "ocnix:a:listener", 8788 . 1001 comment "ocnix:a2:listener", 9000 . 1002 comment "ocnix:b:listener" }`,
-		`oifname "lo" meta skuid @instance-uids tcp flags syn / syn,ack tcp dport @instance-ports tcp dport . meta skuid != @instance-owners counter reject with tcp reset comment "ocnix:peer-guard:peer-block"`,
+		`oifname "lo" meta skuid @instance-uids tcp flags syn / syn,ack tcp dport @instance-ports counter reject with tcp reset comment "ocnix:peer-guard:peer-block"`,
+		`oifname "oc-*" meta skuid @instance-uids tcp flags syn / syn,ack tcp dport @instance-ports counter reject with tcp reset comment "ocnix:peer-guard:peer-veth-block"`,
 		`iifname "oc-*" tcp flags syn / syn,ack tcp dport @instance-ports counter reject with tcp reset comment "ocnix:peer-guard:peer-in-block"`,
-		`oifname "lo" meta skuid 1002 tcp flags syn / syn,ack tcp dport @instance-ports tcp dport . meta skuid != @instance-owners limit rate 5/second burst 10 packets log prefix "opencode-b-blocked: " comment "ocnix:b:peer-log"`,
+		`oifname "lo" meta skuid 1002 tcp flags syn / syn,ack tcp dport @instance-ports limit rate 5/second burst 10 packets log prefix "opencode-b-blocked: " comment "ocnix:b:peer-log"`,
 		`iifname "` + HostVethName("b") + `" tcp flags syn / syn,ack tcp dport @instance-ports limit rate 5/second burst 10 packets log prefix "opencode-b-blocked: "`,
 		"chain forward {",
 	} {

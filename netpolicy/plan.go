@@ -402,12 +402,29 @@ func filterTable(p Plan) Table {
 	logRule := r("blocked-log", VerdictNone, false)
 	logRule.Limit = &Limit{Rate: logRate, Burst: logBurst}
 	logRule.Log = &Log{Prefix: LogPrefix(p.Instance)}
-	output := []Rule{
+	var output []Rule
+	if p.Listener != nil {
+		// The peer guard's rule for the instance's own server, inside the
+		// netns where it listens: the agent's commands inherit the server
+		// password (see SharedTable), so its uid may not connect to its own
+		// port. The proxy (another user) and root's readiness checks may.
+		self := []Match{
+			lo(MatchOIFName),
+			{Kind: MatchSkUID, Value: strconv.FormatUint(uint64(p.Listener.UID), 10)},
+			{Kind: MatchTCPSyn},
+			{Kind: MatchTCPDport, Value: strconv.Itoa(p.ListenPort)},
+		}
+		selfLog := r("self-log", VerdictNone, false, self...)
+		selfLog.Limit = &Limit{Rate: logRate, Burst: logBurst}
+		selfLog.Log = &Log{Prefix: LogPrefix(p.Instance)}
+		output = append(output, selfLog, r("self-block", VerdictRejectRST, true, self...))
+	}
+	output = append(output,
 		r("out-lo", VerdictAccept, false, lo(MatchOIFName)),
 		r("out-established", VerdictAccept, true, est),
 		r("allow4", VerdictAccept, true, Match{Kind: MatchDaddr4Set, Value: set4}),
 		r("allow6", VerdictAccept, true, Match{Kind: MatchDaddr6Set, Value: set6}),
-	}
+	)
 	sets := []Set{
 		{Name: set4, Type: "ipv4_addr", Elements: p.Allow4},
 		{Name: set6, Type: "ipv6_addr", Elements: p.Allow6},
@@ -582,7 +599,7 @@ func (p Plan) writePeerGuard(b *strings.Builder) {
 	var ls []Listener
 	switch {
 	case p.Listener != nil:
-		fmt.Fprintf(b, "  peer guard   registers %s in table inet %s: other instances cannot connect to this port, and this instance's uid cannot connect to theirs (TCP, over lo or from an instance veth); host users and a reverse proxy can\n", p.Listener, ForwardTableName)
+		fmt.Fprintf(b, "  peer guard   registers %s in table inet %s: no instance's uid can connect to this port, its own included (opencode gives every command the agent runs the server password), and this instance's uid cannot connect to any other instance's (TCP, over lo or from an instance veth); host users and a reverse proxy can\n", p.Listener, ForwardTableName)
 		ls = []Listener{*p.Listener}
 	case p.ListenPort > 0:
 		fmt.Fprintf(b, "  peer guard   the instance's user has no uid on this host: setup refuses until it exists\n")

@@ -92,6 +92,13 @@ func buildSeccomp(landlockGatesUnix bool, api int, sharedNetwork bool) SeccompPl
 		errnoRule("personality", "EPERM", "ADDR_NO_RANDOMIZE turns off ASLR",
 			ArgCond{Arg: 0, Op: OpMaskedEqual, Mask: personalityAddrNoRandomize | personalityQueryBit, Value: personalityAddrNoRandomize}),
 	)
+	// IP_LOCAL_PORT_RANGE (setsockopt at SOL_IP) narrows the ports the
+	// kernel may pick for a bind to port 0, which the sandbox allows, down
+	// to one: the instance could take any exact port of the host's
+	// ephemeral range, another instance's listen port included (red-team
+	// finding). Nothing the server runs needs it.
+	s.Rules = append(s.Rules, errnoRule("setsockopt", "EPERM", "IP_LOCAL_PORT_RANGE would let a bind to port 0 pick an exact port",
+		eq32(1, solIP), eq32(2, ipLocalPortRange)))
 	s.Rules = append(s.Rules, suidRules()...)
 	if !landlockGatesUnix {
 		s.Rules = append(s.Rules, SyscallRule{

@@ -20,6 +20,9 @@ const (
 	ipprotoUDP   = 17
 	netlinkRoute = 0
 
+	solIP            = 0  // SOL_IP, setsockopt's level
+	ipLocalPortRange = 51 // IP_LOCAL_PORT_RANGE (Linux 6.3)
+
 	tiocsti   = 0x5412
 	tioclinux = 0x541c
 

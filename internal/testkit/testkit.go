@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -117,12 +118,20 @@ func delUser(t testing.TB, name string) {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Below the kernel's default ephemeral range (32768–60999): setup and
+	// run refuse a listen port inside it (launcher/ephemeral.go), and a
+	// port the kernel hands out for port 0 is in it by definition.
+	for range 200 {
+		p := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("testkit: no free TCP port in 20000-31999 after 200 tries")
+	return 0
 }
 
 // CountLines counts the lines of s that are exactly line: how often a test's
