@@ -3,11 +3,14 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ocnix/ocnix/internal/testkit"
 )
@@ -116,4 +119,61 @@ func probeAs(t *testing.T, u testkit.User, args ...string) string {
 		t.Fatalf("probe %v as uid %d: %v", args, u.UID, err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// TestSharedInstanceCannotDialAnIsolatedOnesNetns is red-team finding F2: a
+// shared-network instance's SYN to an isolated instance's netns address
+// leaves through that instance's veth (not lo) and arrives from the host's
+// veth address, which the netns admits to its listen port. The peer guard's
+// output rule now covers the instance veths too; root still connects.
+func TestSharedInstanceCannotDialAnIsolatedOnesNetns(t *testing.T) {
+	a := newInstance(t, "peer-sh", nil)
+	a.setup()
+	c := newIsolatedInstance(t, "peer-iso", []string{"192.0.2.0/24"}, nil)
+	c.setup()
+	pc := c.port()
+	peer := strings.Split(c.explainJSON()["network"].(map[string]any)["peerAddr"].(string), "/")[0]
+	// A server on every address inside C's netns, on C's listen port: what a
+	// command of C's may run (opencode itself listens on 127.0.0.1 there).
+	startBg(t, true, "ip", "netns", "exec", "opencode-"+c.name, probeBin, "serve-tcp", fmt.Sprintf("0.0.0.0:%d", pc))
+	to := fmt.Sprintf("%s:%d", peer, pc)
+	if got := bare(t, "connect-tcp", to); got != "ok" {
+		t.Fatalf("control: root → %s = %q, want ok", to, got)
+	}
+	if got := a.probe("connect-tcp", to); got == "ok" || !strings.Contains(got, "ECONNREFUSED") {
+		t.Errorf("shared instance %s → isolated instance's %s = %q, want connection refused (the peer guard's reset)", a.name, to, got)
+	}
+}
+
+// TestExactEphemeralPortRefused is red-team finding F1: the sandbox allows
+// binding port 0, and IP_LOCAL_PORT_RANGE narrowed the kernel's pick to the
+// one port the instance wanted, another instance's listen port included.
+// seccomp now refuses the option (EPERM), and setup refuses a listen port
+// inside the host's ephemeral range, which repeated binds of port 0 could
+// still reach.
+func TestExactEphemeralPortRefused(t *testing.T) {
+	a := newInstance(t, "eph", nil)
+	a.setup()
+	target := strconv.Itoa(45000 + rand.IntN(5000))
+	if got := bare(t, "bind-exact-ephemeral", target); got != "ok "+target {
+		t.Skipf("this kernel cannot pick an exact port (IP_LOCAL_PORT_RANGE, Linux 6.3): %q", got)
+	}
+	if got := a.probe("bind-exact-ephemeral", target); got != "EPERM" {
+		t.Errorf("inside the sandbox: bind-exact-ephemeral %s = %q, want EPERM", target, got)
+	}
+	t.Run("SetupRefusesAListenPortInTheRange", func(t *testing.T) {
+		b := newInstance(t, "eph-b", nil)
+		b.spec["listen"] = map[string]any{"address": "127.0.0.1", "port": 45000}
+		b.writeSpec()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, errs, code := b.launcher(ctx, "setup")
+		if code != 65 || !strings.Contains(errs, "listen.port 45000") || !strings.Contains(errs, "ephemeral port range") {
+			t.Errorf("setup with listen.port 45000: exit %d, want 65 naming listen.port and the ephemeral range\n%s%s", code, out, errs)
+		}
+		out, errs, code = b.launcher(ctx, "explain")
+		if code != 0 || !strings.Contains(out, "listen.port 45000") {
+			t.Errorf("explain with listen.port 45000: exit %d, want 0 and a warning naming it\n%s%s", code, out, errs)
+		}
+	})
 }

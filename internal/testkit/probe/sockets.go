@@ -22,10 +22,38 @@ import (
 // sends and binds that a gate must decide from the kernel's view, and a
 // mix of routine gated calls for the seccomp log test.
 var socketVerbs = map[string]Verb{
-	"socket-expect":     socketExpect,
-	"unix-raw-sendto":   unixRawSendto,
-	"bind-raw":          bindRaw,
-	"routine-then-deny": routineThenDeny,
+	"socket-expect":        socketExpect,
+	"unix-raw-sendto":      unixRawSendto,
+	"bind-raw":             bindRaw,
+	"routine-then-deny":    routineThenDeny,
+	"bind-exact-ephemeral": bindExactEphemeral,
+}
+
+// bindExactEphemeral: PORT. Asks the kernel, with IP_LOCAL_PORT_RANGE
+// (SOL_IP 51, Linux 6.3), to pick exactly PORT for a TCP bind to
+// 127.0.0.1:0: the port it got ("ok PORT"). The red team took
+// another instance's listen port this way.
+func bindExactEphemeral(a []string) (string, error) {
+	port, err := strconv.Atoi(a[0])
+	if err != nil {
+		return "", err
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.SOL_IP, 51, port|port<<16); err != nil {
+		return "", err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return "", err
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return "", err
+	}
+	return strconv.Itoa(sa.(*unix.SockaddrInet4).Port), nil
 }
 
 // socketExpect: CALL F,T,P,WANT... CALL is socket or socketpair; each
