@@ -17,7 +17,7 @@ SHELL     := /bin/bash
 # every skipped test with its reason, and every failure.
 TESTLOG   ?= test-output.log
 
-.PHONY: all build deps test test-unit test-root test-systemd fuzz nixcheck bench demo lint clean
+.PHONY: all build deps test test-unit test-root test-systemd test-kernels fuzz nixcheck bench demo lint clean
 
 all: build
 
@@ -30,12 +30,13 @@ deps:
 ## test: everything CI runs: vet, unit and privileged tests, a short fuzz run, Nix checks.
 test: deps build lint
 	@# The systemd tier runs on its own below (test-systemd), not here.
-	@set -o pipefail; $(GOTEST) -v $$($(GO) list ./... | grep -v /systemdtests) 2>&1 | tee $(TESTLOG) | \
+	@set -o pipefail; $(GOTEST) -v $$($(GO) list ./... | grep -v -e /systemdtests -e /kerneltests) 2>&1 | tee $(TESTLOG) | \
 	  awk '/--- (SKIP|FAIL)/ { print; print "    " prev } /^(ok|FAIL|panic)/ { print } { prev = $$0 }' || \
 	  { echo "== failures (full log: $(TESTLOG))"; grep -B1 -A25 -- '--- FAIL' $(TESTLOG) | head -300; exit 1; }
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 	$(MAKE) nixcheck
 	@set -o pipefail; $(MAKE) test-systemd 2>&1 | tee -a $(TESTLOG)
+	@set -o pipefail; $(MAKE) test-kernels 2>&1 | tee -a $(TESTLOG)
 	@# Top-level tests and subtests alike; any failure has stopped make before this line.
 	@echo "tests: $$(grep -c -- '--- PASS' $(TESTLOG)) passed, 0 failed, $$(grep -c -- '--- SKIP' $(TESTLOG)) skipped"
 
@@ -49,6 +50,11 @@ test-unit:
 ## veth and nft table that the units make.
 test-systemd: build
 	OCNIX_SYSTEMD_TIER=1 $(GO) test -count=1 -v -timeout 30m ./systemdtests/
+
+## test-kernels: the sandbox's privileged tests on Debian's 6.1 and 6.12 kernels,
+## booted under QEMU (kerneltests/doc.go). About 3-4 minutes on two cores.
+test-kernels:
+	OCNIX_KERNEL_TIER=1 $(GO) test -count=1 -v -timeout 20m ./kerneltests/
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./launcher

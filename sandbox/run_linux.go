@@ -11,6 +11,7 @@ import (
 	"time"
 
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
+	"golang.org/x/sys/unix"
 )
 
 // stopGrace is how long Run waits after SIGTERM (on ctx cancel) before
@@ -84,7 +85,10 @@ func checkRunnable(plan Plan, cmd Command) error {
 		return fmt.Errorf("sandbox: instance %q: command %q: argv is empty", plan.Instance, cmd.Path)
 	}
 	if !plan.Landlock.keepsFSPromise() {
-		return fmt.Errorf("sandbox: instance %q: plan is for Landlock ABI %d, below the minimum %d: %w", plan.Instance, plan.Landlock.ABI, MinLandlockABI, ErrLandlockTooOld)
+		// Debian 12's stock 6.1 has ABI 2 and lands here: say which kernel
+		// this is and what gets past it, not only the numbers.
+		return fmt.Errorf("sandbox: instance %q: plan is for Landlock ABI %d, below the minimum %d, so files outside the read-write paths could be truncated: refusing to run on kernel %s; boot Linux 6.2 or newer (on Debian 12: linux-image-cloud-amd64 or linux-image-amd64 from bookworm-backports) with landlock in the lsm= kernel parameter: %w",
+			plan.Instance, plan.Landlock.ABI, MinLandlockABI, kernelRelease(), ErrLandlockTooOld)
 	}
 	// Only the ABI: DetectCaps would also stat the host layout and read
 	// ptrace_scope again, on the start-up path.
@@ -143,4 +147,13 @@ func runDirect(plan Plan, cmd Command, id identity) error {
 		return err
 	}
 	return execTarget(cmd)
+}
+
+// kernelRelease is uname -r, for messages that refuse this kernel.
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "(uname: " + err.Error() + ")"
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }

@@ -15,6 +15,17 @@ fi
 
 if [ ! -e "$stamp" ]; then
   export DEBIAN_FRONTEND=noninteractive
+  # bookworm-backports holds the 6.12 kernel of the kernel tier (kerneltests/).
+  # From the mirror the machine already uses for bookworm (deb822 or one-line sources).
+  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    mirror=$(awk '/^URIs:/ { u = $2 } /^Suites:/ && / bookworm( |$)/ { print u; exit }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+    [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' /etc/apt/sources.list 2>/dev/null || true)
+    if [ -n "$mirror" ]; then
+      echo "deb $mirror bookworm-backports main" >/etc/apt/sources.list.d/bookworm-backports.list
+    else
+      echo "install-deps: no bookworm apt source found; the kernel tier's 6.12 kernel (bookworm-backports) will be missing" >&2
+    fi
+  fi
   apt-get update -qq
   # nftables: looking at rulesets in tests; libseccomp-dev + pkg-config: cgo build;
   # nix-bin: nix-instantiate for the Nix checks; postgresql: a real unix socket;
@@ -26,7 +37,8 @@ if [ ! -e "$stamp" ]; then
   apt-get install -y -qq --no-install-recommends \
     nftables libseccomp-dev pkg-config gcc libc6-dev nix-bin postgresql postgresql-client \
     iproute2 systemd bubblewrap strace psmisc curl ca-certificates git make ripgrep \
-    systemd-container debootstrap >/dev/null
+    systemd-container debootstrap \
+    qemu-system-x86 busybox-static kmod xz-utils >/dev/null
   # The image's Node.js (nodesource) bundles npm; Debian's npm conflicts with it.
   command -v npm >/dev/null || apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
   mkdir -p "$prefix/opencode"
@@ -39,6 +51,24 @@ if [ ! -e "$stamp" ]; then
   rm -f "$prefix"/.deps-*
   touch "$stamp"
 fi
+
+# The kernel tier's kernels: the current Debian 12 (6.1) and bookworm-backports
+# (6.12) cloud kernels, unpacked (not installed: the host's /boot is not
+# touched) under /var/cache/ocnix-kernels/<release>/ with modules.dep.
+kcache=/var/cache/ocnix-kernels
+for meta in "linux-image-cloud-amd64/bookworm-security" "linux-image-cloud-amd64/bookworm-backports"; do
+  pkg=$(apt-cache depends "$meta" 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
+  [ -n "$pkg" ] || { echo "install-deps: cannot resolve $meta (apt-get update?)" >&2; exit 1; }
+  rel=${pkg#linux-image-}
+  if [ ! -e "$kcache/$rel/lib/modules/$rel/modules.dep" ]; then
+    mkdir -p "$kcache/debs"
+    (cd "$kcache/debs" && apt-get download -qq "$pkg")
+    mkdir -p "$kcache/$rel"
+    dpkg-deb -x "$kcache"/debs/"$pkg"_*.deb "$kcache/$rel"
+    depmod -b "$kcache/$rel" "$rel"
+    rm -f "$kcache"/debs/"$pkg"_*.deb
+  fi
+done
 
 bin="$prefix/opencode/node_modules/opencode-linux-x64/bin/opencode"
 if ! grep -qw avx2 /proc/cpuinfo; then
