@@ -44,6 +44,7 @@ let
     "ripgrep"
     "systemd"
     "util-linux"
+    "which"
   ];
 in
 lib.genAttrs tools pkg
