@@ -303,7 +303,11 @@ let
           # the start.
           ExecStartPre = [ "+${launcherExe} preflight --config ${spec}" ];
           ExecStart = "${launcherExe} run --config ${spec}";
-          ExecStartPost = [ "-${readinessCheck name inst}" ];
+          # "!": the check runs as root (still in the unit's sandbox and network namespace,
+          # with no capabilities): the peer guard refuses the instance's own uid a
+          # connection to its own server port (opencode hands OPENCODE_SERVER_PASSWORD to
+          # every command the agent runs), so as User= every poll would be reset.
+          ExecStartPost = [ "-!${readinessCheck name inst}" ];
           TimeoutStartSec = mkDefault startTimeoutSec;
           Restart = mkDefault "on-failure";
           RestartSec = mkDefault 5;
@@ -537,9 +541,15 @@ let
       // resourceLimits inst;
     };
 
+  # The published port lives and dies with the server: started by it (WantedBy= the server,
+  # not sockets.target) and stopped with it (PartOf=). Otherwise, after `systemctl stop
+  # opencode-<name>`, the still-listening socket would start the proxy on the next
+  # connection, and through its Requires= the server (and setup) again. PartOf= and not
+  # BindsTo=: an automatic restart of the server (Restart=on-failure) leaves the socket be.
   proxySocket = name: inst: {
     description = "opencode instance ${name}: published port";
-    wantedBy = [ "sockets.target" ];
+    wantedBy = [ "${unitOf name}.service" ];
+    partOf = [ "${unitOf name}.service" ];
     socketConfig = {
       ListenStream = hostPort inst.listen.address inst.listen.port;
       FreeBind = mkDefault true;
@@ -691,6 +701,25 @@ let
       overlapMsg = lib.concatMapStringsSep "; " (
         o: "`services.opencode.instances.${o.other}.${o.option}` is \"${o.path}\""
       ) stateOverlaps;
+      ni = inst.networkIsolation;
+      # Options under networkIsolation that only the namespace applies, when set.
+      ignoredNetSettings = map (o: "networkIsolation.${o}") (
+        lib.optional (ni.outboundAllowCidrs != [ ]) "outboundAllowCidrs"
+        ++ lib.optional (ni.outboundAllowDomains != [ ]) "outboundAllowDomains"
+        ++ lib.optional (ni.nameservers != [ ]) "nameservers"
+        ++ lib.optional (ni.subnet != null) "subnet"
+      );
+      # Other instances whose directory strictly contains this one's (an equal directory is
+      # sharing, handled by createDirectory's assertion).
+      nestedIn = lib.filter (
+        other:
+        other != name
+        && check.stripTrailingSlashes enabled.${other}.directory != check.stripTrailingSlashes inst.directory
+        && check.isWithin inst.directory enabled.${other}.directory
+      ) enabledNames;
+      bindClashes = lib.concatMap (
+        port: map (other: { inherit port other; }) (lib.remove name (portUsers.${toString port} or [ ]))
+      ) inst.sandbox.allowBindPorts;
       pathListAssertion = o: paths: {
         assertion = badOf check.isAbsolute paths == [ ];
         message = "${opt o}: paths must be absolute, got ${listMsg (badOf check.isAbsolute paths)}.";
@@ -749,10 +778,44 @@ let
         message = "${opt "networkIsolation.nameservers"}: not an IP address: ${listMsg (badOf check.isIP inst.networkIsolation.nameservers)}.";
       }
       {
+        assertion = badOf check.isDomain ni.outboundAllowDomains == [ ];
+        message = "${opt "networkIsolation.outboundAllowDomains"}: not a host name the resolver can allow: ${listMsg (badOf check.isDomain ni.outboundAllowDomains)}. Give fully qualified names, optionally \"*.\" first and \":port\" last (api.anthropic.com, *.github.com, registry.npmjs.org:443); no URLs, IP addresses (put those in outboundAllowCidrs) or single-label names.";
+      }
+      # Settings of the network namespace do nothing without it; an allow-list that does
+      # nothing would leave the instance's egress open while the configuration reads as
+      # restricted.
+      {
+        assertion = ni.enable || ignoredNetSettings == [ ];
+        message = "${lib.concatMapStringsSep ", " opt ignoredNetSettings}: set while ${opt "networkIsolation.enable"} is false, so nothing applies them: the instance shares the host's network and reaches everything the host reaches. Set `networkIsolation.enable = true`, or remove them.";
+      }
+      {
+        assertion = nestedIn == [ ];
+        message = "${opt "directory"}: \"${inst.directory}\" lies inside the directory of ${listMsg nestedIn} (${lib.concatMapStringsSep ", " (o: "`services.opencode.instances.${o}.directory` is \"${enabled.${o}.directory}\"") nestedIn}): that instance's agent owns what surrounds this one's directory, so it can rename it or put something else (a symlink) in its place before this server starts. Give each instance a directory of its own, or share one directory exactly.";
+      }
+      {
+        assertion = !underTmp inst.stateDir;
+        message = "${opt "stateDir"}: \"${inst.stateDir}\" is under /tmp or /var/tmp, which the server's PrivateTmp= replaces with a private, empty one: the unit would fail with 226/NAMESPACE (its ReadWritePaths= is not there). Use a path such as /var/lib/opencode/${name}.";
+      }
+      {
+        assertion = bindClashes == [ ];
+        message = "${opt "sandbox.allowBindPorts"}: ${lib.concatMapStringsSep ", " (c: "${toString c.port} is the listen.port of instance \"${c.other}\"") bindClashes}. The agent could take that port while the other server is down and receive its clients (and their password). Pick other ports.";
+      }
+      {
         assertion = check.isIP inst.listen.address;
         message = "${opt "listen.address"}: must be an IP address literal such as 127.0.0.1 or ::1 (the launcher never resolves names), got \"${inst.listen.address}\".";
       }
     ];
+
+  # The opencode the module runs (issue 16 point 9): its `version` must be one the launcher
+  # is made for. A package without `version` (a wrapper, or the VM tests' stand-in) cannot
+  # be checked here and only warns.
+  opencodeVersion = cfg.package.version or null;
+  pinHint = "Pin a known-good opencode: `services.opencode.package = pkgs.callPackage ./opencode-${check.opencodePinned}.nix { };` (a copy of nixpkgs' opencode package at that version), or an overlay `final: prev: { opencode = prev.opencode.overrideAttrs (_: { version = \"${check.opencodePinned}\"; src = …; }); }` (docs/nixos.md, \"Which opencode\").";
+  opencodeVersionAssertion = {
+    assertion = opencodeVersion == null || check.isSupportedOpencodeVersion opencodeVersion;
+    message = "`services.opencode.package`: opencode ${toString opencodeVersion} is not supported; this ocnix supports opencode ${check.opencodeSeries}.x (tested: ${check.opencodePinned}). Its config keys, `serve` flags and the sandbox's grants are made for that series. ${pinHint}";
+  };
+  opencodeVersionWarnings = lib.optional (opencodeVersion == null) "`services.opencode.package` (${cfg.package.name or "?"}) has no `version`, so the module cannot check it is opencode ${check.opencodeSeries}.x, the series this ocnix supports (tested: ${check.opencodePinned}).";
 
   instanceWarnings =
     name: inst:
@@ -778,8 +841,8 @@ let
 in
 {
   config = mkIf cfg.enable {
-    assertions = lib.concatLists (lib.mapAttrsToList instanceAssertions enabled);
-    warnings = lib.concatLists (lib.mapAttrsToList instanceWarnings enabled);
+    assertions = [ opencodeVersionAssertion ] ++ lib.concatLists (lib.mapAttrsToList instanceAssertions enabled);
+    warnings = opencodeVersionWarnings ++ lib.concatLists (lib.mapAttrsToList instanceWarnings enabled);
 
     services.opencode.specs = lib.mapAttrs specOf enabled;
     services.opencode.serviceSpecs = lib.mapAttrs serviceSpecOf enabled;
