@@ -154,9 +154,58 @@ let
   # instances called "<name>-<suffix>".
   unitNameClashes =
     names: name: filter (n: builtins.elem n (map (s: "${name}-${s}") unitSuffixes)) names;
+
+  # One outboundAllowDomains entry, as netpolicy.ParseDomain takes it: a fully qualified
+  # host name ("api.anthropic.com", a trailing root dot allowed), optionally with a leading
+  # "*." wildcard label and a ":port" (1-65535). Labels: letters, digits, '-' and '_', at
+  # most 63 characters, not starting or ending with '-'; at least two labels; a top-level
+  # label that does not start with a digit (so no IP addresses); not localhost.
+  isDomainLabel = l: match "[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?" l != null;
+  isPortString = p: match "[0-9]{1,5}" p != null && builtins.fromJSON (stripLeadingZeros p) >= 1 && builtins.fromJSON (stripLeadingZeros p) <= 65535;
+  stripLeadingZeros =
+    p:
+    let
+      m = match "0*([0-9]+)" p;
+    in
+    elemAt m 0;
+  isDomain =
+    entry:
+    let
+      parts = splitOn ":" entry;
+      nParts = length parts;
+      hostPart = elemAt parts 0;
+      portOk = nParts == 1 || (nParts == 2 && isPortString (elemAt parts 1));
+      wild = match "[*][.](.*)" hostPart;
+      host0 = if wild == null then hostPart else elemAt wild 0;
+      dotless = match "(.*[^.])[.]" host0;
+      host = if dotless == null then host0 else elemAt dotless 0;
+      labels = splitOn "[.]" host;
+      top = elemAt labels (length labels - 1);
+    in
+    isString entry
+    && entry != ""
+    && portOk
+    && host != ""
+    && stringLength host <= 253
+    && all isDomainLabel labels
+    && length labels >= 2
+    && match "[0-9].*" top == null
+    && match "(.*[.])?[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]" host == null;
+
+  # The opencode versions the launcher is made for (its config keys, `serve` flags, the
+  # health endpoint and the sandbox's file and network grants were measured with them);
+  # the pinned one is what CI runs (scripts/install-deps.sh).
+  opencodeSeries = "1.18";
+  opencodePinned = "1.18.33";
+  isSupportedOpencodeVersion =
+    v: isString v && match "1[.]18([.][0-9]+)?([-+][0-9A-Za-z.+-]*)?" v != null;
 in
 {
   inherit
+    opencodeSeries
+    opencodePinned
+    isSupportedOpencodeVersion
+    isDomain
     isWithin
     pathsOverlap
     unitSuffixes

@@ -207,6 +207,57 @@ let
     "/var/tmp"
   ];
 
+  # --- hardening shared by every unit ------------------------------------------------------
+  # One attrset, so a new unit cannot forget a setting; each unit then loosens exactly what
+  # it needs (with the reason next to it). All mkDefault: serviceOverrides wins. The scores
+  # (`systemd-analyze security --offline=true`) are enforced by systemdtests' TestUnitScores.
+  hardening =
+    extra:
+    lib.mapAttrs (_: mkDefault) (
+      {
+        NoNewPrivileges = true;
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
+        PrivateDevices = true;
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectProc = "invisible";
+        LockPersonality = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        RestrictNamespaces = true;
+        SystemCallArchitectures = "native";
+        # A call outside the allow-list fails with EPERM instead of killing the process:
+        # opencode and the init scripts' toolchains probe optional calls and fall back.
+        SystemCallErrorNumber = "EPERM";
+        UMask = "0077";
+      }
+      // extra
+    );
+
+  # systemd 252's @system-service lacks these (newer systemd has them in @sandbox); the
+  # launcher confines the server with them: Landlock, its seccomp filters (the unix gate's
+  # listener), and pidfd_getfd (in @debug), with which the gate copies the socket a
+  # confined process asks to connect.
+  # The server's UMask, on purpose 0027 (issue 16): what the agent writes in `directory`
+  # (code, build output) stays readable by the instance's group, which is how a human user
+  # or a CI job is given read access (add them to the group); the world gets nothing.
+  # stateDir is made 0700 by setup regardless, so secrets there stay private.
+  umask = "0027";
+
+  launcherSyscalls = [
+    "landlock_create_ruleset"
+    "landlock_add_rule"
+    "landlock_restrict_self"
+    "seccomp"
+    "pidfd_getfd"
+  ];
+
   mainService =
     name: inst:
     let
@@ -252,7 +303,11 @@ let
           # the start.
           ExecStartPre = [ "+${launcherExe} preflight --config ${spec}" ];
           ExecStart = "${launcherExe} run --config ${spec}";
-          ExecStartPost = [ "-${readinessCheck name inst}" ];
+          # "!": the check runs as root (still in the unit's sandbox and network namespace,
+          # with no capabilities): the peer guard refuses the instance's own uid a
+          # connection to its own server port (opencode hands OPENCODE_SERVER_PASSWORD to
+          # every command the agent runs), so as User= every poll would be reset.
+          ExecStartPost = [ "-!${readinessCheck name inst}" ];
           TimeoutStartSec = mkDefault startTimeoutSec;
           Restart = mkDefault "on-failure";
           RestartSec = mkDefault 5;
@@ -271,41 +326,31 @@ let
           ]
           ++ map (p: "-${p}") inst.sandbox.readWritePaths;
 
-          # Hardening: the first of three independent layers (then Landlock + seccomp in the
-          # launcher, then the network namespace). Overridable with `serviceOverrides`.
-          NoNewPrivileges = mkDefault true;
-          CapabilityBoundingSet = mkDefault "";
-          AmbientCapabilities = mkDefault "";
-          ProtectSystem = mkDefault "strict";
-          ProtectHome = mkDefault (if needsHome then "tmpfs" else true);
-          PrivateTmp = mkDefault true;
-          PrivateDevices = mkDefault true;
-          ProtectKernelTunables = mkDefault true;
-          ProtectKernelModules = mkDefault true;
-          ProtectKernelLogs = mkDefault true;
-          ProtectControlGroups = mkDefault true;
-          ProtectClock = mkDefault true;
-          ProtectHostname = mkDefault true;
-          ProtectProc = mkDefault "invisible";
-          LockPersonality = mkDefault true;
-          RestrictNamespaces = mkDefault true;
-          RestrictRealtime = mkDefault true;
-          RestrictSUIDSGID = mkDefault true;
-          RemoveIPC = mkDefault true;
-          # Landlock does not cover System V IPC: without it the instance reaches the
-          # host's and other instances' segments whose mode lets its uid in.
-          PrivateIPC = mkDefault true;
-          SystemCallArchitectures = mkDefault "native";
-          UMask = mkDefault "0077";
           RestrictAddressFamilies = mkBefore [
             "AF_UNIX"
             "AF_INET"
             "AF_INET6"
             "AF_NETLINK"
           ];
-          # No MemoryDenyWriteExecute: opencode is a Bun binary and its JIT needs W+X pages.
-          MemoryDenyWriteExecute = mkDefault false;
+          # Everything else (what the launcher and opencode use) is in @system-service; the
+          # launcher's own filters then narrow it further for the server.
+          SystemCallFilter = [ "@system-service" ] ++ launcherSyscalls;
         }
+        # Hardening: the first of three independent layers (then Landlock + seccomp in the
+        # launcher, then the network namespace). Overridable with `serviceOverrides`.
+        (hardening {
+          CapabilityBoundingSet = "";
+          AmbientCapabilities = "";
+          ProtectHome = if needsHome then "tmpfs" else true;
+          RemoveIPC = true;
+          # Landlock does not cover System V IPC: without it the instance reaches the
+          # host's and other instances' segments whose mode lets its uid in.
+          PrivateIPC = true;
+          PrivateMounts = true;
+          UMask = umask;
+          # No MemoryDenyWriteExecute: opencode is a Bun binary and its JIT needs W+X pages.
+          MemoryDenyWriteExecute = false;
+        })
         (resourceLimits inst)
         (mkIf (inst.environmentFile != null) {
           LoadCredential = [ "${credentialId}:${inst.environmentFile}" ];
@@ -406,8 +451,6 @@ let
       # closed). Re-running the idempotent setup on that reload repairs it without restarting
       # the server.
       unitConfig = mkIf (netIso && nftables) { ReloadPropagatedFrom = [ "nftables.service" ]; };
-      # Deliberately no mount or namespace hardening here: setup creates the network
-      # namespace under /run/netns and /etc/netns, which must be visible on the host.
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
@@ -420,14 +463,93 @@ let
         # instance reaches another's server), and teardown takes that back; isolated ones
         # also lose their namespace, veth and nft tables.
         ExecStop = "${launcherExe} teardown --config ${spec}";
+        RestrictAddressFamilies = mkBefore [
+          "AF_UNIX"
+          "AF_INET"
+          "AF_INET6"
+          "AF_NETLINK" # nftables, veth, routes, addresses
+        ];
+        # @system-service plus: @mount (the namespace pin, the private /proc and the
+        # resolv.conf bind mount of `run` for the init scripts) and the launcher's calls.
+        # setns/unshare are in @process.
+        SystemCallFilter = [
+          "@system-service"
+          "@mount"
+        ]
+        ++ launcherSyscalls;
+      }
+      # Setup is root and needs real privileges, but only these. Every value with its reason:
+      # - CAP_NET_ADMIN: veth, addresses, routes, nftables, per-interface sysctls;
+      # - CAP_SYS_ADMIN: setns/unshare (network, mount, PID, IPC namespaces), mounts;
+      # - CAP_SYS_CHROOT: setns into a mount namespace needs it too;
+      # - CAP_CHOWN, CAP_FOWNER, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH: create and fix the
+      #   owner and mode of stateDir, the config and `directory`, owned by the instance user;
+      # - CAP_SETUID, CAP_SETGID, CAP_SETPCAP: `run` drops to the instance user and clears
+      #   the bounding set for the init scripts;
+      # - CAP_SYS_PTRACE: the unix gate (root) copies a socket from the init script's
+      #   process (another uid) with pidfd_getfd, and reads /proc/<pid> of it;
+      # - CAP_KILL: stop the init script's processes (another uid) on timeout.
+      // hardening {
+        CapabilityBoundingSet = [
+          "CAP_NET_ADMIN"
+          "CAP_SYS_ADMIN"
+          "CAP_SYS_CHROOT"
+          "CAP_CHOWN"
+          "CAP_FOWNER"
+          "CAP_DAC_OVERRIDE"
+          "CAP_DAC_READ_SEARCH"
+          "CAP_SETUID"
+          "CAP_SETGID"
+          "CAP_SETPCAP"
+          "CAP_SYS_PTRACE"
+          "CAP_KILL"
+        ];
+        # No mount namespace at all (ProtectSystem, ProtectHome, PrivateTmp, PrivateDevices,
+        # ProtectKernelModules/Logs, ProtectControlGroups, ProtectProc each make one): setup
+        # keeps the network namespace alive by a bind mount on /run/netns/<netns>, and a
+        # mount made in the unit's own (slave) mount namespace never reaches the host, where
+        # the server's NetworkNamespacePath= looks for it (measured: 225/NETWORK). What stays
+        # is everything that does not need one: capabilities, system calls, namespaces,
+        # address families.
+        ProtectSystem = false;
+        ProtectHome = false;
+        PrivateTmp = false;
+        PrivateDevices = false;
+        ProtectKernelModules = false;
+        ProtectKernelLogs = false;
+        ProtectControlGroups = false;
+        ProtectProc = "default";
+        ProtectHostname = false; # makes /proc/sys/kernel/hostname a read-only mount
+        # /proc/sys/net: the per-interface forwarding sysctls of the veth.
+        ProtectKernelTunables = false;
+        # The network namespace, and for `run` (init scripts as root) a PID, mount and IPC
+        # namespace.
+        RestrictNamespaces = [
+          "net"
+          "mnt"
+          "pid"
+          "ipc"
+        ];
+        # systemd's default 0022, not the shared 0077: setup creates the parents of stateDir
+        # (e.g. /var/lib/opencode/instance-state) with MkdirAll, and the instance user must
+        # traverse them; the files that matter get explicit modes.
+        UMask = "0022";
+        # No MemoryDenyWriteExecute: the init scripts run the agent's toolchain (node, bun)
+        # in this unit, and JITs need W+X pages.
       }
       # The init scripts run the agent's toolchain in this unit's cgroup: same bounds.
       // resourceLimits inst;
     };
 
+  # The published port lives and dies with the server: started by it (WantedBy= the server,
+  # not sockets.target) and stopped with it (PartOf=). Otherwise, after `systemctl stop
+  # opencode-<name>`, the still-listening socket would start the proxy on the next
+  # connection, and through its Requires= the server (and setup) again. PartOf= and not
+  # BindsTo=: an automatic restart of the server (Restart=on-failure) leaves the socket be.
   proxySocket = name: inst: {
     description = "opencode instance ${name}: published port";
-    wantedBy = [ "sockets.target" ];
+    wantedBy = [ "${unitOf name}.service" ];
+    partOf = [ "${unitOf name}.service" ];
     socketConfig = {
       ListenStream = hostPort inst.listen.address inst.listen.port;
       FreeBind = mkDefault true;
@@ -461,24 +583,24 @@ let
         "CAP_NET_ADMIN"
         "CAP_NET_BIND_SERVICE"
       ];
-      RestrictNamespaces = mkDefault [ "net" ];
       RestrictAddressFamilies = mkBefore [
         "AF_UNIX"
         "AF_INET"
         "AF_INET6"
         "AF_NETLINK"
       ];
-      NoNewPrivileges = mkDefault true;
-      ProtectSystem = mkDefault "strict";
-      ProtectHome = mkDefault true;
-      PrivateTmp = mkDefault true;
-      ProtectKernelModules = mkDefault true;
-      ProtectKernelLogs = mkDefault true;
-      ProtectControlGroups = mkDefault true;
-      ProtectClock = mkDefault true;
-      LockPersonality = mkDefault true;
-      MemoryDenyWriteExecute = mkDefault true;
-      SystemCallArchitectures = mkDefault "native";
+      # setns is in @process; the launcher's calls for its start-up probe of Landlock and
+      # seccomp (the same checks as every subcommand).
+      SystemCallFilter = [
+        "@system-service"
+        "~@resources"
+      ]
+      ++ launcherSyscalls;
+    }
+    // hardening {
+      RestrictNamespaces = [ "net" ];
+      MemoryDenyWriteExecute = true;
+      PrivateMounts = true;
     };
   };
 
@@ -496,23 +618,25 @@ let
       ExecStart = "${config.systemd.package}/lib/systemd/systemd-socket-proxyd ${proxyTarget inst.listen.port}";
       NetworkNamespacePath = "/run/netns/${netnsOf name}";
       DynamicUser = true;
-      NoNewPrivileges = mkDefault true;
-      CapabilityBoundingSet = mkDefault "";
-      PrivateTmp = mkDefault true;
-      PrivateDevices = mkDefault true;
-      ProtectSystem = mkDefault "strict";
-      ProtectHome = mkDefault true;
-      ProtectKernelTunables = mkDefault true;
-      ProtectKernelModules = mkDefault true;
-      ProtectControlGroups = mkDefault true;
-      RestrictNamespaces = mkDefault true;
-      LockPersonality = mkDefault true;
-      MemoryDenyWriteExecute = mkDefault true;
       RestrictAddressFamilies = mkBefore [
         "AF_UNIX"
         "AF_INET"
         "AF_INET6"
       ];
+      # It only connects to the server on the namespace's loopback (the published socket
+      # comes from the socket unit).
+      IPAddressDeny = mkDefault "any";
+      IPAddressAllow = mkDefault "localhost";
+      SystemCallFilter = [
+        "@system-service"
+        "~@privileged @resources"
+      ];
+    }
+    // hardening {
+      CapabilityBoundingSet = "";
+      MemoryDenyWriteExecute = true;
+      PrivateMounts = true;
+      ProcSubset = "pid";
     };
   };
 
@@ -577,6 +701,25 @@ let
       overlapMsg = lib.concatMapStringsSep "; " (
         o: "`services.opencode.instances.${o.other}.${o.option}` is \"${o.path}\""
       ) stateOverlaps;
+      ni = inst.networkIsolation;
+      # Options under networkIsolation that only the namespace applies, when set.
+      ignoredNetSettings = map (o: "networkIsolation.${o}") (
+        lib.optional (ni.outboundAllowCidrs != [ ]) "outboundAllowCidrs"
+        ++ lib.optional (ni.outboundAllowDomains != [ ]) "outboundAllowDomains"
+        ++ lib.optional (ni.nameservers != [ ]) "nameservers"
+        ++ lib.optional (ni.subnet != null) "subnet"
+      );
+      # Other instances whose directory strictly contains this one's (an equal directory is
+      # sharing, handled by createDirectory's assertion).
+      nestedIn = lib.filter (
+        other:
+        other != name
+        && check.stripTrailingSlashes enabled.${other}.directory != check.stripTrailingSlashes inst.directory
+        && check.isWithin inst.directory enabled.${other}.directory
+      ) enabledNames;
+      bindClashes = lib.concatMap (
+        port: map (other: { inherit port other; }) (lib.remove name (portUsers.${toString port} or [ ]))
+      ) inst.sandbox.allowBindPorts;
       pathListAssertion = o: paths: {
         assertion = badOf check.isAbsolute paths == [ ];
         message = "${opt o}: paths must be absolute, got ${listMsg (badOf check.isAbsolute paths)}.";
@@ -635,10 +778,44 @@ let
         message = "${opt "networkIsolation.nameservers"}: not an IP address: ${listMsg (badOf check.isIP inst.networkIsolation.nameservers)}.";
       }
       {
+        assertion = badOf check.isDomain ni.outboundAllowDomains == [ ];
+        message = "${opt "networkIsolation.outboundAllowDomains"}: not a host name the resolver can allow: ${listMsg (badOf check.isDomain ni.outboundAllowDomains)}. Give fully qualified names, optionally \"*.\" first and \":port\" last (api.anthropic.com, *.github.com, registry.npmjs.org:443); no URLs, IP addresses (put those in outboundAllowCidrs) or single-label names.";
+      }
+      # Settings of the network namespace do nothing without it; an allow-list that does
+      # nothing would leave the instance's egress open while the configuration reads as
+      # restricted.
+      {
+        assertion = ni.enable || ignoredNetSettings == [ ];
+        message = "${lib.concatMapStringsSep ", " opt ignoredNetSettings}: set while ${opt "networkIsolation.enable"} is false, so nothing applies them: the instance shares the host's network and reaches everything the host reaches. Set `networkIsolation.enable = true`, or remove them.";
+      }
+      {
+        assertion = nestedIn == [ ];
+        message = "${opt "directory"}: \"${inst.directory}\" lies inside the directory of ${listMsg nestedIn} (${lib.concatMapStringsSep ", " (o: "`services.opencode.instances.${o}.directory` is \"${enabled.${o}.directory}\"") nestedIn}): that instance's agent owns what surrounds this one's directory, so it can rename it or put something else (a symlink) in its place before this server starts. Give each instance a directory of its own, or share one directory exactly.";
+      }
+      {
+        assertion = !underTmp inst.stateDir;
+        message = "${opt "stateDir"}: \"${inst.stateDir}\" is under /tmp or /var/tmp, which the server's PrivateTmp= replaces with a private, empty one: the unit would fail with 226/NAMESPACE (its ReadWritePaths= is not there). Use a path such as /var/lib/opencode/${name}.";
+      }
+      {
+        assertion = bindClashes == [ ];
+        message = "${opt "sandbox.allowBindPorts"}: ${lib.concatMapStringsSep ", " (c: "${toString c.port} is the listen.port of instance \"${c.other}\"") bindClashes}. The agent could take that port while the other server is down and receive its clients (and their password). Pick other ports.";
+      }
+      {
         assertion = check.isIP inst.listen.address;
         message = "${opt "listen.address"}: must be an IP address literal such as 127.0.0.1 or ::1 (the launcher never resolves names), got \"${inst.listen.address}\".";
       }
     ];
+
+  # The opencode the module runs (issue 16 point 9): its `version` must be one the launcher
+  # is made for. A package without `version` (a wrapper, or the VM tests' stand-in) cannot
+  # be checked here and only warns.
+  opencodeVersion = cfg.package.version or null;
+  pinHint = "Pin a known-good opencode: `services.opencode.package = pkgs.callPackage ./opencode-${check.opencodePinned}.nix { };` (a copy of nixpkgs' opencode package at that version), or an overlay `final: prev: { opencode = prev.opencode.overrideAttrs (_: { version = \"${check.opencodePinned}\"; src = …; }); }` (docs/nixos.md, \"Which opencode\").";
+  opencodeVersionAssertion = {
+    assertion = opencodeVersion == null || check.isSupportedOpencodeVersion opencodeVersion;
+    message = "`services.opencode.package`: opencode ${toString opencodeVersion} is not supported; this ocnix supports opencode ${check.opencodeSeries}.x (tested: ${check.opencodePinned}). Its config keys, `serve` flags and the sandbox's grants are made for that series. ${pinHint}";
+  };
+  opencodeVersionWarnings = lib.optional (opencodeVersion == null) "`services.opencode.package` (${cfg.package.name or "?"}) has no `version`, so the module cannot check it is opencode ${check.opencodeSeries}.x, the series this ocnix supports (tested: ${check.opencodePinned}).";
 
   instanceWarnings =
     name: inst:
@@ -664,8 +841,8 @@ let
 in
 {
   config = mkIf cfg.enable {
-    assertions = lib.concatLists (lib.mapAttrsToList instanceAssertions enabled);
-    warnings = lib.concatLists (lib.mapAttrsToList instanceWarnings enabled);
+    assertions = [ opencodeVersionAssertion ] ++ lib.concatLists (lib.mapAttrsToList instanceAssertions enabled);
+    warnings = opencodeVersionWarnings ++ lib.concatLists (lib.mapAttrsToList instanceWarnings enabled);
 
     services.opencode.specs = lib.mapAttrs specOf enabled;
     services.opencode.serviceSpecs = lib.mapAttrs serviceSpecOf enabled;

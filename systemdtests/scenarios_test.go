@@ -154,6 +154,7 @@ chmod `+mode+` /etc/ocnix-test/secrets/db.env`)
 		}
 	}
 	started = true
+	c.readinessAnswered(t)
 }
 
 // TestPostgresSocket: PostgreSQL over its unix socket from inside the sandbox,
@@ -592,6 +593,41 @@ func TestDomainEgressUnit(t *testing.T) {
 // namespace but keeps the state; starting the server brings everything back;
 // removing an instance (its units gone, as nixos-rebuild does) leaves no
 // namespace, link or nft table of it, and its neighbour keeps running.
+// TestStopStopsTheSocket: stopping an instance stops its published port too
+// (issue 16 point 3). Before, the socket unit kept listening, and the next
+// connection started the proxy and, through its Requires=, the server again.
+func TestStopStopsTheSocket(t *testing.T) {
+	c := need(t)
+	const (
+		server = "opencode-restricted.service"
+		socket = "opencode-restricted-proxy.socket"
+	)
+	c.health(t, 18789)
+	c.must(t, "systemctl stop "+server)
+	c.mustFail(t, "the published socket stops with the server", "systemctl is-active --quiet "+socket)
+	c.mustFail(t, "a connection to the published port after stop", "curl -s -m 3 -o /dev/null http://127.0.0.1:18789/global/health")
+	// Give an activation (the proxy, then the server) time to happen if it would.
+	c.must(t, "sleep 2")
+	for _, u := range []string{server, "opencode-restricted-proxy.service"} {
+		if st, _, _ := c.run(cmdTimeout, "systemctl is-active "+u); strings.TrimSpace(st) != "inactive" {
+			t.Errorf("%s is %q after a connection to the stopped instance's port, want inactive", u, strings.TrimSpace(st))
+		}
+	}
+	c.must(t, "systemctl start "+server)
+	c.must(t, "systemctl is-active --quiet "+socket)
+	c.health(t, 18789)
+}
+
+// readinessAnswered fails when a server's readiness check gave up: the unit then
+// became active only after 60 s without ever seeing /global/health (as when the
+// check ran as the instance's uid, which the peer guard resets).
+func (c *container) readinessAnswered(t *testing.T) {
+	t.Helper()
+	if out, code, _ := c.run(cmdTimeout, "journalctl -q --no-pager -o cat | grep 'did not answer within'"); code == 0 {
+		t.Errorf("a readiness check gave up:\n%s", out)
+	}
+}
+
 func TestStopAndRemoval(t *testing.T) {
 	c := need(t)
 
@@ -614,4 +650,5 @@ func TestStopAndRemoval(t *testing.T) {
 	c.mustFail(t, "no process of alpha after its removal", "pgrep -u opencode-alpha")
 	c.health(t, 18812)
 	c.allow(t, "beta", "beta still reaches the allowed address", "connect-tcp", allowedAddr+":80")
+	c.readinessAnswered(t)
 }

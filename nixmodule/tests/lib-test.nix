@@ -42,6 +42,58 @@ let
       "example.com/24"
       ""
     ])
+    (cases "isSupportedOpencodeVersion" true [
+      "1.18.33"
+      "1.18.0"
+      "1.18"
+      "1.18.40-beta.1"
+    ])
+    (cases "isSupportedOpencodeVersion" false [
+      "1.17.9"
+      "1.19.0"
+      "1.180.1"
+      "11.18.1"
+      "0.18.33"
+      "2.0.0"
+      ""
+      "unstable-2025-01-01"
+    ])
+    (cases "isDomain" true [
+      "api.anthropic.com"
+      "registry.npmjs.org:443"
+      "*.github.com"
+      "*.githubusercontent.com:443"
+      "API.Anthropic.COM."
+      "my_host.example.org"
+      "a.b"
+      "xn--bcher-kva.example"
+    ])
+    (cases "isDomain" false [
+      ""
+      "localhost"
+      "foo.localhost"
+      "anthropic"
+      "*.com"
+      "https://api.anthropic.com"
+      "api.anthropic.com/v1"
+      "user@example.com"
+      "1.2.3.4"
+      "[::1]"
+      "::1"
+      "example.com:0"
+      "example.com:65536"
+      "example.com:http"
+      "example.com:443:1"
+      "a..b.com"
+      ".example.com"
+      "-a.example.com"
+      "a-.example.com"
+      "foo.*.example.com"
+      "**.example.com"
+      "exa mple.com"
+      "bücher.example"
+      "example.123"
+    ])
     (cases "isIP" true [
       "127.0.0.1"
       "0.0.0.0"

@@ -139,6 +139,68 @@ let
     };
   };
 
+  # --- issue 16 point 4: settings that would do nothing ---
+  netWithoutIso = evI {
+    p = plain // {
+      networkIsolation = {
+        outboundAllowCidrs = [ "10.10.0.0/16" ];
+        outboundAllowDomains = [ "api.anthropic.com" ];
+        nameservers = [ "1.1.1.1" ];
+        subnet = "10.231.0.4/30";
+      };
+    };
+  };
+  badDomains = evI {
+    p = lib.recursiveUpdate isolatedInst {
+      networkIsolation.outboundAllowDomains = [
+        "api.anthropic.com"
+        "https://example.com"
+        "10.0.0.1"
+        "intranet"
+      ];
+    };
+  };
+  dirNested = evI {
+    outer = plain // {
+      directory = "/srv/a";
+    };
+    inner = plain // {
+      directory = "/srv/a/b/";
+      listen.port = 8788;
+    };
+  };
+  stateInTmp = evI { p = plain // { stateDir = "/tmp/oc-state"; }; };
+  bindOther = evI {
+    p = plain // {
+      sandbox.allowBindPorts = [ 3000 8788 ];
+    };
+    q = plain // {
+      directory = "/srv/q";
+      listen.port = 8788;
+    };
+  };
+  bindOwn = evI { p = plain // { sandbox.allowBindPorts = [ 3000 ]; }; };
+
+  # --- issue 16 point 9: the opencode version ---
+  withOpencode =
+    pkg:
+    ev {
+      imports = [ (withInstances { p = plain; }) ];
+      services.opencode.package = pkg;
+    };
+  stubOpencode =
+    extra:
+    {
+      type = "derivation";
+      name = "opencode";
+      outPath = "/nix/store/22222222222222222222222222222222-opencode";
+    }
+    // extra;
+  opencodeOld = withOpencode (stubOpencode { version = "1.17.4"; });
+  opencodeNew = withOpencode (stubOpencode { version = "1.19.0"; });
+  opencodePatch = withOpencode (stubOpencode { version = "1.18.40"; });
+  opencodeNoVersion = withOpencode (stubOpencode { });
+
   # --- 7. PrivateTmp ---
   inTmp = evI {
     p = plain // {
@@ -201,6 +263,13 @@ lib.concatLists [
       ]
     ))
     (check "proxy socket" (seed.config.systemd.sockets ? opencode-restricted-proxy))
+    # Issue 16.3: the published port lives and dies with the server.
+    (check "socket started by the server, not sockets.target" (
+      seed.config.systemd.sockets.opencode-restricted-proxy.wantedBy == [ "opencode-restricted.service" ]
+    ))
+    (check "socket stopped with the server" (
+      seed.config.systemd.sockets.opencode-restricted-proxy.partOf == [ "opencode-restricted.service" ]
+    ))
     (check "every unit setting evaluates" (forced seed))
   ])
 
@@ -238,6 +307,8 @@ lib.concatLists [
       hasInfixIn "deadline=$((SECONDS + 60))" (sc iso "opencode-p").ExecStartPost
     ))
     (check "non-fatal" (lib.all (lib.hasPrefix "-") (sc iso "opencode-p").ExecStartPost))
+    # The peer guard resets the instance uid's own connections to its port.
+    (check "as root, in the unit's sandbox (\"!\")" (lib.all (lib.hasPrefix "-!") (sc iso "opencode-p").ExecStartPost))
     # 60 s of polling, one last request of at most 2 s (curl -m 2), the preflight.
     (check "TimeoutStartSec ${toString ((sc iso "opencode-p").TimeoutStartSec or "unset")} > 60 + 2 + margin" (
       ((sc iso "opencode-p").TimeoutStartSec or 0) >= 90
@@ -322,6 +393,51 @@ lib.concatLists [
   ])
   (caseOf "6. a and ab: neighbours, not nested" [
     (check "no failed assertions, got ${toString stateApart.failedAssertions}" (stateApart.failedAssertions == [ ]))
+  ])
+
+  (caseOf "issue 16.4: networkIsolation settings while it is off" [
+    (check "assertion names every ignored option, got ${toString netWithoutIso.failedAssertions}" (
+      hasInfixIn "`services.opencode.instances.p.networkIsolation.outboundAllowCidrs`, `services.opencode.instances.p.networkIsolation.outboundAllowDomains`, `services.opencode.instances.p.networkIsolation.nameservers`, `services.opencode.instances.p.networkIsolation.subnet`: set while `services.opencode.instances.p.networkIsolation.enable` is false" netWithoutIso.failedAssertions
+    ))
+    (check "not when isolated" (iso.failedAssertions == [ ] && domains.failedAssertions == [ ]))
+  ])
+  (caseOf "issue 16.4: outboundAllowDomains syntax at evaluation" [
+    (check "assertion lists the bad entries only, got ${toString badDomains.failedAssertions}" (
+      hasInfixIn "`services.opencode.instances.p.networkIsolation.outboundAllowDomains`: not a host name the resolver can allow: \"https://example.com\", \"10.0.0.1\", \"intranet\"." badDomains.failedAssertions
+    ))
+  ])
+  (caseOf "issue 16.4: a directory nested in another instance's" [
+    (check "assertion on the inner one, got ${toString dirNested.failedAssertions}" (
+      hasInfixIn "`services.opencode.instances.inner.directory`: \"/srv/a/b/\" lies inside the directory of \"outer\" (`services.opencode.instances.outer.directory` is \"/srv/a\")" dirNested.failedAssertions
+    ))
+    (check "only one assertion" (builtins.length dirNested.failedAssertions == 1))
+    (check "a shared directory is not nested" (noneHas "lies inside the directory" (sharedDir.failedAssertions)))
+  ])
+  (caseOf "issue 16.4: stateDir under /tmp" [
+    (check "assertion, got ${toString stateInTmp.failedAssertions}" (
+      hasInfixIn "`services.opencode.instances.p.stateDir`: \"/tmp/oc-state\" is under /tmp or /var/tmp" stateInTmp.failedAssertions
+    ))
+  ])
+  (caseOf "issue 16.4: allowBindPorts on another instance's listen.port" [
+    (check "assertion, got ${toString bindOther.failedAssertions}" (
+      hasInfixIn "`services.opencode.instances.p.sandbox.allowBindPorts`: 8788 is the listen.port of instance \"q\"" bindOther.failedAssertions
+    ))
+    (check "only that one" (builtins.length bindOther.failedAssertions == 1))
+    (check "other ports are fine" (bindOwn.failedAssertions == [ ]))
+  ])
+
+  (caseOf "issue 16.9: opencode outside 1.18.x is refused at evaluation" [
+    (check "1.17.4: assertion names services.opencode.package, got ${toString opencodeOld.failedAssertions}" (
+      hasInfixIn "`services.opencode.package`: opencode 1.17.4 is not supported; this ocnix supports opencode 1.18.x (tested: 1.18.33)" opencodeOld.failedAssertions
+    ))
+    (check "and says how to pin" (hasInfixIn "Pin a known-good opencode" opencodeOld.failedAssertions))
+    (check "1.19.0 too" (hasInfixIn "opencode 1.19.0 is not supported" opencodeNew.failedAssertions))
+    (check "1.18.40 is fine" (opencodePatch.failedAssertions == [ ] && opencodePatch.warnings == [ ]))
+    (check "the default (1.18.33) is fine" (created.failedAssertions == [ ]))
+    (check "no version: a warning, not an assertion" (
+      opencodeNoVersion.failedAssertions == [ ]
+      && hasInfixIn "`services.opencode.package` (opencode) has no `version`" opencodeNoVersion.warnings
+    ))
   ])
 
   (caseOf "7. paths under /tmp and /var/tmp warn" [

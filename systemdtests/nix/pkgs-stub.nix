@@ -56,7 +56,9 @@ lib.genAttrs tools pkg
     isLinux = true;
   };
   runtimeShell = shell;
-  opencode = pkg "opencode";
+  opencode = pkg "opencode" // {
+    version = "1.18.33"; # what the container runs (/opt/ocnix/opencode-bin)
+  };
   postgresql = pkg "postgresql";
   bashInteractive = pkg "bash";
   writeText = file;

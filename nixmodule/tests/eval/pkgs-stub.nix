@@ -16,7 +16,9 @@ in
   inherit lib;
   system = "x86_64-linux";
   stdenv.hostPlatform.system = "x86_64-linux";
-  opencode = drv "opencode";
+  opencode = drv "opencode" // {
+    version = "1.18.33";
+  };
   opencode-launcher = drv "opencode-launcher";
   postgresql = drv "postgresql";
   git = drv "git";
