@@ -327,10 +327,9 @@ func TestRedTeamProcTricks(t *testing.T) {
 		{name: "SameUserEnviron", args: []string{"read", "/proc/" + victim + "/environ"}, want: "ENOENT", bareWant: "ok"},
 		{name: "SameUserMem", args: []string{"read", "/proc/" + victim + "/mem"}, want: "ENOENT"},
 		{name: "SameUserFD0", args: []string{"readlink", "/proc/" + victim + "/fd/0"}, want: "ENOENT", bareWant: "ok /dev/null"},
-		// /proc is the host PID namespace's (see sandbox doc.go): the
-		// sandbox's own entries are there under host pids, not under the
-		// pid getpid() returns in its PID namespace (KNOWN LIMITATION).
-		{name: "SelfByPidEnviron", args: []string{"read-own-pid", "environ"}, want: "ENOENT"},
+		// /proc is the sandbox's PID namespace's own (see sandbox doc.go):
+		// its processes are there under the pids getpid() returns.
+		{name: "SelfByPidEnviron", args: []string{"read-own-pid", "environ"}, want: "ok"},
 	})
 	// Without hidepid (run started as the instance user outside systemd,
 	// the unprivileged-supervisor path) the directories are listed and
