@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocnix/ocnix/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,9 +49,10 @@ func TestPIDNamespaceHidesSameUserProcesses(t *testing.T) {
 		// getpriority(2) returns 20-nice: 20 is nice 0.
 		t.Errorf("priority of the process outside = %d (%v), want nice 0", 20-nice, err)
 	}
-	// Inside, the server is pid 2 and its parent the guard, pid 1.
-	if got := si.probe("getpid"); got != "ok 2 1" {
-		t.Errorf("pid and parent pid inside = %q, want \"ok 2 1\"", got)
+	// Inside, the server is pid 2 (the guard is 1) and its parent, the
+	// supervisor, is outside the namespace: getppid(2) answers 0.
+	if got := si.probe("getpid"); got != "ok 2 0" {
+		t.Errorf("pid and parent pid inside = %q, want \"ok 2 0\"", got)
 	}
 }
 
@@ -120,25 +122,51 @@ func cpuLimit(t *testing.T, pid int) string {
 	return ""
 }
 
-// checkGuard: the server is pid 2 of a PID namespace of its own, and its
-// parent is a root-owned guard whose parent is the supervisor.
+// checkGuard: the server is pid 2 of a PID namespace of its own and a child
+// of the supervisor, and the namespace's pid 1 is a root-owned guard, also
+// the supervisor's child.
 func checkGuard(t *testing.T, server, supervisor int) {
 	t.Helper()
 	st := procStatus(t, server)
 	if f := strings.Fields(st["NSpid"]); len(f) != 2 || f[1] != "2" {
 		t.Errorf("server NSpid = %q, want its host pid and 2", st["NSpid"])
 	}
-	guard, _ := strconv.Atoi(st["PPid"])
-	gst := procStatus(t, guard)
-	if f := strings.Fields(gst["NSpid"]); len(f) != 2 || f[1] != "1" {
-		t.Errorf("server's parent NSpid = %q, want its host pid and 1", gst["NSpid"])
+	if st["PPid"] != strconv.Itoa(supervisor) {
+		t.Errorf("server's parent = %s, want the supervisor %d", st["PPid"], supervisor)
 	}
-	if f := strings.Fields(gst["Uid"]); len(f) == 0 || f[0] != "0" {
-		t.Errorf("guard Uid = %q, want root", gst["Uid"])
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", server))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if gst["PPid"] != strconv.Itoa(supervisor) {
-		t.Errorf("guard's parent = %s, want the supervisor %d", gst["PPid"], supervisor)
+	for _, p := range children(t, supervisor) {
+		if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p)); l != ns || p == server {
+			continue
+		}
+		gst := procStatus(t, p)
+		if f := strings.Fields(gst["NSpid"]); len(f) != 2 || f[1] != "1" {
+			t.Errorf("guard NSpid = %q, want its host pid and 1", gst["NSpid"])
+		}
+		if f := strings.Fields(gst["Uid"]); len(f) == 0 || f[0] != "0" {
+			t.Errorf("guard Uid = %q, want root", gst["Uid"])
+		}
+		return
 	}
+	t.Errorf("no child of the supervisor %d in the server's PID namespace %s besides the server", supervisor, ns)
+}
+
+// children lists pid's children (of every thread).
+func children(t *testing.T, pid int) []int {
+	t.Helper()
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, s := range strings.Fields(string(b)) {
+			n, _ := strconv.Atoi(s)
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func procStatus(t *testing.T, pid int) map[string]string {
@@ -164,23 +192,32 @@ func jobDir(t *testing.T, si *sandboxInstance) string {
 	return d
 }
 
-// waitPid waits for a pid file a probe wrote (the host's pid, see the probe's
-// hostPid) and returns it.
+// waitPid waits for a pid file a probe wrote (its pidID) and returns the
+// host's pid of that process, 0 when it is gone.
 func waitPid(t *testing.T, path string) int {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-			pid, err := strconv.Atoi(string(b))
-			if err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			return pid
+			return hostPid(t, string(b))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%s did not appear", path)
 	return 0
+}
+
+// hostPid translates a probe's pidID (testkit.HostPid); 0: gone.
+func hostPid(t *testing.T, id string) int {
+	t.Helper()
+	pid, found, err := testkit.HostPid(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		return 0
+	}
+	return pid
 }
 
 // checkGone fails for every job whose process is still alive a moment
@@ -195,7 +232,7 @@ func checkGone(t *testing.T, dir string, jobs []string) {
 	for {
 		var left []string
 		for _, j := range jobs {
-			if alive(pids[j]) && isProbe(pids[j]) {
+			if pids[j] != 0 && alive(pids[j]) && isProbe(pids[j]) {
 				left = append(left, j)
 			}
 		}
@@ -239,4 +276,89 @@ func startAsUser(t *testing.T, name string, argv ...string) int {
 		c.Wait()
 	})
 	return c.Process.Pid
+}
+
+// TestPIDNamespaceOwnProc: on cd2d2b4 the sandbox had a PID namespace of its
+// own but /proc was still the launcher's, of the host's namespace: `$!` and
+// getpid() were the sandbox's pids while ps and pgrep listed host pids,
+// `kill $(pgrep …)` hit nothing (ESRCH) and /proc/$$ did not exist (psutil
+// and the like look themselves up there). The guard now mounts the
+// namespace's own proc: every tool agrees on one pid, pkill and kill of a
+// pid read from /proc work, and ps lists only the sandbox's processes. The
+// guard (pid 1, root) is hidden by hidepid=invisible like any process of
+// another user.
+func TestPIDNamespaceOwnProc(t *testing.T) {
+	si := newSandboxInstance(t, "ownproc", nil)
+	script := `
+/usr/bin/sleep 300 & p=$!
+/usr/bin/sleep 301 & q=$!
+echo "bg=$p"
+echo "self=$$"
+[ -r /proc/$$/status ] && echo "selfstatus=ok"
+[ "$(/usr/bin/readlink /proc/self/ns/pid)" = "$(/usr/bin/readlink /proc/$$/ns/pid)" ] && echo "selfns=ok"
+[ -e /proc/1 ] || echo "init=hidden"
+echo "pgrep=$(/usr/bin/pgrep -f '^/usr/bin/sleep 300')"
+echo "ps=$(/usr/bin/ps -eo pid=,uid=,comm= | /usr/bin/tr -s ' ' | /usr/bin/tr '\n' ';')"
+/usr/bin/pkill -f '^/usr/bin/sleep 300'; echo "pkill=$?"
+wait $p; echo "waitp=$?"
+# kill by a pid read from /proc, as a pidfile written from there would be
+for d in /proc/[0-9]*; do
+	[ "$(/usr/bin/cat $d/cmdline 2>/dev/null | /usr/bin/tr '\0' ' ')" = "/usr/bin/sleep 301 " ] && kill ${d#/proc/}
+done
+wait $q; echo "waitq=$?"
+`
+	out, errs, code := si.sandboxed("/bin/sh", "-c", script)
+	if code != 0 {
+		t.Fatalf("run exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			got[k] = v
+		}
+	}
+	t.Logf("inside:\n%s", out)
+	for k, want := range map[string]string{
+		"self":       "2",
+		"selfstatus": "ok",
+		"selfns":     "ok",
+		"init":       "hidden",
+		"pgrep":      got["bg"],
+		"pkill":      "0",
+		"waitp":      "143", // SIGTERM
+		"waitq":      "143",
+	} {
+		if got[k] != want || want == "" {
+			t.Errorf("%s = %q, want %q", k, got[k], want)
+		}
+	}
+	// ps lists the sandbox's processes only: the shell, the two sleeps
+	// and the pipeline's own, all of the instance user, all by small
+	// pids of the new namespace; not the guard and nothing of the host.
+	u, err := user.Lookup(si.user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg, _ := strconv.Atoi(got["bg"])
+	seen := map[int]bool{}
+	for _, row := range strings.Split(strings.Trim(got["ps"], ";"), ";") {
+		f := strings.Fields(row)
+		if len(f) != 3 {
+			t.Errorf("ps row %q", row)
+			continue
+		}
+		pid, _ := strconv.Atoi(f[0])
+		seen[pid] = true
+		if pid < 2 || pid > bg+20 || f[1] != u.Uid {
+			t.Errorf("ps lists %q: not one of the sandbox's processes (pids 2..%d of uid %s)", row, bg+20, u.Uid)
+		}
+		switch f[2] {
+		case "sh", "sleep", "ps", "tr":
+		default:
+			t.Errorf("ps lists %q: not one of the sandbox's processes", row)
+		}
+	}
+	if !seen[2] || !seen[bg] {
+		t.Errorf("ps = %q, want the shell (2) and the background sleep (%d) among them", got["ps"], bg)
+	}
 }

@@ -327,10 +327,9 @@ func TestRedTeamProcTricks(t *testing.T) {
 		{name: "SameUserEnviron", args: []string{"read", "/proc/" + victim + "/environ"}, want: "ENOENT", bareWant: "ok"},
 		{name: "SameUserMem", args: []string{"read", "/proc/" + victim + "/mem"}, want: "ENOENT"},
 		{name: "SameUserFD0", args: []string{"readlink", "/proc/" + victim + "/fd/0"}, want: "ENOENT", bareWant: "ok /dev/null"},
-		// /proc is the host PID namespace's (see sandbox doc.go): the
-		// sandbox's own entries are there under host pids, not under the
-		// pid getpid() returns in its PID namespace (KNOWN LIMITATION).
-		{name: "SelfByPidEnviron", args: []string{"read-own-pid", "environ"}, want: "ENOENT"},
+		// /proc is the sandbox's PID namespace's own (see sandbox doc.go):
+		// its processes are there under the pids getpid() returns.
+		{name: "SelfByPidEnviron", args: []string{"read-own-pid", "environ"}, want: "ok"},
 	})
 	// Without hidepid (run started as the instance user outside systemd,
 	// the unprivileged-supervisor path) the directories are listed and
@@ -606,8 +605,8 @@ func TestRedTeamSupervisorDeath(t *testing.T) {
 		cmd.Process.Kill() // the supervisor: the launcher we started
 		<-done
 		var target, descendant int
-		for p, role := range pids {
-			if role == "descendant" {
+		for p, l := range pids {
+			if l.role == "descendant" {
 				descendant = p
 			} else {
 				target = p
@@ -629,9 +628,9 @@ func TestRedTeamSupervisorDeath(t *testing.T) {
 		}
 		if descendant > 0 && alive(descendant) {
 			// Let the orphan loop on against the dead gate for a while.
-			before := readCounts(out, descendant)
+			before := readCounts(out, pids[descendant].key)
 			time.Sleep(500 * time.Millisecond)
-			after := readCounts(out, descendant)
+			after := readCounts(out, pids[descendant].key)
 			t.Logf("round %d (kill after %v): descendant %d before %v after %v", round, delay, descendant, before, after)
 			if after["ok"] != 0 {
 				t.Errorf("ESCAPE: the orphaned descendant connected %d times", after["ok"])
@@ -670,18 +669,21 @@ func waitGone(pid int) {
 }
 
 // waitPidFiles waits for n loops to announce themselves in dir and
-// returns their pids with their roles ("target", "descendant").
-func waitPidFiles(t *testing.T, dir string, n int, timeout time.Duration) map[int]string {
+// returns their host pids with their roles ("target", "descendant") and
+// the pid each is known by in dir (its own, in the sandbox's namespace).
+func waitPidFiles(t *testing.T, dir string, n int, timeout time.Duration) map[int]loopProc {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		m, _ := filepath.Glob(filepath.Join(dir, "*.pid"))
 		if len(m) >= n {
-			pids := map[int]string{}
+			pids := map[int]loopProc{}
 			for _, f := range m {
-				p, _ := strconv.Atoi(strings.TrimSuffix(filepath.Base(f), ".pid"))
-				role, _ := os.ReadFile(f)
-				pids[p] = string(role)
+				b, _ := os.ReadFile(f)
+				role, id, _ := strings.Cut(string(b), " ")
+				if p := hostPid(t, id); p != 0 {
+					pids[p] = loopProc{role: role, key: strings.TrimSuffix(filepath.Base(f), ".pid")}
+				}
 			}
 			if len(pids) == n {
 				return pids
@@ -694,8 +696,12 @@ func waitPidFiles(t *testing.T, dir string, n int, timeout time.Duration) map[in
 	}
 }
 
-func readCounts(dir string, pid int) map[string]int {
-	b, _ := os.ReadFile(filepath.Join(dir, strconv.Itoa(pid)+".count"))
+// loopProc is a loop of connectDeniedLoop: its role, and the name of its
+// files in the output directory.
+type loopProc struct{ role, key string }
+
+func readCounts(dir, key string) map[string]int {
+	b, _ := os.ReadFile(filepath.Join(dir, key+".count"))
 	m := map[string]int{}
 	for _, f := range strings.Fields(string(b)) {
 		k, v, _ := strings.Cut(f, "=")
@@ -704,13 +710,13 @@ func readCounts(dir string, pid int) map[string]int {
 	return m
 }
 
-func waitCounts(t *testing.T, dir string, pids map[int]string, key string, timeout time.Duration) {
+func waitCounts(t *testing.T, dir string, pids map[int]loopProc, key string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for p := range pids {
-		for readCounts(dir, p)[key] == 0 {
+	for p, l := range pids {
+		for readCounts(dir, l.key)[key] == 0 {
 			if time.Now().After(deadline) {
-				t.Fatalf("loop %d never reported %s: %v", p, key, readCounts(dir, p))
+				t.Fatalf("loop %d never reported %s: %v", p, key, readCounts(dir, l.key))
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -1242,7 +1248,7 @@ func TestRedTeamFindingTargetOutlivesSupervisor(t *testing.T) {
 	var counts map[string]int
 	if outlived {
 		time.Sleep(300 * time.Millisecond)
-		counts = readCounts(out, target)
+		counts = readCounts(out, pids[target].key)
 		if counts["ok"] != 0 {
 			t.Errorf("ESCAPE: the orphaned target connected %d times", counts["ok"])
 		}

@@ -41,9 +41,9 @@ func processProtections(gate GatePlan, pidns bool) []Protection {
 	if pidns {
 		return []Protection{
 			{Name: "pid namespace", Status: StatusEnforced,
-				Detail: "the sandbox has a PID namespace of its own whose init is a root-owned guard (same Landlock domain and seccomp filter): no process outside can be signalled, re-limited (prlimit), rescheduled (setpriority, sched_*, ioprio_set), traced or found by pid"},
+				Detail: "the sandbox has a PID namespace of its own whose init is a root-owned guard that only reaps (it runs nothing of the sandbox; the server can neither signal, trace nor see it): no process outside can be signalled, re-limited (prlimit), rescheduled (setpriority, sched_*, ioprio_set), traced or found by pid"},
 			{Name: "processes outliving the server", Status: StatusEnforced,
-				Detail: "none: when the server exits the guard exits with its status and the kernel kills everything left in the namespace, background jobs in sessions of their own (setsid, nohup, opencode's shell commands) too; the guard dies with the supervisor (parent-death signal, armed by root and checked), and the namespace with it"},
+				Detail: "none: when the server exits the supervisor kills the guard and the kernel kills everything left in the namespace, background jobs in sessions of their own (setsid, nohup, opencode's shell commands) too; the guard dies with the supervisor (parent-death signal, armed by root and checked), and the namespace with it"},
 		}
 	}
 	if gate.Mode == GateLandlock {
@@ -62,17 +62,16 @@ func processProtections(gate GatePlan, pidns bool) []Protection {
 	}
 }
 
-// procProtection: /proc is the launcher's private hidepid=invisible mount
-// of the parent PID namespace. Only a process inside the new namespace
-// could mount its own proc, and the guard is confined (Landlock denies
-// mounts) before it exists.
+// procProtection: as root, /proc is the sandbox's PID namespace's own,
+// mounted by its guard; otherwise whatever the caller's mount namespace
+// holds (the launcher's private hidepid=invisible mount, or systemd's).
 func procProtection(pidns bool) Protection {
-	p := Protection{Name: "/proc", Status: StatusDegraded,
-		Detail: "read-only /proc is granted (Bun/Node need it); other users' processes are hidden by a private /proc mounted hidepid=invisible when the launcher starts as root, and by ProtectProc=invisible under systemd User= (not when run starts as the instance user outside systemd); /proc/net/unix still lists the unix sockets of the network namespace (the host's without networkIsolation)"}
 	if pidns {
-		p.Detail += "; it is the proc of the launcher's PID namespace, not the sandbox's: /proc/self and /proc/PID use host pids, and the sandbox's own processes are listed by those (processes outside stay hidden, and cannot be signalled or re-limited by any pid from inside)"
+		return Protection{Name: "/proc", Status: StatusEnforced,
+			Detail: "read-only /proc is granted (Bun/Node need it); it is the sandbox's PID namespace's own, mounted hidepid=invisible by the namespace's guard in a mount namespace of the sandbox's: it lists only the sandbox's processes by the pids they have inside (ps, pgrep, pkill and /proc/self work; the root-owned guard, pid 1, is hidden), nothing of the host; /proc/net/unix still lists the unix sockets of the network namespace (the host's without networkIsolation)"}
 	}
-	return p
+	return Protection{Name: "/proc", Status: StatusDegraded,
+		Detail: "read-only /proc is granted (Bun/Node need it); other users' processes are hidden by a private /proc mounted hidepid=invisible when the launcher starts as root, and by ProtectProc=invisible under systemd User= (not when run starts as the instance user outside systemd); /proc/net/unix still lists the unix sockets of the network namespace (the host's without networkIsolation)"}
 }
 
 func unixProtection(l LandlockPlan, gate GatePlan, ptraceScope int) Protection {

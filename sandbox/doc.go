@@ -81,7 +81,9 @@
 //     /lib64 or /dev/tty). /proc is whatever the caller's mount
 //     namespace holds: the launcher, as root, mounts a private one with
 //     hidepid=invisible first (systemd's ProtectProc=invisible under
-//     User=), so other users' processes are not listed.
+//     User=), so other users' processes are not listed; with a PID
+//     namespace Run replaces it with that namespace's own (see "PID
+//     namespace").
 //   - unix-socket allow-list entries are checked per connect by the
 //     supervisor, so a socket may appear later. On ABI ≥ 9 a rule needs
 //     the inode, so a missing socket file is skipped; allow its
@@ -194,8 +196,9 @@
 // instance user (NSS) and another compiles the seccomp filter
 // (libseccomp). On the new, locked thread:
 //
-//  1. join the calling thread's network and mount namespaces where they
-//     differ (the launcher's netns and private /proc);
+//  1. join the calling thread's network, IPC and mount namespaces where
+//     they differ (the launcher's netns and private /proc), and as root
+//     make the PID namespace and its /proc (see "PID namespace");
 //  2. apply Landlock (opening the rule paths, which checks them);
 //  3. as root, clear ambient and inheritable capabilities and refuse
 //     securebits that keep capabilities across a uid change; started as
@@ -213,38 +216,63 @@
 //
 // # PID namespace
 //
-// As root ([Plan.PIDNamespace], from [Caps.Root]) the thread also
-// unshares CLONE_NEWPID between steps 1 and 2 (seccomp and Landlock
-// forbid it later; it sets only the thread's pid_ns_for_children), and
-// step 5 starts the guard (guard_linux.c) instead: a raw clone, not a
-// second program, that is pid 1 of the new namespace, root, under the
-// same Landlock domain and seccomp filter, and non-dumpable. The guard
-// resets the inherited signal handlers, arms PR_SET_PDEATHSIG(SIGKILL)
-// and checks through a pidfd that the supervisor is still alive, gets a
-// session of its own, closes every fd but stdio and an error pipe, and
-// forks the target as above (session, user switch, parent-death signal,
-// chdir, execve; a failure before execve comes back on the pipe as
-// stage and errno). It then forwards SIGTERM, SIGINT and SIGHUP to the
-// target, reaps every orphan of the namespace, and exits with the
-// target's status (128+signal when it was killed); the kernel then
-// SIGKILLs everything left in the namespace, background jobs in
-// sessions of their own included. Killing the supervisor kills the
-// guard and so the namespace.
+// As root ([Plan.PIDNamespace], from [Caps.Root]) the thread does more
+// between steps 1 and 2, while it is still unconfined (Landlock and
+// seccomp forbid all of it later):
+//
+//   - it unshares CLONE_NEWNS, a copy of the mount namespace it joined,
+//     and makes every mount in it a slave, so that nothing mounted there
+//     reaches another thread or the host, even when Run is called in the
+//     host's mount namespace;
+//   - it unshares CLONE_NEWPID, which sets only the thread's
+//     pid_ns_for_children;
+//   - it starts the guard (guard_linux.c): a raw clone, not a second
+//     program, that is pid 1 of the new namespace, root and unconfined.
+//     The guard resets the inherited signal handlers, arms
+//     PR_SET_PDEATHSIG(SIGKILL) and checks through a pidfd that the
+//     supervisor is still alive, gets a session of its own, is not
+//     dumpable, closes every fd but an error pipe, and mounts the
+//     namespace's own proc on /proc (nosuid, nodev, noexec,
+//     hidepid=invisible; hidepid=2 on kernels before 5.8), which only a
+//     process of the namespace can do. It reports on the pipe and from
+//     then on only reaps the orphans of the namespace; it never execs and
+//     runs nothing of the sandbox. The thread waits for that report, so
+//     the Landlock rule for /proc (added by fd) is on the new proc.
+//
+// Step 5 then forks the server from the confined thread as without a
+// namespace, but in C (guard_linux.c: vfork, session, user switch,
+// parent-death signal, chdir, execve), because Go's ForkExec checks the
+// parent-death signal against getppid(2), which is 0 for a child whose
+// parent is outside its namespace; the C child checks the supervisor's
+// pidfd instead. The server is pid 2 of the namespace and the
+// supervisor's child, so exit status, signal forwarding and the
+// parent-death signal are those of the path without a namespace; inside,
+// getppid(2) answers 0. When the server has been reaped (or a start
+// failed after the guard existed) the supervisor SIGKILLs the guard, and
+// the kernel kills everything left in the namespace, background jobs in
+// sessions of their own included; only then, because a dying init waits
+// until every process of its namespace has been reaped. Killing the
+// supervisor kills the guard (parent-death signal) and so the namespace.
+// The guard is killed from an unconfined thread: Landlock's signal scope
+// (ABI ≥ 6) keeps the confined thread from signalling it.
 //
 // Nothing outside the namespace can then be signalled, re-limited
 // (prlimit), rescheduled (setpriority, sched_setaffinity,
 // sched_setscheduler, ioprio_set), traced or found by pid: those calls
-// answer ESRCH. The gate is unaffected: a notification's pid is
-// translated into the supervisor's namespace.
+// answer ESRCH. Inside, /proc lists the sandbox's processes by the pids
+// they have there, so ps, pgrep, pkill, kill of a pid read from /proc and
+// /proc/<getpid()> work, and nothing of the host is listed. The guard is
+// root, so hidepid=invisible hides it too (/proc/1 is ENOENT); the server
+// (another uid, no capabilities, no_new_privs) can neither signal, trace
+// nor read it.
 //
-// WARNING: /proc stays the launcher's private hidepid=invisible mount of
-// the host's PID namespace: only a process inside the new namespace can
-// mount its proc, and the guard is confined (Landlock denies mounts)
-// before it exists. So /proc/self works, but /proc/PID uses host pids:
-// the sandbox's own processes are listed there under their host pids
-// (nothing outside is listed, and no host pid reaches anything from
-// inside), and /proc/<getpid()> is ENOENT (a tool such as psutil that
-// looks itself up by pid fails).
+// The gate is unaffected: a notification's pid is translated into the
+// supervisor's namespace, and the gate's goroutines run on other threads,
+// in the launcher's mount namespace, whose /proc is the host namespace's;
+// they resolve callers there by host pid. The confining thread itself has
+// no pid in the new namespace, so /proc/self does not resolve on it after
+// the mount; nothing on it reads /proc after that (libseccomp compiles on
+// another goroutine, the credentials and fds are plain system calls).
 //
 // Started as the instance user (systemd User=) run cannot make a PID
 // namespace; the unit's PrivatePIDs= (systemd ≥ 257) and cgroup do
@@ -280,8 +308,9 @@
 //
 // Start-up costs about 1.5–2 ms more than a bare fork and exec on the
 // CI machine (BenchmarkStartupSandboxed vs BenchmarkStartupBare), and
-// about 2.5 ms more again with the PID namespace and its guard (as
-// root); the re-executed Go child of earlier versions cost 8–9 ms.
+// a few ms more again with the PID namespace, its mount namespace and
+// its guard (as root; the guard is a fork of the launcher); the
+// re-executed Go child of earlier versions cost 8–9 ms.
 //
 // The child gets its own session and process group: a terminal's SIGINT
 // reaches only the supervisor, which forwards SIGTERM, SIGINT and

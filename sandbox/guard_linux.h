@@ -1,12 +1,15 @@
-// The guard of the sandbox's PID namespace; see guard_linux.go.
+// The guard of the sandbox's PID namespace and the server's fork; see
+// guard_linux.go.
 #include <stddef.h>
 #include <sys/types.h>
 
-// Where the guard or the server failed before execve (the first of the
-// two int32s on the error pipe; the second is the errno).
+// Where the guard or the server failed (the first of the two int32s on
+// the error pipe; the second is the errno). The guard writes
+// OCNIX_STAGE_OK once its /proc is mounted.
 enum {
-	OCNIX_STAGE_GUARD = 1,
-	OCNIX_STAGE_FORK,
+	OCNIX_STAGE_OK = 0,
+	OCNIX_STAGE_GUARD,
+	OCNIX_STAGE_PROC,
 	OCNIX_STAGE_SIGMASK,
 	OCNIX_STAGE_SETSID,
 	OCNIX_STAGE_SETGROUPS,
@@ -17,12 +20,12 @@ enum {
 	OCNIX_STAGE_EXEC,
 };
 
-struct ocnix_guard_args {
+struct ocnix_server_args {
 	const char *path;
 	char *const *argv;
 	char *const *envp;
 	const char *dir;
-	int drop; // switch to uid, gid, groups in the server
+	int drop; // switch to uid, gid, groups
 	uid_t uid;
 	gid_t gid;
 	size_t ngroups;
@@ -31,4 +34,5 @@ struct ocnix_guard_args {
 	int parentfd; // pidfd of the supervisor
 };
 
-long ocnix_start_guard(const struct ocnix_guard_args *a);
+long ocnix_start_guard(int errfd, int parentfd);
+long ocnix_start_server(const struct ocnix_server_args *a);

@@ -24,11 +24,13 @@ type startInput struct {
 	err    error
 }
 
-// started is what the confining thread reports to the supervisor.
+// started is what the confining thread reports to the supervisor. guard
+// is set on error too, once the guard exists.
 type started struct {
-	pid int
-	nfd int // the seccomp user-notification fd
-	err error
+	pid   int
+	guard int // the PID namespace's init, or -1
+	nfd   int // the seccomp user-notification fd
+	err   error
 }
 
 // callerNS holds the calling thread's mount, IPC and network namespaces
@@ -121,7 +123,11 @@ func confineAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <-chan 
 }
 
 func confineThreadAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <-chan startInput) started {
-	fail := func(err error) started { return started{pid: -1, nfd: -1, err: err} }
+	guard := -1
+	// The guard is killed by the supervisor, not here: once Landlock
+	// applies (ABI ≥ 6), its signal scope keeps this thread from
+	// signalling a process outside its domain, which the guard is.
+	fail := func(err error) started { return started{pid: -1, guard: guard, nfd: -1, err: err} }
 	err := ns.join()
 	ns.close()
 	if err != nil {
@@ -129,15 +135,13 @@ func confineThreadAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <
 	}
 	// Order matters (see the package documentation, "Start-up order").
 	if plan.PIDNamespace {
-		// Before seccomp and Landlock, which forbid it. Only for this
-		// thread's children (pid_ns_for_children): the first one, the
-		// guard, is pid 1 of the new namespace. The Go runtime never
-		// clones a thread from a locked one (it asks its template
-		// thread), which the kernel would refuse now.
-		if err := unix.Unshare(unix.CLONE_NEWPID); err != nil {
-			return fail(fmt.Errorf("sandbox: make a PID namespace (needs root): %w", err))
+		// Before seccomp and Landlock, which forbid it.
+		if guard, err = pidNamespace(); err != nil {
+			return fail(err)
 		}
 	}
+	// After the guard's mount: Landlock rules hold the inodes they were
+	// opened at, so /proc must be the namespace's own by now.
 	if err := applyLandlock(plan.Landlock, plan.Gate.OwnDirs); err != nil {
 		return fail(err)
 	}
@@ -164,12 +168,12 @@ func confineThreadAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <
 		return fail(fmt.Errorf("sandbox: mark fds close-on-exec: %w", err))
 	}
 	if plan.PIDNamespace {
-		pid, err := startGuard(cmd, dir, cred)
+		pid, err := startServer(cmd, dir, cred)
 		if err != nil {
 			unix.Close(nfd)
 			return fail(err)
 		}
-		return started{pid: pid, nfd: nfd}
+		return started{pid: pid, guard: guard, nfd: nfd}
 	}
 	// syscall.ForkExec, not os.StartProcess: the os package probes for
 	// pidfd support by forking once more.
@@ -192,7 +196,39 @@ func confineThreadAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <
 		unix.Close(nfd)
 		return fail(fmt.Errorf("sandbox: start %q in %q: %w", cmd.Path, dir, err))
 	}
-	return started{pid: pid, nfd: nfd}
+	return started{pid: pid, guard: -1, nfd: nfd}
+}
+
+// pidNamespace gives the calling (locked, still unconfined) thread a PID
+// namespace for its children and a mount namespace of its own whose /proc
+// is that PID namespace's, mounted by the namespace's init, the guard
+// (see startGuard). It returns the guard's pid.
+//
+// The mount namespace is a copy of the one the thread joined (the
+// launcher's private /proc), so that the new /proc replaces nothing for
+// any other thread: the launcher's thread keeps its own, and the gate's
+// goroutines, on other threads of the launcher's original mount
+// namespace, keep resolving callers by host pid. Every mount in the copy
+// is made a slave first, so the mount cannot propagate back, even when
+// Run was called in the host's mount namespace.
+//
+// Only this thread's pid_ns_for_children changes: the thread itself has
+// no pid in the new namespace, so /proc/self does not resolve on it from
+// now on (nothing on it reads /proc after this). The Go runtime never
+// clones a thread from a locked one (it asks its template thread), which
+// the kernel would refuse now.
+func pidNamespace() (int, error) {
+	// CLONE_NEWNS also unshares the filesystem context (root, cwd).
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return -1, fmt.Errorf("sandbox: make a mount namespace for the PID namespace's /proc (needs root): %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return -1, fmt.Errorf("sandbox: make / a slave mount: %w", err)
+	}
+	if err := unix.Unshare(unix.CLONE_NEWPID); err != nil {
+		return -1, fmt.Errorf("sandbox: make a PID namespace (needs root): %w", err)
+	}
+	return startGuard()
 }
 
 // prepareCredentials readies the confining thread for the user switch

@@ -67,6 +67,9 @@ func supervise(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (i
 	go confineAndStart(plan, cmd, dir, ns, inputc, startc, release) // owns ns
 	abort := func(err error) (int, error) {
 		inputc <- startInput{err: err} // the confined thread then ends
+		if st := <-startc; st.guard > 0 {
+			killGuard(st.guard)
+		}
 		return -1, err
 	}
 
@@ -99,6 +102,9 @@ func supervise(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (i
 	inputc <- startInput{id: id, filter: c.filter}
 	st := <-startc
 	if st.err != nil {
+		if st.guard > 0 {
+			killGuard(st.guard)
+		}
 		return -1, fmt.Errorf("sandbox: instance %q: %w", plan.Instance, st.err)
 	}
 	// Registered first, so it runs last: the confined thread that forked
@@ -154,7 +160,16 @@ func supervise(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (i
 	// cannot have been reused. (Under systemd, KillMode=control-group
 	// also ends what left the group.)
 	unix.Kill(-pid, unix.SIGKILL)
-	return waitChild(pid), nil
+	code := waitChild(pid)
+	if st.guard > 0 {
+		// The rest of the PID namespace, sessions of their own
+		// included: the kernel kills everything in it when its init
+		// dies. Only after the server is reaped: the dying init waits
+		// until every process of its namespace has been, zombies
+		// included, and the server's parent is this process.
+		killGuard(st.guard)
+	}
+	return code, nil
 }
 
 // waitExit waits until pid has exited without reaping it.

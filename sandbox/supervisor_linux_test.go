@@ -9,12 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ocnix/ocnix/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -102,9 +102,26 @@ func waitFile(t *testing.T, p string) string {
 	return ""
 }
 
-// waitGone waits until pid no longer exists or is a zombie.
+// probePid is the host pid of the pid id a probe wrote (testkit.HostPid),
+// 0 when that process is gone.
+func probePid(t *testing.T, id string) int {
+	t.Helper()
+	pid, found, err := testkit.HostPid(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		return 0
+	}
+	return pid
+}
+
+// waitGone waits until pid no longer exists or is a zombie (0: gone).
 func waitGone(t *testing.T, pid int) error {
 	t.Helper()
+	if pid == 0 {
+		return nil
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -163,8 +180,10 @@ func TestSupervisorDeathKillsServer(t *testing.T) {
 	f := newFixture(t)
 	pidFile := filepath.Join(f.project, "pid")
 	c, _ := f.startSupervisor(t, nil, "pause", pidFile)
-	pid, err := strconv.Atoi(waitFile(t, pidFile))
-	must(t, err)
+	pid := probePid(t, waitFile(t, pidFile))
+	if pid == 0 {
+		t.Fatal("the server is not running")
+	}
 	must(t, c.Process.Kill())
 	c.Wait()
 	if err := waitGone(t, pid); err != nil {
@@ -178,8 +197,7 @@ func TestRunKillsProcessGroupOnExit(t *testing.T) {
 	if code := f.run(t, f.in, "grandchild", pidFile, "/bin/sleep"); code != 0 {
 		t.Fatalf("probe exit %d (%s)", code, errnoName(code))
 	}
-	pid, err := strconv.Atoi(waitFile(t, pidFile))
-	must(t, err)
+	pid := probePid(t, waitFile(t, pidFile))
 	if err := waitGone(t, pid); err != nil {
 		t.Errorf("grandchild in the server's process group survived: %v", err)
 	}

@@ -53,16 +53,26 @@ func killOrphans() {
 		if len(pids) == 0 {
 			return
 		}
+		left := map[int]bool{}
 		for _, pid := range pids {
 			unix.Kill(pid, unix.SIGKILL)
+			left[pid] = true
 		}
-		for _, pid := range pids {
+		// Reap in whatever order they die, not one pid after the other:
+		// the init of a sandbox's PID namespace (its guard) does not
+		// finish dying until every process of its namespace has been
+		// reaped, and the server of that namespace, orphaned with the
+		// guard when `run` was killed, is our child too.
+		for len(left) > 0 {
 			var ws unix.WaitStatus
-			for {
-				if _, err := unix.Wait4(pid, &ws, 0, nil); !errors.Is(err, unix.EINTR) {
-					break
-				}
+			pid, err := unix.Wait4(-1, &ws, 0, nil)
+			if errors.Is(err, unix.EINTR) {
+				continue
 			}
+			if err != nil {
+				break // ECHILD: nothing left
+			}
+			delete(left, pid)
 		}
 	}
 }

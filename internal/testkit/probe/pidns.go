@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -72,46 +71,51 @@ var pidOps = map[string]func(pid int) error{
 	},
 }
 
-// hostPid is pid (of this process's PID namespace) as the pid namespace of
-// /proc sees it: the launcher's /proc belongs to the host's namespace, so a
-// pid written there is one the test outside can wait for and kill.
-func hostPid(pid int) (int, error) {
-	if pid == os.Getpid() {
-		s, err := os.Readlink("/proc/self")
+// pidID names pid (of this process's PID namespace) for the test outside:
+// "NSPIDS@INO", the NSpid line of the pid as the PID namespace of /proc sees
+// it (the sandbox's own proc: one pid; a proc of an ancestor namespace:
+// that namespace's pid first) and the inode of this process's PID
+// namespace. The test translates it into a host pid (e2e hostPidOf); from
+// inside, with the sandbox's own /proc, nothing tells the host's pid.
+func pidID(pid int) (string, error) {
+	ns, err := os.Readlink("/proc/self/ns/pid") // "pid:[INO]"
+	if err != nil {
+		return "", err
+	}
+	ino := strings.TrimSuffix(strings.TrimPrefix(ns, "pid:["), "]")
+	path := "/proc/self/status"
+	if pid != os.Getpid() {
+		fd, err := unix.PidfdOpen(pid, 0)
 		if err != nil {
-			return 0, err
+			return "", fmt.Errorf("pidfd_open %d: %w", pid, err)
 		}
-		return strconv.Atoi(s)
+		defer unix.Close(fd)
+		path = fmt.Sprintf("/proc/self/fdinfo/%d", fd)
 	}
-	fd, err := unix.PidfdOpen(pid, 0)
+	f, err := os.Open(path)
 	if err != nil {
-		return 0, fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	defer unix.Close(fd)
-	f, err := os.Open(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
-	if err != nil {
-		return 0, err
+		return "", err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Pid:"); ok {
-			return strconv.Atoi(strings.TrimSpace(v))
+		if v, ok := strings.CutPrefix(sc.Text(), "NSpid:"); ok {
+			return strings.Join(strings.Fields(v), " ") + "@" + ino, nil
 		}
 	}
-	return 0, errors.New("no Pid: in the pidfd's fdinfo")
+	return "", errors.New("no NSpid: in " + path)
 }
 
-// writeHostPid writes pid, as hostPid gives it, to path.
-func writeHostPid(path string, pid int) error {
-	hp, err := hostPid(pid)
+// writePidID writes pidID(pid) to path.
+func writePidID(path string, pid int) error {
+	id, err := pidID(pid)
 	if err != nil {
 		return err
 	}
 	// Written to a temporary name and renamed, so that a reader never sees
-	// half a number.
+	// half an id.
 	tmp := fmt.Sprintf("%s.%d.%d", path, pid, time.Now().UnixNano())
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(hp)), 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(id), 0o644); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)

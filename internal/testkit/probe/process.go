@@ -124,22 +124,21 @@ var processVerbs = map[string]Verb{
 		os.Exit(42)
 		return nil
 	}),
-	// pause writes its pid (the host's, see hostPid) to a[0] and waits
-	// to be killed.
+	// pause writes its pid (as pidID) to a[0] and waits to be killed.
 	"pause": errOnly(func(a []string) error {
-		if err := writeHostPid(a[0], os.Getpid()); err != nil {
+		if err := writePidID(a[0], os.Getpid()); err != nil {
 			return err
 		}
 		select {}
 	}),
 	// grandchild starts a[1] 60 in its process group, writes its pid
-	// (the host's) to a[0] and exits without waiting for it.
+	// (as pidID) to a[0] and exits without waiting for it.
 	"grandchild": errOnly(func(a []string) error {
 		c := exec.Command(a[1], "60")
 		if err := c.Start(); err != nil {
 			return err
 		}
-		return writeHostPid(a[0], c.Process.Pid)
+		return writePidID(a[0], c.Process.Pid)
 	}),
 	// fds fails if the target inherited a socket, pipe or seccomp fd
 	// besides 0, 1 and 2. (The Go runtime of the probe itself opens

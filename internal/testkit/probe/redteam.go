@@ -521,13 +521,15 @@ func connectDeniedLoop(a []string) (string, error) {
 			return "", unwrap(err)
 		}
 	}
-	// The host's pid (hostPid), which the test outside waits for.
-	pid, err := hostPid(os.Getpid())
+	// Files are named by this process's pid; the pid file holds the role
+	// and the pidID, which the test outside translates into a host pid.
+	pid := os.Getpid()
+	id, err := pidID(pid)
 	if err != nil {
 		return "", err
 	}
 	tmp := filepath.Join(out, strconv.Itoa(pid)+".pid.tmp")
-	os.WriteFile(tmp, []byte(role), 0o644)
+	os.WriteFile(tmp, []byte(role+" "+id), 0o644)
 	os.Rename(tmp, filepath.Join(out, strconv.Itoa(pid)+".pid"))
 	counts := map[string]int{}
 	for i := 1; ; i++ {
