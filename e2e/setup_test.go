@@ -216,6 +216,9 @@ func grepTree(root, needle string) []string {
 // test if it is still there after 10 s, killing it so it is not left behind.
 func mustBeGone(t *testing.T, what string, pid int) {
 	t.Helper()
+	if pid == 0 {
+		return // already gone when its id was looked up
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -383,10 +386,15 @@ func timedOutScript(t *testing.T) (script, background int) {
 	in := setupInstance(t)
 	bgFile, pidFile := filepath.Join(in.dir, "bg"), filepath.Join(in.dir, "pid")
 	in.spec["initScriptTimeout"] = 1
-	// Host pids: `run` as root gives the sandbox a PID namespace, where
-	// $$ and $! are not the test's; /proc is the host's, and a redirect
-	// of a builtin opens /proc/self in the shell itself.
-	in.set("preInitScript", in.script("pre", "sh -c 'read p _ </proc/self/stat; echo $p > "+bgFile+"; exec sleep 60' &\nread p _ </proc/self/stat; echo $p > "+pidFile+"\nwait"))
+	// `run` as root gives the sandbox a PID namespace with its own /proc,
+	// where $$ and $! are not the test's pids: each process writes its pid
+	// id (testkit.HostPid's "NSPIDS@INO"; a redirected loop runs in the
+	// shell itself, so /proc/self is that shell), translated below.
+	idOf := func(out string) string {
+		return `while read k v; do if [ "$k" = NSpid: ]; then printf '%s@' "$v"; fi; done </proc/self/status >` + out + `; stat -L -c %i /proc/self/ns/pid >>` + out
+	}
+	bg := strings.ReplaceAll(idOf(bgFile), `'`, `"`)
+	in.set("preInitScript", in.script("pre", "sh -c '"+bg+"; exec sleep 60' &\n"+idOf(pidFile)+"\nwait"))
 	start := time.Now()
 	code, out := in.runSetup()
 	if code != exitInitScript || !strings.Contains(out, "did not finish within initScriptTimeout (1s)") {
@@ -395,11 +403,16 @@ func timedOutScript(t *testing.T) (script, background int) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("a 1s timeout took %v", d)
 	}
+	// 0: no process with that id is left, which is what the callers want.
 	pids := make([]int, 2)
 	for i, f := range []string{pidFile, bgFile} {
-		var err error
-		if pids[i], err = strconv.Atoi(strings.TrimSpace(in.read(f))); err != nil {
-			t.Fatalf("script did not record a pid in %s: %v", f, err)
+		id := strings.TrimSpace(in.read(f))
+		pid, found, err := testkit.HostPid(id)
+		if err != nil {
+			t.Fatalf("script did not record a pid id in %s: %q: %v", f, id, err)
+		}
+		if found {
+			pids[i] = pid
 		}
 	}
 	return pids[0], pids[1]
@@ -409,7 +422,11 @@ func timedOutScript(t *testing.T) (script, background int) {
 // supervisor, in the sandbox; the timeout must take it down.
 func TestSetupScriptTimeoutKillsTheScript(t *testing.T) {
 	script, background := timedOutScript(t)
-	t.Cleanup(func() { killAndWait(background) })
+	t.Cleanup(func() {
+		if background != 0 {
+			killAndWait(background)
+		}
+	})
 	mustBeGone(t, "the script", script)
 }
 
@@ -420,6 +437,9 @@ func TestSetupScriptTimeoutKillsTheScript(t *testing.T) {
 // be an open finding outside systemd ("Orphans of a killed supervisor").
 func TestSetupTimeoutEndsBackgroundJobs(t *testing.T) {
 	_, background := timedOutScript(t)
+	if background == 0 {
+		return // gone with the sandbox's PID namespace
+	}
 	deadline := time.Now().Add(3 * time.Second)
 	for alive(background) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)

@@ -71,7 +71,13 @@ var escapeVerbs = map[string]Verb{
 	// sandbox: the supervisor).
 	"kill-parent": func(a []string) (string, error) {
 		sig, _ := strconv.Atoi(a[0])
-		return "", unix.Kill(os.Getppid(), unix.Signal(sig))
+		ppid := os.Getppid()
+		if ppid == 0 {
+			// The supervisor is outside this PID namespace: it has no pid
+			// here (and kill(0) would mean the caller's process group).
+			return "", unix.ESRCH
+		}
+		return "", unix.Kill(ppid, unix.Signal(sig))
 	},
 	// connect-forever PATH: connect to PATH in a loop until killed,
 	// which the supervisor-death test does to the supervisor.

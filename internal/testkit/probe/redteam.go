@@ -822,10 +822,19 @@ func listFDs(a []string) (string, error) {
 
 // atParent: VERB ARGS... runs probe VERB with "{parent}" in ARGS replaced
 // by this process's parent pid (inside the sandbox: the supervisor).
+//
+// Inside the sandbox's PID namespace the supervisor has no pid (getppid()
+// is 0): a pid argument that would name it answers ESRCH, as the kernel
+// does for a pid that does not exist (0 itself would mean "my process
+// group" to kill(2)); in a path it becomes /proc/0/…, which does not exist.
 func atParent(a []string) (string, error) {
+	ppid := unix.Getppid()
 	args := make([]string, len(a)-1)
 	for i, s := range a[1:] {
-		args[i] = strings.ReplaceAll(s, "{parent}", strconv.Itoa(unix.Getppid()))
+		if s == "{parent}" && ppid == 0 {
+			return "", unix.ESRCH
+		}
+		args[i] = strings.ReplaceAll(s, "{parent}", strconv.Itoa(ppid))
 	}
 	return verbs[a[0]](args)
 }
