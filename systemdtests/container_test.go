@@ -162,6 +162,10 @@ func boot(repo string) (*container, error) {
 	if err := copyFile(launcherHost, filepath.Join(bin, "opencode-launcher")); err != nil {
 		return c, err
 	}
+	// The toolset's ripgrep for the agent scenario; TestUnitsLoadAndStart installs it.
+	if err := copyFile("/usr/bin/rg", filepath.Join(bin, "rg")); err != nil {
+		return c, fmt.Errorf("the host's ripgrep for the container: %v (run scripts/install-deps.sh)", err)
+	}
 	build := exec.Command("go", "build", "-o", filepath.Join(bin, "probe"), "github.com/ocnix/ocnix/e2e/probe")
 	build.Dir = repo
 	if out, err := build.CombinedOutput(); err != nil {

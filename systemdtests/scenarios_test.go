@@ -9,7 +9,7 @@ import (
 )
 
 // The rendered fixtures (fixtures/*.nix), all installed into one container.
-var fixtures = []string{"postgres", "isolated", "multi", "domains"}
+var fixtures = []string{"postgres", "isolated", "multi", "domains", "agent"}
 
 // Instances, their ports and whether they are isolated, as the fixtures declare them.
 var instances = []struct {
@@ -23,6 +23,7 @@ var instances = []struct {
 	{"alpha", 18811, true},
 	{"beta", 18812, true},
 	{"named", 18791, true},
+	{"agent", agentPort, false},
 }
 
 // The test's "internet": a namespace inside the container holding an allowed
@@ -63,7 +64,10 @@ echo "unix_socket_directories = '/var/run/postgresql, `+otherPGDir+`'" >/etc/pos
 systemctl restart postgresql@15-main.service
 for i in $(seq 1 120); do pg_isready -q -h /run/postgresql && break; sleep 0.5; done
 pg_isready -h /run/postgresql
-systemctl enable --now nftables.service`)
+systemctl enable --now nftables.service
+# The toolset's ripgrep (store-paths.tsv maps it to /usr/): the agent's grep and glob
+# tools run rg from PATH. The Debian root has none; the host's (Debian 12 too) is used.
+install -m 0755 `+binDir+`/rg /usr/bin/rg`)
 	c.must(t, `set -e
 ip netns add `+inetNS+`
 ip link add inet-host type veth peer name inet0 netns `+inetNS+`

@@ -56,11 +56,27 @@ func StartFakeModel(t testing.TB, script ...Turn) *FakeModel {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &FakeModel{URL: "http://" + ln.Addr().String() + "/v1", script: script, names: map[string]string{}, seen: map[string]bool{}}
-	srv := &http.Server{Handler: http.HandlerFunc(f.serve)}
+	f := NewFakeModel("http://"+ln.Addr().String()+"/v1", script...)
+	srv := &http.Server{Handler: f}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return f
+}
+
+// NewFakeModel is a fake model whose caller serves it (it is an
+// http.Handler) at url: the probe's serve-fake-model runs one as its own
+// process where a test cannot start a goroutine, inside the systemd tier's
+// container.
+func NewFakeModel(url string, script ...Turn) *FakeModel {
+	return &FakeModel{URL: url, script: script, names: map[string]string{}, seen: map[string]bool{}}
+}
+
+// Report is what GET /results answers: the recorded state of a fake model
+// that runs in another process.
+type Report struct {
+	Results   []ToolResult
+	Tools     []string
+	Remaining int
 }
 
 // Add appends turns to the script.
@@ -114,7 +130,14 @@ type chatRequest struct {
 	} `json:"tools"`
 }
 
-func (f *FakeModel) serve(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP answers POST …/chat/completions from the script and GET
+// /results with a Report (JSON), for a test that cannot call the methods.
+func (f *FakeModel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/results" {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(Report{Results: f.Results(), Tools: f.Tools(), Remaining: f.Remaining()})
+		return
+	}
 	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/chat/completions") {
 		http.NotFound(w, r)
 		return

@@ -41,7 +41,7 @@ var verbs map[string]Verb
 
 // groups is the one list of verb groups.
 func groups() []map[string]Verb {
-	return []map[string]Verb{basicVerbs, processVerbs, redteamVerbs, escapeVerbs, dnsVerbs, socketVerbs, pidnsVerbs}
+	return []map[string]Verb{basicVerbs, processVerbs, redteamVerbs, escapeVerbs, dnsVerbs, socketVerbs, pidnsVerbs, fakeModelVerbs}
 }
 
 func init() { verbs = join(groups()...) }
