@@ -37,17 +37,19 @@ type recorder struct {
 	command sandbox.Command
 
 	// The host it pretends to be.
-	stamps       map[string]string // phase -> digest
-	scriptStatus map[string]int    // phase -> exit status
-	failCheck    string            // key of a PathCheck that fails
-	setupFailed  string            // non-empty: the last setup failed with this
-	onDisk       []byte            // opencode.json as run would read it
+	stamps       map[string]stamp // phase -> stamp
+	stateIDs     int              // ids made: a new stateDir each time stateDirID is reset
+	stateDirID   string           // the id in the stateDir it pretends to have; "" = none (wiped)
+	scriptStatus map[string]int   // phase -> exit status
+	failCheck    string           // key of a PathCheck that fails
+	setupFailed  string           // non-empty: the last setup failed with this
+	onDisk       []byte           // opencode.json as run would read it
 	envFile      []envfile.Var
 	records      []string
 }
 
 func newRecorder() *recorder {
-	return &recorder{stamps: map[string]string{}, scriptStatus: map[string]int{}}
+	return &recorder{stamps: map[string]stamp{}, scriptStatus: map[string]int{}}
 }
 
 func (r *recorder) call(format string, args ...any) {
@@ -92,7 +94,15 @@ func (r *recorder) scriptResolver(context.Context, *Plan) func() {
 	r.call("resolver")
 	return func() { r.call("resolver stop") }
 }
-func (r *recorder) readStamp(sc InitScript) (string, error) {
+func (r *recorder) stateID(path string) (string, error) {
+	if r.stateDirID == "" {
+		r.stateIDs++
+		r.stateDirID = fmt.Sprintf("%032x", r.stateIDs)
+	}
+	r.call("state id %s", filepath.Base(path))
+	return r.stateDirID, nil
+}
+func (r *recorder) readStamp(sc InitScript) (stamp, error) {
 	r.call("read stamp %s", sc.Phase)
 	return r.stamps[sc.Phase], nil
 }
@@ -101,8 +111,8 @@ func (r *recorder) removeStamp(phase string) error {
 	r.call("remove stamp %s", phase)
 	return nil
 }
-func (r *recorder) writeStamp(phase, digest string) error {
-	r.stamps[phase] = digest
+func (r *recorder) writeStamp(phase string, s stamp) error {
+	r.stamps[phase] = s
 	r.call("write stamp %s", phase)
 	return nil
 }
@@ -226,7 +236,7 @@ func TestSetupAppliesThePlanInOrder(t *testing.T) {
 	post, _ := p.Setup.initScript("post")
 	want := []string{
 		"begin", "lookup opencode-rec:opencode-rec", fmt.Sprintf("lock rec %s", time.Duration(p.Setup.LockWaitSeconds)*time.Second),
-		"dirs 9", "sweep", "migrate " + p.Layout.StateDir, "record running",
+		"dirs 9", "sweep", "migrate " + p.Layout.StateDir, "record running", "state id " + stateIDFile,
 		"check directory", "check preInitScript", "check postInitScript",
 		"network enable=false", "resolver",
 		"read stamp pre", "remove stamp pre", "run pre " + pre.Path, "write stamp pre",
@@ -247,7 +257,7 @@ func TestSetupAppliesThePlanInOrder(t *testing.T) {
 	if d := cmp.Diff(p.Setup.Files, r.files); d != "" {
 		t.Errorf("files written differ from the plan:\n%s", d)
 	}
-	if r.stamps["pre"] != pre.Digest || r.stamps["post"] != post.Digest || pre.Digest == "" {
+	if r.stamps["pre"].Digest != pre.Digest || r.stamps["post"].Digest != post.Digest || pre.Digest == "" || r.stamps["pre"].State != r.stateDirID {
 		t.Errorf("stamps %v, want the plan's digests %s and %s", r.stamps, pre.Digest, post.Digest)
 	}
 
@@ -271,6 +281,49 @@ func TestSetupAppliesThePlanInOrder(t *testing.T) {
 	}
 }
 
+// Stamps belong to the stateDir they set up: wiping stateDir (a new id)
+// runs both scripts again; the same stateDir does not.
+func TestSetupRunsScriptsAgainForANewStateDir(t *testing.T) {
+	p := testPlan(t, nil)
+	if p.Setup.StateIDFile != filepath.Join(p.Layout.StateDir, stateIDFile) {
+		t.Fatalf("plan's state id file = %q, want %s in stateDir", p.Setup.StateIDFile, stateIDFile)
+	}
+	tests := []struct {
+		name    string
+		wipe    bool
+		wantRun int
+	}{
+		{name: "SameStateDirRunsNothing", wipe: false, wantRun: 0},
+		{name: "WipedStateDirRunsBoth", wipe: true, wantRun: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRecorder()
+			if err := runSetup(t, p, r, false); err != nil {
+				t.Fatal(err)
+			}
+			if n := countPrefix(r.calls, "run "); n != 2 {
+				t.Fatalf("first setup ran %d scripts, want 2: %v", n, r.calls)
+			}
+			if tt.wipe {
+				r.stateDirID = "" // rm -rf stateDir: the next setup makes a new one
+			}
+			r.calls = nil
+			if err := runSetup(t, p, r, false); err != nil {
+				t.Fatal(err)
+			}
+			if n := countPrefix(r.calls, "run "); n != tt.wantRun {
+				t.Errorf("second setup ran %d scripts, want %d: %v", n, tt.wantRun, r.calls)
+			}
+			for _, ph := range []string{"pre", "post"} {
+				if r.stamps[ph].State != r.stateDirID {
+					t.Errorf("%s stamp names stateDir %q, want the current %q", ph, r.stamps[ph].State, r.stateDirID)
+				}
+			}
+		})
+	}
+}
+
 func countPrefix(calls []string, prefix string) int {
 	n := 0
 	for _, c := range calls {
@@ -289,7 +342,7 @@ func TestSetupFailingPreScriptWritesNothingAndRecordsWhy(t *testing.T) {
 	if ExitCode(err) != ExitInitScript || !strings.Contains(err.Error(), "output of pre") {
 		t.Fatalf("setup = exit %d, %v; want %d with the script's output", ExitCode(err), err, ExitInitScript)
 	}
-	if len(r.files) != 0 || countPrefix(r.calls, "run post") != 0 || r.stamps["pre"] != "" {
+	if len(r.files) != 0 || countPrefix(r.calls, "run post") != 0 || r.stamps["pre"] != (stamp{}) {
 		t.Errorf("after a failed pre script: files %v, calls %v, stamps %v; want nothing written, post not run, no stamp", r.files, r.calls, r.stamps)
 	}
 	last := r.records[len(r.records)-1]
@@ -315,7 +368,7 @@ func TestSetupStopsAtTheFirstFailedCheck(t *testing.T) {
 func TestSetupWithoutScriptsDropsStampsAndUnreadableScriptFails(t *testing.T) {
 	p := testPlan(t, func(m map[string]any) { m["preInitScript"], m["postInitScript"] = nil, nil })
 	r := newRecorder()
-	r.stamps["pre"], r.stamps["post"] = "old", "old"
+	r.stamps["pre"], r.stamps["post"] = stamp{Digest: "old"}, stamp{Digest: "old"}
 	if err := runSetup(t, p, r, false); err != nil {
 		t.Fatal(err)
 	}
