@@ -49,6 +49,7 @@ type applier interface {
 	checkCaller(p *Plan) error
 	lastSetup(l Layout) (failed bool, why string, err error)
 	stateReady(l Layout) error
+	credentialsDir() string
 	readEnvFile(path string) ([]envfile.Var, error)
 	readConfig(f FileStep) ([]byte, error)
 	enterNetwork(np netpolicy.Plan) error
@@ -298,6 +299,7 @@ func (h *hostApplier) writeFile(f FileStep, id identity) (bool, error) {
 func (h *hostApplier) checkCaller(p *Plan) error                      { return checkCaller(p) }
 func (h *hostApplier) lastSetup(l Layout) (bool, string, error)       { return lastSetupFailed(l) }
 func (h *hostApplier) readEnvFile(path string) ([]envfile.Var, error) { return envfile.Read(path) }
+func (h *hostApplier) credentialsDir() string                         { return os.Getenv("CREDENTIALS_DIRECTORY") }
 func (h *hostApplier) readConfig(f FileStep) ([]byte, error)          { return readPrivateFile(f.Path) }
 func (h *hostApplier) enterNetwork(np netpolicy.Plan) error           { return enterNetwork(np) }
 func (h *hostApplier) probeResolver(np netpolicy.Plan) error          { return netpolicy.ProbeResolverHere(np) }

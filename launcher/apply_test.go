@@ -45,6 +45,7 @@ type recorder struct {
 	setupFailed  string           // non-empty: the last setup failed with this
 	onDisk       []byte           // opencode.json as run would read it
 	envFile      []envfile.Var
+	credDir      string // $CREDENTIALS_DIRECTORY
 	records      []string
 }
 
@@ -140,6 +141,7 @@ func (r *recorder) lastSetup(Layout) (bool, string, error) {
 	return r.setupFailed != "", r.setupFailed, nil
 }
 func (r *recorder) stateReady(Layout) error { r.call("state ready"); return nil }
+func (r *recorder) credentialsDir() string  { return r.credDir }
 func (r *recorder) readEnvFile(path string) ([]envfile.Var, error) {
 	r.call("env file %s", path)
 	return r.envFile, nil
@@ -427,6 +429,49 @@ func TestRunStartsThePlan(t *testing.T) {
 				t.Errorf("run = exit %d, %v, started %d; want %d and nothing started", ExitCode(err), err, len(r.started), ExitInitScript)
 			}
 		})
+	}
+}
+
+// One spec serves every unit: run reads environmentFile from the unit's
+// credential when systemd passes one, from the spec's path otherwise.
+func TestEnvFileSource(t *testing.T) {
+	const spec = "/run/secrets/rec.env"
+	withCred := t.TempDir()
+	if err := os.WriteFile(filepath.Join(withCred, EnvFileCredential), []byte("A=1\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	without := t.TempDir()
+	tests := []struct {
+		name, specPath, credential, credDir, want string
+	}{
+		{name: "NoCredentialsDirectory", specPath: spec, credential: EnvFileCredential, want: spec},
+		{name: "CredentialPresent", specPath: spec, credential: EnvFileCredential, credDir: withCred, want: filepath.Join(withCred, EnvFileCredential)},
+		{name: "CredentialAbsent", specPath: spec, credential: EnvFileCredential, credDir: without, want: spec},
+		{name: "RelativeDirectoryIgnored", specPath: spec, credential: EnvFileCredential, credDir: "creds", want: spec},
+		{name: "NoEnvironmentFile", specPath: "", credential: "", credDir: withCred, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := envFileSource(tt.specPath, tt.credential, tt.credDir); got != tt.want {
+				t.Errorf("envFileSource(%q, %q, %q) = %q, want %q", tt.specPath, tt.credential, tt.credDir, got, tt.want)
+			}
+		})
+	}
+
+	// run reads the credential's path and names it.
+	p := testPlan(t, func(m map[string]any) { m["environmentFile"] = spec })
+	if p.EnvironmentCredential != EnvFileCredential {
+		t.Fatalf("plan's environmentCredential = %q, want %q", p.EnvironmentCredential, EnvFileCredential)
+	}
+	cfg, _ := p.Setup.configFile()
+	r := newRecorder()
+	r.onDisk, r.credDir = cfg.Content, withCred
+	var ce *childExit
+	if err := runPlan(context.Background(), r, p, false, slog.New(slog.NewTextHandler(io.Discard, nil))); !errors.As(err, &ce) {
+		t.Fatalf("run = %v, want the server's exit", err)
+	}
+	if want := "env file " + filepath.Join(withCred, EnvFileCredential); !contains(r.calls, want) {
+		t.Errorf("run's steps %v lack %q", r.calls, want)
 	}
 }
 
