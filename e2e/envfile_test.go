@@ -128,3 +128,62 @@ func TestSetupRefusesAnInitScriptTheInstanceCanSwap(t *testing.T) {
 		t.Errorf("the root-owned script's output = %q, want one run", got)
 	}
 }
+
+// TestEnvironmentFileFromTheUnitsCredential: one spec serves every unit. The
+// server's unit passes environmentFile with
+// LoadCredential=environmentFile:<path>, and run reads systemd's copy in
+// $CREDENTIALS_DIRECTORY instead of the spec's (root-only) path; without
+// that directory, or without the credential in it, run reads the spec's
+// path. Both files are real here, with different values, so the output says
+// which one run read.
+func TestEnvironmentFileFromTheUnitsCredential(t *testing.T) {
+	in := setupInstance(t)
+	etc := filepath.Join(in.base, "etc")
+	in.mkdir(etc, false)
+	specFile := filepath.Join(etc, "app.env")
+	if err := os.WriteFile(specFile, []byte("API_TOKEN=from-the-spec-path\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(in.base, "credentials")
+	in.mkdir(creds, false)
+	if err := os.WriteFile(filepath.Join(creds, "environmentFile"), []byte("API_TOKEN=from-the-credential\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	otherCreds := filepath.Join(in.base, "other-credentials") // another unit's: no environmentFile in it
+	in.mkdir(otherCreds, false)
+	in.set("environmentFile", specFile)
+	in.mustSetup()
+
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{name: "CredentialWins", env: []string{"CREDENTIALS_DIRECTORY=" + creds}, want: "API_TOKEN=from-the-credential"},
+		{name: "NoCredentialsDirectoryReadsTheSpecPath", env: nil, want: "API_TOKEN=from-the-spec-path"},
+		{name: "CredentialMissingReadsTheSpecPath", env: []string{"CREDENTIALS_DIRECTORY=" + otherCreds}, want: "API_TOKEN=from-the-spec-path"},
+		{name: "RelativeDirectoryIsIgnored", env: []string{"CREDENTIALS_DIRECTORY=credentials"}, want: "API_TOKEN=from-the-spec-path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in.env = tt.env
+			defer func() { in.env = nil }()
+			out, errs, code := in.sandboxed("/usr/bin/env")
+			if code != 0 {
+				t.Fatalf("run -- env: exit %d\nstderr:\n%s", code, errs)
+			}
+			var got []string
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, "API_TOKEN=") {
+					got = append(got, l)
+				}
+			}
+			if len(got) != 1 || got[0] != tt.want {
+				t.Errorf("the sandbox's API_TOKEN = %q, want exactly %q", got, tt.want)
+			}
+			if strings.Contains(out, "CREDENTIALS_DIRECTORY") {
+				t.Errorf("CREDENTIALS_DIRECTORY reached the sandbox's environment:\n%s", out)
+			}
+		})
+	}
+}

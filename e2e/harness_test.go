@@ -112,6 +112,8 @@ type instance struct {
 	spec     map[string]any
 	// registered: a cleanup tears the instance down (setup ran once).
 	registered bool
+	// env is added to the launcher's environment (as systemd would set it).
+	env []string
 }
 
 func newInstance(t testing.TB, name string, mutate func(in *instance)) *instance {
@@ -178,7 +180,7 @@ func (in *instance) launcher(ctx context.Context, sub string, args ...string) (s
 	cmd := exec.CommandContext(ctx, launcherBin, full...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, in.env...)
 	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {

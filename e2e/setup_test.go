@@ -255,11 +255,14 @@ func TestSetupTwiceGivesTheSameTreeAndRunsScriptsOnce(t *testing.T) {
 
 	uid, gid := lookupUser(t, in.user)
 	for _, e := range first {
-		want := os.FileMode(0o600)
+		want, wantUID := os.FileMode(0o600), uid
 		if e.Mode.IsDir() {
 			want = os.ModeDir | 0o700
 		}
-		if e.Mode != want || int(e.UID) != uid {
+		if e.Path == stateIDFile { // root's: the instance may delete it, not forge it
+			wantUID = 0
+		}
+		if e.Mode != want || int(e.UID) != wantUID {
 			t.Errorf("%s: mode %v uid %d, want %v owned by %s (%d)", e.Path, e.Mode, e.UID, want, in.user, uid)
 		}
 	}
@@ -305,6 +308,76 @@ func TestSetupTwiceGivesTheSameTreeAndRunsScriptsOnce(t *testing.T) {
 	c = in.read(filepath.Join(in.dir, "counter"))
 	if testkit.CountLines(c, "pre") != 2 || testkit.CountLines(c, "post") != 3 {
 		t.Errorf("a script removed from the spec and added back did not run exactly once more; counter:\n%s", c)
+	}
+}
+
+// stateIDFile is setup's id of the stateDir, which the stamps record.
+const stateIDFile = ".ocnix-state-id"
+
+// The stamps live in root's directory, outside stateDir, but belong to the
+// stateDir they set up: deleting stateDir to start afresh runs the init
+// scripts again, and so does an id the instance deleted or forged (only its
+// own scripts, which is harmless); an untouched stateDir runs nothing.
+func TestSetupRunsScriptsAgainForAWipedStateDir(t *testing.T) {
+	tests := []struct {
+		name     string
+		mutate   func(t *testing.T, in *instance)
+		wantRuns int
+	}{
+		{name: "Untouched", mutate: func(*testing.T, *instance) {}, wantRuns: 1},
+		{name: "Wiped", mutate: func(t *testing.T, in *instance) {
+			if err := os.RemoveAll(in.stateDir); err != nil {
+				t.Fatal(err)
+			}
+		}, wantRuns: 2},
+		{name: "WipedAndRecreatedEmpty", mutate: func(t *testing.T, in *instance) {
+			if err := os.RemoveAll(in.stateDir); err != nil {
+				t.Fatal(err)
+			}
+			in.mkdir(in.stateDir, true)
+			if err := os.Chmod(in.stateDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, wantRuns: 2},
+		{name: "IdForgedByTheInstance", mutate: func(t *testing.T, in *instance) {
+			// The instance copies the id into a file of its own: not root's, so not trusted.
+			p := filepath.Join(in.stateDir, stateIDFile)
+			id := in.read(p)
+			if len(strings.TrimSpace(id)) != 32 {
+				t.Fatalf("%s holds %q, want a 32-digit hex id", p, id)
+			}
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(id), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			mustRun(t, "chown", in.user+":"+in.user, p)
+		}, wantRuns: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := setupInstance(t)
+			in.spec["preInitScript"] = counterScript(in, "pre", "pre")
+			in.set("postInitScript", counterScript(in, "post", "post"))
+			in.mustSetup()
+			if fi, err := os.Lstat(filepath.Join(in.stateDir, stateIDFile)); err != nil {
+				t.Errorf("setup left no %s in stateDir: %v", stateIDFile, err)
+			} else if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || fi.Mode() != 0o600 {
+				t.Errorf("%s: mode %v uid %d, want 0600 root", stateIDFile, fi.Mode(), st.Uid)
+			}
+			tt.mutate(t, in)
+			log := in.mustSetup()
+			c := in.read(filepath.Join(in.dir, "counter"))
+			if testkit.CountLines(c, "pre") != tt.wantRuns || testkit.CountLines(c, "post") != tt.wantRuns {
+				t.Errorf("scripts ran %d (pre) and %d (post) times, want %d each; counter:\n%s\nsecond setup:\n%s", testkit.CountLines(c, "pre"), testkit.CountLines(c, "post"), tt.wantRuns, c, log)
+			}
+			// Converged: a third setup runs nothing more.
+			in.mustSetup()
+			if c2 := in.read(filepath.Join(in.dir, "counter")); c2 != c {
+				t.Errorf("a third setup ran a script again; counter:\n%s", c2)
+			}
+		})
 	}
 }
 

@@ -37,9 +37,10 @@ type applier interface {
 	check(c PathCheck, id identity) error
 	network(np netpolicy.Plan) (warnings []string, err error)
 	scriptResolver(ctx context.Context, p *Plan) (stop func())
-	readStamp(sc InitScript) (string, error)
+	stateID(path string) (string, error)
+	readStamp(sc InitScript) (stamp, error)
 	removeStamp(phase string) error
-	writeStamp(phase, digest string) error
+	writeStamp(phase string, s stamp) error
 	runScript(ctx context.Context, p *Plan, sc InitScript) (childproc.Result, []string, error)
 	writeFile(f FileStep, id identity) (changed bool, err error)
 	close()
@@ -48,6 +49,7 @@ type applier interface {
 	checkCaller(p *Plan) error
 	lastSetup(l Layout) (failed bool, why string, err error)
 	stateReady(l Layout) error
+	credentialsDir() string
 	readEnvFile(path string) ([]envfile.Var, error)
 	readConfig(f FileStep) ([]byte, error)
 	enterNetwork(np netpolicy.Plan) error
@@ -200,25 +202,57 @@ func (h *hostApplier) scriptResolver(ctx context.Context, p *Plan) func() {
 	return scriptResolver(ctx, p, h.log)
 }
 
-func (h *hostApplier) readStamp(sc InitScript) (string, error) {
+// stateID returns the id of the stateDir opened by ensureDirs, making a new
+// one when it has none (initscripts.go). The file sits in a directory the
+// instance owns: only a root-owned, root-only, unlinked-elsewhere regular
+// file counts, read without following links; anything else there is
+// replaced (rename never follows a link), so the instance can at most make
+// its own scripts run again.
+func (h *hostApplier) stateID(path string) (string, error) {
+	if h.root == nil || filepath.Base(path) != stateIDFile {
+		return "", exitcode.Bugf("%w", fmt.Errorf("state id file %s is not %s in the stateDir setup opened", path, stateIDFile))
+	}
+	data, st, err := safefs.ReadFileAt(h.root.Dir(), stateIDFile)
+	switch {
+	case err == nil && st.Uid == 0 && st.Mode&0o077 == 0 && st.Nlink == 1:
+		if id := parseStateID(data); id != "" {
+			return id, nil
+		}
+	case err == nil:
+		h.log.Warn("replacing a state id file that is not root's alone", "path", path, "uid", st.Uid, "mode", fmt.Sprintf("%04o", st.Mode&0o7777), "links", st.Nlink)
+	case errors.Is(err, os.ErrNotExist):
+	default:
+		h.log.Warn("replacing the state id file", "path", path, "err", err)
+	}
+	id, err := newStateID()
+	if err != nil {
+		return "", withCode(ExitOSErr, fmt.Errorf("make a state id: %w", err))
+	}
+	if _, err := safefs.EnsureFileAt(h.root.Dir(), stateIDFile, []byte(id+"\n"), privateStampMode, &safefs.Owner{}); err != nil {
+		return "", withCode(ExitOSErr, fmt.Errorf("write %s: %w", path, err))
+	}
+	return id, nil
+}
+
+func (h *hostApplier) readStamp(sc InitScript) (stamp, error) {
 	data, err := safefs.ReadTrustedFile(h.priv, filepath.Base(sc.Stamp))
 	switch {
 	case err == nil:
 		return parseStamp(data), nil
 	case errors.Is(err, os.ErrNotExist):
-		return "", nil
+		return stamp{}, nil
 	}
 	// Not root's or not a file: not our stamp; the script runs.
 	h.log.Warn("ignoring an untrusted stamp", "script", sc.Key, "err", err)
-	return "", nil
+	return stamp{}, nil
 }
 
 func (h *hostApplier) removeStamp(phase string) error {
 	return safefs.RemoveFileAt(h.priv, stampName(phase))
 }
 
-func (h *hostApplier) writeStamp(phase, digest string) error {
-	_, err := safefs.EnsureFileAt(h.priv, stampName(phase), []byte(digest+"\n"), privateStampMode, &safefs.Owner{})
+func (h *hostApplier) writeStamp(phase string, s stamp) error {
+	_, err := safefs.EnsureFileAt(h.priv, stampName(phase), []byte(s.String()), privateStampMode, &safefs.Owner{})
 	return err
 }
 
@@ -265,6 +299,7 @@ func (h *hostApplier) writeFile(f FileStep, id identity) (bool, error) {
 func (h *hostApplier) checkCaller(p *Plan) error                      { return checkCaller(p) }
 func (h *hostApplier) lastSetup(l Layout) (bool, string, error)       { return lastSetupFailed(l) }
 func (h *hostApplier) readEnvFile(path string) ([]envfile.Var, error) { return envfile.Read(path) }
+func (h *hostApplier) credentialsDir() string                         { return os.Getenv("CREDENTIALS_DIRECTORY") }
 func (h *hostApplier) readConfig(f FileStep) ([]byte, error)          { return readPrivateFile(f.Path) }
 func (h *hostApplier) enterNetwork(np netpolicy.Plan) error           { return enterNetwork(np) }
 func (h *hostApplier) probeResolver(np netpolicy.Plan) error          { return netpolicy.ProbeResolverHere(np) }

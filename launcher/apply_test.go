@@ -37,17 +37,20 @@ type recorder struct {
 	command sandbox.Command
 
 	// The host it pretends to be.
-	stamps       map[string]string // phase -> digest
-	scriptStatus map[string]int    // phase -> exit status
-	failCheck    string            // key of a PathCheck that fails
-	setupFailed  string            // non-empty: the last setup failed with this
-	onDisk       []byte            // opencode.json as run would read it
+	stamps       map[string]stamp // phase -> stamp
+	stateIDs     int              // ids made: a new stateDir each time stateDirID is reset
+	stateDirID   string           // the id in the stateDir it pretends to have; "" = none (wiped)
+	scriptStatus map[string]int   // phase -> exit status
+	failCheck    string           // key of a PathCheck that fails
+	setupFailed  string           // non-empty: the last setup failed with this
+	onDisk       []byte           // opencode.json as run would read it
 	envFile      []envfile.Var
+	credDir      string // $CREDENTIALS_DIRECTORY
 	records      []string
 }
 
 func newRecorder() *recorder {
-	return &recorder{stamps: map[string]string{}, scriptStatus: map[string]int{}}
+	return &recorder{stamps: map[string]stamp{}, scriptStatus: map[string]int{}}
 }
 
 func (r *recorder) call(format string, args ...any) {
@@ -92,7 +95,15 @@ func (r *recorder) scriptResolver(context.Context, *Plan) func() {
 	r.call("resolver")
 	return func() { r.call("resolver stop") }
 }
-func (r *recorder) readStamp(sc InitScript) (string, error) {
+func (r *recorder) stateID(path string) (string, error) {
+	if r.stateDirID == "" {
+		r.stateIDs++
+		r.stateDirID = fmt.Sprintf("%032x", r.stateIDs)
+	}
+	r.call("state id %s", filepath.Base(path))
+	return r.stateDirID, nil
+}
+func (r *recorder) readStamp(sc InitScript) (stamp, error) {
 	r.call("read stamp %s", sc.Phase)
 	return r.stamps[sc.Phase], nil
 }
@@ -101,8 +112,8 @@ func (r *recorder) removeStamp(phase string) error {
 	r.call("remove stamp %s", phase)
 	return nil
 }
-func (r *recorder) writeStamp(phase, digest string) error {
-	r.stamps[phase] = digest
+func (r *recorder) writeStamp(phase string, s stamp) error {
+	r.stamps[phase] = s
 	r.call("write stamp %s", phase)
 	return nil
 }
@@ -130,6 +141,7 @@ func (r *recorder) lastSetup(Layout) (bool, string, error) {
 	return r.setupFailed != "", r.setupFailed, nil
 }
 func (r *recorder) stateReady(Layout) error { r.call("state ready"); return nil }
+func (r *recorder) credentialsDir() string  { return r.credDir }
 func (r *recorder) readEnvFile(path string) ([]envfile.Var, error) {
 	r.call("env file %s", path)
 	return r.envFile, nil
@@ -226,7 +238,7 @@ func TestSetupAppliesThePlanInOrder(t *testing.T) {
 	post, _ := p.Setup.initScript("post")
 	want := []string{
 		"begin", "lookup opencode-rec:opencode-rec", fmt.Sprintf("lock rec %s", time.Duration(p.Setup.LockWaitSeconds)*time.Second),
-		"dirs 9", "sweep", "migrate " + p.Layout.StateDir, "record running",
+		"dirs 9", "sweep", "migrate " + p.Layout.StateDir, "record running", "state id " + stateIDFile,
 		"check directory", "check preInitScript", "check postInitScript",
 		"network enable=false", "resolver",
 		"read stamp pre", "remove stamp pre", "run pre " + pre.Path, "write stamp pre",
@@ -247,7 +259,7 @@ func TestSetupAppliesThePlanInOrder(t *testing.T) {
 	if d := cmp.Diff(p.Setup.Files, r.files); d != "" {
 		t.Errorf("files written differ from the plan:\n%s", d)
 	}
-	if r.stamps["pre"] != pre.Digest || r.stamps["post"] != post.Digest || pre.Digest == "" {
+	if r.stamps["pre"].Digest != pre.Digest || r.stamps["post"].Digest != post.Digest || pre.Digest == "" || r.stamps["pre"].State != r.stateDirID {
 		t.Errorf("stamps %v, want the plan's digests %s and %s", r.stamps, pre.Digest, post.Digest)
 	}
 
@@ -271,6 +283,49 @@ func TestSetupAppliesThePlanInOrder(t *testing.T) {
 	}
 }
 
+// Stamps belong to the stateDir they set up: wiping stateDir (a new id)
+// runs both scripts again; the same stateDir does not.
+func TestSetupRunsScriptsAgainForANewStateDir(t *testing.T) {
+	p := testPlan(t, nil)
+	if p.Setup.StateIDFile != filepath.Join(p.Layout.StateDir, stateIDFile) {
+		t.Fatalf("plan's state id file = %q, want %s in stateDir", p.Setup.StateIDFile, stateIDFile)
+	}
+	tests := []struct {
+		name    string
+		wipe    bool
+		wantRun int
+	}{
+		{name: "SameStateDirRunsNothing", wipe: false, wantRun: 0},
+		{name: "WipedStateDirRunsBoth", wipe: true, wantRun: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRecorder()
+			if err := runSetup(t, p, r, false); err != nil {
+				t.Fatal(err)
+			}
+			if n := countPrefix(r.calls, "run "); n != 2 {
+				t.Fatalf("first setup ran %d scripts, want 2: %v", n, r.calls)
+			}
+			if tt.wipe {
+				r.stateDirID = "" // rm -rf stateDir: the next setup makes a new one
+			}
+			r.calls = nil
+			if err := runSetup(t, p, r, false); err != nil {
+				t.Fatal(err)
+			}
+			if n := countPrefix(r.calls, "run "); n != tt.wantRun {
+				t.Errorf("second setup ran %d scripts, want %d: %v", n, tt.wantRun, r.calls)
+			}
+			for _, ph := range []string{"pre", "post"} {
+				if r.stamps[ph].State != r.stateDirID {
+					t.Errorf("%s stamp names stateDir %q, want the current %q", ph, r.stamps[ph].State, r.stateDirID)
+				}
+			}
+		})
+	}
+}
+
 func countPrefix(calls []string, prefix string) int {
 	n := 0
 	for _, c := range calls {
@@ -289,7 +344,7 @@ func TestSetupFailingPreScriptWritesNothingAndRecordsWhy(t *testing.T) {
 	if ExitCode(err) != ExitInitScript || !strings.Contains(err.Error(), "output of pre") {
 		t.Fatalf("setup = exit %d, %v; want %d with the script's output", ExitCode(err), err, ExitInitScript)
 	}
-	if len(r.files) != 0 || countPrefix(r.calls, "run post") != 0 || r.stamps["pre"] != "" {
+	if len(r.files) != 0 || countPrefix(r.calls, "run post") != 0 || r.stamps["pre"] != (stamp{}) {
 		t.Errorf("after a failed pre script: files %v, calls %v, stamps %v; want nothing written, post not run, no stamp", r.files, r.calls, r.stamps)
 	}
 	last := r.records[len(r.records)-1]
@@ -315,7 +370,7 @@ func TestSetupStopsAtTheFirstFailedCheck(t *testing.T) {
 func TestSetupWithoutScriptsDropsStampsAndUnreadableScriptFails(t *testing.T) {
 	p := testPlan(t, func(m map[string]any) { m["preInitScript"], m["postInitScript"] = nil, nil })
 	r := newRecorder()
-	r.stamps["pre"], r.stamps["post"] = "old", "old"
+	r.stamps["pre"], r.stamps["post"] = stamp{Digest: "old"}, stamp{Digest: "old"}
 	if err := runSetup(t, p, r, false); err != nil {
 		t.Fatal(err)
 	}
@@ -374,6 +429,49 @@ func TestRunStartsThePlan(t *testing.T) {
 				t.Errorf("run = exit %d, %v, started %d; want %d and nothing started", ExitCode(err), err, len(r.started), ExitInitScript)
 			}
 		})
+	}
+}
+
+// One spec serves every unit: run reads environmentFile from the unit's
+// credential when systemd passes one, from the spec's path otherwise.
+func TestEnvFileSource(t *testing.T) {
+	const spec = "/run/secrets/rec.env"
+	withCred := t.TempDir()
+	if err := os.WriteFile(filepath.Join(withCred, EnvFileCredential), []byte("A=1\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	without := t.TempDir()
+	tests := []struct {
+		name, specPath, credential, credDir, want string
+	}{
+		{name: "NoCredentialsDirectory", specPath: spec, credential: EnvFileCredential, want: spec},
+		{name: "CredentialPresent", specPath: spec, credential: EnvFileCredential, credDir: withCred, want: filepath.Join(withCred, EnvFileCredential)},
+		{name: "CredentialAbsent", specPath: spec, credential: EnvFileCredential, credDir: without, want: spec},
+		{name: "RelativeDirectoryIgnored", specPath: spec, credential: EnvFileCredential, credDir: "creds", want: spec},
+		{name: "NoEnvironmentFile", specPath: "", credential: "", credDir: withCred, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := envFileSource(tt.specPath, tt.credential, tt.credDir); got != tt.want {
+				t.Errorf("envFileSource(%q, %q, %q) = %q, want %q", tt.specPath, tt.credential, tt.credDir, got, tt.want)
+			}
+		})
+	}
+
+	// run reads the credential's path and names it.
+	p := testPlan(t, func(m map[string]any) { m["environmentFile"] = spec })
+	if p.EnvironmentCredential != EnvFileCredential {
+		t.Fatalf("plan's environmentCredential = %q, want %q", p.EnvironmentCredential, EnvFileCredential)
+	}
+	cfg, _ := p.Setup.configFile()
+	r := newRecorder()
+	r.onDisk, r.credDir = cfg.Content, withCred
+	var ce *childExit
+	if err := runPlan(context.Background(), r, p, false, slog.New(slog.NewTextHandler(io.Discard, nil))); !errors.As(err, &ce) {
+		t.Fatalf("run = %v, want the server's exit", err)
+	}
+	if want := "env file " + filepath.Join(withCred, EnvFileCredential); !contains(r.calls, want) {
+		t.Errorf("run's steps %v lack %q", r.calls, want)
 	}
 }
 

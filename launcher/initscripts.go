@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -35,6 +36,51 @@ import (
 // The stamps used to live in stateDir, where the instance could forge one and
 // make setup skip a script whose content changed, for example one that an
 // operator fixed to revoke something. Only root can write them now.
+//
+// # Which stateDir a stamp belongs to
+//
+// Stamps outside stateDir would outlive it: an operator who deletes stateDir
+// to start the instance afresh expects the init scripts to set it up again.
+// So setup keeps a random id in stateDir/.ocnix-state-id (root, 0600: the
+// instance can neither read nor forge it, only delete it, which merely runs
+// its own scripts again) and writes it into every stamp; a stamp naming
+// another id (or none: a stamp of an older release) is no record for this
+// stateDir. An id rather than stateDir's device and inode: a recreated
+// directory often gets the freed inode back, and a restored backup should
+// keep its id.
+
+// stateIDFile is the name of the id file in stateDir.
+const stateIDFile = ".ocnix-state-id"
+
+// stamp is what a stamp file records: the script's digest and the id of the
+// stateDir it set up.
+type stamp struct {
+	Digest string
+	State  string
+}
+
+func (s stamp) String() string { return s.Digest + "\nstate " + s.State + "\n" }
+
+// newStateID is a fresh stateDir id: 128 random bits, hex.
+func newStateID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// parseStateID reads the id file's content; anything malformed is no id.
+func parseStateID(data []byte) string {
+	s := strings.TrimSpace(string(data))
+	if len(s) != 32 {
+		return ""
+	}
+	if _, err := hex.DecodeString(s); err != nil {
+		return ""
+	}
+	return s
+}
 
 func stampName(phase string) string { return "init-" + phase + ".sha256" }
 
@@ -55,28 +101,43 @@ func scriptDigest(phase, path string, content io.Reader) (string, error) {
 }
 
 // stampDecision says whether a script runs, and why, for the log.
-func stampDecision(recorded, current string, force bool) (run bool, why string) {
+func stampDecision(recorded stamp, current stamp, force bool) (run bool, why string) {
 	switch {
 	case force:
 		return true, "--rerun-init was given"
-	case recorded == "":
+	case recorded.Digest == "":
 		return true, "it has no record of a successful run"
-	case recorded != current:
+	case recorded.State == "":
+		return true, "its record predates the stateDir id (" + stateIDFile + "), so it runs once more"
+	case recorded.State != current.State:
+		return true, "stateDir is not the one it last set up (it was deleted, recreated or its " + stateIDFile + " removed)"
+	case recorded.Digest != current.Digest:
 		return true, "its content or path changed since its last successful run"
 	}
 	return false, "unchanged since its last successful run"
 }
 
-// parseStamp reads a stamp file's content; anything malformed counts as absent.
-func parseStamp(data []byte) string {
-	s := strings.TrimSpace(string(data))
-	if len(s) != sha256.Size*2 {
-		return ""
+// parseStamp reads a stamp file's content: the digest line, then "state ID"
+// (absent in stamps of older releases). Anything malformed counts as absent.
+func parseStamp(data []byte) stamp {
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	d := strings.TrimSpace(lines[0])
+	if len(d) != sha256.Size*2 {
+		return stamp{}
 	}
-	if _, err := hex.DecodeString(s); err != nil {
-		return ""
+	if _, err := hex.DecodeString(d); err != nil {
+		return stamp{}
 	}
-	return s
+	st := stamp{Digest: d}
+	if len(lines) == 2 {
+		if id, ok := strings.CutPrefix(strings.TrimSpace(lines[1]), "state "); ok {
+			st.State = parseStateID([]byte(id))
+		}
+	}
+	if len(lines) > 2 {
+		return stamp{}
+	}
+	return st
 }
 
 // selfExe is the running launcher. /proc/self/exe stays valid even if the
@@ -188,7 +249,8 @@ func (st *setup) runInitScript(ctx context.Context, phase string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", sc.Key, err)
 	}
-	run, why := stampDecision(recorded, sc.Digest, st.rerunInit)
+	current := stamp{Digest: sc.Digest, State: st.stateID}
+	run, why := stampDecision(recorded, current, st.rerunInit)
 	if !run {
 		st.log.Info("skipping init script: "+why, "script", sc.Key, "path", sc.Path, "sha256", sc.Digest[:12])
 		return nil
@@ -206,7 +268,7 @@ func (st *setup) runInitScript(ctx context.Context, phase string) error {
 	if res.TimedOut || res.Status != 0 {
 		return withCode(ExitInitScript, &scriptError{script: sc, result: res, timeout: sc.timeout(), tail: tail})
 	}
-	if err := sys.writeStamp(phase, sc.Digest); err != nil {
+	if err := sys.writeStamp(phase, current); err != nil {
 		return fmt.Errorf("%s: record stamp: %w", sc.Key, err)
 	}
 	st.log.Info("init script succeeded", "script", sc.Key, "duration", time.Since(start).Round(time.Millisecond).String())

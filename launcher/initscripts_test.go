@@ -8,25 +8,29 @@ import (
 )
 
 func TestStampDecision(t *testing.T) {
-	const a, b = "aaaa", "bbbb"
+	a, b := stamp{Digest: "aaaa", State: "s1"}, stamp{Digest: "bbbb", State: "s1"}
+	otherState := stamp{Digest: "aaaa", State: "s2"}
+	oldRelease := stamp{Digest: "aaaa"} // a stamp without a state line
 	tests := []struct {
 		name     string
-		recorded string
-		current  string
+		recorded stamp
+		current  stamp
 		force    bool
 		wantRun  bool
 	}{
-		{name: "NoStampRuns", recorded: "", current: a, wantRun: true},
-		{name: "SameDigestSkips", recorded: a, current: a, wantRun: false},
+		{name: "NoStampRuns", recorded: stamp{}, current: a, wantRun: true},
+		{name: "SameDigestSameStateDirSkips", recorded: a, current: a, wantRun: false},
 		{name: "ChangedDigestRuns", recorded: a, current: b, wantRun: true},
+		{name: "RecreatedStateDirRuns", recorded: a, current: otherState, wantRun: true},
+		{name: "StampWithoutStateDirRuns", recorded: oldRelease, current: a, wantRun: true},
 		{name: "RerunInitForcesSameDigest", recorded: a, current: a, force: true, wantRun: true},
-		{name: "RerunInitWithoutStampRuns", recorded: "", current: a, force: true, wantRun: true},
+		{name: "RerunInitWithoutStampRuns", recorded: stamp{}, current: a, force: true, wantRun: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			run, why := stampDecision(tt.recorded, tt.current, tt.force)
 			if run != tt.wantRun {
-				t.Errorf("stampDecision(%q, %q, %v) = %v (%s), want %v", tt.recorded, tt.current, tt.force, run, why, tt.wantRun)
+				t.Errorf("stampDecision(%+v, %+v, %v) = %v (%s), want %v", tt.recorded, tt.current, tt.force, run, why, tt.wantRun)
 			}
 			if why == "" {
 				t.Error("stampDecision gave no reason for the log")
@@ -59,16 +63,30 @@ func TestScriptDigestCoversPhasePathAndContent(t *testing.T) {
 			t.Errorf("%s: digest did not change", name)
 		}
 	}
-	if parseStamp([]byte(base+"\n")) != base {
-		t.Errorf("parseStamp does not read back what setup writes")
+	id, err := newStateID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := stamp{Digest: base, State: id}
+	if got := parseStamp([]byte(want.String())); got != want {
+		t.Errorf("parseStamp(%q) = %+v, does not read back what setup writes", want.String(), got)
+	}
+	// A stamp of the release before the state id: the digest, no state.
+	if got := parseStamp([]byte(base + "\n")); got != (stamp{Digest: base}) {
+		t.Errorf("parseStamp of an old stamp = %+v, want the digest without a state", got)
 	}
 }
 
 func TestParseStampRejectsMalformed(t *testing.T) {
-	for _, s := range []string{"", "abc", strings.Repeat("z", 64), strings.Repeat("a", 63), strings.Repeat("a", 65)} {
-		if got := parseStamp([]byte(s)); got != "" {
-			t.Errorf("parseStamp(%q) = %q, want empty (absent)", s, got)
+	d := strings.Repeat("a", 64)
+	for _, s := range []string{"", "abc", strings.Repeat("z", 64), strings.Repeat("a", 63), strings.Repeat("a", 65), d + "\nstate x\nmore\n"} {
+		if got := parseStamp([]byte(s)); got != (stamp{}) {
+			t.Errorf("parseStamp(%q) = %+v, want empty (absent)", s, got)
 		}
+	}
+	// A malformed state line keeps the digest but names no stateDir, so the script runs.
+	if got := parseStamp([]byte(d + "\nstate zz\n")); got.State != "" {
+		t.Errorf("parseStamp with a bad state id = %+v, want no state", got)
 	}
 }
 

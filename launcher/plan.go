@@ -16,20 +16,24 @@ import (
 // spec and host facts with no side effects, printed by explain and run
 // --dry-run, and compared in unit tests without root.
 type Plan struct {
-	Instance        string         `json:"instance"`
-	User            string         `json:"user"`
-	Group           string         `json:"group"`
-	Directory       string         `json:"directory"`
-	Listen          string         `json:"listen"` // address:port the server binds
-	Argv            []string       `json:"argv"`
-	Env             []EnvEntry     `json:"env"`
-	EnvironmentFile string         `json:"environmentFile,omitempty"`
-	Layout          Layout         `json:"layout"`
-	OpencodeConfig  map[string]any `json:"opencodeConfig"`
-	Setup           SetupSection   `json:"setup"`
-	Sandbox         SandboxSection `json:"sandbox"`
-	Network         NetworkSection `json:"network"`
-	Warnings        []string       `json:"warnings,omitempty"`
+	Instance        string     `json:"instance"`
+	User            string     `json:"user"`
+	Group           string     `json:"group"`
+	Directory       string     `json:"directory"`
+	Listen          string     `json:"listen"` // address:port the server binds
+	Argv            []string   `json:"argv"`
+	Env             []EnvEntry `json:"env"`
+	EnvironmentFile string     `json:"environmentFile,omitempty"`
+	// EnvironmentCredential is the systemd credential id run reads instead
+	// of EnvironmentFile when the unit passes the file with LoadCredential=
+	// (credentials.go); set when EnvironmentFile is.
+	EnvironmentCredential string         `json:"environmentCredential,omitempty"`
+	Layout                Layout         `json:"layout"`
+	OpencodeConfig        map[string]any `json:"opencodeConfig"`
+	Setup                 SetupSection   `json:"setup"`
+	Sandbox               SandboxSection `json:"sandbox"`
+	Network               NetworkSection `json:"network"`
+	Warnings              []string       `json:"warnings,omitempty"`
 }
 
 // buildPlan is pure: the same spec and host always give the same plan.
@@ -57,6 +61,9 @@ func buildPlan(s *Spec, h Host, cmd []string) (*Plan, error) {
 		Layout:          layoutFor(s),
 		OpencodeConfig:  cfg,
 		Sandbox:         sb,
+	}
+	if s.EnvironmentFile != "" {
+		p.EnvironmentCredential = EnvFileCredential
 	}
 	if sbErr != nil {
 		// A fact of this host, not of the spec: check must pass on a Nix
@@ -121,6 +128,7 @@ func (p *Plan) String() string {
 	}
 	if p.EnvironmentFile != "" {
 		fmt.Fprintf(&b, "  then the variables of %s, read by run at start  [environmentFile]\n", p.EnvironmentFile)
+		fmt.Fprintf(&b, "    (from $CREDENTIALS_DIRECTORY/%s instead when that exists: the unit passes the file with\n     LoadCredential=%s:%s, so it can stay root-only)\n", p.EnvironmentCredential, p.EnvironmentCredential, p.EnvironmentFile)
 	}
 	b.WriteString(p.Setup.String())
 	cfg, _ := json.MarshalIndent(p.OpencodeConfig, "  ", "  ")

@@ -20,6 +20,10 @@ import (
 //	  init-pre.sha256          0600 root:root     only setup reads stamps
 //	  init-post.sha256         0600 root:root
 //
+// The one root file in stateDir is .ocnix-state-id (0600 root), which ties the
+// stamps to the stateDir they set up (initscripts.go); the instance may
+// delete it, never forge it.
+//
 // /var/lib, not /run: the stamps must outlive a reboot (or every boot reruns
 // the init scripts), and a record that outlives one is harmless because the
 // setup unit runs again before the server on every boot.

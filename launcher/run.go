@@ -87,11 +87,15 @@ func runPlan(ctx context.Context, sys applier, p *Plan, debugCmd bool, log *slog
 	}
 	env := p.Env
 	if p.EnvironmentFile != "" {
-		vars, err := sys.readEnvFile(p.EnvironmentFile)
+		from := envFileSource(p.EnvironmentFile, p.EnvironmentCredential, sys.credentialsDir())
+		if from != p.EnvironmentFile {
+			log.Debug("reading environmentFile from the unit's credential", "environmentFile", p.EnvironmentFile, "path", from)
+		}
+		vars, err := sys.readEnvFile(from)
 		if err != nil {
 			return fail(ExitConfig, err)
 		}
-		if env, err = withEnvFile(env, vars, p.EnvironmentFile); err != nil {
+		if env, err = withEnvFile(env, vars, from); err != nil {
 			return fail(ExitConfig, err)
 		}
 	}

@@ -62,6 +62,7 @@ type setup struct {
 	rerunInit bool
 	lockWait  time.Duration // 0: plan.Setup.LockWaitSeconds
 	log       *slog.Logger
+	stateID   string // of this stateDir, recorded in the stamps
 }
 
 // run performs the steps of docs/setup.md in order. Steps that the sandbox
@@ -109,6 +110,11 @@ func (st *setup) run(ctx context.Context) (err error) {
 		}
 	}()
 	st.log.Debug("state directories ready", "stateDir", p.Layout.StateDir)
+	if ss.StateIDFile != "" {
+		if st.stateID, err = sys.stateID(ss.StateIDFile); err != nil {
+			return err
+		}
+	}
 
 	for _, c := range ss.Checks {
 		if err := sys.check(c, id); err != nil {

@@ -21,7 +21,10 @@ type SetupSection struct {
 	Directories []DirStep    `json:"directories"`
 	Checks      []PathCheck  `json:"checks"`
 	InitScripts []InitScript `json:"initScripts,omitempty"`
-	Files       []FileStep   `json:"files"`
+	// StateIDFile holds the id of stateDir that every stamp records
+	// (initscripts.go); set when there is an init script.
+	StateIDFile string     `json:"stateIdFile,omitempty"`
+	Files       []FileStep `json:"files"`
 	// LockWaitSeconds is how long a setup waits for another setup of the
 	// same instance: it outlasts a legitimate one running both scripts to
 	// their timeout, so a queued setup only gives up on a stuck one.
@@ -167,6 +170,7 @@ func buildSetup(s *Spec, l Layout, h Host, config []byte) SetupSection {
 			is.DigestError = "not read (the plan was made without host facts)"
 		}
 		ss.InitScripts = append(ss.InitScripts, is)
+		ss.StateIDFile = filepath.Join(l.StateDir, stateIDFile)
 	}
 
 	sum := sha256.Sum256(config)
@@ -241,7 +245,7 @@ func (ss SetupSection) String() string {
 		if sc.DigestError != "" {
 			digest = "UNREADABLE: " + sc.DigestError
 		}
-		fmt.Fprintf(&b, "  %d. %s %s, as the instance user in this sandbox and netns, timeout %ds,\n     when its digest %s differs from the stamp %s\n", step, sc.Key, sc.Path, sc.Timeout, digest, sc.Stamp)
+		fmt.Fprintf(&b, "  %d. %s %s, as the instance user in this sandbox and netns, timeout %ds,\n     when its digest %s differs from the stamp %s\n     or the stamp names another stateDir than %s (or none)\n", step, sc.Key, sc.Path, sc.Timeout, digest, sc.Stamp, ss.StateIDFile)
 		step++
 	}
 	script("pre")

@@ -61,10 +61,7 @@ func ensure(p Plan) error {
 	if err := checkSubnetFree(host, p, ourIndex); err != nil {
 		return err
 	}
-	if err := ensureRunDir(); err != nil {
-		return err
-	}
-	if err := ensureNetns(p.NetnsPath); err != nil {
+	if err := ensureNetns(p.NetnsPath); err != nil { // makes /run/netns shared too
 		return err
 	}
 	ns, err := netns.GetFromPath(p.NetnsPath)

@@ -28,6 +28,14 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	switch mode {
+	case "pin": // only the namespace and its pin, from wherever the helper was started
+		if h := os.Getenv(helperEnv + "_HOSTMNT"); h != "" {
+			hostMountNS = h
+		}
+		if err := ensureNetns(p.NetnsPath); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(1)
+		}
 	case "ensure":
 		if err := Ensure(p); err != nil {
 			fmt.Fprintln(os.Stderr, "helper:", err)

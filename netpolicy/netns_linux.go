@@ -67,39 +67,98 @@ func isNetnsMount(path string) (bool, error) {
 // step is safe to repeat: a crash before the bind mount leaves an empty
 // file that the next run reuses; a crash before that leaves nothing,
 // because an unshared but unmounted namespace dies with its thread.
+//
+// The pin (the bind mount) is made in the host's mount namespace
+// (inHostMounts): a caller in a mount namespace of its own (the setup unit
+// with ProtectSystem= and friends) would otherwise pin the namespace where
+// only it sees it, and the server's NetworkNamespacePath= would not find it.
+// /run/netns is shared in the host, so the pin propagates back into the
+// caller's (slave) view. /run/netns itself is made shared there too.
 func ensureNetns(path string) error {
-	ok, err := isNetnsMount(path)
-	if err != nil || ok {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o444)
-	if err != nil {
-		return fmt.Errorf("create mount point %s: %w", path, err)
-	}
-	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		// This thread is never unlocked: it ends up in the new netns, and
-		// Go destroys a locked thread when its goroutine exits, so no other
-		// goroutine can ever run in that namespace by accident.
-		runtime.LockOSThread()
+	return inHostMounts(func() error {
+		if err := ensureRunDir(); err != nil {
+			return err
+		}
+		ok, err := isNetnsMount(path)
+		if err != nil || ok {
+			return err
+		}
+		f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o444)
+		if err != nil {
+			return fmt.Errorf("create mount point %s: %w", path, err)
+		}
+		f.Close()
+		// inHostMounts' thread is locked and destroyed afterwards, so it may
+		// end up in the new netns: no other goroutine ever runs there.
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare CLONE_NEWNET: %w", err)
-			return
+			return fmt.Errorf("unshare CLONE_NEWNET: %w", err)
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind-mount %s onto %s: %w", src, path, err)
+			return fmt.Errorf("bind-mount %s onto %s: %w", src, path, err)
+		}
+		return nil
+	})
+}
+
+// hostMountNS is PID 1's mount namespace, the host's. A variable only so
+// that a test, where PID 1 may be out of reach (a container), can name its
+// own process's namespace as the host's.
+var hostMountNS = "/proc/1/ns/mnt"
+
+// inHostMounts runs fn on a locked OS thread that is in the host's mount
+// namespace; the thread is destroyed afterwards, never returned to the Go
+// scheduler in another namespace. It joins PID 1's mount namespace only
+// when the caller's differs and PID 1's can be read; otherwise (the same
+// namespace, or a machine where PID 1 is not readable, e.g. in a container
+// without systemd) fn runs in the caller's, as before.
+//
+// setns(CLONE_NEWNS) refuses a thread that shares its fs_struct (cwd, root)
+// with other threads, which every Go thread does: unshare(CLONE_FS) first.
+func inHostMounts(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		host, err := unix.Open(hostMountNS, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fn() // PID 1 unreadable: stay
 			return
 		}
-		errc <- nil
+		defer unix.Close(host)
+		var hst, own unix.Stat_t
+		if err := unix.Fstat(host, &hst); err != nil {
+			errc <- fmt.Errorf("stat %s: %w", hostMountNS, err)
+			return
+		}
+		if err := unix.Stat(fmt.Sprintf("/proc/self/task/%d/ns/mnt", unix.Gettid()), &own); err != nil {
+			errc <- fmt.Errorf("stat own mount namespace: %w", err)
+			return
+		}
+		if hst.Dev == own.Dev && hst.Ino == own.Ino {
+			errc <- fn()
+			return
+		}
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			errc <- fmt.Errorf("unshare CLONE_FS before joining the host's mount namespace: %w", err)
+			return
+		}
+		if err := unix.Setns(host, unix.CLONE_NEWNS); err != nil {
+			errc <- fmt.Errorf("join the host's mount namespace (%s) to pin the network namespace there: %w", hostMountNS, err)
+			return
+		}
+		errc <- fn()
 	}()
 	return <-errc
 }
 
-// deleteNetns unmounts and removes the named netns, like `ip netns del`.
-// The namespace itself lives on while a process is still in it.
+// deleteNetns unmounts and removes the named netns, like `ip netns del`,
+// in the host's mount namespace, where ensureNetns pinned it. The namespace
+// itself lives on while a process is still in it.
 func deleteNetns(path string) error {
+	return inHostMounts(func() error { return deleteNetnsHere(path) })
+}
+
+func deleteNetnsHere(path string) error {
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("unmount %s: %w", path, err)
 	}

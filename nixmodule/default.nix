@@ -1,12 +1,14 @@
 # services.opencode: many isolated opencode servers on one host, like virtual hosts.
 # Import through the ocnix flake (`ocnix.nixosModules.opencode`), which also sets
-# `services.opencode.launcherPackage`. Options: ./options.nix; units: ./service.nix;
+# `services.opencode.launcherPackage`. Options: ./options.nix; units: ./service.nix, with
+# the hardening they share in ./hardening.nix; assertions and warnings: ./assertions.nix;
 # the instance spec (the launcher's contract): ./spec.nix.
 { ... }:
 {
   imports = [
     ./options.nix
     ./service.nix
+    ./assertions.nix
   ];
 
   # No meta.doc: NixOS checks every manual chapter's ids against nixpkgs'

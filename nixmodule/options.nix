@@ -104,9 +104,11 @@ let
           description = ''
             Path of a file with secret environment variables, in systemd `EnvironmentFile=`
             syntax. It can stay root-only (0400): the server's unit passes it with
-            `LoadCredential=`, so the launcher, running as `opencode-<name>`, reads the copy in
-            `/run/credentials/opencode-<name>.service/env`; the setup unit (root) reads it
-            directly for the init scripts. It is never copied into the Nix store, the logs or
+            `LoadCredential=environmentFile:<path>`, so the launcher, running as
+            `opencode-<name>`, reads systemd's copy in
+            `/run/credentials/opencode-<name>.service/environmentFile` (the spec keeps your
+            path; the launcher prefers `$CREDENTIALS_DIRECTORY/environmentFile` when the unit
+            has it); the setup unit (root) reads your path directly for the init scripts. It is never copied into the Nix store, the logs or
             `explain` output.
           '';
         };
@@ -429,17 +431,6 @@ in
         The instance spec (the JSON the launcher reads) of each enabled instance, as Nix
         values. Set by the module, for tests and inspection; the checked file is at
         `/etc/ocnix/instances/<name>.json`.
-      '';
-    };
-
-    serviceSpecs = mkOption {
-      type = types.attrsOf (types.attrsOf types.anything);
-      default = { };
-      internal = true;
-      description = ''
-        The spec that `opencode-<name>.service` runs with: `specs.<name>` with
-        `environmentFile` pointing at the unit's credential copy of the file. Set by the
-        module, for tests and inspection.
       '';
     };
 

@@ -70,7 +70,7 @@ let
   );
 
   # Forces every unit setting, so that nothing in them fails evaluation unnoticed.
-  forced = r: builtins.deepSeq [ r.config.systemd.services r.config.systemd.sockets r.config.systemd.tmpfiles.settings r.config.services.opencode.specs r.config.services.opencode.serviceSpecs ] true;
+  forced = r: builtins.deepSeq [ r.config.systemd.services r.config.systemd.sockets r.config.systemd.tmpfiles.settings r.config.services.opencode.specs ] true;
 
   # --- 1. directory creation ---
   created = evI { p = plain; };
@@ -456,21 +456,23 @@ lib.concatLists [
     ))
   ])
 
-  (caseOf "10. environmentFile through LoadCredential" [
-    (check "LoadCredential" ((sc withEnv "opencode-p").LoadCredential == [ "env:/run/secrets/p.env" ]))
-    (check "the server's spec reads the credential" (
-      withEnv.config.services.opencode.serviceSpecs.p.environmentFile == "/run/credentials/opencode-p.service/env"
+  (caseOf "10. environmentFile through LoadCredential, one spec per instance" [
+    (check "LoadCredential under the launcher's id" (
+      (sc withEnv "opencode-p").LoadCredential == [ "environmentFile:/run/secrets/p.env" ]
     ))
-    (check "setup and /etc/ocnix keep the original" (
+    (check "the spec keeps the original path" (
       withEnv.config.services.opencode.specs.p.environmentFile == "/run/secrets/p.env"
     ))
-    (check "server runs the service spec" (
-      lib.hasSuffix "opencode-p-service-spec-checked.json" (sc withEnv "opencode-p").ExecStart
+    (check "no second spec" (!(withEnv.config.services.opencode ? serviceSpecs)))
+    (check "server, setup and /etc/ocnix run the same spec file" (
+      let
+        f = "${withEnv.config.services.opencode.specFiles.p}";
+      in
+      lib.hasSuffix "run --config ${f}" (sc withEnv "opencode-p").ExecStart
+      && lib.hasSuffix "setup --config ${f}" (sc withEnv "opencode-p-setup").ExecStart
+      && "${withEnv.config.environment.etc."ocnix/instances/p.json".source}" == f
     ))
-    (check "setup runs the plain spec" (
-      lib.hasSuffix "opencode-p-spec-checked.json" (sc withEnv "opencode-p-setup").ExecStart
-    ))
-    (check "no environmentFile: one spec, no LoadCredential" (
+    (check "no environmentFile: no LoadCredential" (
       !((sc plainR "opencode-p") ? LoadCredential)
       && lib.hasSuffix "opencode-p-spec-checked.json" (sc plainR "opencode-p").ExecStart
     ))
