@@ -101,11 +101,6 @@ func ensureNetns(path string) error {
 	})
 }
 
-// hostMountNS is PID 1's mount namespace, the host's. A variable only so
-// that a test, where PID 1 may be out of reach (a container), can name its
-// own process's namespace as the host's.
-var hostMountNS = "/proc/1/ns/mnt"
-
 // inHostMounts runs fn on a locked OS thread that is in the host's mount
 // namespace; the thread is destroyed afterwards, never returned to the Go
 // scheduler in another namespace. It joins PID 1's mount namespace only

@@ -57,9 +57,6 @@ func TestSharedTablePeerGuard(t *testing.T) {
 			t.Errorf("shared table lacks %q:\n%s", want, got)
 		}
 	}
-	if _, err := lower(tbl); err != nil {
-		t.Errorf("lower: %v", err)
-	}
 	if SharedTable(nil, nil).String() != SharedTable(nil, []Listener{}).String() {
 		t.Errorf("no listeners: not deterministic")
 	}

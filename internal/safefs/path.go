@@ -47,7 +47,7 @@ func OpenTrustedPath(path string) (*os.File, unix.Stat_t, error) {
 	if !filepath.IsAbs(path) {
 		return nil, st, fmt.Errorf("%s is not an absolute path", path)
 	}
-	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	root, err := unix.Open("/", oPath|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, st, fmt.Errorf("open /: %w", err)
 	}
@@ -118,7 +118,7 @@ func OpenTrustedPath(path string) (*os.File, unix.Stat_t, error) {
 			if lst.Mode&unix.S_IFMT != unix.S_IFDIR {
 				return nil, st, fmt.Errorf("%s is not a directory", here)
 			}
-			fd, err := unix.Openat(cur.fd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			fd, err := unix.Openat(cur.fd, name, oPath|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 			if err != nil {
 				return nil, st, fmt.Errorf("open %s: %w", here, err)
 			}
@@ -132,7 +132,7 @@ func OpenTrustedPath(path string) (*os.File, unix.Stat_t, error) {
 		// The file. Refuse a non-file before opening it: opening a device
 		// can have side effects even with O_NONBLOCK.
 		if lst.Mode&unix.S_IFMT != unix.S_IFREG {
-			return nil, st, fmt.Errorf("%s is a %s, not a regular file: %w", here, fileType(lst.Mode), ErrNotRegular)
+			return nil, st, fmt.Errorf("%s is a %s, not a regular file: %w", here, fileType(uint32(lst.Mode)), ErrNotRegular)
 		}
 		fd, err := unix.Openat(cur.fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -147,7 +147,7 @@ func OpenTrustedPath(path string) (*os.File, unix.Stat_t, error) {
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFREG {
 			unix.Close(fd)
-			return nil, st, fmt.Errorf("%s is a %s, not a regular file: %w", here, fileType(st.Mode), ErrNotRegular)
+			return nil, st, fmt.Errorf("%s is a %s, not a regular file: %w", here, fileType(uint32(st.Mode)), ErrNotRegular)
 		}
 		return os.NewFile(uintptr(fd), here), st, nil
 	}
@@ -181,7 +181,7 @@ func ReadRegularFile(path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, fmt.Errorf("%s is a %s, not a regular file: %w", path, fileType(st.Mode), ErrNotRegular)
+		return nil, fmt.Errorf("%s is a %s, not a regular file: %w", path, fileType(uint32(st.Mode)), ErrNotRegular)
 	}
 	return readBounded(f, max)
 }
