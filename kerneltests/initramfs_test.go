@@ -120,6 +120,15 @@ func buildInitramfs(t *testing.T, k kernel, bins map[string]string) string {
 			files[a] = cpioEntry{mode: sIFLNK | 0o777, link: "/bin/busybox"}
 		}
 	}
+	// The tests copy /bin/true under another name (an exec-path fixture):
+	// busybox's applet would then look for an applet by that name and exit
+	// 127, so true is the host's coreutils binary, as on any real host.
+	trueBin, err := filepath.EvalSymlinks("/bin/true")
+	if err != nil {
+		t.Fatalf("/bin/true: %v", err)
+	}
+	withLibs(trueBin, "/bin/true")
+	withLibs(trueBin, "/usr/bin/true")
 	for _, tool := range []string{"ip", "nft"} {
 		p, err := exec.LookPath(tool)
 		if err != nil {
@@ -139,9 +148,22 @@ func buildInitramfs(t *testing.T, k kernel, bins map[string]string) string {
 	put("/etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"), 0o644)
 	put("/etc/group", []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644)
 	put("/etc/nextuid", []byte("900\n"), 0o644)
+	// Every host has one; the sandbox's tests read it as a file of the
+	// system baseline.
+	put("/etc/hostname", []byte("ocnix-kt\n"), 0o644)
 	put("/etc/hosts", []byte("127.0.0.1 localhost\n::1 localhost\n"), 0o644)
-	put("/etc/nsswitch.conf", []byte("passwd: files\ngroup: files\nhosts: files dns\n"), 0o644)
+	put("/etc/nsswitch.conf", []byte("passwd: files\ngroup: files\nhosts: files dns\nprotocols: files\nservices: files\n"), 0o644)
 	put("/etc/resolv.conf", []byte("nameserver 127.0.0.1\n"), 0o644)
+	// nft prints protocol numbers by name from /etc/protocols (netbase),
+	// as on every real host: without it `meta l4proto tcp` lists as
+	// `meta l4proto 6` and the rendering test compares against the wrong text.
+	for _, f := range []string{"/etc/protocols", "/etc/services"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("%s not found on the host (Debian package netbase): the guest's nft needs it to list rules as the host does", f)
+		}
+		put(f, b, 0o644)
+	}
 
 	var load []string
 	for _, m := range moduleOrder(t, k) {

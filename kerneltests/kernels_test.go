@@ -58,21 +58,20 @@ var suites = []suite{
 	// the benchmarks are not tests.
 	//
 	// Left out, with the guest lacking what they need: TestDeveloperToolsWork
-	// (node, python3, bash). Left out although they FAIL on the real 6.12 and
-	// are not yet understood (open findings, see the report of issue 18):
-	// TestSandboxFilesystem and TestSandboxExecPaths (EACCES where the plan
-	// grants; maybe the initramfs's rootfs), TestRunExitStatus (selfkill
-	// SIGTERM exits 0: the probe as PID 1 of its namespace?).
-	{name: "sandbox", pkg: "./sandbox", run: ".", skip: "^(TestOpencodeServesUnderSandbox|TestDeveloperToolsWork|TestSandboxFilesystem|TestSandboxExecPaths|TestRunExitStatus)$",
+	// (node, python3, bash). TestSandboxFilesystem, TestSandboxExecPaths and
+	// TestRunExitStatus failed here once, all for reasons outside the
+	// product: the guest had no /etc/hostname and a busybox /bin/true
+	// (which a copy under another name cannot run), and the selfkill probe
+	// raced its own exit against the signal's delivery to another thread.
+	{name: "sandbox", pkg: "./sandbox", run: ".", skip: "^(TestOpencodeServesUnderSandbox|TestDeveloperToolsWork)$",
 		belowMin: "^(TestRunRefusesPlansThisKernelCannotKeep|TestGateUsableFollowsYama|TestPtraceScopeIsExplained)$"},
 	// The gate needs pidfd_open(PIDFD_THREAD) (6.9): below, its tests skip
 	// with that reason, and the sandbox suite's refusal covers the start.
 	{name: "unixgate", pkg: "./sandbox/unixgate", run: "."},
 	// netns + nft egress with a test host that is a netns inside the guest.
-	// TestRenderingMatchesKernel is left out: on 6.1 and 6.12 nft lists the
-	// filter's "meta l4proto tcp" as "meta l4proto 6" (same rule, other
-	// rendering), an open finding for netpolicy's comparison, not a hole.
-	{name: "netpolicy", pkg: "./netpolicy", run: "^(TestEgressAllowedAndBlocked|TestEnterAndVerify|TestTeardownLeavesNothing|TestVerifyFilterRefusesEveryChangeToTheFilter)$"},
+	// TestRenderingMatchesKernel needs the guest's /etc/protocols: nft
+	// lists protocols by name from it ("meta l4proto tcp", not "6").
+	{name: "netpolicy", pkg: "./netpolicy", run: "^(TestEgressAllowedAndBlocked|TestEnterAndVerify|TestTeardownLeavesNothing|TestVerifyFilterRefusesEveryChangeToTheFilter|TestRenderingMatchesKernel)$"},
 	// The launcher binary itself: explain against probes, the refusal on 6.1.
 	{name: "kerneltests", pkg: "./kerneltests", run: "^TestGuest", tags: "kernelguest"},
 }
@@ -195,8 +194,14 @@ func bootAndReport(t *testing.T, qemu string, k kernel, initrd string) {
 		// kmem_cache_alloc or try_to_wake_up, with -cpu max and qemu64
 		// alike, one TCG thread or several; without cx16 SLUB takes
 		// its locked path. 6.1 ran either way.
+		//
+		// One TCG thread for both vCPUs: with one host thread per vCPU
+		// 6.12 oopsed at boot now and then ("Oops: int3" in
+		// sched_clock_cpu, whose bytes were the nop again: a stale
+		// translation of a static key's text_poke), and on this two-core
+		// host the guests ran about three times slower.
 		"-nographic", "-no-reboot", "-m", "1G", "-smp", "2", "-cpu", "qemu64,-cx16",
-		"-accel", "tcg", "-nic", "none",
+		"-accel", "tcg,thread=single", "-nic", "none",
 		"-kernel", k.vmlinuz, "-initrd", initrd,
 		"-append", "console=ttyS0 panic=-1 oops=panic rdinit=/init quiet loglevel=4 lsm=landlock,lockdown,yama,integrity,apparmor")
 	cmd.Stdin = nil
