@@ -495,6 +495,13 @@ lib.concatLists [
     (check "server wants no resolver without domains" ((svc iso "opencode-p").wants or [ ] == [ ]))
     (check "evaluates" (forced domains))
   ])
+  # Issue 16 point 5: 0077 made what the agent writes unreadable to the instance's group,
+  # which createDirectory's message suggests for sharing; 0027 lets the group read.
+  (caseOf "UMask: the group may read what the agent writes" [
+    (check "server UMask 0027, got ${toString ((sc created "opencode-p").UMask or "unset")}" (
+      (sc created "opencode-p").UMask == "0027"
+    ))
+  ])
   (caseOf "resources: bounded by default, per unit, overridable" [
     (check "server defaults" (
       let
