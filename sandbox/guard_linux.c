@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -93,12 +94,22 @@ static void __attribute__((noreturn)) guard(int errfd, int parentfd) {
 		report(errfd, OCNIX_STAGE_GUARD, r);
 	if ((r = sys(SYS_chdir, (long)"/", 0, 0, 0, 0)) < 0)
 		report(errfd, OCNIX_STAGE_GUARD, r);
-	// Keep nothing of the launcher but the error pipe (stdio, the notify
-	// fd, the parent's pidfd, ...): the guard never execs, so
+	// Keep nothing of the launcher but the error pipe and the supervisor's
+	// pidfd (not stdio, the notify fd, ...): the guard never execs, so
 	// close-on-exec does not help.
-	if (errfd > 0)
-		sys(SYS_close_range, 0, errfd - 1, 0, 0, 0);
-	sys(SYS_close_range, errfd + 1, ~0U, 0, 0, 0);
+	int lo = errfd < parentfd ? errfd : parentfd;
+	int hi = errfd < parentfd ? parentfd : errfd;
+	if (lo > 0)
+		sys(SYS_close_range, 0, lo - 1, 0, 0, 0);
+	if (hi - lo > 1)
+		sys(SYS_close_range, lo + 1, hi - 1, 0, 0, 0);
+	sys(SYS_close_range, hi + 1, ~0U, 0, 0, 0);
+	// SIGCHLD (blocked, as every signal here) as a file, to wait on it and
+	// on the supervisor's pidfd at once.
+	ksigset chld = KSIG(SIGCHLD);
+	long sfd = sys(SYS_signalfd4, -1, (long)&chld, sizeof chld, SFD_CLOEXEC, 0);
+	if (sfd < 0)
+		report(errfd, OCNIX_STAGE_GUARD, sfd);
 	// The proc of this namespace, over the one the thread's private mount
 	// namespace had (the launcher's, of the host's PID namespace). Only a
 	// process of this namespace can mount it.
@@ -112,12 +123,24 @@ static void __attribute__((noreturn)) guard(int errfd, int parentfd) {
 	sys(SYS_close, errfd, 0, 0, 0, 0);
 
 	// As init it inherits every orphan of the namespace: reap them all,
-	// until the supervisor kills it (which kills the namespace).
-	ksigset chld = KSIG(SIGCHLD);
+	// until the supervisor kills it (which kills the namespace), or the
+	// supervisor is gone. The parent-death signal alone does not cover
+	// that: it is sent by the exiting parent thread, the confining one,
+	// and Landlock's signal scope refuses a signal from that thread's
+	// domain to the guard, which was cloned before it (the guard then
+	// lived on, with every background job of the sandbox, whenever that
+	// thread was the supervisor's last to exit). The pidfd turns readable
+	// when the whole supervisor has exited, whatever the order.
 	for (;;) {
-		siginfo_t info;
-		if (sys(SYS_rt_sigtimedwait, (long)&chld, (long)&info, 0, sizeof chld, 0) != SIGCHLD)
+		struct pollfd p[2] = {{.fd = parentfd, .events = POLLIN}, {.fd = (int)sfd, .events = POLLIN}};
+		if (sys(SYS_poll, (long)p, 2, -1, 0, 0) < 0)
 			continue;
+		if (p[0].revents)
+			sys(SYS_exit_group, 137, 0, 0, 0, 0);
+		if (!p[1].revents)
+			continue;
+		struct signalfd_siginfo si;
+		sys(SYS_read, sfd, (long)&si, sizeof si, 0, 0);
 		for (;;) {
 			long w = sys(SYS_wait4, -1, 0, WNOHANG | __WALL, 0, 0);
 			if (w == -EINTR)
