@@ -479,9 +479,10 @@ let
         # on /run/netns/<netns> (and its removal) is made in PID 1's mount namespace by the
         # launcher (netpolicy's inHostMounts), so it reaches the host, where the server's
         # NetworkNamespacePath= looks for it, and propagates back into this (slave) view.
-        # /run/netns is therefore read-only here on purpose: the unit never writes it in its
-        # own namespace, and a ReadWritePaths= self-bind on a /run/netns that is not yet a
-        # mount point would sit on top of the host's later bind mount and hide the pins.
+        # /run/netns is therefore read-only here on purpose: setup never writes it in its own
+        # namespace, and should the launcher ever fall back to pinning here (PID 1's
+        # namespace unreadable), it fails with EROFS instead of making a pin that only this
+        # unit sees (the server would fail with 225/NETWORK).
         ProtectSystem = "strict";
         # stateDir, `directory` and readWritePaths may be under /home: read-only there, and
         # those paths writable again through ReadWritePaths= (below).

@@ -536,8 +536,8 @@ lib.concatLists [
         "-/var/lib/opencode/instance-state/p"
       ]
     ))
-    # The launcher pins the namespace in PID 1's mount namespace; a self-bind of /run/netns
-    # in the unit's would hide the pins from setup's own view.
+    # The launcher pins the namespace in PID 1's mount namespace; a pin made in the unit's
+    # own would be seen by no one else, so there it must fail (read-only).
     (check "/run/netns not in ReadWritePaths" (noneHas "/run/netns" (sc created "opencode-p-setup").ReadWritePaths))
     (check "tmpfiles makes the host directories and stateDir" (
       let
