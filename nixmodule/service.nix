@@ -487,7 +487,9 @@ let
         # stateDir, `directory` and readWritePaths may be under /home: read-only there, and
         # those paths writable again through ReadWritePaths= (below).
         ProtectHome = if setupNeedsHome inst then "read-only" else true;
-        PrivateTmp = true;
+        # Follows the server's: with `serviceOverrides.PrivateTmp = false` (for a `directory`
+        # or readWritePaths under /tmp, see assertions.nix) setup must see the same paths.
+        PrivateTmp = inst.serviceOverrides.PrivateTmp or true;
         # /dev/null, /dev/zero, /dev/urandom, /dev/pts, /dev/shm: all the sandbox of the
         # init scripts grants (the server runs with the same).
         PrivateDevices = true;

@@ -78,6 +78,12 @@ let
   overridden = evI { p = plain // { serviceOverrides.MemoryMax = "16G"; }; };
   notCreated = evI { p = plain // { createDirectory = false; }; };
   homeDir = evI { p = plain // { directory = "/home/alice/p"; }; };
+  tmpShared = evI {
+    p = plain // {
+      directory = "/tmp/p";
+      serviceOverrides.PrivateTmp = false;
+    };
+  };
   # serviceOverrides is the server's; the setup unit is loosened the NixOS way.
   setupOverridden = ev (
     withInstances { p = plain; }
@@ -552,6 +558,9 @@ lib.concatLists [
     ))
     (check "systemd.services.<unit>.serviceConfig wins" ((sc setupOverridden "opencode-p-setup").ProtectSystem == "full"))
     (check "umask stays 0022" ((sc created "opencode-p-setup").UMask == "0022"))
+    (check "PrivateTmp follows the server's serviceOverrides" (
+      (sc tmpShared "opencode-p-setup").PrivateTmp == false
+    ))
   ])
   (caseOf "10. conventions" [
     (check "command is <package>/bin/opencode" (
