@@ -190,6 +190,30 @@ let
 
   inherit (import ./hardening.nix { inherit lib; }) hardening umask launcherSyscalls;
 
+  # The host directories the setup unit writes (ReadWritePaths=), with the mode the launcher
+  # gives them (setuplock wants /run/opencode 0700 root). They must exist before the unit's
+  # mount namespace is set up: systemd-tmpfiles makes them (config below).
+  setupRwHostDirs = [
+    "/run/opencode"
+    "/run/ocnix"
+    "/var/lib/opencode"
+    "/etc/netns"
+  ];
+  setupHostDirModes = {
+    "/run/opencode" = "0700";
+  };
+  setupNeedsHome =
+    inst:
+    lib.any underHome (
+      [
+        inst.directory
+        inst.stateDir
+      ]
+      ++ inst.sandbox.readWritePaths
+      ++ inst.sandbox.readOnlyPaths
+      ++ inst.sandbox.unixSockets.allow
+    );
+
   mainService =
     name: inst:
     let
@@ -369,14 +393,15 @@ let
       description = "opencode instance ${name}: state, config, network and init scripts";
       # An isolated instance's egress needs the uplink: network-online.target, pulled in
       # only for those (a consumer must not pull in network.target; isolated instances do
-      # need network-online.target). tmpfiles-resetup: on `nixos-rebuild switch`, the rule
-      # that creates `directory` is applied by that unit.
+      # need network-online.target). tmpfiles-resetup: on `nixos-rebuild switch`, the rules
+      # that create `directory`, stateDir and the host directories setup writes (which
+      # must exist before the unit's mount namespace is set up) are applied by that unit.
       after = [
         "network.target"
       ]
       ++ lib.optional netIso "network-online.target"
       ++ lib.optional nftables "nftables.service"
-      ++ lib.optional inst.createDirectory "systemd-tmpfiles-resetup.service";
+      ++ [ "systemd-tmpfiles-resetup.service" ];
       wants = lib.optional netIso "network-online.target";
       # NixOS reloads nftables with `flush ruleset`, which removes the host-side forwarding
       # and masquerade of isolated instances (the filter inside the namespace stays: fail
@@ -389,6 +414,20 @@ let
         ExecStartPre = [ "${directoryCheck name inst}" ];
         ExecStart = "${launcherExe} setup --config ${spec}";
         ExecReload = "${setupReload name inst spec}";
+        # What setup writes, all else is read-only (ProtectSystem=strict): the lock directory
+        # (/run/opencode), the forwarding and listener records (/run/ocnix), the instances'
+        # private directories and default state (/var/lib/opencode), the namespaces'
+        # resolv.conf (/etc/netns), and the instance's own paths. The host ones are made by
+        # the tmpfiles rules below, before any unit starts; "-": a missing one makes setup
+        # fail naming the path, not the unit with 226/NAMESPACE.
+        ReadWritePaths = map (p: "-${p}") (
+          setupRwHostDirs
+          ++ [
+            inst.directory
+            inst.stateDir
+          ]
+          ++ inst.sandbox.readWritePaths
+        );
         # Two init scripts, each bounded by initScriptTimeout, plus the setup steps.
         TimeoutStartSec = 2 * inst.initScriptTimeout + 60;
         # Every instance: setup registers its listen port in the host's peer guard (no
@@ -436,22 +475,33 @@ let
           "CAP_SYS_PTRACE"
           "CAP_KILL"
         ];
-        # No mount namespace at all (ProtectSystem, ProtectHome, PrivateTmp, PrivateDevices,
-        # ProtectKernelModules/Logs, ProtectControlGroups, ProtectProc each make one): setup
-        # keeps the network namespace alive by a bind mount on /run/netns/<netns>, and a
-        # mount made in the unit's own (slave) mount namespace never reaches the host, where
-        # the server's NetworkNamespacePath= looks for it (measured: 225/NETWORK). What stays
-        # is everything that does not need one: capabilities, system calls, namespaces,
-        # address families.
-        ProtectSystem = false;
-        ProtectHome = false;
-        PrivateTmp = false;
-        PrivateDevices = false;
-        ProtectKernelModules = false;
-        ProtectKernelLogs = false;
-        ProtectControlGroups = false;
-        ProtectProc = "default";
-        ProtectHostname = false; # makes /proc/sys/kernel/hostname a read-only mount
+        # A mount namespace of its own (ProtectSystem=strict and friends). The namespace pin
+        # on /run/netns/<netns> (and its removal) is made in PID 1's mount namespace by the
+        # launcher (netpolicy's inHostMounts), so it reaches the host, where the server's
+        # NetworkNamespacePath= looks for it, and propagates back into this (slave) view.
+        # /run/netns is therefore read-only here on purpose: setup never writes it in its own
+        # namespace, and should the launcher ever fall back to pinning here (PID 1's
+        # namespace unreadable), it fails with EROFS instead of making a pin that only this
+        # unit sees (the server would fail with 225/NETWORK).
+        ProtectSystem = "strict";
+        # stateDir, `directory` and readWritePaths may be under /home: read-only there, and
+        # those paths writable again through ReadWritePaths= (below).
+        ProtectHome = if setupNeedsHome inst then "read-only" else true;
+        # Follows the server's: with `serviceOverrides.PrivateTmp = false` (for a `directory`
+        # or readWritePaths under /tmp, see assertions.nix) setup must see the same paths.
+        PrivateTmp = inst.serviceOverrides.PrivateTmp or true;
+        # /dev/null, /dev/zero, /dev/urandom, /dev/pts, /dev/shm: all the sandbox of the
+        # init scripts grants (the server runs with the same).
+        PrivateDevices = true;
+        PrivateMounts = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectHostname = true;
+        # Root with CAP_SYS_PTRACE still sees every process (the gate reads /proc/<pid> of
+        # the init scripts, the launcher opens /proc/1/ns/mnt); `run` mounts a /proc of its
+        # own for the init scripts. No ProcSubset=pid: setup writes /proc/sys/net.
+        ProtectProc = "invisible";
         # /proc/sys/net: the per-interface forwarding sysctls of the veth.
         ProtectKernelTunables = false;
         # The network namespace, and for `run` (init scripts as root) a PID, mount and IPC
@@ -593,6 +643,29 @@ in
         };
       }
     ) (lib.filterAttrs (_: inst: inst.createDirectory) enabled);
+
+    # What the setup unit writes must exist before its mount namespace is set up
+    # (ReadWritePaths= of a missing path is dropped, and ProtectSystem=strict leaves setup
+    # unable to create it): the host directories, and each stateDir (":" again: an existing
+    # one keeps its mode and owner; setup makes it 0700 for the instance user anyway).
+    systemd.tmpfiles.settings."10-opencode-setup" =
+      lib.genAttrs setupRwHostDirs (dir: {
+        d = {
+          mode = setupHostDirModes.${dir} or "0755";
+          user = "root";
+          group = "root";
+        };
+      })
+      // lib.mapAttrs' (
+        name: inst:
+        lib.nameValuePair inst.stateDir {
+          d = {
+            mode = ":0700";
+            user = ":${userOf name}";
+            group = ":${userOf name}";
+          };
+        }
+      ) enabled;
 
     # The checked spec of each instance, at a stable path for operators:
     #   opencode-launcher explain --config /etc/ocnix/instances/<name>.json

@@ -77,6 +77,20 @@ let
   unlimited = evI { p = plain // { resources.memoryMax = null; }; };
   overridden = evI { p = plain // { serviceOverrides.MemoryMax = "16G"; }; };
   notCreated = evI { p = plain // { createDirectory = false; }; };
+  homeDir = evI { p = plain // { directory = "/home/alice/p"; }; };
+  tmpShared = evI {
+    p = plain // {
+      directory = "/tmp/p";
+      serviceOverrides.PrivateTmp = false;
+    };
+  };
+  # serviceOverrides is the server's; the setup unit is loosened the NixOS way.
+  setupOverridden = ev (
+    withInstances { p = plain; }
+    // {
+      systemd.services.opencode-p-setup.serviceConfig.ProtectSystem = "full";
+    }
+  );
   sharedDir = evI {
     p = plain;
     q = plain // {
@@ -514,6 +528,46 @@ lib.concatLists [
       !((sc unlimited "opencode-p") ? MemoryMax) && (sc unlimited "opencode-p").TasksMax == 1024
     ))
     (check "serviceOverrides wins" ((sc overridden "opencode-p").MemoryMax == "16G"))
+  ])
+  (caseOf "setup: a mount namespace of its own, writable only where setup writes" [
+    (check "ProtectSystem strict, ProtectHome, PrivateTmp, PrivateDevices" (
+      let
+        c = sc created "opencode-p-setup";
+      in
+      c.ProtectSystem == "strict" && c.ProtectHome == true && c.PrivateTmp && c.PrivateDevices
+    ))
+    (check "writes the host directories and its own paths" (
+      let
+        rw = (sc created "opencode-p-setup").ReadWritePaths;
+      in
+      lib.all (p: builtins.elem p rw) [
+        "-/run/opencode"
+        "-/run/ocnix"
+        "-/var/lib/opencode"
+        "-/etc/netns"
+        "-/srv/p"
+        "-/var/lib/opencode/instance-state/p"
+      ]
+    ))
+    # The launcher pins the namespace in PID 1's mount namespace; a pin made in the unit's
+    # own would be seen by no one else, so there it must fail (read-only).
+    (check "/run/netns not in ReadWritePaths" (noneHas "/run/netns" (sc created "opencode-p-setup").ReadWritePaths))
+    (check "tmpfiles makes the host directories and stateDir" (
+      let
+        t = created.config.systemd.tmpfiles.settings."10-opencode-setup";
+      in
+      t."/run/opencode".d.mode == "0700"
+      && t."/etc/netns".d.mode == "0755"
+      && t."/var/lib/opencode/instance-state/p".d.user == ":opencode-p"
+    ))
+    (check "a directory under /home: ProtectHome read-only" (
+      (sc homeDir "opencode-p-setup").ProtectHome == "read-only"
+    ))
+    (check "systemd.services.<unit>.serviceConfig wins" ((sc setupOverridden "opencode-p-setup").ProtectSystem == "full"))
+    (check "umask stays 0022" ((sc created "opencode-p-setup").UMask == "0022"))
+    (check "PrivateTmp follows the server's serviceOverrides" (
+      (sc tmpShared "opencode-p-setup").PrivateTmp == false
+    ))
   ])
   (caseOf "10. conventions" [
     (check "command is <package>/bin/opencode" (
