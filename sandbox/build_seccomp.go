@@ -76,6 +76,15 @@ func buildSeccomp(landlockGatesUnix bool, api int, sharedNetwork bool) SeccompPl
 		s.Rules = append(s.Rules, errnoRule("clone", "EPERM", "new namespace ("+f.name+")",
 			ArgCond{Arg: 0, Op: OpMaskedEqual, Mask: f.flag, Value: f.flag}))
 	}
+	// CLONE_PARENT makes the new process a child of the caller's parent:
+	// for the server (pid 2 of its PID namespace) that is the supervisor,
+	// outside the namespace, which reaps only the server. The child's
+	// zombie then kept the dying guard in the kernel (it waits for every
+	// process of its namespace to be reaped) while the supervisor waited for
+	// the guard: `run` hung for good (red-team finding). clone3 answers
+	// ENOSYS, vfork and fork have no flags.
+	s.Rules = append(s.Rules, errnoRule("clone", "EPERM", "CLONE_PARENT would make the supervisor, outside the PID namespace, the new process's parent",
+		ArgCond{Arg: 0, Op: OpMaskedEqual, Mask: cloneParent, Value: cloneParent}))
 	// Terminal injection: TIOCSTI pushes input into a terminal that an
 	// operator's shell reads; TIOCLINUX can do the same on a console.
 	s.Rules = append(s.Rules,

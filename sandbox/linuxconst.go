@@ -35,6 +35,9 @@ const (
 	lower32 = 0xffffffff
 )
 
+// cloneParent is CLONE_PARENT.
+const cloneParent = 0x00008000
+
 // cloneNewFlags are the CLONE_NEW* flags that clone(2) accepts in its
 // flags argument (CLONE_NEWTIME only works with clone3 and unshare).
 var cloneNewFlags = []struct {

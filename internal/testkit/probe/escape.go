@@ -91,6 +91,20 @@ var escapeVerbs = map[string]Verb{
 			unix.Close(fd)
 		}
 	},
+	// clone-parent: clone(CLONE_PARENT|SIGCHLD); the child exits at once.
+	// From the server (pid 2 of the sandbox's PID namespace) its parent
+	// would be the supervisor outside, which reaps only the server: the
+	// zombie kept the dying guard, and `run` hung (red-team finding).
+	"clone-parent": func(a []string) (string, error) {
+		r, _, e := unix.RawSyscall6(unix.SYS_CLONE, unix.CLONE_PARENT|uintptr(unix.SIGCHLD), 0, 0, 0, 0, 0)
+		if e != 0 {
+			return "", e
+		}
+		if r == 0 {
+			unix.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0)
+		}
+		return strconv.Itoa(int(r)), nil
+	},
 	// ptrace-parent: attach to the supervisor.
 	"ptrace-parent": func(a []string) (string, error) {
 		runtime.LockOSThread()
