@@ -43,4 +43,10 @@ url="http://127.0.0.1:$port"
   echo "ocnix demo: $url did not answer within 60 s" >&2
 ) &
 echo "ocnix demo: starting opencode for $spec at $url (sandboxed; see: $launcher explain --config $spec)"
-exec "$launcher" run --config "$spec"
+# Not exec: on the way out, teardown takes the instance's port back out of the host's
+# peer guard (table inet ocnix), which setup registered; the last teardown removes it.
+trap ':' INT TERM  # a handler, not ignore: the launcher must still get them
+status=0
+"$launcher" run --config "$spec" || status=$?
+"$launcher" teardown --config "$spec" >/dev/null || echo "ocnix demo: teardown failed" >&2
+exit "$status"
