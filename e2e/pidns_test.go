@@ -201,25 +201,12 @@ func waitPid(t *testing.T, path string) int {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-			return hostPid(t, string(b))
+			return testkit.MustHostPid(t, string(b))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%s did not appear", path)
 	return 0
-}
-
-// hostPid translates a probe's pidID (testkit.HostPid); 0: gone.
-func hostPid(t *testing.T, id string) int {
-	t.Helper()
-	pid, found, err := testkit.HostPid(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !found {
-		return 0
-	}
-	return pid
 }
 
 // checkGone fails for every job whose process is still alive a moment

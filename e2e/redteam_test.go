@@ -686,7 +686,7 @@ func waitPidFiles(t *testing.T, dir string, n int, timeout time.Duration) map[in
 			for _, f := range m {
 				b, _ := os.ReadFile(f)
 				role, id, _ := strings.Cut(string(b), " ")
-				if p := hostPid(t, id); p != 0 {
+				if p := testkit.MustHostPid(t, id); p != 0 {
 					pids[p] = loopProc{role: role, key: strings.TrimSuffix(filepath.Base(f), ".pid")}
 				}
 			}

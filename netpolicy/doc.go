@@ -128,8 +128,9 @@
 // instance-ports and instance-owners (port . uid), and
 //
 //	output (hook output): oifname "lo" meta skuid @instance-uids
-//	        tcp flags syn / syn,ack tcp dport @instance-ports
-//	        tcp dport . meta skuid != @instance-owners  reject with tcp reset
+//	        tcp flags syn / syn,ack tcp dport @instance-ports  reject with tcp reset
+//	                      the same with oifname "oc-*" (an isolated
+//	                      instance's netns address, through its veth)
 //	input (hook input):   iifname "oc-*" tcp flags syn / syn,ack
 //	        tcp dport @instance-ports  reject with tcp reset
 //
@@ -143,9 +144,11 @@
 // matched, so a server's replies to a client whose port number happens to
 // be another instance's port pass. Host users, root and a reverse proxy
 // are not in @instance-uids and pass; so does an instance's connection to
-// its own port and to any port that is no instance's. An isolated
-// instance reaches its own server on its netns loopback, not through the
-// host. [Teardown] removes the entry; the last teardown (no veth and no
+// any port that is no instance's. Its own port is refused too: opencode
+// hands the server password to every command the agent runs, so the
+// agent must not reach its server (inside an isolated netns the filter's
+// self-block rule does the same). instance-owners records who registered
+// which port, for explain and [VerifyPeerGuard]; no rule exempts an owner. [Teardown] removes the entry; the last teardown (no veth and no
 // listener left) removes the table. [VerifyPeerGuard] (preflight, status)
 // checks the table still holds the instance's element.
 //

@@ -238,7 +238,7 @@ func lowerRule(fam nftables.TableFamily, r Rule, sets map[string]*nftables.Set) 
 		switch m.Kind {
 		case MatchTCPSyn, MatchL4TCP, MatchTCPDport:
 			tcp = true
-		case MatchTCPDportSet, MatchNotTCPDportSkUIDSet:
+		case MatchTCPDportSet:
 			if !tcp {
 				return nil, bug(fmt.Errorf("match %s needs a tcp match before it", m.Kind))
 			}
@@ -378,29 +378,21 @@ func lowerMatch(fam nftables.TableFamily, m Match, sets map[string]*nftables.Set
 			&expr.Meta{Key: expr.MetaKeySKUID, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: uid},
 		}, nil
-	case MatchSkUIDSet, MatchTCPDportSet, MatchNotTCPDportSkUIDSet:
+	case MatchSkUIDSet, MatchTCPDportSet:
 		s, ok := sets[m.Value]
 		if !ok {
 			return nil, bug(fmt.Errorf("set %q not in table", m.Value))
 		}
-		// What nft emits (nft --debug=netlink): the port in register 1;
-		// for the concatenation the uid in register 9, right after it.
-		switch m.Kind {
-		case MatchSkUIDSet:
+		// What nft emits (nft --debug=netlink): the key in register 1.
+		if m.Kind == MatchSkUIDSet {
 			return []expr.Any{
 				&expr.Meta{Key: expr.MetaKeySKUID, Register: 1},
-				&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
-			}, nil
-		case MatchTCPDportSet:
-			return []expr.Any{
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 				&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
 			}, nil
 		}
 		return []expr.Any{
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-			&expr.Meta{Key: expr.MetaKeySKUID, Register: 9},
-			&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: true},
+			&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
 		}, nil
 	case MatchTCPSyn:
 		return []expr.Any{

@@ -101,9 +101,8 @@ const (
 	// MatchTCPSyn is a connection's first packet: tcp flags syn / syn,ack
 	// (SYN set, ACK clear). It also implies meta l4proto tcp, which the
 	// two tcp dport set matches below need before them in the rule.
-	MatchTCPSyn              MatchKind = "tcp-syn"
-	MatchTCPDportSet         MatchKind = "tcp-dport-set"           // tcp dport @Value
-	MatchNotTCPDportSkUIDSet MatchKind = "not-tcp-dport-skuid-set" // tcp dport . meta skuid != @Value
+	MatchTCPSyn      MatchKind = "tcp-syn"
+	MatchTCPDportSet MatchKind = "tcp-dport-set" // tcp dport @Value
 )
 
 // Match is one condition of a rule.
@@ -256,8 +255,6 @@ func (m Match) String() string {
 		return "tcp flags syn / syn,ack"
 	case MatchTCPDportSet:
 		return "tcp dport @" + m.Value
-	case MatchNotTCPDportSkUIDSet:
-		return "tcp dport . meta skuid != @" + m.Value
 	}
 	return fmt.Sprintf("<unknown match %q>", m.Kind)
 }

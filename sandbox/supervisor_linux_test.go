@@ -102,20 +102,6 @@ func waitFile(t *testing.T, p string) string {
 	return ""
 }
 
-// probePid is the host pid of the pid id a probe wrote (testkit.HostPid),
-// 0 when that process is gone.
-func probePid(t *testing.T, id string) int {
-	t.Helper()
-	pid, found, err := testkit.HostPid(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !found {
-		return 0
-	}
-	return pid
-}
-
 // waitGone waits until pid no longer exists or is a zombie (0: gone).
 func waitGone(t *testing.T, pid int) error {
 	t.Helper()
@@ -180,7 +166,7 @@ func TestSupervisorDeathKillsServer(t *testing.T) {
 	f := newFixture(t)
 	pidFile := filepath.Join(f.project, "pid")
 	c, _ := f.startSupervisor(t, nil, "pause", pidFile)
-	pid := probePid(t, waitFile(t, pidFile))
+	pid := testkit.MustHostPid(t, waitFile(t, pidFile))
 	if pid == 0 {
 		t.Fatal("the server is not running")
 	}
@@ -197,7 +183,7 @@ func TestRunKillsProcessGroupOnExit(t *testing.T) {
 	if code := f.run(t, f.in, "grandchild", pidFile, "/bin/sleep"); code != 0 {
 		t.Fatalf("probe exit %d (%s)", code, errnoName(code))
 	}
-	pid := probePid(t, waitFile(t, pidFile))
+	pid := testkit.MustHostPid(t, waitFile(t, pidFile))
 	if err := waitGone(t, pid); err != nil {
 		t.Errorf("grandchild in the server's process group survived: %v", err)
 	}

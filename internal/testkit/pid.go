@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,4 +51,18 @@ func HostPid(id string) (pid int, found bool, err error) {
 		}
 	}
 	return 0, false, nil
+}
+
+// MustHostPid is HostPid for tests: it fails t on a malformed id and
+// returns 0 when the process is gone.
+func MustHostPid(t testing.TB, id string) int {
+	t.Helper()
+	pid, found, err := HostPid(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		return 0
+	}
+	return pid
 }
