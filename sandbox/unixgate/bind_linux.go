@@ -1,11 +1,9 @@
 package unixgate
 
 import (
-	"bytes"
 	"encoding/binary"
 	"strconv"
 	"strings"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -121,7 +119,7 @@ func (s *server) bindUnix(c call) error {
 		s.respond(c.id, unix.ENAMETOOLONG)
 		return nil
 	}
-	s.answerBind(c.id, c.cfd, c.addr, rawBind(c.cfd, target))
+	s.answerBind(c, rawBind(c.cfd, target))
 	return nil
 }
 
@@ -131,7 +129,7 @@ func (s *server) bindAsCaller(c call, addr []byte) error {
 	if _, ok, err := s.becomeCaller(c, func(reason string) { s.denyBind(c, "", reason) }); !ok {
 		return err
 	}
-	s.answerBind(c.id, c.cfd, c.addr, rawBind(c.cfd, addr))
+	s.answerBind(c, rawBind(c.cfd, addr))
 	return nil
 }
 
@@ -151,33 +149,12 @@ func (s *server) denyBind(c call, what, reason string) {
 
 // answerBind is answer for binds: a restarted bind after a lost success would fail with
 // EINVAL (already bound); the caller gets the success it missed instead.
-func (s *server) answerBind(id uint64, cfd int, addr []byte, errno unix.Errno) {
-	errno = s.lostBind.replayBind(cfd, addr, errno)
-	err := sendResp(s.fd, id, errno)
-	switch {
-	case err == unix.ENOENT:
-		s.lostBind.record(cfd, addr, errno)
-	case err != nil:
+func (s *server) answerBind(c call, errno unix.Errno) {
+	errno = s.lostBind.replayBind(c.at, c.cfd, c.addr, errno)
+	s.lostBind.record(c.at, c.cfd, c.addr, errno)
+	if err := sendResp(s.fd, c.id, errno); err != nil && err != unix.ENOENT {
 		s.log.Debug("unixgate: answer notification", "instance", s.pol.Instance, "err", err)
 	}
-}
-
-func (l *lostAnswers) replayBind(cfd int, addr []byte, errno unix.Errno) unix.Errno {
-	if errno != unix.EINVAL {
-		return errno
-	}
-	var st unix.Stat_t
-	if unix.Fstat(cfd, &st) != nil {
-		return errno
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	a, ok := l.m[st.Ino]
-	if !ok || a.errno != 0 || time.Since(a.at) > lostAnswerTTL || !bytes.Equal(a.addr, addr) {
-		return errno
-	}
-	delete(l.m, st.Ino)
-	return 0
 }
 
 // rawBind binds fd to a raw sockaddr and returns the kernel's errno.

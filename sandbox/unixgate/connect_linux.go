@@ -39,21 +39,22 @@ func (s *server) connectInet(c call) {
 	if addrFamily(c.addr) != unix.AF_UNSPEC && isBlocking(c.cfd) {
 		typ, err := unix.GetsockoptInt(c.cfd, unix.SOL_SOCKET, unix.SO_TYPE)
 		if err == nil && typ != unix.SOCK_DGRAM {
-			addr := append([]byte(nil), c.addr...)
+			w := c.forWorker()
 			*c.owned = false
-			if !s.spawn(func() { s.inetWorker(c.id, c.cfd, addr) }) {
+			if !s.spawn(func() { s.inetWorker(w) }) {
 				*c.owned = true
 				s.respond(c.id, unix.EAGAIN)
 			}
 			return
 		}
 	}
-	s.answer(c.id, c.cfd, c.addr, rawConnect(c.cfd, c.addr))
+	s.answer(c, rawConnect(c.cfd, c.addr))
 }
 
 // inetWorker emulates a blocking connect in slices, honouring the caller's own
 // SO_SNDTIMEO (after which the kernel returns EINPROGRESS).
-func (s *server) inetWorker(id uint64, cfd int, addr []byte) {
+func (s *server) inetWorker(c call) {
+	id, cfd, addr := c.id, c.cfd, c.addr
 	defer unix.Close(cfd)
 	old, _ := unix.GetsockoptTimeval(cfd, unix.SOL_SOCKET, unix.SO_SNDTIMEO)
 	var deadline time.Time
@@ -90,7 +91,7 @@ func (s *server) inetWorker(id uint64, cfd int, addr []byte) {
 		}
 	}
 	restoreSndTimeo(cfd, old)
-	s.answer(id, cfd, addr, errno)
+	s.answer(c, errno)
 }
 
 // connectOther connects any other family with the caller's credentials, so that checks
@@ -113,7 +114,7 @@ func (s *server) connectOther(c call) error {
 		}
 		return nil
 	}
-	s.answer(c.id, c.cfd, c.addr, rawConnect(c.cfd, c.addr))
+	s.answer(c, rawConnect(c.cfd, c.addr))
 	return nil
 }
 

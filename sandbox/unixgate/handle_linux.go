@@ -1,6 +1,7 @@
 package unixgate
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 
@@ -66,7 +67,7 @@ func (s *server) handle(req *notifReq) error {
 			return nil
 		}
 	}
-	c := call{id: id, tid: tid, pidfd: pidfd, cfd: cfd, domain: domain, addr: addr, owned: &owned}
+	c := call{id: id, at: siteOf(req), tid: tid, pidfd: pidfd, cfd: cfd, domain: domain, addr: addr, owned: &owned}
 	if isBind {
 		return s.bind(c)
 	}
@@ -78,7 +79,7 @@ func (s *server) handle(req *notifReq) error {
 		case unix.AF_UNSPEC:
 			// No path: the kernel disconnects a datagram socket or refuses a
 			// stream one (EINVAL); let it say which on our copy.
-			s.answer(c.id, c.cfd, c.addr, rawConnect(c.cfd, c.addr))
+			s.answer(c, rawConnect(c.cfd, c.addr))
 		default:
 			// unix_validate_addr's answer to a foreign family.
 			s.respond(c.id, unix.EINVAL)
@@ -107,6 +108,7 @@ func (s *server) denyDomain(c call, op string) {
 // call is one notification in progress.
 type call struct {
 	id    uint64
+	at    site // for lostAnswers
 	tid   int
 	pidfd int
 	key   uint64 // pidfs inode of pidfd, once asCaller has read it
@@ -116,6 +118,12 @@ type call struct {
 	domain int
 	addr   []byte // our copy of the caller's address; valid until handle returns
 	owned  *bool  // cleared when a worker takes cfd over
+}
+
+// forWorker is the part of c a worker may keep after handle returns: what answer needs,
+// with its own copy of the address.
+func (c call) forWorker() call {
+	return call{id: c.id, at: c.at, tid: c.tid, cfd: c.cfd, domain: c.domain, addr: bytes.Clone(c.addr), pidfd: -1}
 }
 
 // supervisorErrno maps a failure of the supervisor's own syscalls to the caller's errno.

@@ -186,15 +186,17 @@ func (s *server) respond(id uint64, errno unix.Errno) {
 	}
 }
 
-// answer responds to an on-behalf connect of cfd to the caller's address addr. See
+// answer responds to the on-behalf connect c. See
 // lostAnswers for why it may replay an earlier answer.
-func (s *server) answer(id uint64, cfd int, addr []byte, errno unix.Errno) {
-	errno = s.lost.replay(cfd, addr, errno)
-	err := sendResp(s.fd, id, errno)
-	switch {
-	case err == unix.ENOENT:
-		s.lost.record(cfd, addr, errno)
-	case err != nil:
+func (s *server) answer(c call, errno unix.Errno) {
+	if again := s.lost.replay(c.at, c.cfd, c.addr, errno); again != errno {
+		s.log.Debug("unixgate: restarted connect gets its first answer", "instance", s.pol.Instance,
+			"tid", c.tid, "kernel", errno.Error(), "answer", again)
+		errno = again
+	}
+	// Kept before the answer goes out: the restarted call may arrive at once.
+	s.lost.record(c.at, c.cfd, c.addr, errno)
+	if err := sendResp(s.fd, c.id, errno); err != nil && err != unix.ENOENT {
 		s.log.Debug("unixgate: answer notification", "instance", s.pol.Instance, "err", err)
 	}
 }

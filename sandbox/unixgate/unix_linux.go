@@ -1,7 +1,6 @@
 package unixgate
 
 import (
-	"bytes"
 	"errors"
 	"runtime"
 	"strconv"
@@ -95,7 +94,7 @@ func (s *server) connectUnix(c call) error {
 	errno, slow, old := unixConnectOnce(c.cfd, ofd, isBlocking(c.cfd))
 	if !slow {
 		unix.Close(ofd)
-		s.answer(c.id, c.cfd, c.addr, errno)
+		s.answer(c, errno)
 		return nil
 	}
 	// The server's backlog is full and the caller blocks: wait in a worker.
@@ -104,9 +103,9 @@ func (s *server) connectUnix(c call) error {
 		limit = min(limit, time.Duration(old.Nano()))
 	}
 	deadline := time.Now().Add(limit)
-	cfd, id, addr := c.cfd, c.id, bytes.Clone(c.addr)
+	w := c.forWorker()
 	*c.owned = false
-	if !s.spawn(func() { s.unixWorker(id, cfd, ofd, addr, cr, old, deadline) }) {
+	if !s.spawn(func() { s.unixWorker(w, ofd, cr, old, deadline) }) {
 		*c.owned = true
 		unix.Close(ofd)
 		s.respond(c.id, unix.EAGAIN)
@@ -177,7 +176,8 @@ func unixConnectOnce(cfd, ofd int, blocking bool) (errno unix.Errno, slow bool, 
 
 // unixWorker keeps connecting in slices until the backlog has room, the caller gives up,
 // or the deadline passes (then EAGAIN, the kernel's errno for an expired SO_SNDTIMEO).
-func (s *server) unixWorker(id uint64, cfd, ofd int, addr []byte, cr creds, old *unix.Timeval, deadline time.Time) {
+func (s *server) unixWorker(c call, ofd int, cr creds, old *unix.Timeval, deadline time.Time) {
+	id, cfd := c.id, c.cfd
 	defer unix.Close(cfd)
 	defer unix.Close(ofd)
 	// This thread takes the caller's identity; see threadIdentity.
@@ -216,7 +216,7 @@ func (s *server) unixWorker(id uint64, cfd, ofd int, addr []byte, cr creds, old 
 			break
 		}
 	}
-	s.answer(id, cfd, addr, errno)
+	s.answer(c, errno)
 }
 
 // nscdSockets are where glibc looks for nscd (NixOS links /var/run to /run).
