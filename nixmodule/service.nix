@@ -190,6 +190,12 @@ let
 
   inherit (import ./hardening.nix { inherit lib; }) hardening umask launcherSyscalls;
 
+  # PrivatePIDs= (systemd 257): the server unit gets a PID namespace of its own, as `run`
+  # gives one when it starts as root. The launcher, pid 1 there, stays a small init that
+  # reaps the agent's orphans and runs the launcher proper as its child (internal/pidinit).
+  # Older systemd would only warn about an unknown key, so it is left out there.
+  privatePIDs = lib.versionAtLeast (config.systemd.package.version or "0") "257";
+
   # The host directories the setup unit writes (ReadWritePaths=), with the mode the launcher
   # gives them (setuplock wants /run/opencode 0700 root). They must exist before the unit's
   # mount namespace is set up: systemd-tmpfiles makes them (config below).
@@ -308,6 +314,7 @@ let
           MemoryDenyWriteExecute = false;
         })
         (resourceLimits inst)
+        (mkIf privatePIDs { PrivatePIDs = mkDefault true; })
         (mkIf (inst.environmentFile != null) {
           LoadCredential = [ "${credentialId}:${inst.environmentFile}" ];
         })

@@ -66,7 +66,7 @@ func Build(in Input, caps Caps) (Plan, error) {
 		Gate:     buildGate(in, l),
 	}
 	p.PIDNamespace = caps.Root && p.Gate.Mode == GateSupervisor
-	p.Protections = append(prots, buildProtections(l, p.Gate, caps.PtraceScope, p.PIDNamespace)...)
+	p.Protections = append(prots, buildProtections(l, p.Gate, caps.PtraceScope, p.PIDNamespace, caps.OwnPIDNamespace)...)
 	p.Protections = append(p.Protections, bindProtections(in, l, p.Gate)...)
 	if p.Gate.Mode == GateSupervisor && caps.SeccompAPI > 0 && caps.SeccompAPI < 6 {
 		return p, fmt.Errorf("sandbox: libseccomp API level %d is below 6 and cannot build the user-notification filter the unix-socket gate needs (Landlock ABI %d < %d): upgrade libseccomp to 2.5 or newer", caps.SeccompAPI, l.ABI, resolveUnixSince)

@@ -6,7 +6,10 @@ import "fmt"
 // alone (those come from downgrade): how the unix-socket allow-list is
 // enforced follows the gate the plan chose, and the rest holds on every
 // kernel ocnix runs on.
-func buildProtections(l LandlockPlan, gate GatePlan, ptraceScope int, pidns bool) []Protection {
+//
+// pidns: run makes the sandbox a PID namespace (as root); unitNS: the
+// launcher already runs in one under its own init (PrivatePIDs=).
+func buildProtections(l LandlockPlan, gate GatePlan, ptraceScope int, pidns, unitNS bool) []Protection {
 	prots := []Protection{
 		unixProtection(l, gate, ptraceScope),
 		{Name: "seccomp deny-list", Status: StatusEnforced,
@@ -21,11 +24,11 @@ func buildProtections(l LandlockPlan, gate GatePlan, ptraceScope int, pidns bool
 			Detail: "log bit set on the filters that deny: denied syscalls are audited per kernel.seccomp.actions_logged; routine actions (gated connects and binds, the clone3, openat2 and io_uring ENOSYS fallbacks) live in a filter without it and are not"},
 		{Name: "privileges", Status: StatusEnforced,
 			Detail: "runs as the instance user with its own groups only, no capabilities, no_new_privs"},
-		procProtection(pidns),
+		procProtection(pidns, unitNS),
 		{Name: "metadata outside the grants", Status: StatusDegraded,
 			Detail: "Landlock has no right for chmod, chown, utimes or xattrs: the instance changes the metadata of files it owns anywhere; under systemd ProtectSystem=strict makes them read-only outside ReadWritePaths, run outside systemd does not (own nothing outside the instance's paths)"},
 	}
-	prots = append(prots, processProtections(gate, pidns)...)
+	prots = append(prots, processProtections(gate, pidns, unitNS)...)
 	return append(prots, []Protection{
 		{Name: "exec from memory", Status: StatusDegraded,
 			Detail: "Landlock restricts exec by path, and a memfd has none: the instance may exec a program it wrote to a memfd; it keeps the same Landlock domain, seccomp filter and user (the read-write paths are executable anyway)"},
@@ -37,7 +40,15 @@ func buildProtections(l LandlockPlan, gate GatePlan, ptraceScope int, pidns bool
 // processProtections: what keeps the sandbox's processes apart from the
 // host's (kill, prlimit, setpriority, sched_setaffinity, ioprio_set check
 // only the uid) and what ends them with the server.
-func processProtections(gate GatePlan, pidns bool) []Protection {
+func processProtections(gate GatePlan, pidns, unitNS bool) []Protection {
+	if unitNS && !pidns {
+		return []Protection{
+			{Name: "pid namespace", Status: StatusEnforced,
+				Detail: "the launcher runs in a PID namespace of its unit's (systemd PrivatePIDs=, which the NixOS module sets on systemd ≥ 257) whose pid 1 is the launcher's own init, which only reaps and forwards signals: no process outside can be signalled, re-limited (prlimit), rescheduled (setpriority, sched_*, ioprio_set), traced or found by pid; inside, the init and the supervisor have the instance's uid, so the server can re-limit them, which can only end its own instance (both are non-dumpable; signals to them are refused by Landlock's scope from ABI 6)"},
+			{Name: "processes outliving the server", Status: StatusEnforced,
+				Detail: "none: when run exits the init exits, and the kernel kills everything left in the namespace, background jobs in sessions of their own too; meanwhile the init reaps the orphans, so their zombies hold no pids"},
+		}
+	}
 	if pidns {
 		return []Protection{
 			{Name: "pid namespace", Status: StatusEnforced,
@@ -49,14 +60,14 @@ func processProtections(gate GatePlan, pidns bool) []Protection {
 	if gate.Mode == GateLandlock {
 		return []Protection{
 			{Name: "pid namespace", Status: StatusDegraded,
-				Detail: "none: on Landlock ABI ≥ 9 the launcher execs the server in the PID namespace it was started in (no supervisor to hold a guard), so same-uid processes of the host can be signalled, re-limited (prlimit), rescheduled and found by pid; under systemd the unit's PrivatePIDs= (systemd ≥ 257) gives the server one"},
+				Detail: "none: on Landlock ABI ≥ 9 the launcher execs the server in the PID namespace it was started in (no supervisor to hold a guard), so same-uid processes of the host can be signalled, re-limited (prlimit), rescheduled and found by pid; under systemd ≥ 257 the NixOS module sets the unit's PrivatePIDs=, and run there says enforced"},
 			{Name: "processes outliving the server", Status: StatusDegraded,
 				Detail: "descendants that leave the server's process group survive it; under systemd the unit's cgroup kills them (KillMode=mixed), outside systemd they run on, confined (no_new_privs, Landlock, seccomp)"},
 		}
 	}
 	return []Protection{
 		{Name: "pid namespace", Status: StatusDegraded,
-			Detail: "none: run does not start as root and cannot make one, so same-uid processes of the host can be signalled, re-limited (prlimit), rescheduled and found by pid; under systemd User= the unit's PrivatePIDs= (systemd ≥ 257) gives the sandbox one, and run as root outside systemd does itself"},
+			Detail: "none: run does not start as root and cannot make one, so same-uid processes of the host can be signalled, re-limited (prlimit), rescheduled and found by pid; under systemd ≥ 257 the NixOS module sets the unit's PrivatePIDs= (run there says enforced), and run as root outside systemd makes one itself"},
 		{Name: "processes outliving the supervisor", Status: StatusDegraded,
 			Detail: "the server dies with the supervisor by its parent-death signal, which it may clear, and descendants that leave the process group survive it; under systemd the unit's cgroup kills them all (KillMode=mixed), outside systemd they run on, confined (no_new_privs, Landlock, seccomp; gated connects fail with ENOSYS)"},
 	}
@@ -65,7 +76,11 @@ func processProtections(gate GatePlan, pidns bool) []Protection {
 // procProtection: as root, /proc is the sandbox's PID namespace's own,
 // mounted by its guard; otherwise whatever the caller's mount namespace
 // holds (the launcher's private hidepid=invisible mount, or systemd's).
-func procProtection(pidns bool) Protection {
+func procProtection(pidns, unitNS bool) Protection {
+	if unitNS && !pidns {
+		return Protection{Name: "/proc", Status: StatusEnforced,
+			Detail: "read-only /proc is granted (Bun/Node need it); it is the unit's PID namespace's own (PrivatePIDs= mounts it, ProtectProc=invisible): it lists only the launcher's init, the supervisor and the sandbox's processes, nothing of the host; /proc/net/unix still lists the unix sockets of the network namespace (the host's without networkIsolation)"}
+	}
 	if pidns {
 		return Protection{Name: "/proc", Status: StatusEnforced,
 			Detail: "read-only /proc is granted (Bun/Node need it); it is the sandbox's PID namespace's own, mounted hidepid=invisible by the namespace's guard in a mount namespace of the sandbox's: it lists only the sandbox's processes by the pids they have inside (ps, pgrep, pkill and /proc/self work; the root-owned guard, pid 1, is hidden), nothing of the host; /proc/net/unix still lists the unix sockets of the network namespace (the host's without networkIsolation)"}

@@ -431,6 +431,7 @@ func TestBuildPIDNamespace(t *testing.T) {
 		name       string
 		abi        int
 		root       bool
+		unitNS     bool // systemd PrivatePIDs=, under the launcher's init
 		wantNS     bool
 		wantStatus string
 		wantOrphan string
@@ -438,10 +439,15 @@ func TestBuildPIDNamespace(t *testing.T) {
 		{name: "RootWithSupervisorGetsOne", abi: 7, root: true, wantNS: true, wantStatus: StatusEnforced, wantOrphan: "processes outliving the server"},
 		{name: "InstanceUserCannotMakeOne", abi: 7, root: false, wantStatus: StatusDegraded, wantOrphan: "processes outliving the supervisor"},
 		{name: "DirectExecOnABI9HasNone", abi: 9, root: true, wantStatus: StatusDegraded, wantOrphan: "processes outliving the server"},
+		{name: "InstanceUserInTheUnitsNamespace", abi: 7, unitNS: true, wantStatus: StatusEnforced, wantOrphan: "processes outliving the server"},
+		{name: "DirectExecInTheUnitsNamespace", abi: 9, unitNS: true, wantStatus: StatusEnforced, wantOrphan: "processes outliving the server"},
+		// As root run makes its own (with a guard) inside the unit's.
+		{name: "RootInTheUnitsNamespace", abi: 7, root: true, unitNS: true, wantNS: true, wantStatus: StatusEnforced, wantOrphan: "processes outliving the server"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := caps(tc.abi)
 			c.Root = tc.root
+			c.OwnPIDNamespace = tc.unitNS
 			p, err := Build(testInput(), c)
 			if err != nil {
 				t.Fatal(err)

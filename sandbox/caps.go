@@ -31,6 +31,10 @@ type Caps struct {
 	// sandbox a PID namespace of its own. Under systemd User= it cannot;
 	// the unit's PrivatePIDs= and cgroup take that part.
 	Root bool `json:"root"`
+	// OwnPIDNamespace: the launcher runs in a PID namespace that is not
+	// the host's, under the launcher's own init as pid 1 (internal/pidinit):
+	// systemd's PrivatePIDs=, which the NixOS module sets on systemd ≥ 257.
+	OwnPIDNamespace bool `json:"ownPIDNamespace,omitempty"`
 	// FS is used to find out whether paths exist and whether they are
 	// directories; it is read, never written. Nil means the real root
 	// filesystem. Paths are looked up without the leading slash, as

@@ -9,6 +9,8 @@ import (
 
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	seccomp "github.com/seccomp/libseccomp-golang"
+
+	"github.com/ocnix/ocnix/internal/pidinit"
 )
 
 // DetectCaps reads the kernel's Landlock ABI, libseccomp's API level
@@ -30,6 +32,8 @@ func DetectCaps() Caps {
 		PtraceScope: readPtraceScope(),
 		Root:        os.Geteuid() == 0,
 		FS:          fsys,
+
+		OwnPIDNamespace: pidinit.InOwnNamespace(),
 	}
 }
 

@@ -275,8 +275,10 @@
 // another goroutine, the credentials and fds are plain system calls).
 //
 // Started as the instance user (systemd User=) run cannot make a PID
-// namespace; the unit's PrivatePIDs= (systemd ≥ 257) and cgroup do
-// that part, and explain says DEGRADED. On the ABI ≥ 9 direct path
+// namespace; the unit's PrivatePIDs= (systemd ≥ 257, set by the NixOS
+// module) and cgroup do that part. There the launcher's pid 1 is its own
+// init (internal/pidinit), [Caps.OwnPIDNamespace] is set and explain says
+// enforced; without it, DEGRADED. On the ABI ≥ 9 direct path
 // there is no supervisor to hold a guard: DEGRADED too.
 //
 // Steps 1–4 act on that thread only, on purpose: a forked child

@@ -4,6 +4,7 @@ package main
 import (
 	"runtime"
 
+	"github.com/ocnix/ocnix/internal/pidinit"
 	"github.com/ocnix/ocnix/launcher"
 )
 
@@ -16,5 +17,8 @@ import (
 func init() { runtime.LockOSThread() }
 
 func main() {
+	// As pid 1 of a PID namespace (systemd PrivatePIDs=) this process stays a small
+	// init and runs the launcher as its child; see internal/pidinit.
+	pidinit.Main()
 	launcher.MainOS()
 }

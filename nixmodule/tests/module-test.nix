@@ -260,8 +260,10 @@ let
       type = "derivation";
       name = "my-systemd";
       outPath = "/nix/store/11111111111111111111111111111111-my-systemd";
+      version = "256.10";
     };
   };
+  noPrivatePIDs = evI { p = plain // { serviceOverrides.PrivatePIDs = false; }; };
 in
 lib.concatLists [
   (caseOf "seed examples" [
@@ -582,6 +584,12 @@ lib.concatLists [
     # An out-of-tree meta.doc stops nixos-rebuild where the manual is built (its ids are
     # not in nixpkgs' redirects.json; nixpkgs issue 412451).
     (check "no meta.doc" (!(created.config.meta ? doc)))
+    # Issue 15: the server's PID namespace under systemd (257+), overridable, and left out
+    # where systemd would not know the key.
+    (check "PrivatePIDs on the server with systemd 258" ((sc created "opencode-p").PrivatePIDs or null == true))
+    (check "no PrivatePIDs on setup (root; run makes its own)" (!((sc created "opencode-p-setup") ? PrivatePIDs)))
+    (check "no PrivatePIDs with systemd 256" (!((sc ownSystemd "opencode-p") ? PrivatePIDs)))
+    (check "serviceOverrides.PrivatePIDs wins" ((sc noPrivatePIDs "opencode-p").PrivatePIDs == false))
     (check "meta.maintainers" (created.config.meta ? maintainers))
   ])
 ]

@@ -49,6 +49,10 @@ let
 in
 lib.genAttrs tools pkg
 // {
+  # What the container runs (Debian 12): the module leaves out PrivatePIDs= (257).
+  systemd = pkg "systemd" // {
+    version = "252";
+  };
   inherit lib;
   system = "x86_64-linux";
   stdenv.hostPlatform = {

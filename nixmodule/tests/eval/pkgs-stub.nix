@@ -37,7 +37,10 @@ in
   gnutar = drv "gnutar";
   gzip = drv "gzip";
   which = drv "which";
-  systemd = drv "systemd";
+  # What a current NixOS has (the module's PrivatePIDs= needs 257).
+  systemd = drv "systemd" // {
+    version = "258.2";
+  };
   writeText = builder;
   writeTextFile = a: builder a.name a;
   # The script's text is appended to its stand-in store path, so that a test can look for
