@@ -410,11 +410,12 @@ let
       ++ lib.optional nftables "nftables.service"
       ++ [ "systemd-tmpfiles-resetup.service" ];
       wants = lib.optional netIso "network-online.target";
-      # NixOS reloads nftables with `flush ruleset`, which removes the host-side forwarding
-      # and masquerade of isolated instances (the filter inside the namespace stays: fail
-      # closed). Re-running the idempotent setup on that reload repairs it without restarting
-      # the server.
-      unitConfig = mkIf (netIso && nftables) { ReloadPropagatedFrom = [ "nftables.service" ]; };
+      # NixOS reloads nftables with `flush ruleset`, which removes the host's table
+      # `inet ocnix`: the peer guard that keeps every instance, isolated or not, off the
+      # others' ports, and the forwarding and masquerade of isolated instances (the filter
+      # inside a namespace stays: fail closed). Re-running the idempotent setup on that
+      # reload repairs it without restarting the server.
+      unitConfig = mkIf nftables { ReloadPropagatedFrom = [ "nftables.service" ]; };
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;

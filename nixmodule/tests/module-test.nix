@@ -345,6 +345,11 @@ lib.concatLists [
     # The peer guard registers every instance's port; stopping setup must take it back.
     (check "teardown on stop" (lib.hasInfix " teardown --config " (sc plainR "opencode-p-setup").ExecStop))
     (check "not after network-online" (!builtins.elem "network-online.target" (svc plainR "opencode-p-setup").after))
+    # A firewall reload flushes the host ruleset, the peer guard with it: setup puts it back.
+    (check "after nftables" (builtins.elem "nftables.service" (svc plainR "opencode-p-setup").after))
+    (check "reload propagated from nftables" (
+      (svc plainR "opencode-p-setup").unitConfig.ReloadPropagatedFrom == [ "nftables.service" ]
+    ))
   ])
   (caseOf "3. resolv.conf replaced by rename reaches the server" [
     (check "bind-mounted" (
