@@ -132,3 +132,19 @@ func freePortUDP(t testing.TB) int {
 	t.Fatal("no port free for both TCP and UDP")
 	return 0
 }
+
+// TestUnixBindUnderSignals: red-team pass 3, F2. A bind the gate made on the caller's
+// behalf, whose caller a signal interrupted just then, is issued again by the kernel
+// (SA_RESTART); for a unix path that second bind meets the socket file the first one
+// made and fails with EADDRINUSE, although the socket is bound. The gate replayed only
+// EINVAL (what inet binds give). With a SIGALRM every 30 µs, 384 of 500 binds failed on
+// 1b8ef80. Twin: the same storm outside the sandbox.
+func TestUnixBindUnderSignals(t *testing.T) {
+	si := newSandboxInstance(t, "bindsig", nil)
+	if got := si.probe("bind-storm", "500", si.dir); !strings.HasPrefix(got, "ok") {
+		t.Errorf("sandboxed bind-storm = %q, want every bind to succeed", got)
+	}
+	if got := bare(t, "bind-storm", "500", t.TempDir()); !strings.HasPrefix(got, "ok") {
+		t.Errorf("bare bind-storm = %q (the twin)", got)
+	}
+}

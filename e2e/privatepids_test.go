@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
 )
 
@@ -211,4 +212,88 @@ exec %[2]s pause $d/server
 			t.Errorf("explain's pid namespace line = %q, want ENFORCED by the unit's PrivatePIDs=", line)
 		}
 	})
+}
+
+// TestServerCannotSignalTheSupervisor: red-team pass 3, F1. When the launcher runs as the
+// instance user (systemd User=), the thread that confines itself and forks the server has
+// the server's uid and Landlock domain; kill(2) of the supervisor was refused, but
+// tgkill(2) of that one thread was not, so the server could SIGSTOP the supervisor (every
+// gated connect hung, and the unit's init with it) or SIGKILL it. The server now gets a
+// domain of its own, nested in the thread's, that scopes signals (Landlock ABI 6).
+func TestServerCannotSignalTheSupervisor(t *testing.T) {
+	if abi, _ := ll.LandlockGetABIVersion(); abi < 6 {
+		t.Skipf("SKIPPED %s: Landlock ABI %d has no signal scope (6); the supervisor's thread stays signallable there, as README says", t.Name(), abi)
+	}
+	si := newSandboxInstance(t, "sigsup", nil)
+	check := func(t *testing.T, run func(args ...string) (string, string, int)) {
+		out, errs, code := run("run", "--config", si.specPath, "--", probeBin, "tgkill-parent")
+		if code != 0 || out != "EPERM" {
+			t.Errorf("tgkill of the supervisor's threads from the server = %q (exit %d), want EPERM for every thread\nstderr: %s", out, code, errs)
+		}
+		out, errs, code = run("run", "--config", si.specPath, "--", probeBin, "tgkill-self")
+		if code != 0 || out != "ok" {
+			t.Errorf("tgkill of its own thread = %q (exit %d), want ok (the twin)\nstderr: %s", out, code, errs)
+		}
+	}
+	t.Run("AsInstanceUser", func(t *testing.T) {
+		check(t, func(args ...string) (string, string, int) { return si.asInstanceUser("", args...) })
+	})
+	t.Run("InTheUnitsPIDNamespace", func(t *testing.T) {
+		check(t, func(args ...string) (string, string, int) {
+			r := unitPIDNamespace(t, si, args...)
+			code := r.wait(t, time.Minute)
+			return strings.TrimSpace(r.out.String()), r.errb.String(), code
+		})
+	})
+	// As root the supervisor is root and outside the server's PID namespace: nothing to try.
+}
+
+// TestStoppedServerStillStops: red-team pass 3, F4. A server that stopped itself (SIGSTOP,
+// here `kill -STOP $$` of the shell) kept its forwarded SIGTERM pending for good: the
+// supervisor forwarded SIGTERM but never SIGCONT, so `run` (and under systemd the unit,
+// until TimeoutStopSec) did not end. The supervisor now follows SIGTERM with SIGCONT, as
+// systemd does. Twin: a running server ends on SIGTERM as before.
+func TestStoppedServerStillStops(t *testing.T) {
+	si := newSandboxInstance(t, "stopped", nil)
+	for _, tc := range []struct{ name, script string }{
+		{"Stopped", "kill -STOP $$; exec /usr/bin/sleep 300"},
+		{"Running", "exec /usr/bin/sleep 300"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(launcherBin, "run", "--config", si.specPath, "--", "/bin/sh", "-c", tc.script)
+			cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			t.Cleanup(func() { cmd.Process.Kill(); <-done })
+			// Wait until the server (the supervisor's child in the sandbox's
+			// PID namespace, not the guard) is in the state the case wants.
+			want := map[string]string{"Stopped": "T", "Running": "S"}[tc.name]
+			deadline := time.Now().Add(10 * time.Second)
+			for state := ""; state != want; {
+				if time.Now().After(deadline) {
+					t.Fatalf("the server never reached state %s (last %q)", want, state)
+				}
+				time.Sleep(20 * time.Millisecond)
+				for _, c := range children(t, cmd.Process.Pid) {
+					if st := procStatus(t, c); strings.Fields(st["NSpid"])[len(strings.Fields(st["NSpid"]))-1] == "2" {
+						state = strings.Fields(st["State"])[0]
+					}
+				}
+			}
+			if err := cmd.Process.Signal(unix.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("run did not end within 10 s of SIGTERM with the server in state %s", want)
+			}
+			if code := cmd.ProcessState.ExitCode(); code != 143 {
+				t.Errorf("exit status %d, want 143 (the server's SIGTERM)", code)
+			}
+		})
+	}
 }

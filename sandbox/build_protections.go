@@ -44,7 +44,7 @@ func processProtections(gate GatePlan, pidns, unitNS bool) []Protection {
 	if unitNS && !pidns {
 		return []Protection{
 			{Name: "pid namespace", Status: StatusEnforced,
-				Detail: "the launcher runs in a PID namespace of its unit's (systemd PrivatePIDs=, which the NixOS module sets on systemd ≥ 257) whose pid 1 is the launcher's own init, which only reaps and forwards signals: no process outside can be signalled, re-limited (prlimit), rescheduled (setpriority, sched_*, ioprio_set), traced or found by pid; inside, the init and the supervisor have the instance's uid, so the server can re-limit them, which can only end its own instance (both are non-dumpable; signals to them are refused by Landlock's scope from ABI 6)"},
+				Detail: "the launcher runs in a PID namespace of its unit's (systemd PrivatePIDs=, which the NixOS module sets on systemd ≥ 257) whose pid 1 is the launcher's own init, which only reaps and forwards signals: no process outside can be signalled, re-limited (prlimit), rescheduled (setpriority, sched_*, ioprio_set), traced or found by pid; inside, the init and the supervisor have the instance's uid, so the server can re-limit them, which can only end its own instance (both are non-dumpable; from Landlock ABI 6 signals to them are refused: the server's domain is nested in the supervisor thread's and scopes signals)"},
 			{Name: "processes outliving the server", Status: StatusEnforced,
 				Detail: "none: when run exits the init exits, and the kernel kills everything left in the namespace, background jobs in sessions of their own too; meanwhile the init reaps the orphans, so their zombies hold no pids"},
 		}

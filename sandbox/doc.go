@@ -297,13 +297,17 @@
 // non-dumpable (PR_SET_DUMPABLE 0), so its memory, fds and ptrace need
 // CAP_SYS_PTRACE, which the server never has.
 //
-// WARNING: when the launcher itself runs as the instance user (systemd
-// User=), the server can send signals to that one thread
-// (tgkill(2); same uid, same Landlock domain), so it can stop or kill
-// its own supervisor. Both fail closed: a killed supervisor takes the
-// server with it (PR_SET_PDEATHSIG), a stopped one answers no connect.
-// With the re-executed child of earlier versions Landlock's signal
-// scope prevented this.
+// When the launcher itself runs as the instance user (systemd User=),
+// that one thread has the server's uid and Landlock domain, and Landlock
+// lets a process signal its own domain: the server could tgkill(2) it,
+// stopping or killing its own supervisor (red-team pass 3). So the
+// server's fork restricts itself once more, between fork and exec, with
+// a ruleset that only scopes signals (ABI ≥ 6): the server's domain is
+// then nested in the thread's, and from there only its own descendants
+// can be signalled. WARNING: below ABI 6 there is no signal scope; the
+// server can stop or kill its supervisor there, which fails closed (a
+// killed supervisor takes the server with it, PR_SET_PDEATHSIG; a
+// stopped one answers no connect).
 //
 // Any failure before execve is returned by Run; the target never runs
 // half-confined.
@@ -315,8 +319,10 @@
 // re-executed Go child of earlier versions cost 8–9 ms.
 //
 // The child gets its own session and process group: a terminal's SIGINT
-// reaches only the supervisor, which forwards SIGTERM, SIGINT and
-// SIGHUP once. When the child exits, its process group is killed.
+// reaches only the supervisor, which forwards SIGTERM, SIGINT, SIGHUP
+// and SIGCONT once, and SIGCONT after every SIGTERM (as systemd does), so
+// that a server that stopped itself still ends. When the child exits, its
+// process group is killed.
 //
 // WARNING: without a PID namespace (run started as the instance user,
 // or the ABI ≥ 9 direct path), descendants that leave the process group

@@ -199,6 +199,13 @@ static void __attribute__((noreturn)) server(const struct ocnix_server_args *a) 
 		report(a->errfd, OCNIX_STAGE_PDEATHSIG, r);
 	if ((r = sys(SYS_chdir, (long)a->dir, 0, 0, 0, 0)) < 0)
 		report(a->errfd, OCNIX_STAGE_CHDIR, r);
+	// A Landlock domain of the server's own, nested in the thread's, that
+	// scopes signals: the forking thread shares the instance's uid when the
+	// launcher runs as the instance user, and in one domain Landlock lets
+	// the server tgkill(2) it (stop or kill the supervisor). From the nested
+	// domain only the server's own descendants can be signalled.
+	if (a->scopefd >= 0 && (r = sys(SYS_landlock_restrict_self, a->scopefd, 0, 0, 0, 0)) < 0)
+		report(a->errfd, OCNIX_STAGE_SCOPE, r);
 	r = sys(SYS_execve, (long)a->path, (long)a->argv, (long)a->envp, 0, 0);
 	report(a->errfd, OCNIX_STAGE_EXEC, r);
 }

@@ -29,6 +29,7 @@ var guardStages = map[int32]string{
 	C.OCNIX_STAGE_PDEATHSIG: "arm the parent-death signal",
 	C.OCNIX_STAGE_CHDIR:     "chdir",
 	C.OCNIX_STAGE_EXEC:      "exec",
+	C.OCNIX_STAGE_SCOPE:     "landlock_restrict_self with the server's signal scope",
 }
 
 func stageError(stage int32, errno syscall.Errno) error {
@@ -98,15 +99,17 @@ func killGuard(pid int) {
 
 // startServer starts cmd from the calling (locked, confined) thread,
 // switching to cred (nil: nothing to switch), in the thread's PID
-// namespace for children: the guard's, where it is pid 2. It returns the
-// server's pid in the caller's PID namespace once cmd has been exec'd.
+// namespace for children (with a guard, the guard's, where it is pid 2),
+// and restricted last with the Landlock ruleset scopefd when it is not
+// -1. It returns the server's pid in the caller's PID namespace once cmd
+// has been exec'd.
 //
 // Go's syscall.ForkExec cannot do this: its Pdeathsig check compares
 // getppid(2) with the parent's pid, and a child whose parent is outside
 // its PID namespace sees 0, so it would kill itself. The C child checks
 // the supervisor's pidfd instead and otherwise does what ForkExec does:
 // vfork, session, user switch, parent-death signal, chdir, execve.
-func startServer(cmd Command, dir string, cred *syscall.Credential) (int, error) {
+func startServer(cmd Command, dir string, cred *syscall.Credential, scopefd int) (int, error) {
 	var free []unsafe.Pointer
 	defer func() {
 		for _, p := range free {
@@ -153,7 +156,7 @@ func startServer(cmd Command, dir string, cred *syscall.Credential) (int, error)
 		unix.Close(p[1])
 		return -1, fmt.Errorf("sandbox: pidfd of the supervisor: %w", err)
 	}
-	a.errfd, a.parentfd = C.int(p[1]), C.int(parent)
+	a.errfd, a.parentfd, a.scopefd = C.int(p[1]), C.int(parent), C.int(scopefd)
 	pid := int(C.ocnix_start_server(a))
 	unix.Close(p[1])
 	unix.Close(parent)

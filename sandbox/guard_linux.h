@@ -18,6 +18,7 @@ enum {
 	OCNIX_STAGE_PDEATHSIG,
 	OCNIX_STAGE_CHDIR,
 	OCNIX_STAGE_EXEC,
+	OCNIX_STAGE_SCOPE,
 };
 
 struct ocnix_server_args {
@@ -32,6 +33,7 @@ struct ocnix_server_args {
 	const gid_t *groups;
 	int errfd;    // write end of the close-on-exec error pipe
 	int parentfd; // pidfd of the supervisor
+	int scopefd;  // -1, or a Landlock ruleset the server restricts itself with, last
 };
 
 long ocnix_start_guard(int errfd, int parentfd);

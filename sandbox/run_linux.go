@@ -24,7 +24,7 @@ const stopGrace = 10 * time.Second
 // In gate mode GateSupervisor (Landlock ABI < 9) Run confines a new OS
 // thread of the calling process and starts cmd from it (see
 // confineAndStart), stays resident as the unix-socket supervisor,
-// forwards SIGTERM, SIGINT and SIGHUP, and returns the child's exit
+// forwards SIGTERM (then SIGCONT), SIGINT, SIGHUP and SIGCONT, and returns the child's exit
 // code (128+signal when it was killed). When ctx is cancelled the child
 // gets SIGTERM, then SIGKILL after 10 s. When the child exits, the rest
 // of its process group is killed. Every fd of the process from 3 up is

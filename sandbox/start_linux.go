@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"syscall"
 
+	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
 )
 
@@ -167,36 +168,26 @@ func confineThreadAndStart(plan Plan, cmd Command, dir string, ns callerNS, in <
 		unix.Close(nfd)
 		return fail(fmt.Errorf("sandbox: mark fds close-on-exec: %w", err))
 	}
-	if plan.PIDNamespace {
-		pid, err := startServer(cmd, dir, cred)
-		if err != nil {
+	scopefd := -1
+	if plan.Landlock.Scoped&ll.ScopeSignal != 0 {
+		// The server's own signal scope, one domain below this thread's
+		// (see ocnix_server_args.scopefd). Close-on-exec, like every
+		// ruleset fd.
+		if scopefd, err = ll.LandlockCreateRuleset(&ll.RulesetAttr{Scoped: ll.ScopeSignal}, 0); err != nil {
 			unix.Close(nfd)
-			return fail(err)
+			return fail(fmt.Errorf("sandbox: landlock ruleset for the server's signal scope: %w", err))
 		}
-		return started{pid: pid, guard: guard, nfd: nfd}
+		defer unix.Close(scopefd)
 	}
-	// syscall.ForkExec, not os.StartProcess: the os package probes for
-	// pidfd support by forking once more.
-	pid, err := syscall.ForkExec(cmd.Path, cmd.Args, &syscall.ProcAttr{
-		Dir:   dir,
-		Env:   cmd.Env,
-		Files: []uintptr{0, 1, 2},
-		Sys: &syscall.SysProcAttr{
-			// Own session: own process group to kill at the end, and
-			// no controlling terminal, so the terminal's SIGINT reaches
-			// only the supervisor (which forwards it once).
-			Setsid: true,
-			// Set in the child after the user switch (which would
-			// clear it), then checked against the parent's pid.
-			Pdeathsig:  unix.SIGKILL,
-			Credential: cred,
-		},
-	})
+	// One start for both cases, in C (startServer): Go's ForkExec has no
+	// hook for the scope's landlock_restrict_self between fork and exec,
+	// and its parent-death check fails in a PID namespace.
+	pid, err := startServer(cmd, dir, cred, scopefd)
 	if err != nil {
 		unix.Close(nfd)
-		return fail(fmt.Errorf("sandbox: start %q in %q: %w", cmd.Path, dir, err))
+		return fail(err)
 	}
-	return started{pid: pid, guard: -1, nfd: nfd}
+	return started{pid: pid, guard: guard, nfd: nfd}
 }
 
 // pidNamespace gives the calling (locked, still unconfined) thread a PID

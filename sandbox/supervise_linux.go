@@ -96,7 +96,7 @@ func supervise(ctx context.Context, plan Plan, cmd Command, log *slog.Logger) (i
 
 	// Catch the signals before the child exists, so none is lost.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGCONT)
 	defer signal.Stop(sigs)
 
 	inputc <- startInput{id: id, filter: c.filter}
@@ -194,8 +194,14 @@ func forward(ctx context.Context, pid int, sigs <-chan os.Signal, gateDone <-cha
 			return
 		case s := <-sigs:
 			unix.Kill(pid, s.(syscall.Signal))
+			if s == unix.SIGTERM {
+				// As systemd does after its KillSignal: a stopped server
+				// (it may stop itself) sees the SIGTERM only once continued.
+				unix.Kill(pid, unix.SIGCONT)
+			}
 		case <-ctx.Done():
 			unix.Kill(pid, unix.SIGTERM)
+			unix.Kill(pid, unix.SIGCONT)
 			kill = time.After(stopGrace)
 			ctx = context.Background()
 		case <-kill:

@@ -54,6 +54,9 @@ func run() int {
 	go func() {
 		for s := range sigs {
 			_ = unix.Kill(pid, s.(unix.Signal))
+			if s == unix.SIGTERM {
+				_ = unix.Kill(pid, unix.SIGCONT) // a stopped launcher sees it only once continued
+			}
 		}
 	}()
 	for {

@@ -127,9 +127,10 @@ func (l *lostAnswers) replay(at site, cfd int, addr []byte, errno unix.Errno) un
 }
 
 // replayBind is replay for binds: a repeated bind after a success fails with EINVAL
-// (already bound), and gets the success instead.
+// (already bound: inet) or EADDRINUSE (unix: unix_bind_bsd makes the socket file before
+// it looks at the socket, and the first bind made it), and gets the success instead.
 func (l *lostAnswers) replayBind(at site, cfd int, addr []byte, errno unix.Errno) unix.Errno {
-	if errno != unix.EINVAL {
+	if errno != unix.EINVAL && errno != unix.EADDRINUSE {
 		return errno
 	}
 	if prev, ok := l.take(at, cfd, addr); ok && prev == 0 {

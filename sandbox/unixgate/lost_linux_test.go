@@ -38,12 +38,14 @@ func TestLostAnswersReplay(t *testing.T) {
 	got = append(got, l.replay(at, fds[0], a, unix.EISCONN))
 	l.record(at, fds[0], a, 0)
 	got = append(got, l.replayBind(at, fds[0], a, unix.EINVAL)) // bind: already bound
+	l.record(at, fds[0], a, 0)
+	got = append(got, l.replayBind(at, fds[0], a, unix.EADDRINUSE)) // unix: the file is there
 	l.record(at, fds[0], a, unix.EINPROGRESS)
 	got = append(got, l.replayBind(at, fds[0], a, unix.EINVAL)) // only a success replays
 
 	want := []unix.Errno{
 		unix.EISCONN, unix.EISCONN, unix.EISCONN, unix.EISCONN, unix.EISCONN, unix.ECONNREFUSED,
-		0, unix.EISCONN, unix.EINPROGRESS, unix.EISCONN, 0, unix.EINVAL,
+		0, unix.EISCONN, unix.EINPROGRESS, unix.EISCONN, 0, 0, unix.EINVAL,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("replay (-want +got):\n%s", diff)

@@ -36,6 +36,34 @@ var pidnsVerbs = map[string]Verb{
 		defer func() { c.Process.Kill(); c.Wait() }()
 		return "", op(c.Process.Pid)
 	},
+	// tgkill-parent sends signal 0 with tgkill(2) to every thread of the
+	// parent (the supervisor, when the probe is the server): the kill(2)
+	// of the process as a whole is refused by Landlock's signal scope, but
+	// a thread in the probe's own domain would take a tgkill. ok when some
+	// thread took it (the detail names them), else the errno of the last.
+	"tgkill-parent": func([]string) (string, error) {
+		ppid := os.Getppid()
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", ppid))
+		if err != nil {
+			return "", err
+		}
+		var took []string
+		var last error = unix.ESRCH
+		for _, t := range tasks {
+			tid := atoi(t.Name())
+			if last = unix.Tgkill(ppid, tid, 0); last == nil {
+				took = append(took, t.Name())
+			}
+		}
+		if len(took) > 0 {
+			return fmt.Sprintf("%d of %d threads: %s", len(took), len(tasks), strings.Join(took, ",")), nil
+		}
+		return "", last
+	},
+	// tgkill-self sends signal 0 to its own thread (the twin).
+	"tgkill-self": func([]string) (string, error) {
+		return "", unix.Tgkill(os.Getpid(), unix.Gettid(), 0)
+	},
 	// getpid reports "PID PPID" as this process sees them.
 	"getpid": func([]string) (string, error) {
 		return fmt.Sprintf("%d %d", os.Getpid(), os.Getppid()), nil

@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	ossignal "os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -258,6 +259,40 @@ var basicVerbs = map[string]Verb{
 			os.Remove(a[0])
 		}
 		return "", nil
+	},
+	// bind-storm N DIR binds N fresh unix sockets to DIR/storm.sock (unlinked
+	// before each) while an interval timer sends SIGALRM every 30 µs: Go's
+	// handler has SA_RESTART, so a bind that a signal interrupts is issued
+	// again by the kernel. ok when every bind succeeded, else the tally.
+	"bind-storm": func(a []string) (string, error) {
+		n := atoi(a[0])
+		p := filepath.Join(a[1], "storm.sock")
+		alrm := make(chan os.Signal, 1)
+		ossignal.Notify(alrm, unix.SIGALRM)
+		defer ossignal.Stop(alrm)
+		tick := unix.Itimerval{Interval: unix.Timeval{Usec: 30}, Value: unix.Timeval{Usec: 30}}
+		if _, err := unix.Setitimer(unix.ItimerReal, tick); err != nil {
+			return "", err
+		}
+		defer unix.Setitimer(unix.ItimerReal, unix.Itimerval{})
+		tally := map[string]int{}
+		for range n {
+			os.Remove(p)
+			fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return "", err
+			}
+			err = unix.Bind(fd, &unix.SockaddrUnix{Name: p})
+			unix.Close(fd)
+			if err != nil {
+				tally[unix.ErrnoName(err.(unix.Errno))]++
+			}
+		}
+		os.Remove(p)
+		if len(tally) > 0 {
+			return "", fmt.Errorf("%d binds: %v failed", n, tally)
+		}
+		return fmt.Sprintf("%d binds", n), nil
 	},
 	"mount": func(a []string) (string, error) {
 		return "", unix.Mount("tmpfs", a[0], "tmpfs", 0, "")
