@@ -177,3 +177,32 @@ func TestExactEphemeralPortRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestSetupWarnsAboutASharedUser: the peer guard tells instances apart by the socket
+// owner's uid, so two instances that run as one user reach each other's servers. Setup
+// now says so, naming both; an instance with a user of its own gets no such warning.
+func TestSetupWarnsAboutASharedUser(t *testing.T) {
+	a := newInstance(t, "uid-a", nil)
+	b := newInstance(t, "uid-b", func(in *instance) {
+		in.spec["user"], in.spec["group"] = a.user, a.user
+		mustRun(t, "chown", a.user+":"+a.user, in.dir)
+	})
+	c := newInstance(t, "uid-c", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	setup := func(in *instance) string {
+		t.Helper()
+		out, errs, code := in.launcher(ctx, "setup")
+		if code != 0 {
+			t.Fatalf("setup %s exit %d\n%s%s", in.name, code, out, errs)
+		}
+		return errs
+	}
+	setup(a)
+	if errs := setup(b); !strings.Contains(errs, `instance \"uid-b\" runs as the same uid`) || !strings.Contains(errs, `uid-a`) {
+		t.Errorf("setup of uid-b, which runs as uid-a's user, did not warn:\n%s", errs)
+	}
+	if errs := setup(c); strings.Contains(errs, "same uid") {
+		t.Errorf("setup of uid-c, a user of its own, warned:\n%s", errs)
+	}
+}

@@ -333,12 +333,12 @@ func applyNetwork(np netpolicy.Plan) ([]string, error) {
 		if err := netpolicy.EnsureShared(np); err != nil {
 			return nil, withCode(ExitOSErr, fmt.Errorf("converge the network of a non-isolated instance: %w", err))
 		}
-		return nil, nil
+		return netpolicy.SharedUIDWarnings(np.Instance), nil
 	}
 	if err := netpolicy.Ensure(np); err != nil {
 		return nil, withCode(ExitOSErr, fmt.Errorf("set up network namespace %s: %w", np.Netns, err))
 	}
-	return netpolicy.Diagnose(np), nil
+	return append(netpolicy.Diagnose(np), netpolicy.SharedUIDWarnings(np.Instance)...), nil
 }
 
 // scriptCmdFunc builds the process that runs one init script. Setup uses

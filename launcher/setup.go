@@ -125,7 +125,7 @@ func (st *setup) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("set up the network: %w", err)
 	}
-	for _, w := range warnings { // host settings that still break egress
+	for _, w := range warnings { // host settings that still break egress, a uid shared with another instance
 		st.log.Warn(w)
 	}
 	defer sys.scriptResolver(ctx, p)()

@@ -71,3 +71,6 @@ func VerifyPeerGuard(p Plan) error {
 	}
 	return ErrUnsupported
 }
+
+// SharedUIDWarnings is only implemented on Linux.
+func SharedUIDWarnings(instance string) []string { return nil }

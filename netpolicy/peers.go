@@ -152,3 +152,25 @@ func SharedTable(enabled []string, ls []Listener) Table {
 	)
 	return t
 }
+
+// sharedUIDWarnings names every other registered instance that runs as
+// the same uid as instance: the peer guard decides by the socket owner's
+// uid, so it cannot keep such instances from each other's servers.
+func sharedUIDWarnings(ls []Listener, instance string) []string {
+	var self *Listener
+	for i := range ls {
+		if ls[i].Instance == instance {
+			self = &ls[i]
+		}
+	}
+	if self == nil {
+		return nil
+	}
+	var out []string
+	for _, l := range ls {
+		if l.Instance != instance && l.UID == self.UID {
+			out = append(out, fmt.Sprintf("instance %q runs as the same uid %d as instance %q: the peer guard tells instances apart by uid, so these two reach each other's servers (ports %d and %d); give each instance a user of its own", instance, l.UID, l.Instance, self.Port, l.Port))
+		}
+	}
+	return out
+}

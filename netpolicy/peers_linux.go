@@ -163,10 +163,22 @@ func instanceVethsLeft() (bool, error) {
 // failed half-way) makes it fail until setup runs again. It changes
 // nothing and needs CAP_NET_ADMIN. A plan without a listener verifies
 // trivially.
+//
+// It reads under the lock every setup and teardown holds while it rewrites
+// the shared table: the check is several netlink dumps (chains, rules, the
+// set and its elements), and other instances' setups, which a boot or a
+// rebuild starts at the same time, replace the table in between. A
+// preflight once refused a server whose setup had just succeeded (the
+// systemd tier's six instances; restarted 4 s later), most likely so.
 func VerifyPeerGuard(p Plan) error {
 	if p.Listener == nil {
 		return nil
 	}
+	unlock, err := lockForward()
+	if err != nil {
+		return fmt.Errorf("netpolicy: peer guard of %s: %w", p.Instance, err)
+	}
+	defer unlock()
 	if err := verifyPeerGuard(*p.Listener, hostNetnsFor(p)); err != nil {
 		return fmt.Errorf("netpolicy: peer guard of %s: %w; run setup again", p.Instance, err)
 	}
@@ -254,4 +266,16 @@ func verifyPeerGuard(l Listener, hostNetns string) error {
 		}
 	}
 	return fmt.Errorf("set %s has no element %d . %d", peerOwnersSet, l.Port, l.UID)
+}
+
+// SharedUIDWarnings reads the peer guard's record and names every other
+// instance that runs as instance's uid (see sharedUIDWarnings). Setup
+// prints them; a record it cannot read gives no warning (setup has just
+// written it, and any error there has been reported).
+func SharedUIDWarnings(instance string) []string {
+	ls, err := readListeners()
+	if err != nil {
+		return nil
+	}
+	return sharedUIDWarnings(ls, instance)
 }

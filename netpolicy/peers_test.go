@@ -61,3 +61,21 @@ func TestSharedTablePeerGuard(t *testing.T) {
 		t.Errorf("no listeners: not deterministic")
 	}
 }
+
+func TestSharedUIDWarnings(t *testing.T) {
+	ls := []Listener{
+		{Instance: "a", Port: 20001, UID: 990},
+		{Instance: "b", Port: 20002, UID: 991},
+		{Instance: "c", Port: 20003, UID: 990},
+	}
+	if got := sharedUIDWarnings(ls, "b"); len(got) != 0 {
+		t.Errorf("b has a uid of its own, got %q", got)
+	}
+	got := sharedUIDWarnings(ls, "a")
+	if len(got) != 1 || !strings.Contains(got[0], `"c"`) || !strings.Contains(got[0], "uid 990") {
+		t.Errorf("a shares uid 990 with c, got %q", got)
+	}
+	if got := sharedUIDWarnings(ls, "unregistered"); len(got) != 0 {
+		t.Errorf("an unregistered instance, got %q", got)
+	}
+}

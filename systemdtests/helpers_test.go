@@ -41,6 +41,15 @@ for u in $(systemctl list-units --failed --plain --no-legend | awk '{print $1}')
   echo "=== journal of failed unit $u"
   journalctl --no-pager -o short-precise -n 40 -u "$u"
 done
+# A unit that failed and was restarted is not "failed" any more; its first failure is
+# what matters (a CI run showed only the restarted, healthy start).
+for u in $(systemctl list-units --plain --no-legend 'opencode-*.service' | awk '{print $1}'); do
+  n=$(systemctl show -p NRestarts --value "$u")
+  if [ "${n:-0}" != 0 ]; then
+    echo "=== journal of $u, restarted $n times"
+    journalctl --no-pager -o short-precise -n 60 -u "$u"
+  fi
+done
 echo "=== last lines of the ocnix units"
 journalctl --no-pager -o short-precise -n 40 -u 'opencode-*'`
 
