@@ -231,7 +231,14 @@ type server struct {
 
 func (in *instance) start(prefix ...string) *server {
 	in.t.Helper()
+	return in.startWith(prefix)
+}
+
+// startWith is start with args after run's own (such as "--", a command).
+func (in *instance) startWith(prefix []string, args ...string) *server {
+	in.t.Helper()
 	argv := append(append([]string(nil), prefix...), launcherBin, "run", "--config", in.specPath)
+	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	buf := &testkit.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf

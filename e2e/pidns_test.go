@@ -88,22 +88,14 @@ for f in amp nohup setsid; do while [ ! -s $d/$f ]; do sleep 0.02; done; done
 
 	t.Run("SupervisorKilled", func(t *testing.T) {
 		dir := jobDir(t, si)
-		cmd := exec.Command(launcherBin, "run", "--config", si.specPath, "--",
-			"/bin/sh", "-c", script(dir)+fmt.Sprintf("exec %s pause %s/server\n", probeBin, dir))
-		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		t.Cleanup(func() { cmd.Process.Kill(); <-done })
+		s := si.startWith(nil, "--", "/bin/sh", "-c", script(dir)+fmt.Sprintf("exec %s pause %s/server\n", probeBin, dir))
 		server := waitPid(t, filepath.Join(dir, "server"))
 		for _, j := range jobs {
 			waitPid(t, filepath.Join(dir, j))
 		}
-		checkGuard(t, server, cmd.Process.Pid)
-		cmd.Process.Kill() // the launcher we started: the supervisor
-		<-done
+		checkGuard(t, server, s.cmd.Process.Pid)
+		s.cmd.Process.Kill() // the launcher we started: the supervisor
+		<-s.done
 		checkGone(t, dir, append(jobs, "server"))
 	})
 }

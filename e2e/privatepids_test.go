@@ -260,14 +260,7 @@ func TestStoppedServerStillStops(t *testing.T) {
 		{"Running", "exec /usr/bin/sleep 300"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := exec.Command(launcherBin, "run", "--config", si.specPath, "--", "/bin/sh", "-c", tc.script)
-			cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan struct{})
-			go func() { cmd.Wait(); close(done) }()
-			t.Cleanup(func() { cmd.Process.Kill(); <-done })
+			s := si.startWith(nil, "--", "/bin/sh", "-c", tc.script)
 			// Wait until the server (the supervisor's child in the sandbox's
 			// PID namespace, not the guard) is in the state the case wants.
 			want := map[string]string{"Stopped": "T", "Running": "S"}[tc.name]
@@ -277,22 +270,15 @@ func TestStoppedServerStillStops(t *testing.T) {
 					t.Fatalf("the server never reached state %s (last %q)", want, state)
 				}
 				time.Sleep(20 * time.Millisecond)
-				for _, c := range children(t, cmd.Process.Pid) {
+				for _, c := range children(t, s.cmd.Process.Pid) {
 					if st := procStatus(t, c); strings.Fields(st["NSpid"])[len(strings.Fields(st["NSpid"]))-1] == "2" {
 						state = strings.Fields(st["State"])[0]
 					}
 				}
 			}
-			if err := cmd.Process.Signal(unix.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatalf("run did not end within 10 s of SIGTERM with the server in state %s", want)
-			}
-			if code := cmd.ProcessState.ExitCode(); code != 143 {
-				t.Errorf("exit status %d, want 143 (the server's SIGTERM)", code)
+			// SIGTERM, then SIGKILL if run has not ended within 10 s.
+			if code := s.stop(10 * time.Second); code != 143 {
+				t.Errorf("exit status %d after SIGTERM with the server in state %s, want 143 (the server's SIGTERM)", code, want)
 			}
 		})
 	}

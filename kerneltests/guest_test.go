@@ -186,32 +186,16 @@ func TestGuestExplainKeepsItsWord(t *testing.T) {
 	if err != nil {
 		t.Fatalf("explain --json: %v", err)
 	}
-	status := map[string]string{}
-	var walk func(v any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			if ps, ok := x["protections"].([]any); ok {
-				for _, p := range ps {
-					if m, ok := p.(map[string]any); ok {
-						status[fmt.Sprint(m["name"])] = fmt.Sprint(m["status"])
-					}
-				}
-			}
-			for _, y := range x {
-				walk(y)
-			}
-		case []any:
-			for _, y := range x {
-				walk(y)
-			}
-		}
+	var plan struct {
+		Sandbox sandbox.Plan `json:"sandbox"`
 	}
-	var doc any
-	if err := json.Unmarshal(out, &doc); err != nil {
+	if err := json.Unmarshal(out, &plan); err != nil {
 		t.Fatalf("explain --json: %v", err)
 	}
-	walk(doc)
+	status := map[string]string{}
+	for _, p := range plan.Sandbox.Protections {
+		status[p.Name] = p.Status
+	}
 	t.Logf("explain on Landlock ABI %d: %v", abi, status)
 
 	run := func(args ...string) string {
@@ -261,7 +245,7 @@ func TestGuestExplainKeepsItsWord(t *testing.T) {
 	checked := 0
 	for _, c := range checks {
 		t.Run(strings.ReplaceAll(c.protection, " ", "_"), func(t *testing.T) {
-			if status[c.protection] != "enforced" {
+			if status[c.protection] != sandbox.StatusEnforced {
 				t.Skipf("explain says %q is %q on this kernel: nothing enforced to check", c.protection, status[c.protection])
 			}
 			checked++

@@ -90,8 +90,8 @@ func (l *lostAnswers) record(at site, cfd int, addr []byte, errno unix.Errno) {
 // socket with the same address bytes.
 func (l *lostAnswers) take(at site, cfd int, addr []byte) (unix.Errno, bool) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	a, ok := l.m[at.tid]
-	l.mu.Unlock()
 	if !ok || a.at != at || !bytes.Equal(a.addr, addr) || time.Since(a.when) > lostAnswerTTL {
 		return 0, false
 	}
@@ -99,11 +99,7 @@ func (l *lostAnswers) take(at site, cfd int, addr []byte) (unix.Errno, bool) {
 	if unix.Fstat(cfd, &st) != nil || st.Ino != a.ino {
 		return 0, false
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if cur, ok := l.m[at.tid]; ok && cur.when.Equal(a.when) {
-		delete(l.m, at.tid)
-	}
+	delete(l.m, at.tid)
 	return a.errno, true
 }
 
